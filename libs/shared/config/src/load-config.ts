@@ -1,0 +1,197 @@
+/**
+ * Parses the environment once, at start. Every problem is collected, and the error names
+ * each bad variable and what was expected, so an operator fixes them all in one go.
+ */
+import { hostname } from 'node:os';
+import { isIP } from 'node:net';
+import { resolve } from 'node:path';
+
+import { BUS_PREFIX_PATTERN, SERVICE_NAMES, isServiceName, type ServiceName } from '@stack/contracts';
+
+import { ENV_VARS, type LogLevel, type StackConfig } from './env-schema';
+
+export class ConfigError extends Error {
+  constructor(readonly problems: { variable: string; message: string }[]) {
+    super(`Invalid configuration:\n${problems.map((p) => `  - ${p.variable}: ${p.message}`).join('\n')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+type Env = Record<string, string | undefined>;
+
+const LOG_LEVELS: LogLevel[] = ['trace', 'debug', 'info', 'warn', 'error', 'fatal'];
+
+export function loadConfig(env: Env = process.env): StackConfig {
+  const problems: { variable: string; message: string }[] = [];
+  const fail = (variable: string, message: string) => problems.push({ variable, message });
+  const get = (name: string): string | undefined => {
+    const v = env[name];
+    return v === undefined || v.trim() === '' ? undefined : v.trim();
+  };
+  // Show at most a short, non-secret echo of what was given.
+  const shown = (name: string, v: string) => (ENV_VARS.find((s) => s.name === name)?.secret ? '(hidden)' : JSON.stringify(v.length > 80 ? `${v.slice(0, 77)}...` : v));
+
+  const int = (name: string, def: number, min: number, max: number): number => {
+    const v = get(name);
+    if (v === undefined) return def;
+    if (!/^\d+$/.test(v) || Number(v) < min || Number(v) > max) {
+      fail(name, `expected a whole number from ${min} to ${max}, got ${shown(name, v)}`);
+      return def;
+    }
+    return Number(v);
+  };
+  const bool = (name: string, def: boolean): boolean => {
+    const v = get(name);
+    if (v === undefined) return def;
+    if (/^(true|1|yes)$/i.test(v)) return true;
+    if (/^(false|0|no)$/i.test(v)) return false;
+    fail(name, `expected true or false, got ${shown(name, v)}`);
+    return def;
+  };
+  const url = (name: string, protocols: string[], def?: string): string | undefined => {
+    const v = get(name) ?? def;
+    if (v === undefined) return undefined;
+    for (const part of v.split(',')) {
+      let ok = false;
+      try {
+        ok = protocols.includes(new URL(part.trim()).protocol);
+      } catch {
+        ok = false;
+      }
+      if (!ok) {
+        fail(name, `expected a URL starting with ${protocols.map((p) => `${p}//`).join(' or ')}, got ${shown(name, part.trim())}`);
+        return undefined;
+      }
+    }
+    return v;
+  };
+  const cidrs = (name: string): string[] => {
+    const v = get(name);
+    if (v === undefined) return [];
+    const list = v.split(',').map((s) => s.trim()).filter(Boolean);
+    for (const c of list) {
+      const [addr, bits, extra] = c.split('/');
+      const family = isIP(addr ?? '');
+      const max = family === 6 ? 128 : 32;
+      if (!family || extra !== undefined || (bits !== undefined && (!/^\d+$/.test(bits) || Number(bits) > max))) {
+        fail(name, `expected comma-separated CIDRs like 10.0.0.0/8 or fd00::/8, got ${shown(name, c)}`);
+      }
+    }
+    return list;
+  };
+
+  const nodeEnv = get('NODE_ENV') ?? 'development';
+  const production = nodeEnv === 'production';
+
+  const publicUrlRaw = url('STACK_PUBLIC_URL', ['http:', 'https:'], 'http://localhost:8080');
+  let publicUrl = 'http://localhost:8080';
+  if (publicUrlRaw) {
+    const u = new URL(publicUrlRaw);
+    if (u.pathname !== '/' || u.search || u.hash) fail('STACK_PUBLIC_URL', `expected an origin with no path, query or fragment, got ${shown('STACK_PUBLIC_URL', publicUrlRaw)}`);
+    publicUrl = u.origin;
+  }
+
+  const port = int('PORT', 8080, 0, 65535);
+  const host = get('HOST') ?? '127.0.0.1';
+  if (!isIP(host) && !/^[a-zA-Z0-9.-]+$/.test(host)) fail('HOST', `expected an IP address or host name, got ${shown('HOST', host)}`);
+
+  const databaseUrl = url('DATABASE_URL', ['postgres:', 'postgresql:']);
+  const natsUrl = url('NATS_URL', ['nats:', 'tls:', 'ws:', 'wss:']);
+  const redisUrl = url('REDIS_URL', ['redis:', 'rediss:']);
+
+  const masterKeys = get('STACK_MASTER_KEYS');
+  if (masterKeys !== undefined) {
+    for (const entry of masterKeys.split(',')) {
+      const [id, key, extra] = entry.trim().split(':');
+      const bytes = key ? Buffer.from(key, 'base64') : Buffer.alloc(0);
+      if (!id || !/^[A-Za-z0-9_-]{1,32}$/.test(id) || extra !== undefined || bytes.length !== 32) {
+        fail('STACK_MASTER_KEYS', 'expected comma-separated `id:base64key` entries, each key 32 bytes of base64 (value hidden)');
+        break;
+      }
+    }
+  } else if (production) {
+    fail('STACK_MASTER_KEYS', 'required when NODE_ENV=production (generated keys are for local use only)');
+  }
+
+  const internalSecret = get('STACK_INTERNAL_SECRET');
+  if (internalSecret !== undefined && Buffer.from(internalSecret, 'base64').length < 32) {
+    fail('STACK_INTERNAL_SECRET', 'expected at least 32 bytes of base64 (value hidden)');
+  } else if (internalSecret === undefined && (production || natsUrl)) {
+    fail('STACK_INTERNAL_SECRET', 'required when NATS_URL is set or NODE_ENV=production: every process must share it to verify caller contexts');
+  }
+
+  let services: ServiceName[] = [...SERVICE_NAMES];
+  const servicesRaw = get('STACK_SERVICES');
+  if (servicesRaw !== undefined && servicesRaw !== 'all') {
+    const list = servicesRaw.split(',').map((s) => s.trim()).filter(Boolean);
+    const bad = list.filter((s) => !isServiceName(s));
+    if (bad.length || list.length === 0) {
+      fail('STACK_SERVICES', `expected 'all' or a comma-separated subset of ${SERVICE_NAMES.join(', ')}; unknown: ${bad.map((b) => JSON.stringify(b)).join(', ') || '(empty)'}`);
+    } else {
+      services = SERVICE_NAMES.filter((s) => list.includes(s));
+    }
+  }
+  if (!natsUrl && services.length !== SERVICE_NAMES.length) {
+    fail('NATS_URL', `required when STACK_SERVICES runs a subset (${services.join(', ')}): the in-process bus only reaches services in this process`);
+  }
+  if (!databaseUrl && services.length !== SERVICE_NAMES.length) {
+    fail('DATABASE_URL', 'required when STACK_SERVICES runs a subset: the embedded Postgres serves one process only');
+  }
+
+  const busPrefix = get('STACK_BUS_PREFIX') ?? 'stack';
+  if (!BUS_PREFIX_PATTERN.test(busPrefix)) fail('STACK_BUS_PREFIX', `expected 1-64 letters, digits, '_' or '-', got ${shown('STACK_BUS_PREFIX', busPrefix)}`);
+
+  const logLevel = (get('LOG_LEVEL') ?? 'info').toLowerCase() as LogLevel;
+  if (!LOG_LEVELS.includes(logLevel)) fail('LOG_LEVEL', `expected one of ${LOG_LEVELS.join(', ')}, got ${shown('LOG_LEVEL', logLevel)}`);
+
+  const otlpEndpoint = url('OTEL_EXPORTER_OTLP_ENDPOINT', ['http:', 'https:']);
+
+  const config: StackConfig = {
+    nodeEnv,
+    publicUrl,
+    host,
+    port,
+    databaseUrl,
+    natsUrl,
+    redisUrl,
+    masterKeys,
+    internalSecret,
+    services,
+    dataDir: resolve(get('STACK_DATA_DIR') ?? './.stack'),
+    busPrefix,
+    busTimeoutMs: int('STACK_BUS_TIMEOUT_MS', 5000, 10, 600_000),
+    proxyPrivateAllowlist: cidrs('STACK_PROXY_PRIVATE_ALLOWLIST'),
+    trustedProxies: cidrs('STACK_TRUSTED_PROXIES'),
+    logLevel,
+    migrateOnStart: bool('STACK_MIGRATE_ON_START', true),
+    shutdownTimeoutMs: int('STACK_SHUTDOWN_TIMEOUT_MS', 10_000, 0, 600_000),
+    instanceId: get('STACK_INSTANCE_ID') ?? `${hostname()}-${process.pid}`,
+    otlpEndpoint,
+  };
+  if (problems.length) throw new ConfigError(problems);
+  return config;
+}
+
+/** Values that must never reach a log line, error or response. */
+export function secretValues(config: StackConfig): string[] {
+  const out: string[] = [];
+  if (config.masterKeys) out.push(...config.masterKeys.split(',').map((e) => e.split(':')[1] ?? '').filter(Boolean));
+  if (config.internalSecret) out.push(config.internalSecret);
+  for (const u of [config.databaseUrl, config.redisUrl, config.natsUrl]) {
+    if (!u) continue;
+    for (const part of u.split(',')) {
+      try {
+        const parsed = new URL(part);
+        if (parsed.password) out.push(decodeURIComponent(parsed.password), parsed.password);
+      } catch {
+        /* validated already */
+      }
+    }
+  }
+  return [...new Set(out.filter((s) => s.length >= 4))];
+}
+
+/** True when this process runs every service (the one-process shape). */
+export function runsAllServices(config: StackConfig): boolean {
+  return config.services.length === SERVICE_NAMES.length;
+}
