@@ -70,8 +70,6 @@ export interface Handle {
 export interface Bus {
   /** The service this bus speaks for (signs `system` caller contexts with it). */
   readonly service: ServiceName;
-  /** Creates or updates the durable streams (idempotent). */
-  ensureStreams(): Promise<void>;
   /** Sends a command to its service's queue group and waits for the reply. Throws StackError: the handler's, BUS_TIMEOUT, SERVICE_UNAVAILABLE, PAYLOAD_TOO_LARGE, INVALID_REQUEST. */
   request<C extends CommandDef>(command: C, payload: RequestOf<C>, options?: RequestOptions): Promise<ResponseOf<C>>;
   /** Serves a command in its service's queue group. Payloads are validated before the handler runs; unknown fields are ignored. */
@@ -82,8 +80,6 @@ export interface Bus {
   consume(options: ConsumeOptions, handler: (event: EventDef, payload: unknown, ctx: EventContext) => Promise<void>): Promise<Handle>;
   /** Last sequence of a stream (0 when empty). */
   lastSequence(stream: StreamBase): Promise<number>;
-  /** True while connected. */
+  /** True while the underlying connection is up. */
   isHealthy(): boolean;
-  /** Drains subscriptions and closes the connection. */
-  close(): Promise<void>;
 }

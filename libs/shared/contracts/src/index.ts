@@ -6,3 +6,4 @@ export * from './bus/caller-context';
 export * from './bus/system';
 export * from './bus/events';
 export * from './bus/registry';
+export * from './public-routes';
