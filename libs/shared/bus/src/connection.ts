@@ -37,6 +37,8 @@ export interface BusConnection {
   readonly kind: 'nats' | 'in-process';
   forService(service: ServiceName): Bus;
   ensureStreams(): Promise<void>;
+  /** Resolves once every subscription made so far is registered with the server. */
+  flush(): Promise<void>;
   isHealthy(): boolean;
   close(): Promise<void>;
 }

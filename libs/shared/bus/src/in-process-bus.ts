@@ -1,0 +1,307 @@
+/**
+ * The bus for the one-process shape (no NATS_URL): the same contract as NatsBus — payloads
+ * are encoded, size-checked, signed and validated exactly as on the wire — but delivered
+ * inside this process. Streams are kept in memory: durability across restarts comes from
+ * the transactional outboxes, which republish whatever was not yet marked sent.
+ */
+import { randomUUID } from 'node:crypto';
+
+import { context, propagation } from '@opentelemetry/api';
+
+import {
+  BUS_HEADERS,
+  StackError,
+  commandSubject,
+  eventSubject,
+  streamName,
+  type CallerContext,
+  type CommandDef,
+  type EventDef,
+  type PayloadOf,
+  type RequestOf,
+  type ResponseOf,
+  type ServiceName,
+  type StreamBase,
+} from '@stack/contracts';
+import { CallerContextSigner } from '@stack/security';
+
+import type { Bus, CommandHandler, ConsumeOptions, EventContext, Handle, PublishAck, PublishOptions, RequestOptions } from './bus';
+import type { BusConnection, BusConnectionOptions } from './connection';
+import { CommandDispatcher, type BusMetricsSink, type InboundMessage } from './dispatch';
+import { decodeJson, decodeReply, encodeJson } from './envelope';
+import { DUPLICATE_WINDOW_MS, streamOf, streamPlans } from './streams';
+import { assertValid } from './validation';
+
+export interface InProcessBusOptions extends BusConnectionOptions {
+  metrics?: BusMetricsSink;
+}
+
+export function createInProcessBus(options: InProcessBusOptions): BusConnection {
+  return new InProcessBusConnection(options);
+}
+
+interface StoredMessage {
+  seq: number;
+  subject: string;
+  data: Uint8Array;
+  headers: Map<string, string>;
+}
+
+interface MemoryStream {
+  name: string;
+  messages: StoredMessage[];
+  lastSeq: number;
+  /** msg id → time published, for the duplicate window. */
+  ids: Map<string, { seq: number; at: number }>;
+  consumers: Map<string, MemoryConsumer>;
+}
+
+interface MemoryConsumer {
+  /** Highest sequence acknowledged in order; survives `stop()` and a new `consume()` with the same durable name. */
+  ackFloor: number;
+  deliveries: Map<number, number>;
+  running?: { wake: () => void; stopped: boolean; done: Promise<void> };
+}
+
+/** Memory bound per stream: messages every consumer has taken are dropped beyond it. */
+const MAX_IN_MEMORY_MESSAGES = 20_000;
+
+function trim(stream: MemoryStream): void {
+  const floors = [...stream.consumers.values()].map((c) => c.ackFloor);
+  // With no consumer yet, keep the newest half so a late consumer still finds recent events.
+  const floor = floors.length ? Math.min(...floors) : stream.messages[Math.floor(stream.messages.length / 2)]!.seq;
+  const drop = stream.messages.findIndex((m) => m.seq > floor);
+  stream.messages.splice(0, drop === -1 ? stream.messages.length : drop);
+}
+
+class InProcessBusConnection implements BusConnection {
+  readonly kind = 'in-process' as const;
+  readonly signer: CallerContextSigner;
+  readonly handlers = new Map<string, { dispatchers: CommandDispatcher<CommandDef>[]; next: number }>();
+  readonly streams = new Map<string, MemoryStream>();
+  private readonly facades = new Map<ServiceName, InProcessServiceBus>();
+  closed = false;
+
+  constructor(readonly options: InProcessBusOptions) {
+    this.signer = new CallerContextSigner(options.internalSecret);
+    void this.ensureStreams();
+  }
+
+  forService(service: ServiceName): Bus {
+    let bus = this.facades.get(service);
+    if (!bus) {
+      bus = new InProcessServiceBus(this, service);
+      this.facades.set(service, bus);
+    }
+    return bus;
+  }
+
+  async ensureStreams(): Promise<void> {
+    for (const plan of streamPlans(this.options.prefix)) {
+      if (!this.streams.has(plan.name)) this.streams.set(plan.name, { name: plan.name, messages: [], lastSeq: 0, ids: new Map(), consumers: new Map() });
+    }
+  }
+
+  stream(base: StreamBase): MemoryStream {
+    const name = streamName(this.options.prefix, base);
+    const s = this.streams.get(name);
+    if (!s) throw new StackError('SERVICE_UNAVAILABLE', `stream ${name} does not exist`);
+    return s;
+  }
+
+  async flush(): Promise<void> {
+    // Handlers are registered synchronously: nothing to wait for.
+  }
+
+  isHealthy(): boolean {
+    return !this.closed;
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    for (const s of this.streams.values()) {
+      for (const c of s.consumers.values()) {
+        if (c.running) {
+          c.running.stopped = true;
+          c.running.wake();
+          await c.running.done;
+        }
+      }
+    }
+    this.handlers.clear();
+  }
+}
+
+class InProcessServiceBus implements Bus {
+  private readonly systemCaller: CallerContext;
+
+  constructor(
+    private readonly conn: InProcessBusConnection,
+    readonly service: ServiceName,
+  ) {
+    this.systemCaller = { issuer: service, kind: 'system', scopes: [] };
+  }
+
+  private headersFor(id: string, caller: CallerContext | undefined): Map<string, string> {
+    const h = new Map<string, string>();
+    h.set(BUS_HEADERS.messageId, id);
+    h.set(BUS_HEADERS.sender, this.service);
+    h.set(BUS_HEADERS.caller, this.conn.signer.sign(caller ?? this.systemCaller));
+    const carrier: Record<string, string> = {};
+    propagation.inject(context.active(), carrier);
+    if (carrier.traceparent) h.set(BUS_HEADERS.traceparent, carrier.traceparent);
+    if (carrier.tracestate) h.set(BUS_HEADERS.tracestate, carrier.tracestate);
+    return h;
+  }
+
+  async request<C extends CommandDef>(command: C, payload: RequestOf<C>, options: RequestOptions = {}): Promise<ResponseOf<C>> {
+    if (this.conn.closed) throw new StackError('SERVICE_UNAVAILABLE', 'the bus is closed');
+    const subject = commandSubject(this.conn.options.prefix, command);
+    const data = encodeJson(payload, `request to ${subject}`);
+    const entry = this.conn.handlers.get(subject);
+    const started = performance.now();
+    if (!entry || entry.dispatchers.length === 0) {
+      this.conn.options.metrics?.requestCompleted(subject, 'no_responders', 0);
+      throw new StackError('SERVICE_UNAVAILABLE', `no ${command.service} instance is serving ${command.name} on the bus`, { subject });
+    }
+    const dispatcher = entry.dispatchers[entry.next++ % entry.dispatchers.length]!;
+    const headers = this.headersFor(options.messageId ?? randomUUID(), options.caller);
+    const inbound: InboundMessage = { subject, data, header: (n) => headers.get(n) };
+    const timeout = options.timeoutMs ?? this.conn.options.timeoutMs;
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      const reply = await Promise.race([
+        dispatcher.dispatch(inbound),
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(new StackError('BUS_TIMEOUT', `${command.service} did not answer ${command.name} within ${timeout} ms`, { subject, timeout_ms: timeout })), timeout);
+        }),
+      ]);
+      const result = decodeReply(reply) as ResponseOf<C>;
+      this.conn.options.metrics?.requestCompleted(subject, 'ok', (performance.now() - started) / 1000);
+      return result;
+    } catch (err) {
+      this.conn.options.metrics?.requestCompleted(subject, (err as StackError).code === 'BUS_TIMEOUT' ? 'timeout' : 'error', (performance.now() - started) / 1000);
+      throw err;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  handle<C extends CommandDef>(command: C, handler: CommandHandler<C>): Handle {
+    if (command.service !== this.service) throw new Error(`${this.service} cannot serve ${command.service}.${command.name}`);
+    const subject = commandSubject(this.conn.options.prefix, command);
+    const dispatcher = new CommandDispatcher(command, handler, this.conn.signer, this.conn.options.logger, this.conn.options.metrics) as unknown as CommandDispatcher<CommandDef>;
+    let entry = this.conn.handlers.get(subject);
+    if (!entry) {
+      entry = { dispatchers: [], next: 0 };
+      this.conn.handlers.set(subject, entry);
+    }
+    entry.dispatchers.push(dispatcher);
+    return {
+      stop: async () => {
+        const e = this.conn.handlers.get(subject);
+        if (e) e.dispatchers = e.dispatchers.filter((d) => d !== dispatcher);
+      },
+    };
+  }
+
+  async publish<E extends EventDef>(event: E, payload: PayloadOf<E>, options: PublishOptions): Promise<PublishAck> {
+    if (this.conn.closed) throw new StackError('SERVICE_UNAVAILABLE', 'the bus is closed');
+    const subject = eventSubject(this.conn.options.prefix, event);
+    const data = encodeJson(payload, `event ${subject}`);
+    const stream = this.conn.stream(event.stream);
+    const now = Date.now();
+    const seen = stream.ids.get(options.id);
+    if (seen && now - seen.at < DUPLICATE_WINDOW_MS) return { stream: stream.name, seq: seen.seq, duplicate: true };
+    const seq = ++stream.lastSeq;
+    stream.messages.push({ seq, subject, data, headers: this.headersFor(options.id, options.caller) });
+    stream.ids.set(options.id, { seq, at: now });
+    if (stream.ids.size > 100_000) for (const [k, v] of stream.ids) if (now - v.at >= DUPLICATE_WINDOW_MS) stream.ids.delete(k);
+    if (stream.messages.length > MAX_IN_MEMORY_MESSAGES) trim(stream);
+    for (const c of stream.consumers.values()) c.running?.wake();
+    return { stream: stream.name, seq, duplicate: false };
+  }
+
+  async consume(options: ConsumeOptions, handler: (event: EventDef, payload: unknown, ctx: EventContext) => Promise<void>): Promise<Handle> {
+    const stream = this.conn.stream(streamOf(options.events));
+    const bySubject = new Map(options.events.map((e) => [eventSubject(this.conn.options.prefix, e), e]));
+    let consumer = stream.consumers.get(options.durable);
+    if (!consumer) {
+      consumer = { ackFloor: options.deliver === 'new' ? stream.lastSeq : 0, deliveries: new Map() };
+      stream.consumers.set(options.durable, consumer);
+    }
+    if (consumer.running && !consumer.running.stopped) throw new Error(`consumer ${options.durable} is already running in this process`);
+    const c = consumer;
+    let wake: () => void = () => undefined;
+    const running = { wake: () => wake(), stopped: false, done: Promise.resolve() };
+    c.running = running;
+    const signer = this.conn.signer;
+    const logger = this.conn.options.logger;
+    running.done = (async () => {
+      while (!running.stopped) {
+        const next = stream.messages.find((m) => m.seq > c.ackFloor);
+        if (!next) {
+          await new Promise<void>((resolve) => {
+            wake = resolve;
+          });
+          continue;
+        }
+        const event = bySubject.get(next.subject);
+        if (!event) {
+          c.ackFloor = next.seq;
+          continue;
+        }
+        const deliveries = (c.deliveries.get(next.seq) ?? 0) + 1;
+        c.deliveries.set(next.seq, deliveries);
+        let payload: unknown;
+        let caller: CallerContext;
+        try {
+          caller = signer.verify(next.headers.get(BUS_HEADERS.caller));
+          payload = decodeJson(next.data);
+          assertValid(event.payload, payload, `event ${next.subject}`);
+        } catch (err) {
+          logger?.error({ subject: next.subject, seq: next.seq, err: (err as Error).message }, 'bus event refused');
+          c.ackFloor = next.seq;
+          continue;
+        }
+        try {
+          await handler(event, payload, {
+            id: next.headers.get(BUS_HEADERS.messageId) ?? `${stream.name}:${next.seq}`,
+            subject: next.subject,
+            caller,
+            sender: next.headers.get(BUS_HEADERS.sender),
+            traceparent: next.headers.get(BUS_HEADERS.traceparent),
+            seq: next.seq,
+            deliveries,
+          });
+          c.ackFloor = next.seq;
+          c.deliveries.delete(next.seq);
+        } catch (err) {
+          logger?.warn({ subject: next.subject, seq: next.seq, deliveries, err: (err as Error).message }, 'event handler failed; it will be redelivered');
+          await new Promise<void>((resolve) => {
+            const t = setTimeout(resolve, Math.min(30_000, 100 * 2 ** Math.min(deliveries, 8)));
+            wake = () => {
+              clearTimeout(t);
+              resolve();
+            };
+          });
+        }
+      }
+    })();
+    return {
+      stop: async () => {
+        running.stopped = true;
+        wake();
+        await running.done;
+      },
+    };
+  }
+
+  async lastSequence(stream: StreamBase): Promise<number> {
+    return this.conn.stream(stream).lastSeq;
+  }
+
+  isHealthy(): boolean {
+    return this.conn.isHealthy();
+  }
+}

@@ -1,0 +1,57 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { resolve } from 'node:path';
+
+import { SYSTEM_COMMANDS } from '@stack/contracts';
+import { TEST_NATS_URL } from '@stack/testing';
+
+import { busContractSuite } from './bus-contract.suite';
+import { connectNatsBus } from './nats-bus';
+
+busContractSuite('NATS bus', async ({ prefix, internalSecret }) => connectNatsBus({ servers: TEST_NATS_URL, prefix, internalSecret, timeoutMs: 2000, instanceId: 'test' }), { sharedConnection: false });
+
+const fixture = resolve(__dirname, '../test-fixtures/serve-ping.ts');
+const root = resolve(__dirname, '../../../..');
+
+function startReplica(prefix: string, secret: Buffer): Promise<ChildProcess> {
+  const child = spawn(process.execPath, ['-r', '@swc-node/register', fixture], {
+    cwd: root,
+    env: { ...process.env, SWC_NODE_PROJECT: resolve(root, 'tsconfig.base.json'), NATS_URL: TEST_NATS_URL, STACK_BUS_PREFIX: prefix, STACK_INTERNAL_SECRET: secret.toString('base64') },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  return new Promise((res, rej) => {
+    let err = '';
+    child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+    child.stdout!.on('data', (d: Buffer) => {
+      if (d.toString().includes('READY')) res(child);
+    });
+    child.on('exit', (code) => rej(new Error(`replica exited with ${code}: ${err}`)));
+  });
+}
+
+describe('NATS bus across processes', () => {
+  const children: ChildProcess[] = [];
+  afterAll(() => {
+    for (const c of children) c.kill('SIGKILL');
+  });
+
+  it('answers requests from another process and shares load across a queue group of two replicas', async () => {
+    const prefix = `t${randomBytes(5).toString('hex')}`;
+    const secret = randomBytes(32);
+    children.push(...(await Promise.all([startReplica(prefix, secret), startReplica(prefix, secret)])));
+    const conn = await connectNatsBus({ servers: TEST_NATS_URL, prefix, internalSecret: secret, timeoutMs: 5000, instanceId: 'test' });
+    try {
+      const pids = new Map<number, number>();
+      for (let i = 0; i < 200; i++) {
+        const reply = await conn.forService('passport').request(SYSTEM_COMMANDS.audit.ping, { from: 'test' });
+        pids.set(reply.pid, (pids.get(reply.pid) ?? 0) + 1);
+      }
+      expect(pids.has(process.pid)).toBe(false);
+      expect([...pids.keys()].sort()).toEqual(children.map((c) => c.pid).sort());
+      // NATS picks a queue member at random: each replica gets a real share.
+      for (const n of pids.values()) expect(n).toBeGreaterThan(40);
+    } finally {
+      await conn.close();
+    }
+  });
+});

@@ -1,0 +1,343 @@
+/**
+ * The bus over a real NATS server: core request/reply with one queue group per service
+ * (replicas share the load), JetStream for the durable streams (publish waits for the
+ * stream's acknowledgement; consumers are durable pull consumers acknowledging only after
+ * their handler succeeded).
+ */
+import { randomUUID } from 'node:crypto';
+
+import { SpanKind, SpanStatusCode, context, propagation } from '@opentelemetry/api';
+import {
+  AckPolicy,
+  DeliverPolicy,
+  ErrorCode as NatsErrorCode,
+  RetentionPolicy,
+  StorageType,
+  connect,
+  headers as natsHeaders,
+  nanos,
+  type ConsumerMessages,
+  type JetStreamClient,
+  type JetStreamManager,
+  type MsgHdrs,
+  type NatsConnection,
+  type NatsError,
+  type Subscription,
+} from 'nats';
+
+import {
+  BUS_HEADERS,
+  StackError,
+  commandSubject,
+  eventSubject,
+  queueGroup,
+  streamName,
+  type CallerContext,
+  type CommandDef,
+  type EventDef,
+  type PayloadOf,
+  type RequestOf,
+  type ResponseOf,
+  type ServiceName,
+  type StreamBase,
+} from '@stack/contracts';
+import { CallerContextSigner } from '@stack/security';
+
+import type { Bus, CommandHandler, ConsumeOptions, EventContext, Handle, PublishAck, PublishOptions, RequestOptions } from './bus';
+import type { BusConnection, NatsBusConnectionOptions } from './connection';
+import { CommandDispatcher, tracer, traceCarrierFrom, type BusMetricsSink, type InboundMessage } from './dispatch';
+import { decodeJson, decodeReply, encodeJson } from './envelope';
+import { DUPLICATE_WINDOW_MS, streamOf, streamPlans } from './streams';
+import { assertValid } from './validation';
+
+export interface NatsBusOptions extends NatsBusConnectionOptions {
+  metrics?: BusMetricsSink;
+}
+
+export async function connectNatsBus(options: NatsBusOptions): Promise<BusConnection> {
+  const nc = await connect({
+    servers: options.servers.split(',').map((s) => s.trim()),
+    name: options.name ?? `stack-${options.instanceId}`,
+    maxReconnectAttempts: -1,
+    reconnectTimeWait: 500,
+    pingInterval: 10_000,
+  });
+  return new NatsBusConnection(nc, options);
+}
+
+class NatsBusConnection implements BusConnection {
+  readonly kind = 'nats' as const;
+  readonly signer: CallerContextSigner;
+  readonly js: JetStreamClient;
+  private jsm?: Promise<JetStreamManager>;
+  private healthy = true;
+  private readonly facades = new Map<ServiceName, NatsServiceBus>();
+  readonly handles = new Set<Handle>();
+
+  constructor(
+    readonly nc: NatsConnection,
+    readonly options: NatsBusOptions,
+  ) {
+    this.signer = new CallerContextSigner(options.internalSecret);
+    this.js = nc.jetstream();
+    void this.watchStatus();
+  }
+
+  manager(): Promise<JetStreamManager> {
+    this.jsm ??= this.nc.jetstreamManager();
+    return this.jsm;
+  }
+
+  private async watchStatus(): Promise<void> {
+    for await (const s of this.nc.status()) {
+      if (s.type === 'disconnect') {
+        this.healthy = false;
+        this.options.logger?.warn({ server: String(s.data) }, 'bus disconnected');
+      } else if (s.type === 'reconnect') {
+        this.healthy = true;
+        this.options.logger?.info({ server: String(s.data) }, 'bus reconnected');
+      }
+    }
+  }
+
+  forService(service: ServiceName): Bus {
+    let bus = this.facades.get(service);
+    if (!bus) {
+      bus = new NatsServiceBus(this, service);
+      this.facades.set(service, bus);
+    }
+    return bus;
+  }
+
+  async ensureStreams(): Promise<void> {
+    const jsm = await this.manager();
+    for (const plan of streamPlans(this.options.prefix)) {
+      const config = {
+        name: plan.name,
+        subjects: plan.subjects,
+        storage: StorageType.File,
+        retention: RetentionPolicy.Limits,
+        max_age: nanos(plan.maxAgeMs),
+        duplicate_window: nanos(DUPLICATE_WINDOW_MS),
+        num_replicas: 1,
+      };
+      try {
+        const info = await jsm.streams.info(plan.name);
+        const have = [...(info.config.subjects ?? [])].sort().join(',');
+        if (have !== [...plan.subjects].sort().join(',')) await jsm.streams.update(plan.name, { ...info.config, subjects: plan.subjects });
+      } catch (err) {
+        if (!isNotFound(err)) throw err;
+        try {
+          await jsm.streams.add(config);
+        } catch (addErr) {
+          // Another replica created it between our info and add: that is the state we wanted.
+          if (!String((addErr as Error).message).includes('already in use')) throw addErr;
+        }
+      }
+    }
+  }
+
+  flush(): Promise<void> {
+    return this.nc.flush();
+  }
+
+  isHealthy(): boolean {
+    return this.healthy && !this.nc.isClosed();
+  }
+
+  async close(): Promise<void> {
+    await Promise.allSettled([...this.handles].map((h) => h.stop()));
+    if (!this.nc.isClosed()) await this.nc.drain().catch(() => this.nc.close());
+  }
+}
+
+function isNotFound(err: unknown): boolean {
+  const e = err as NatsError & { api_error?: { err_code?: number } };
+  return e?.api_error?.err_code === 10059 || /not found/i.test(String(e?.message));
+}
+
+class NatsServiceBus implements Bus {
+  private readonly systemCaller: CallerContext;
+
+  constructor(
+    private readonly conn: NatsBusConnection,
+    readonly service: ServiceName,
+  ) {
+    this.systemCaller = { issuer: service, kind: 'system', scopes: [] };
+  }
+
+  private headersFor(id: string, caller: CallerContext | undefined): MsgHdrs {
+    const h = natsHeaders();
+    h.set(BUS_HEADERS.messageId, id);
+    h.set(BUS_HEADERS.sender, this.service);
+    h.set(BUS_HEADERS.caller, this.conn.signer.sign(caller ?? this.systemCaller));
+    const carrier: Record<string, string> = {};
+    propagation.inject(context.active(), carrier);
+    if (carrier.traceparent) h.set(BUS_HEADERS.traceparent, carrier.traceparent);
+    if (carrier.tracestate) h.set(BUS_HEADERS.tracestate, carrier.tracestate);
+    return h;
+  }
+
+  async request<C extends CommandDef>(command: C, payload: RequestOf<C>, options: RequestOptions = {}): Promise<ResponseOf<C>> {
+    const subject = commandSubject(this.conn.options.prefix, command);
+    const data = encodeJson(payload, `request to ${subject}`);
+    const timeout = options.timeoutMs ?? this.conn.options.timeoutMs;
+    const started = performance.now();
+    return tracer.startActiveSpan(`${subject} send`, { kind: SpanKind.CLIENT, attributes: { 'messaging.system': 'nats', 'messaging.destination.name': subject } }, async (span) => {
+      let outcome: 'ok' | 'error' | 'timeout' | 'no_responders' = 'ok';
+      try {
+        const msg = await this.conn.nc.request(subject, data, { timeout, headers: this.headersFor(options.messageId ?? randomUUID(), options.caller) });
+        return decodeReply(msg.data) as ResponseOf<C>;
+      } catch (err) {
+        const code = (err as NatsError).code;
+        if (code === NatsErrorCode.NoResponders) {
+          outcome = 'no_responders';
+          throw new StackError('SERVICE_UNAVAILABLE', `no ${command.service} instance is serving ${command.name} on the bus`, { subject });
+        }
+        if (code === NatsErrorCode.Timeout) {
+          outcome = 'timeout';
+          throw new StackError('BUS_TIMEOUT', `${command.service} did not answer ${command.name} within ${timeout} ms`, { subject, timeout_ms: timeout });
+        }
+        outcome = 'error';
+        if (err instanceof StackError) throw err;
+        throw new StackError('SERVICE_UNAVAILABLE', `bus request to ${subject} failed: ${(err as Error).message}`, { subject });
+      } finally {
+        if (outcome !== 'ok') span.setStatus({ code: SpanStatusCode.ERROR, message: outcome });
+        span.end();
+        this.conn.options.metrics?.requestCompleted(subject, outcome, (performance.now() - started) / 1000);
+      }
+    });
+  }
+
+  handle<C extends CommandDef>(command: C, handler: CommandHandler<C>): Handle {
+    if (command.service !== this.service) throw new Error(`${this.service} cannot serve ${command.service}.${command.name}`);
+    const subject = commandSubject(this.conn.options.prefix, command);
+    const dispatcher = new CommandDispatcher(command, handler, this.conn.signer, this.conn.options.logger, this.conn.options.metrics);
+    const nc = this.conn.nc;
+    const sub: Subscription = nc.subscribe(subject, {
+      queue: queueGroup(this.conn.options.prefix, this.service),
+      callback: (err, msg) => {
+        if (err) {
+          this.conn.options.logger?.error({ subject, err: err.message }, 'bus subscription error');
+          return;
+        }
+        const inbound: InboundMessage = { subject: msg.subject, data: msg.data, header: (n) => msg.headers?.get(n) || undefined };
+        void dispatcher.dispatch(inbound).then((reply) => {
+          if (msg.reply) msg.respond(reply);
+        });
+      },
+    });
+    const handle: Handle = {
+      stop: async () => {
+        this.conn.handles.delete(handle);
+        if (!sub.isClosed()) await sub.drain().catch(() => sub.unsubscribe());
+      },
+    };
+    this.conn.handles.add(handle);
+    return handle;
+  }
+
+  async publish<E extends EventDef>(event: E, payload: PayloadOf<E>, options: PublishOptions): Promise<PublishAck> {
+    const subject = eventSubject(this.conn.options.prefix, event);
+    const data = encodeJson(payload, `event ${subject}`);
+    const headers = this.headersFor(options.id, options.caller);
+    try {
+      const ack = await this.conn.js.publish(subject, data, { msgID: options.id, headers, timeout: this.conn.options.timeoutMs });
+      return { stream: ack.stream, seq: ack.seq, duplicate: ack.duplicate };
+    } catch (err) {
+      throw new StackError('SERVICE_UNAVAILABLE', `could not make event ${subject} durable: ${(err as Error).message}`, { subject });
+    }
+  }
+
+  async consume(options: ConsumeOptions, handler: (event: EventDef, payload: unknown, ctx: EventContext) => Promise<void>): Promise<Handle> {
+    const base = streamOf(options.events);
+    const stream = streamName(this.conn.options.prefix, base);
+    const bySubject = new Map(options.events.map((e) => [eventSubject(this.conn.options.prefix, e), e]));
+    const all = streamPlans(this.conn.options.prefix).find((p) => p.base === base)?.subjects ?? [];
+    // NATS 2.9 allows one filter subject per consumer: filter when the consumer wants exactly
+    // one subject, otherwise read the stream and acknowledge what it does not want.
+    const filter = bySubject.size === 1 && all.length > 1 ? [...bySubject.keys()][0] : undefined;
+    const jsm = await this.conn.manager();
+    const config = {
+      durable_name: options.durable,
+      ack_policy: AckPolicy.Explicit,
+      deliver_policy: options.deliver === 'new' ? DeliverPolicy.New : DeliverPolicy.All,
+      ack_wait: nanos(options.ackWaitMs ?? 30_000),
+      max_ack_pending: 1000,
+      ...(filter ? { filter_subject: filter } : {}),
+    };
+    try {
+      await jsm.consumers.info(stream, options.durable);
+    } catch (err) {
+      if (!isNotFound(err)) throw err;
+      await jsm.consumers.add(stream, config);
+    }
+    const consumer = await this.conn.js.consumers.get(stream, options.durable);
+    const messages: ConsumerMessages = await consumer.consume({ max_messages: options.batch ?? 100 });
+    const logger = this.conn.options.logger;
+    const signer = this.conn.signer;
+    const loop = (async () => {
+      for await (const m of messages) {
+        const event = bySubject.get(m.subject);
+        if (!event) {
+          m.ack();
+          continue;
+        }
+        const inbound: InboundMessage = { subject: m.subject, data: m.data, header: (n) => m.headers?.get(n) || undefined };
+        let payload: unknown;
+        let caller: CallerContext;
+        try {
+          caller = signer.verify(inbound.header(BUS_HEADERS.caller));
+          payload = decodeJson(m.data);
+          assertValid(event.payload, payload, `event ${m.subject}`);
+        } catch (err) {
+          // A message that can never be valid is terminated, not redelivered forever.
+          logger?.error({ subject: m.subject, seq: m.seq, err: (err as Error).message }, 'bus event refused');
+          m.term();
+          continue;
+        }
+        const ctx: EventContext = {
+          id: inbound.header(BUS_HEADERS.messageId) ?? `${stream}:${m.seq}`,
+          subject: m.subject,
+          caller,
+          sender: inbound.header(BUS_HEADERS.sender),
+          traceparent: inbound.header(BUS_HEADERS.traceparent),
+          seq: m.seq,
+          deliveries: m.info.deliveryCount,
+        };
+        try {
+          await tracer.startActiveSpan(`${m.subject} process`, { kind: SpanKind.CONSUMER }, traceCarrierFrom(inbound), async (span) => {
+            try {
+              await handler(event, payload, ctx);
+            } finally {
+              span.end();
+            }
+          });
+          m.ack();
+        } catch (err) {
+          logger?.warn({ subject: m.subject, seq: m.seq, deliveries: ctx.deliveries, err: (err as Error).message }, 'event handler failed; it will be redelivered');
+          m.nak(Math.min(30_000, 250 * 2 ** Math.min(ctx.deliveries, 7)));
+        }
+      }
+    })();
+    const handle: Handle = {
+      stop: async () => {
+        this.conn.handles.delete(handle);
+        await messages.close().catch(() => undefined);
+        await loop.catch(() => undefined);
+      },
+    };
+    this.conn.handles.add(handle);
+    return handle;
+  }
+
+  async lastSequence(stream: StreamBase): Promise<number> {
+    const jsm = await this.conn.manager();
+    const info = await jsm.streams.info(streamName(this.conn.options.prefix, stream));
+    return info.state.last_seq;
+  }
+
+  isHealthy(): boolean {
+    return this.conn.isHealthy();
+  }
+}

@@ -1,0 +1,60 @@
+import { randomBytes } from 'node:crypto';
+
+import { StackError, type CallerContext } from '@stack/contracts';
+
+import { CallerContextSigner } from './caller-context-signer';
+
+const ctx: CallerContext = { issuer: 'mcp-gateway', kind: 'member', operator_id: 'op_1', member_id: 'mem_1', scopes: ['stack:services'] };
+
+function codeOf(fn: () => unknown): string | undefined {
+  try {
+    fn();
+  } catch (err) {
+    return err instanceof StackError ? err.code : 'not-a-stack-error';
+  }
+  return undefined;
+}
+
+describe('CallerContextSigner', () => {
+  const key = randomBytes(32);
+
+  it('round-trips a context', () => {
+    const s = new CallerContextSigner(key);
+    expect(s.verify(s.sign(ctx))).toEqual(ctx);
+  });
+
+  it('refuses a token signed with another key', () => {
+    const token = new CallerContextSigner(randomBytes(32)).sign(ctx);
+    expect(codeOf(() => new CallerContextSigner(key).verify(token))).toBe('UNAUTHORIZED');
+  });
+
+  it('refuses a token whose claims were edited (privilege added)', () => {
+    const s = new CallerContextSigner(key);
+    const [h, p, sig] = s.sign(ctx).split('.');
+    const claims = JSON.parse(Buffer.from(p!, 'base64url').toString());
+    claims.scopes.push('stack:admin');
+    const forged = `${h}.${Buffer.from(JSON.stringify(claims)).toString('base64url')}.${sig}`;
+    expect(codeOf(() => new CallerContextSigner(key).verify(forged))).toBe('UNAUTHORIZED');
+  });
+
+  it('refuses an expired token, a missing one, and garbage', () => {
+    let now = 1_000_000;
+    const s = new CallerContextSigner(key, 60_000, () => now);
+    const token = s.sign(ctx);
+    now += 61_000;
+    expect(codeOf(() => s.verify(token))).toBe('UNAUTHORIZED');
+    expect(codeOf(() => s.verify(undefined))).toBe('UNAUTHORIZED');
+    expect(codeOf(() => s.verify('a.b.c'))).toBe('UNAUTHORIZED');
+    expect(codeOf(() => s.verify('x'))).toBe('UNAUTHORIZED');
+  });
+
+  it('refuses a validly signed token of the wrong shape', () => {
+    const s = new CallerContextSigner(key);
+    const bad = s.sign({ ...ctx, issuer: 'not-a-service' as CallerContext['issuer'] });
+    expect(codeOf(() => new CallerContextSigner(key).verify(bad))).toBe('UNAUTHORIZED');
+  });
+
+  it('refuses a short key', () => {
+    expect(() => new CallerContextSigner(randomBytes(16))).toThrow(/32 bytes/);
+  });
+});
