@@ -1,0 +1,16 @@
+/**
+ * `stack`: all six services in one process (the embedded default of `npm start`), any
+ * subset of them with STACK_SERVICES, and the admin commands.
+ */
+import { auditService } from '@stack/audit';
+import { authService } from '@stack/auth';
+import { credentialProxyService } from '@stack/credential-proxy';
+import { mcpGatewayService } from '@stack/mcp-gateway';
+import { passportService } from '@stack/passport';
+import { runCli } from '@stack/runtime';
+import { skillRunnerService } from '@stack/skill-runner';
+
+void runCli({
+  available: [authService, mcpGatewayService, credentialProxyService, passportService, skillRunnerService, auditService],
+  argv: process.argv.slice(2),
+});

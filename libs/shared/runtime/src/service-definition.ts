@@ -1,0 +1,34 @@
+/**
+ * What a service library hands the runtime: its Nest module, its tables and its migrations.
+ * The runtime gives it back, under tokens below, the service's own bus facade, data source
+ * and outbox — so a service never reaches for another's.
+ */
+import type { Type } from '@nestjs/common';
+
+import type { ServiceName } from '@stack/contracts';
+
+/** A TypeORM entity or migration class. */
+// eslint-disable-next-line @typescript-eslint/no-unsafe-function-type
+export type ClassRef = Function;
+
+export interface ServiceDefinition {
+  service: ServiceName;
+  /** The service's root Nest module (controllers, providers, bus handlers). */
+  module: Type<unknown>;
+  entities: readonly ClassRef[];
+  migrations: readonly ClassRef[];
+}
+
+export const TOKENS = {
+  config: Symbol.for('stack.config'),
+  logger: Symbol.for('stack.logger'),
+  metrics: Symbol.for('stack.metrics'),
+  health: Symbol.for('stack.health'),
+  busConnection: Symbol.for('stack.bus-connection'),
+  cache: Symbol.for('stack.cache'),
+} as const;
+
+/** Injection token of one service's kit: `@Inject(serviceKitToken('auth')) kit: ServiceKit`. */
+export function serviceKitToken(service: ServiceName): string {
+  return `stack.service-kit.${service}`;
+}

@@ -1,0 +1,262 @@
+/**
+ * Starts a STACK process: any subset of the six services (STACK_SERVICES), on the real
+ * servers (DATABASE_URL, NATS_URL, REDIS_URL) or on their embedded twins when those are
+ * unset (the one-process default). Infrastructure comes up before Nest, in dependency order,
+ * so a failure names the part that failed; shutdown takes it down in reverse.
+ */
+import 'reflect-metadata';
+
+import { randomUUID } from 'node:crypto';
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+import { Module, type DynamicModule, type INestApplication, type Provider } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
+import { ExpressAdapter, type NestExpressApplication } from '@nestjs/platform-express';
+import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
+import type { NextFunction, Request, Response } from 'express';
+import type { DataSource } from 'typeorm';
+
+import { connectNatsBus, createInProcessBus, type Bus, type BusConnection, type Handle } from '@stack/bus';
+import { createCache, type Cache } from '@stack/cache';
+import { loadConfig, runsAllServices, secretValues, type StackConfig } from '@stack/config';
+import { SERVICE_NAMES, ServiceStartedEvent, type ServiceName } from '@stack/contracts';
+import {
+  HealthRegistry,
+  NestLoggerAdapter,
+  createLogger,
+  createMetrics,
+  initTracing,
+  requestIdMiddleware,
+  tracingMiddleware,
+  type StackLogger,
+  type StackMetrics,
+  type TracingHandle,
+} from '@stack/observability';
+import { Outbox, OutboxRelay, createServiceDataSource, migrateUnderLock, startEmbeddedPostgres, waitForSchema } from '@stack/persistence';
+
+import { withLocalSecrets } from './local-secrets';
+import { ProcessState } from './process-state';
+import { TOKENS, serviceKitToken, type ServiceDefinition } from './service-definition';
+import { StackErrorFilter } from './stack-error.filter';
+import { SystemController } from './system.controller';
+import { serveSystemCommands } from './system-handlers';
+
+export const STACK_VERSION = process.env.npm_package_version ?? '0.1.0';
+
+/** What a service gets from the runtime: its own bus facade, data source and logger. */
+export interface ServiceKit {
+  service: ServiceName;
+  bus: Bus;
+  dataSource: DataSource;
+  outbox: typeof Outbox;
+  logger: StackLogger;
+  config: StackConfig;
+  cache: Cache;
+}
+
+export interface StartStackOptions {
+  /** Service libraries this binary contains; the config's STACK_SERVICES picks among them. */
+  available: readonly ServiceDefinition[];
+  env?: NodeJS.ProcessEnv;
+  /** Install SIGTERM/SIGINT handlers (a CLI does; tests usually do not). */
+  handleSignals?: boolean;
+}
+
+export interface RunningStack {
+  app: INestApplication;
+  config: StackConfig;
+  url: string;
+  port: number;
+  logger: StackLogger;
+  bus: BusConnection;
+  dataSources: Map<ServiceName, DataSource>;
+  stop(reason?: string): Promise<void>;
+}
+
+type Closer = { name: string; close: () => Promise<unknown> };
+
+export async function startStack(options: StartStackOptions): Promise<RunningStack> {
+  let config = loadConfig(options.env ?? process.env);
+  const chosen = options.available.filter((d) => config.services.includes(d.service));
+  const missing = config.services.filter((s) => !chosen.some((d) => d.service === s));
+  if (missing.length) throw new Error(`this binary does not contain ${missing.join(', ')} (STACK_SERVICES)`);
+  const processName = runsAllServices(config) ? 'stack' : config.services.join('+');
+
+  const logger = createLogger({ level: config.logLevel, service: processName, instance: config.instanceId, secrets: secretValues(config) });
+  config = withLocalSecrets(config, (msg) => logger.warn(msg));
+  for (const s of secretValues(config)) logger.addSecret(s);
+
+  // Everything opened so far, closed in reverse if a later step fails or at shutdown.
+  const closers: Closer[] = [];
+  const closeAll = async () => {
+    for (const c of closers.splice(0).reverse()) {
+      try {
+        await c.close();
+      } catch (err) {
+        logger.warn({ part: c.name, err: (err as Error).message }, 'error while closing');
+      }
+    }
+  };
+
+  try {
+    const tracing: TracingHandle = initTracing({ serviceName: `stack-${processName}`, instance: config.instanceId, otlpEndpoint: config.otlpEndpoint });
+    closers.push({ name: 'tracing', close: () => tracing.shutdown() });
+    const metrics: StackMetrics = createMetrics({ service: processName, instance: config.instanceId });
+    const health = new HealthRegistry();
+
+    let databaseUrl = config.databaseUrl;
+    if (!databaseUrl) {
+      const embedded = await startEmbeddedPostgres({ dataDir: config.dataDir });
+      closers.push({ name: 'embedded postgres', close: () => embedded.close() });
+      databaseUrl = embedded.url;
+      logger.info({ data_dir: config.dataDir }, 'embedded Postgres (PGlite) started');
+    }
+
+    const internalSecret = Buffer.from(config.internalSecret ?? '', 'base64');
+    const busOptions = {
+      prefix: config.busPrefix,
+      internalSecret,
+      timeoutMs: config.busTimeoutMs,
+      instanceId: config.instanceId,
+      logger,
+      metrics: { requestCompleted: metrics.recordBusRequest.bind(metrics), messageHandled: metrics.recordBusHandled.bind(metrics) },
+    };
+    const bus = config.natsUrl ? await connectNatsBus({ ...busOptions, servers: config.natsUrl, name: `stack-${processName}-${config.instanceId}` }) : createInProcessBus(busOptions);
+    closers.push({ name: 'bus', close: () => bus.close() });
+    await bus.ensureStreams();
+    health.register('bus', () => {
+      if (!bus.isHealthy()) throw new Error('bus is disconnected');
+    });
+
+    const cache = createCache({ url: config.redisUrl, keyPrefix: `${config.busPrefix}:` });
+    closers.push({ name: 'cache', close: () => cache.close() });
+    health.register('cache', () => cache.ping());
+
+    const dataSources = new Map<ServiceName, DataSource>();
+    for (const def of chosen) {
+      const ds = createServiceDataSource({ service: def.service, url: databaseUrl, entities: [...def.entities], migrations: [...def.migrations], poolSize: config.databaseUrl ? 5 : 2 });
+      await ds.initialize();
+      closers.push({ name: `database ${def.service}`, close: () => ds.destroy() });
+      if (config.migrateOnStart) {
+        const applied = await migrateUnderLock(ds, { logger });
+        if (applied.length) logger.info({ service: def.service, migrations: applied }, 'migrations applied');
+      } else {
+        await waitForSchema(ds, { timeoutMs: 300_000 });
+      }
+      dataSources.set(def.service, ds);
+      health.register(`database:${def.service}`, async () => {
+        await ds.query('SELECT 1');
+      });
+    }
+
+    const relays = chosen.map((def) => new OutboxRelay({ dataSource: dataSources.get(def.service)!, bus: bus.forService(def.service), logger }));
+    for (const r of relays) r.start();
+    closers.push({ name: 'outbox relays', close: () => Promise.all(relays.map((r) => r.stop())) });
+
+    const state = new ProcessState();
+    state.instanceId = config.instanceId;
+    state.services = [...config.services];
+
+    const kitProviders: Provider[] = chosen.map((def) => ({
+      provide: serviceKitToken(def.service),
+      useValue: { service: def.service, bus: bus.forService(def.service), dataSource: dataSources.get(def.service)!, outbox: Outbox, logger: logger.child({ component: def.service }), config, cache } satisfies ServiceKit,
+    }));
+    const coreProviders: Provider[] = [
+      { provide: TOKENS.config, useValue: config },
+      { provide: TOKENS.logger, useValue: logger },
+      { provide: TOKENS.metrics, useValue: metrics },
+      { provide: TOKENS.health, useValue: health },
+      { provide: TOKENS.busConnection, useValue: bus },
+      { provide: TOKENS.cache, useValue: cache },
+      { provide: ProcessState, useValue: state },
+      ...kitProviders,
+    ];
+
+    @Module({})
+    class StackCoreModule {}
+    @Module({})
+    class StackRootModule {}
+    const core: DynamicModule = { module: StackCoreModule, global: true, providers: coreProviders, exports: coreProviders.map((p) => (p as { provide: string | symbol }).provide) };
+    const root: DynamicModule = { module: StackRootModule, imports: [core, ...chosen.map((d) => d.module)], controllers: [SystemController] };
+
+    const app = await NestFactory.create<NestExpressApplication>(root, new ExpressAdapter(), { logger: new NestLoggerAdapter(logger), bodyParser: false, abortOnError: false });
+    closers.push({ name: 'http', close: () => app.close() });
+    app.disable('x-powered-by');
+    app.set('trust proxy', false);
+    app.useBodyParser('json', { limit: '2mb' });
+    app.use(requestIdMiddleware);
+    app.use(tracingMiddleware());
+    app.use(metrics.httpMiddleware());
+    const servicesHeader = runsAllServices(config) ? 'all' : config.services.join(',');
+    app.use((_req: Request, res: Response, next: NextFunction) => {
+      res.setHeader('X-Stack-Services', servicesHeader);
+      res.setHeader('X-Stack-Instance', config.instanceId);
+      next();
+    });
+    app.useGlobalFilters(new StackErrorFilter(logger));
+
+    state.openApiDocument = SwaggerModule.createDocument(
+      app,
+      new DocumentBuilder().setTitle('STACK').setDescription('REST API of STACK, the control plane that lets AI agents use upstream services without holding their credentials.').setVersion(STACK_VERSION).addBearerAuth().addServer(`${config.publicUrl}`).build(),
+    );
+
+    const handles: Handle[] = chosen.flatMap((def) => serveSystemCommands(bus.forService(def.service), config.instanceId));
+    closers.push({ name: 'bus handlers', close: () => Promise.all(handles.map((h) => h.stop())) });
+    await bus.flush();
+
+    await app.listen(config.port, config.host);
+    const server = app.getHttpServer() as Server;
+    server.keepAliveTimeout = 65_000;
+    const port = (server.address() as AddressInfo).port;
+    const url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`;
+
+    // Announce each service through its outbox: proves the database → outbox → stream path on every start.
+    for (const def of chosen) {
+      const ds = dataSources.get(def.service)!;
+      await ds.transaction((manager) =>
+        Outbox.enqueue(manager, ServiceStartedEvent, { service: def.service, instance: config.instanceId, version: STACK_VERSION, started_at: new Date().toISOString() }, { id: randomUUID() }),
+      );
+    }
+    for (const r of relays) r.notify();
+
+    logger.info({ url, public_url: config.publicUrl, services: config.services, bus: bus.kind, database: config.databaseUrl ? 'postgres' : 'embedded', cache: config.redisUrl ? 'redis' : 'memory' }, 'STACK is ready');
+
+    let stopping: Promise<void> | undefined;
+    const stop = (reason = 'stop') => {
+      stopping ??= (async () => {
+        state.draining = true;
+        logger.info({ reason, deadline_ms: config.shutdownTimeoutMs }, 'shutting down: no new requests, finishing in-flight work');
+        const drained = new Promise<void>((resolve) => server.close(() => resolve()));
+        server.closeIdleConnections();
+        const timer = new Promise<'timeout'>((resolve) => setTimeout(() => resolve('timeout'), config.shutdownTimeoutMs).unref());
+        if ((await Promise.race([drained.then(() => 'drained' as const), timer])) === 'timeout') {
+          logger.warn({}, 'shutdown deadline reached: closing remaining connections');
+          server.closeAllConnections();
+        }
+        await closeAll();
+        logger.info({}, 'stopped');
+      })();
+      return stopping;
+    };
+
+    if (options.handleSignals) {
+      for (const sig of ['SIGTERM', 'SIGINT'] as const) {
+        process.once(sig, () => {
+          void stop(sig).then(
+            () => process.exit(0),
+            () => process.exit(1),
+          );
+        });
+      }
+    }
+
+    return { app, config, url, port, logger, bus, dataSources, stop };
+  } catch (err) {
+    logger.error({ err: err instanceof Error ? { message: err.message, stack: err.stack } : String(err) }, 'STACK failed to start');
+    await closeAll();
+    throw err;
+  }
+}
+
+export { SERVICE_NAMES };
