@@ -20,7 +20,7 @@ import type { DataSource } from 'typeorm';
 import { connectNatsBus, createInProcessBus, type Bus, type BusConnection, type Handle } from '@stack/bus';
 import { createCache, type Cache } from '@stack/cache';
 import { loadConfig, runsAllServices, secretValues, type StackConfig } from '@stack/config';
-import { SERVICE_NAMES, ServiceStartedEvent, type ServiceName } from '@stack/contracts';
+import { SERVICE_NAMES, SYSTEM_COMMANDS, ServiceStartedEvent, type ServiceName } from '@stack/contracts';
 import {
   HealthRegistry,
   NestLoggerAdapter,
@@ -125,8 +125,12 @@ export async function startStack(options: StartStackOptions): Promise<RunningSta
     const bus = config.natsUrl ? await connectNatsBus({ ...busOptions, servers: config.natsUrl, name: `stack-${processName}-${config.instanceId}` }) : createInProcessBus(busOptions);
     closers.push({ name: 'bus', close: () => bus.close() });
     await bus.ensureStreams();
-    health.register('bus', () => {
+    // A real round trip through the bus (to this process's own first service, or a replica
+    // of it), so readiness means "messages flow", not just "a socket is open".
+    const probe = chosen[0]!.service;
+    health.register('bus', async () => {
       if (!bus.isHealthy()) throw new Error('bus is disconnected');
+      await bus.forService(probe).request(SYSTEM_COMMANDS[probe].ping, { from: 'readyz' }, { timeoutMs: 1500 });
     });
 
     const cache = createCache({ url: config.redisUrl, keyPrefix: `${config.busPrefix}:` });
