@@ -41,7 +41,7 @@ export interface EnvVarSpec {
 
 /** Documentation of every variable, in the order the README lists them. */
 export const ENV_VARS: readonly EnvVarSpec[] = [
-  { name: 'STACK_PUBLIC_URL', doc: 'Public origin that fronts every service; the OAuth issuer and the MCP resource derive from it.', defaultText: 'http://localhost:8080' },
+  { name: 'STACK_PUBLIC_URL', doc: 'Public origin that fronts every service; the OAuth issuer and the MCP resource derive from it.', defaultText: 'http://localhost:$PORT' },
   { name: 'PORT', doc: 'HTTP port this process listens on.', defaultText: '8080' },
   { name: 'HOST', doc: 'Address this process binds to. Containers set 0.0.0.0.', defaultText: '127.0.0.1' },
   { name: 'DATABASE_URL', doc: 'PostgreSQL URL. Unset: an embedded Postgres (PGlite) under STACK_DATA_DIR (one-process mode only).', secret: true },

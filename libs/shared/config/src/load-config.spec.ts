@@ -68,6 +68,10 @@ describe('loadConfig', () => {
     expect(p!.message).toMatch(message);
   });
 
+  it('derives the public URL from PORT when it is unset', () => {
+    expect(loadConfig({ PORT: '9090' }).publicUrl).toBe('http://localhost:9090');
+  });
+
   it('reports every bad variable at once', () => {
     const problems = problemsOf({ PORT: 'x', LOG_LEVEL: 'y', STACK_BUS_PREFIX: '!' });
     expect(problems.map((p) => p.variable).sort()).toEqual(['LOG_LEVEL', 'PORT', 'STACK_BUS_PREFIX']);

@@ -83,15 +83,15 @@ export function loadConfig(env: Env = process.env): StackConfig {
   const nodeEnv = get('NODE_ENV') ?? 'development';
   const production = nodeEnv === 'production';
 
-  const publicUrlRaw = url('STACK_PUBLIC_URL', ['http:', 'https:'], 'http://localhost:8080');
-  let publicUrl = 'http://localhost:8080';
+  const port = int('PORT', 8080, 0, 65535);
+  const publicUrlRaw = url('STACK_PUBLIC_URL', ['http:', 'https:'], `http://localhost:${port || 8080}`);
+  let publicUrl = `http://localhost:${port || 8080}`;
   if (publicUrlRaw) {
     const u = new URL(publicUrlRaw);
     if (u.pathname !== '/' || u.search || u.hash) fail('STACK_PUBLIC_URL', `expected an origin with no path, query or fragment, got ${shown('STACK_PUBLIC_URL', publicUrlRaw)}`);
     publicUrl = u.origin;
   }
 
-  const port = int('PORT', 8080, 0, 65535);
   const host = get('HOST') ?? '127.0.0.1';
   if (!isIP(host) && !/^[a-zA-Z0-9.-]+$/.test(host)) fail('HOST', `expected an IP address or host name, got ${shown('HOST', host)}`);
 

@@ -6,17 +6,14 @@
 import type { Type } from '@nestjs/common';
 
 import type { ServiceName } from '@stack/contracts';
-
-/** A TypeORM entity or migration class. */
-// eslint-disable-next-line @typescript-eslint/no-unsafe-function-type
-export type ClassRef = Function;
+import type { EntityDefinition, MigrationClass } from '@stack/persistence';
 
 export interface ServiceDefinition {
   service: ServiceName;
   /** The service's root Nest module (controllers, providers, bus handlers). */
   module: Type<unknown>;
-  entities: readonly ClassRef[];
-  migrations: readonly ClassRef[];
+  entities: readonly EntityDefinition[];
+  migrations: readonly MigrationClass[];
 }
 
 export const TOKENS = {

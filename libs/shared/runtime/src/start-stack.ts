@@ -192,6 +192,19 @@ export async function startStack(options: StartStackOptions): Promise<RunningSta
     app.use(requestIdMiddleware);
     app.use(tracingMiddleware());
     app.use(metrics.httpMiddleware());
+    // One access line per request (probes and scrapes excepted), without the query string,
+    // which may carry tokens.
+    const quiet = new Set(['/healthz', '/readyz', '/metrics']);
+    app.use((req: Request, res: Response, next: NextFunction) => {
+      const path = req.path;
+      if (quiet.has(path)) return next();
+      const started = performance.now();
+      const requestId = res.getHeader('X-Request-Id');
+      res.once('finish', () => {
+        logger.info({ request_id: requestId, method: req.method, path, status: res.statusCode, ms: Math.round((performance.now() - started) * 100) / 100 }, 'http request');
+      });
+      next();
+    });
     const servicesHeader = runsAllServices(config) ? 'all' : config.services.join(',');
     app.use((_req: Request, res: Response, next: NextFunction) => {
       res.setHeader('X-Stack-Services', servicesHeader);

@@ -3,10 +3,12 @@
  * schema current; 503 while draining), `/metrics` (Prometheus) and `/v1/openapi.json`.
  * One set per process: in the one-process shape, one set for the whole of STACK.
  */
-import { Controller, Get, Header, Inject, Res } from '@nestjs/common';
+import { Controller, Get, Header, Inject, Query, Res } from '@nestjs/common';
 import { ApiExcludeController } from '@nestjs/swagger';
 import type { Response } from 'express';
 
+import type { BusConnection } from '@stack/bus';
+import { SYSTEM_COMMANDS, isServiceName } from '@stack/contracts';
 import type { HealthRegistry, StackMetrics } from '@stack/observability';
 
 import { TOKENS } from './service-definition';
@@ -18,6 +20,7 @@ export class SystemController {
   constructor(
     @Inject(TOKENS.health) private readonly health: HealthRegistry,
     @Inject(TOKENS.metrics) private readonly metrics: StackMetrics,
+    @Inject(TOKENS.busConnection) private readonly bus: BusConnection,
     private readonly state: ProcessState,
   ) {}
 
@@ -29,13 +32,30 @@ export class SystemController {
 
   @Get('readyz')
   @Header('Cache-Control', 'no-store')
-  async readyz(@Res() res: Response): Promise<void> {
+  async readyz(@Res() res: Response, @Query('peers') peers?: string): Promise<void> {
     if (this.state.draining) {
       res.status(503).json({ status: 'draining', checks: {} });
       return;
     }
     const report = await this.health.check();
-    res.status(report.ok ? 200 : 503).json({ status: report.ok ? 'ready' : 'not_ready', instance: this.state.instanceId, services: this.state.services, checks: report.checks });
+    const body: Record<string, unknown> = { status: report.ok ? 'ready' : 'not_ready', instance: this.state.instanceId, services: this.state.services, checks: report.checks };
+    // `?peers=1`: each service of this process pings every other service over the bus. A
+    // diagnostic for operators; it does not change the status, so one service being down
+    // never makes the others unready.
+    if (peers === '1' || peers === 'true') body.peers = await this.peerReport();
+    res.status(report.ok ? 200 : 503).json(body);
+  }
+
+  private async peerReport(): Promise<unknown[]> {
+    return Promise.all(
+      this.state.services.filter(isServiceName).map(async (service) => {
+        try {
+          return await this.bus.forService(service).request(SYSTEM_COMMANDS[service].pingPeers, { timeout_ms: 1500 }, { timeoutMs: 3000 });
+        } catch (err) {
+          return { service, error: (err as Error).message, peers: [] };
+        }
+      }),
+    );
   }
 
   @Get('metrics')
