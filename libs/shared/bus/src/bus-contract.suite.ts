@@ -70,7 +70,7 @@ export function busContractSuite(name: string, factory: BusFactory, opts: { shar
       let seen: CallerContext | undefined;
       server.forService('audit').handle(ping, (payload, ctx) => {
         seen = ctx.caller;
-        return { service: 'audit', instance: `answer-to-${payload.from}`, pid: process.pid, at: new Date().toISOString() };
+        return { service: 'audit' as const, instance: `answer-to-${payload.from}`, pid: process.pid, at: new Date().toISOString() };
       });
       await server.flush();
       const caller: CallerContext = { issuer: 'mcp-gateway', kind: 'member', operator_id: 'op_1', member_id: 'mem_1', scopes: ['stack:audit'] };
@@ -84,7 +84,7 @@ export function busContractSuite(name: string, factory: BusFactory, opts: { shar
       let seen: CallerContext | undefined;
       bus.forService('audit').handle(ping, (_p, ctx) => {
         seen = ctx.caller;
-        return { service: 'audit', instance: 'x', pid: 1, at: new Date().toISOString() };
+        return { service: 'audit' as const, instance: 'x', pid: 1, at: new Date().toISOString() };
       });
       await bus.flush();
       await bus.forService('passport').request(ping, {});
@@ -116,7 +116,7 @@ export function busContractSuite(name: string, factory: BusFactory, opts: { shar
       let calls = 0;
       bus.forService('audit').handle(ping, () => {
         calls++;
-        return { service: 'audit', instance: 'x', pid: 1, at: new Date().toISOString() };
+        return { service: 'audit' as const, instance: 'x', pid: 1, at: new Date().toISOString() };
       });
       await bus.flush();
       const err = await expectCode(bus.forService('passport').request(ping, { from: 42 } as unknown as { from: string }), 'INVALID_REQUEST');
@@ -132,7 +132,7 @@ export function busContractSuite(name: string, factory: BusFactory, opts: { shar
       let calls = 0;
       server.forService('audit').handle(ping, () => {
         calls++;
-        return { service: 'audit', instance: 'x', pid: 1, at: new Date().toISOString() };
+        return { service: 'audit' as const, instance: 'x', pid: 1, at: new Date().toISOString() };
       });
       await server.flush();
       if (opts.sharedConnection) {
@@ -169,7 +169,7 @@ export function busContractSuite(name: string, factory: BusFactory, opts: { shar
       let calls = 0;
       bus.forService('audit').handle(ping, () => {
         calls++;
-        return { service: 'audit', instance: `call-${calls}`, pid: 1, at: new Date().toISOString() };
+        return { service: 'audit' as const, instance: `call-${calls}`, pid: 1, at: new Date().toISOString() };
       });
       await bus.flush();
       const id = randomUUID();
@@ -188,7 +188,7 @@ export function busContractSuite(name: string, factory: BusFactory, opts: { shar
         let traceparent: string | undefined;
         bus.forService('audit').handle(ping, (_p, ctx) => {
           traceparent = ctx.traceparent;
-          return { service: 'audit', instance: 'x', pid: 1, at: new Date().toISOString() };
+          return { service: 'audit' as const, instance: 'x', pid: 1, at: new Date().toISOString() };
         });
         await bus.flush();
         const traceId = randomBytes(16).toString('hex');

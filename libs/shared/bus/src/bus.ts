@@ -10,7 +10,7 @@ export interface RequestOptions {
   caller?: CallerContext;
   /** Overrides STACK_BUS_TIMEOUT_MS. */
   timeoutMs?: number;
-  /** Reuse an id to make a retried request recognisable as the same one. */
+  /** Give an id to make a retried request recognisable as the same one: the handler runs once and a resend gets the first reply. */
   messageId?: string;
 }
 

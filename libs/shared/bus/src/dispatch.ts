@@ -1,23 +1,24 @@
 /**
  * What happens to an inbound command before and after its handler, the same for NATS and
- * the in-process bus: verify the caller context, decode and validate the payload, run the
- * handler inside a span continuing the sender's trace, and remember the reply by message id
- * for a while, so a retried request (same id) gets the same answer instead of a second effect.
+ * the in-process bus: decode the envelope, verify the caller context, validate the payload,
+ * run the handler inside a span continuing the sender's trace, and — for a request its sender
+ * may resend (`replay`) — remember the reply by message id for a while, so the resend gets
+ * the same answer instead of a second effect. A handler that answers synchronously is answered synchronously: this is the
+ * hot path of every tool call.
  */
-import { SpanKind, SpanStatusCode, context, propagation, trace, type Context } from '@opentelemetry/api';
+import { SpanKind, SpanStatusCode, context, propagation, trace, type Context, type Span } from '@opentelemetry/api';
 
-import { BUS_HEADERS, StackError, type CommandDef } from '@stack/contracts';
+import { StackError, type CommandDef, type RequestEnvelope } from '@stack/contracts';
 import type { CallerContextSigner } from '@stack/security';
 
 import type { CommandHandler, MessageContext } from './bus';
 import type { BusLogger } from './connection';
-import { decodeJson, encodeJson, errorReply } from './envelope';
+import { decodeRequest, errorReply, okReply } from './envelope';
 import { assertValid } from './validation';
 
-export interface InboundMessage {
+export interface InboundRequest {
   subject: string;
   data: Uint8Array;
-  header(name: string): string | undefined;
 }
 
 export interface BusMetricsSink {
@@ -30,17 +31,26 @@ const REPLAY_LIMIT = 5_000;
 
 export const tracer = trace.getTracer('stack-bus');
 
-export function traceCarrierFrom(msg: InboundMessage): Context {
-  const tp = msg.header(BUS_HEADERS.traceparent);
-  if (!tp) return context.active();
-  const carrier: Record<string, string> = { traceparent: tp };
-  const ts = msg.header(BUS_HEADERS.tracestate);
-  if (ts) carrier.tracestate = ts;
+export function traceContextOf(traceparent: string | undefined, tracestate: string | undefined): Context {
+  if (!traceparent) return context.active();
+  const carrier: Record<string, string> = { traceparent };
+  if (tracestate) carrier.tracestate = tracestate;
   return propagation.extract(context.active(), carrier);
 }
 
+/** The W3C fields of `span` (or of the active context): what the receiver continues from. */
+export function currentTraceFields(span?: Span): { traceparent?: string; tracestate?: string } {
+  const carrier: Record<string, string> = {};
+  propagation.inject(span ? trace.setSpan(context.active(), span) : context.active(), carrier);
+  return carrier;
+}
+
+function isPromise<T>(v: T | Promise<T>): v is Promise<T> {
+  return typeof (v as { then?: unknown })?.then === 'function';
+}
+
 export class CommandDispatcher<C extends CommandDef> {
-  private readonly replies = new Map<string, { at: number; reply: Promise<Uint8Array> }>();
+  private readonly replies = new Map<string, { at: number; reply: Uint8Array | Promise<Uint8Array> }>();
 
   constructor(
     private readonly command: C,
@@ -50,65 +60,78 @@ export class CommandDispatcher<C extends CommandDef> {
     private readonly metrics?: BusMetricsSink,
   ) {}
 
-  dispatch(msg: InboundMessage): Promise<Uint8Array> {
-    const id = msg.header(BUS_HEADERS.messageId);
-    if (id) {
-      const seen = this.replies.get(id);
-      if (seen && Date.now() - seen.at < REPLAY_TTL_MS) return seen.reply;
+  dispatch(msg: InboundRequest): Uint8Array | Promise<Uint8Array> {
+    const started = performance.now();
+    let env: RequestEnvelope;
+    try {
+      env = decodeRequest(msg.data, msg.subject);
+    } catch (err) {
+      return this.failed(err, msg.subject, undefined, started);
     }
-    const reply = this.run(msg, id);
-    if (id) {
-      if (this.replies.size >= REPLAY_LIMIT) this.prune();
-      this.replies.set(id, { at: Date.now(), reply });
-    }
+    if (env.meta.replay !== true) return this.run(env, msg.subject, started);
+    const id = env.meta.id;
+    const seen = this.replies.get(id);
+    if (seen && started - seen.at < REPLAY_TTL_MS) return seen.reply;
+    const reply = this.run(env, msg.subject, started);
+    if (this.replies.size >= REPLAY_LIMIT) this.prune(started);
+    this.replies.set(id, { at: started, reply });
     return reply;
   }
 
-  private async run(msg: InboundMessage, id: string | undefined): Promise<Uint8Array> {
-    const started = performance.now();
-    const parent = traceCarrierFrom(msg);
-    return tracer.startActiveSpan(`${msg.subject} process`, { kind: SpanKind.SERVER, attributes: { 'messaging.system': 'nats', 'messaging.destination.name': msg.subject } }, parent, async (span) => {
-      let outcome: 'ok' | 'error' | 'rejected' = 'ok';
+  private run(env: RequestEnvelope, subject: string, started: number): Uint8Array | Promise<Uint8Array> {
+    const parent = traceContextOf(env.meta.traceparent, env.meta.tracestate);
+    return tracer.startActiveSpan(`${subject} process`, { kind: SpanKind.SERVER, attributes: { 'messaging.system': 'nats', 'messaging.destination.name': subject } }, parent, (span) => {
+      let result: ReturnType<CommandHandler<C>>;
       try {
-        const caller = this.signer.verify(msg.header(BUS_HEADERS.caller));
-        let payload: unknown;
-        try {
-          payload = decodeJson(msg.data);
-        } catch {
-          throw new StackError('INVALID_REQUEST', `payload of ${msg.subject} is not valid JSON`);
-        }
-        assertValid(this.command.request, payload, `request to ${msg.subject}`);
-        const ctx: MessageContext = {
-          id: id ?? '',
-          subject: msg.subject,
-          caller,
-          sender: msg.header(BUS_HEADERS.sender),
-          traceparent: msg.header(BUS_HEADERS.traceparent),
-        };
-        const result = await this.handler(payload as Parameters<CommandHandler<C>>[0], ctx);
-        return encodeJson({ ok: true, data: result }, `reply of ${msg.subject}`);
+        const caller = this.signer.verify(env.meta.caller);
+        assertValid(this.command.request, env.data, `request to ${subject}`);
+        const ctx: MessageContext = { id: env.meta.id, subject, caller, sender: env.meta.sender, traceparent: env.meta.traceparent };
+        result = this.handler(env.data as Parameters<CommandHandler<C>>[0], ctx);
       } catch (err) {
-        if (err instanceof StackError) {
-          outcome = err.code === 'UNAUTHORIZED' || err.code === 'INVALID_REQUEST' ? 'rejected' : 'error';
-          span.setStatus({ code: SpanStatusCode.ERROR, message: err.code });
-          if (outcome === 'rejected') this.logger?.warn({ subject: msg.subject, code: err.code, msg_id: id }, `bus message refused: ${err.message}`);
-          return errorReply(err);
-        }
-        outcome = 'error';
-        span.recordException(err as Error);
-        span.setStatus({ code: SpanStatusCode.ERROR });
-        this.logger?.error({ subject: msg.subject, msg_id: id, err: err instanceof Error ? { message: err.message, stack: err.stack } : String(err) }, 'bus handler failed');
-        return errorReply(new StackError('INTERNAL_ERROR', `${this.command.service} failed to handle ${this.command.name}`));
-      } finally {
-        span.end();
-        this.metrics?.messageHandled(msg.subject, outcome, (performance.now() - started) / 1000);
+        return this.failed(err, subject, span, started, env.meta.id);
       }
+      if (isPromise(result)) {
+        return result.then(
+          (value) => this.succeeded(value, subject, span, started, env.meta.id),
+          (err: unknown) => this.failed(err, subject, span, started, env.meta.id),
+        );
+      }
+      return this.succeeded(result, subject, span, started, env.meta.id);
     });
   }
 
-  private prune(): void {
-    const cutoff = Date.now() - REPLAY_TTL_MS;
-    for (const [k, v] of this.replies) if (v.at < cutoff) this.replies.delete(k);
+  private succeeded(value: unknown, subject: string, span: Span, started: number, id: string): Uint8Array {
+    try {
+      const bytes = okReply(value, `reply of ${subject}`);
+      span.end();
+      this.metrics?.messageHandled(subject, 'ok', (performance.now() - started) / 1000);
+      return bytes;
+    } catch (err) {
+      return this.failed(err, subject, span, started, id);
+    }
+  }
+
+  private failed(err: unknown, subject: string, span: Span | undefined, started: number, id?: string): Uint8Array {
+    let outcome: 'error' | 'rejected' = 'error';
+    let reply: Uint8Array;
+    if (err instanceof StackError) {
+      outcome = err.code === 'UNAUTHORIZED' || err.code === 'INVALID_REQUEST' ? 'rejected' : 'error';
+      span?.setStatus({ code: SpanStatusCode.ERROR, message: err.code });
+      if (outcome === 'rejected') this.logger?.warn({ subject, code: err.code, msg_id: id }, `bus message refused: ${err.message}`);
+      reply = errorReply(err);
+    } else {
+      span?.recordException(err as Error);
+      span?.setStatus({ code: SpanStatusCode.ERROR });
+      this.logger?.error({ subject, msg_id: id, err: err instanceof Error ? { message: err.message, stack: err.stack } : String(err) }, 'bus handler failed');
+      reply = errorReply(new StackError('INTERNAL_ERROR', `${this.command.service} failed to handle ${this.command.name}`));
+    }
+    span?.end();
+    this.metrics?.messageHandled(subject, outcome, (performance.now() - started) / 1000);
+    return reply;
+  }
+
+  private prune(now: number): void {
+    for (const [k, v] of this.replies) if (now - v.at >= REPLAY_TTL_MS) this.replies.delete(k);
     // Still full of fresh entries: drop the oldest half rather than grow without bound.
     if (this.replies.size >= REPLAY_LIMIT) {
       let n = Math.floor(this.replies.size / 2);

@@ -1,16 +1,17 @@
 /**
- * The bytes on the wire. A reply is `{ok:true,data}` or `{ok:false,error:{code,message,details?}}`,
- * so an error raised by a handler in another process arrives as the same StackError.
+ * Encoding of the wire shapes in @stack/contracts (bus/envelope.ts): requests carry their
+ * metadata in the JSON document, replies are `{ok:true,data}` or `{ok:false,error}`, so an
+ * error raised by a handler in another process arrives as the same StackError.
  */
-import { MAX_BUS_PAYLOAD_BYTES, StackError, type ErrorBody } from '@stack/contracts';
-
-export type ReplyEnvelope = { ok: true; data: unknown } | { ok: false; error: ErrorBody };
+import { MAX_BUS_PAYLOAD_BYTES, StackError, type ReplyEnvelope, type RequestEnvelope, type RequestMeta } from '@stack/contracts';
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
-export function encodeJson(value: unknown, what: string): Uint8Array {
-  const bytes = encoder.encode(JSON.stringify(value));
+function checked(json: string, what: string): Uint8Array {
+  // Cheap bound first: UTF-8 is at most 3 bytes per UTF-16 unit.
+  if (json.length * 3 <= MAX_BUS_PAYLOAD_BYTES) return encoder.encode(json);
+  const bytes = encoder.encode(json);
   if (bytes.length > MAX_BUS_PAYLOAD_BYTES) {
     throw new StackError('PAYLOAD_TOO_LARGE', `${what} is ${bytes.length} bytes; bus messages are limited to ${MAX_BUS_PAYLOAD_BYTES} bytes (send bulk data over HTTP)`, {
       bytes: bytes.length,
@@ -20,8 +21,34 @@ export function encodeJson(value: unknown, what: string): Uint8Array {
   return bytes;
 }
 
+export function encodeJson(value: unknown, what: string): Uint8Array {
+  return checked(JSON.stringify(value), what);
+}
+
 export function decodeJson(bytes: Uint8Array): unknown {
   return JSON.parse(decoder.decode(bytes));
+}
+
+export function encodeRequest(meta: RequestMeta, data: unknown, what: string): Uint8Array {
+  return checked(JSON.stringify({ meta, data } satisfies RequestEnvelope), what);
+}
+
+/** Throws StackError INVALID_REQUEST when the bytes are not a request envelope. */
+export function decodeRequest(bytes: Uint8Array, subject: string): RequestEnvelope {
+  let env: RequestEnvelope;
+  try {
+    env = JSON.parse(decoder.decode(bytes)) as RequestEnvelope;
+  } catch {
+    throw new StackError('INVALID_REQUEST', `request to ${subject} is not valid JSON`);
+  }
+  if (!env || typeof env !== 'object' || !env.meta || typeof env.meta !== 'object' || typeof env.meta.id !== 'string') {
+    throw new StackError('INVALID_REQUEST', `request to ${subject} has no envelope`);
+  }
+  return env;
+}
+
+export function okReply(data: unknown, what: string): Uint8Array {
+  return encodeJson({ ok: true, data } satisfies ReplyEnvelope, what);
 }
 
 export function errorReply(err: StackError): Uint8Array {

@@ -27,8 +27,8 @@ import { CallerContextSigner } from '@stack/security';
 
 import type { Bus, CommandHandler, ConsumeOptions, EventContext, Handle, PublishAck, PublishOptions, RequestOptions } from './bus';
 import type { BusConnection, BusConnectionOptions } from './connection';
-import { CommandDispatcher, type BusMetricsSink, type InboundMessage } from './dispatch';
-import { decodeJson, decodeReply, encodeJson } from './envelope';
+import { CommandDispatcher, currentTraceFields, type BusMetricsSink } from './dispatch';
+import { decodeJson, decodeReply, encodeJson, encodeRequest } from './envelope';
 import { DUPLICATE_WINDOW_MS, streamOf, streamPlans } from './streams';
 import { assertValid } from './validation';
 
@@ -157,7 +157,8 @@ class InProcessServiceBus implements Bus {
   async request<C extends CommandDef>(command: C, payload: RequestOf<C>, options: RequestOptions = {}): Promise<ResponseOf<C>> {
     if (this.conn.closed) throw new StackError('SERVICE_UNAVAILABLE', 'the bus is closed');
     const subject = commandSubject(this.conn.options.prefix, command);
-    const data = encodeJson(payload, `request to ${subject}`);
+    const meta = { id: options.messageId ?? randomUUID(), ...(options.messageId ? { replay: true } : {}), caller: this.conn.signer.sign(options.caller ?? this.systemCaller), sender: this.service, ...currentTraceFields() };
+    const data = encodeRequest(meta, payload, `request to ${subject}`);
     const entry = this.conn.handlers.get(subject);
     const started = performance.now();
     if (!entry || entry.dispatchers.length === 0) {
@@ -165,13 +166,12 @@ class InProcessServiceBus implements Bus {
       throw new StackError('SERVICE_UNAVAILABLE', `no ${command.service} instance is serving ${command.name} on the bus`, { subject });
     }
     const dispatcher = entry.dispatchers[entry.next++ % entry.dispatchers.length]!;
-    const headers = this.headersFor(options.messageId ?? randomUUID(), options.caller);
-    const inbound: InboundMessage = { subject, data, header: (n) => headers.get(n) };
+    const inbound = { subject, data };
     const timeout = options.timeoutMs ?? this.conn.options.timeoutMs;
     let timer: NodeJS.Timeout | undefined;
     try {
       const reply = await Promise.race([
-        dispatcher.dispatch(inbound),
+        Promise.resolve(dispatcher.dispatch(inbound)),
         new Promise<never>((_, reject) => {
           timer = setTimeout(() => reject(new StackError('BUS_TIMEOUT', `${command.service} did not answer ${command.name} within ${timeout} ms`, { subject, timeout_ms: timeout })), timeout);
         }),

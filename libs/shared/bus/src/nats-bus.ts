@@ -45,8 +45,8 @@ import { CallerContextSigner } from '@stack/security';
 
 import type { Bus, CommandHandler, ConsumeOptions, EventContext, Handle, PublishAck, PublishOptions, RequestOptions } from './bus';
 import type { BusConnection, NatsBusConnectionOptions } from './connection';
-import { CommandDispatcher, tracer, traceCarrierFrom, type BusMetricsSink, type InboundMessage } from './dispatch';
-import { decodeJson, decodeReply, encodeJson } from './envelope';
+import { CommandDispatcher, currentTraceFields, traceContextOf, tracer, type BusMetricsSink } from './dispatch';
+import { decodeJson, decodeReply, encodeJson, encodeRequest } from './envelope';
 import { DUPLICATE_WINDOW_MS, streamOf, streamPlans } from './streams';
 import { assertValid } from './validation';
 
@@ -180,33 +180,33 @@ class NatsServiceBus implements Bus {
 
   async request<C extends CommandDef>(command: C, payload: RequestOf<C>, options: RequestOptions = {}): Promise<ResponseOf<C>> {
     const subject = commandSubject(this.conn.options.prefix, command);
-    const data = encodeJson(payload, `request to ${subject}`);
     const timeout = options.timeoutMs ?? this.conn.options.timeoutMs;
     const started = performance.now();
-    return tracer.startActiveSpan(`${subject} send`, { kind: SpanKind.CLIENT, attributes: { 'messaging.system': 'nats', 'messaging.destination.name': subject } }, async (span) => {
-      let outcome: 'ok' | 'error' | 'timeout' | 'no_responders' = 'ok';
-      try {
-        const msg = await this.conn.nc.request(subject, data, { timeout, headers: this.headersFor(options.messageId ?? randomUUID(), options.caller) });
-        return decodeReply(msg.data) as ResponseOf<C>;
-      } catch (err) {
-        const code = (err as NatsError).code;
-        if (code === NatsErrorCode.NoResponders) {
-          outcome = 'no_responders';
-          throw new StackError('SERVICE_UNAVAILABLE', `no ${command.service} instance is serving ${command.name} on the bus`, { subject });
-        }
-        if (code === NatsErrorCode.Timeout) {
-          outcome = 'timeout';
-          throw new StackError('BUS_TIMEOUT', `${command.service} did not answer ${command.name} within ${timeout} ms`, { subject, timeout_ms: timeout });
-        }
-        outcome = 'error';
-        if (err instanceof StackError) throw err;
-        throw new StackError('SERVICE_UNAVAILABLE', `bus request to ${subject} failed: ${(err as Error).message}`, { subject });
-      } finally {
-        if (outcome !== 'ok') span.setStatus({ code: SpanStatusCode.ERROR, message: outcome });
-        span.end();
-        this.conn.options.metrics?.requestCompleted(subject, outcome, (performance.now() - started) / 1000);
+    const span = tracer.startSpan(`${subject} send`, { kind: SpanKind.CLIENT, attributes: { 'messaging.system': 'nats', 'messaging.destination.name': subject } });
+    let outcome: 'ok' | 'error' | 'timeout' | 'no_responders' = 'ok';
+    try {
+      const meta = { id: options.messageId ?? randomUUID(), ...(options.messageId ? { replay: true } : {}), caller: this.conn.signer.sign(options.caller ?? this.systemCaller), sender: this.service, ...currentTraceFields(span) };
+      const data = encodeRequest(meta, payload, `request to ${subject}`);
+      const msg = await this.conn.nc.request(subject, data, { timeout });
+      return decodeReply(msg.data) as ResponseOf<C>;
+    } catch (err) {
+      const code = (err as NatsError).code;
+      if (code === NatsErrorCode.NoResponders) {
+        outcome = 'no_responders';
+        throw new StackError('SERVICE_UNAVAILABLE', `no ${command.service} instance is serving ${command.name} on the bus`, { subject });
       }
-    });
+      if (code === NatsErrorCode.Timeout) {
+        outcome = 'timeout';
+        throw new StackError('BUS_TIMEOUT', `${command.service} did not answer ${command.name} within ${timeout} ms`, { subject, timeout_ms: timeout });
+      }
+      outcome = 'error';
+      if (err instanceof StackError) throw err;
+      throw new StackError('SERVICE_UNAVAILABLE', `bus request to ${subject} failed: ${(err as Error).message}`, { subject });
+    } finally {
+      if (outcome !== 'ok') span.setStatus({ code: SpanStatusCode.ERROR, message: outcome });
+      span.end();
+      this.conn.options.metrics?.requestCompleted(subject, outcome, (performance.now() - started) / 1000);
+    }
   }
 
   handle<C extends CommandDef>(command: C, handler: CommandHandler<C>): Handle {
@@ -221,10 +221,14 @@ class NatsServiceBus implements Bus {
           this.conn.options.logger?.error({ subject, err: err.message }, 'bus subscription error');
           return;
         }
-        const inbound: InboundMessage = { subject: msg.subject, data: msg.data, header: (n) => msg.headers?.get(n) || undefined };
-        void dispatcher.dispatch(inbound).then((reply) => {
+        const reply = dispatcher.dispatch({ subject: msg.subject, data: msg.data });
+        if (reply instanceof Uint8Array) {
           if (msg.reply) msg.respond(reply);
-        });
+        } else {
+          void reply.then((bytes) => {
+            if (msg.reply) msg.respond(bytes);
+          });
+        }
       },
     });
     const handle: Handle = {
@@ -283,11 +287,11 @@ class NatsServiceBus implements Bus {
           m.ack();
           continue;
         }
-        const inbound: InboundMessage = { subject: m.subject, data: m.data, header: (n) => m.headers?.get(n) || undefined };
+        const header = (n: string) => m.headers?.get(n) || undefined;
         let payload: unknown;
         let caller: CallerContext;
         try {
-          caller = signer.verify(inbound.header(BUS_HEADERS.caller));
+          caller = signer.verify(header(BUS_HEADERS.caller));
           payload = decodeJson(m.data);
           assertValid(event.payload, payload, `event ${m.subject}`);
         } catch (err) {
@@ -297,16 +301,16 @@ class NatsServiceBus implements Bus {
           continue;
         }
         const ctx: EventContext = {
-          id: inbound.header(BUS_HEADERS.messageId) ?? `${stream}:${m.seq}`,
+          id: header(BUS_HEADERS.messageId) ?? `${stream}:${m.seq}`,
           subject: m.subject,
           caller,
-          sender: inbound.header(BUS_HEADERS.sender),
-          traceparent: inbound.header(BUS_HEADERS.traceparent),
+          sender: header(BUS_HEADERS.sender),
+          traceparent: header(BUS_HEADERS.traceparent),
           seq: m.seq,
           deliveries: m.info.deliveryCount,
         };
         try {
-          await tracer.startActiveSpan(`${m.subject} process`, { kind: SpanKind.CONSUMER }, traceCarrierFrom(inbound), async (span) => {
+          await tracer.startActiveSpan(`${m.subject} process`, { kind: SpanKind.CONSUMER }, traceContextOf(ctx.traceparent, header(BUS_HEADERS.tracestate)), async (span) => {
             try {
               await handler(event, payload, ctx);
             } finally {

@@ -21,6 +21,8 @@ interface Claims extends CallerContext {
 
 export class CallerContextSigner {
   private readonly signed = new Map<string, { token: string; madeAt: number }>();
+  /** The same context object (a service's own system caller, say) skips the JSON key. */
+  private readonly signedByIdentity = new WeakMap<CallerContext, { token: string; madeAt: number }>();
   private readonly verified = new Map<string, { context: CallerContext; exp: number }>();
 
   constructor(
@@ -32,15 +34,22 @@ export class CallerContextSigner {
   }
 
   sign(context: CallerContext): string {
-    const key = JSON.stringify(context);
     const now = this.now();
+    const same = this.signedByIdentity.get(context);
+    if (same && now - same.madeAt < REUSE_MS) return same.token;
+    const key = JSON.stringify(context);
     const hit = this.signed.get(key);
-    if (hit && now - hit.madeAt < REUSE_MS) return hit.token;
+    if (hit && now - hit.madeAt < REUSE_MS) {
+      this.signedByIdentity.set(context, hit);
+      return hit.token;
+    }
     const claims: Claims = { ...context, iat: Math.floor(now / 1000), exp: Math.floor((now + this.ttlMs) / 1000) };
     const body = `${HEADER}.${Buffer.from(JSON.stringify(claims)).toString('base64url')}`;
     const token = `${body}.${this.mac(body)}`;
     if (this.signed.size >= CACHE_LIMIT) this.signed.clear();
-    this.signed.set(key, { token, madeAt: now });
+    const entry = { token, madeAt: now };
+    this.signed.set(key, entry);
+    this.signedByIdentity.set(context, entry);
     return token;
   }
 
