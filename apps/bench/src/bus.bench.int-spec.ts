@@ -9,7 +9,7 @@ import { busBenchmark } from './bus.bench';
 import { Printer } from './report-printer';
 
 describe('bus benchmark', () => {
-  it('measures raw nats, raw nats with headers, @stack/bus and the in-process bus, and prints the reproduce command', async () => {
+  it('measures raw nats, raw nats with the same envelope, @stack/bus and the in-process bus, and prints the reproduce command', async () => {
     const flags = parseFlags(busBenchmark.flags, ['--nats', TEST_NATS_URL, '--requests', '60', '--concurrent-requests', '200', '--concurrency', '8', '--warmup', '10', '--rounds', '2']);
     let output = '';
     const out = new Printer((t) => {
@@ -18,7 +18,7 @@ describe('bus benchmark', () => {
     await busBenchmark.run({ flags, out, command: `bench bus ${flags.commandLine()}` });
 
     const rows = output.split('\n').filter((l) => /^(sequential|concurrency 8)\s{2}/.test(l));
-    const labels = ['raw nats client', 'raw nats + same headers', '@stack/bus over NATS', 'in-process bus (embedded)'];
+    const labels = ['raw nats client', 'raw nats + same envelope', '@stack/bus over NATS', 'in-process bus (embedded)'];
     for (const mode of ['sequential', 'concurrency 8']) {
       for (const label of labels) {
         const row = rows.find((l) => l.startsWith(mode) && l.includes(label));
