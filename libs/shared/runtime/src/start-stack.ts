@@ -14,7 +14,7 @@ import { Module, type DynamicModule, type INestApplication, type Provider } from
 import { NestFactory } from '@nestjs/core';
 import { ExpressAdapter, type NestExpressApplication } from '@nestjs/platform-express';
 import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
-import type { NextFunction, Request, Response } from 'express';
+import { json, type NextFunction, type Request, type Response } from 'express';
 import type { DataSource } from 'typeorm';
 
 import { connectNatsBus, createInProcessBus, type Bus, type BusConnection, type Handle } from '@stack/bus';
@@ -38,7 +38,7 @@ import { Outbox, OutboxRelay, createServiceDataSource, migrateUnderLock, startEm
 import { withLocalSecrets } from './local-secrets';
 import { ProcessState } from './process-state';
 import { TOKENS, serviceKitToken, type ServiceDefinition } from './service-definition';
-import { StackErrorFilter } from './stack-error.filter';
+import { StackErrorFilter, toStackError } from './stack-error.filter';
 import { SystemController } from './system.controller';
 import { serveSystemCommands } from './system-handlers';
 
@@ -188,7 +188,14 @@ export async function startStack(options: StartStackOptions): Promise<RunningSta
     closers.push({ name: 'http', close: () => app.close() });
     app.disable('x-powered-by');
     app.set('trust proxy', false);
-    app.useBodyParser('json', { limit: '2mb' });
+    // Our own JSON parser, so a malformed or oversized body gets the error envelope with a
+    // stable code rather than the parser's message.
+    app.use(json({ limit: '2mb' }));
+    app.use((err: unknown, _req: Request, res: Response, next: NextFunction) => {
+      const e = toStackError(err);
+      if (!e) return next(err);
+      res.status(e.status).json({ error: e.toBody() });
+    });
     app.use(requestIdMiddleware);
     app.use(tracingMiddleware());
     app.use(metrics.httpMiddleware());
