@@ -1,0 +1,145 @@
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+import { Client, Pool } from 'pg';
+
+import { startEmbeddedPostgres } from './embedded-postgres';
+import { startTestEmbeddedPostgres, type TestEmbeddedPostgres } from './testing/embedded-postgres.test-helper';
+
+describe('startEmbeddedPostgres', () => {
+  it('creates its data dir, keeps the data across a clean close and a restart on the same dir', async () => {
+    const dataDir = join(mkdtempSync(join(tmpdir(), 'stack-pglite-')), 'nested', 'data');
+    try {
+      const first = await startEmbeddedPostgres({ dataDir });
+      expect(first.url).toMatch(/^postgres:\/\/postgres@127\.0\.0\.1:\d+\/postgres$/);
+      expect(existsSync(join(dataDir, 'pgdata', 'PG_VERSION'))).toBe(true);
+      const writer = new Client({ connectionString: first.url });
+      await writer.connect();
+      await writer.query('CREATE TABLE kept (id int PRIMARY KEY, note text)');
+      await writer.query('INSERT INTO kept VALUES ($1, $2), ($3, $4)', [1, 'one', 2, 'two']);
+      await writer.end();
+      await first.close();
+
+      const second = await startEmbeddedPostgres({ dataDir });
+      const reader = new Client({ connectionString: second.url });
+      await reader.connect();
+      const { rows } = await reader.query('SELECT id, note FROM kept ORDER BY id');
+      await reader.end();
+      await second.close();
+      expect(rows).toEqual([
+        { id: 1, note: 'one' },
+        { id: 2, note: 'two' },
+      ]);
+    } finally {
+      rmSync(join(dataDir, '..', '..'), { recursive: true, force: true });
+    }
+  });
+});
+
+describe('embedded Postgres with many connections', () => {
+  let pg: TestEmbeddedPostgres;
+  let pool: Pool;
+
+  beforeAll(async () => {
+    pg = await startTestEmbeddedPostgres();
+    pool = new Pool({ connectionString: pg.url, max: 12 });
+    await pool.query('CREATE TABLE items (id int PRIMARY KEY, owner text NOT NULL)');
+  });
+
+  afterAll(async () => {
+    await pool?.end();
+    await pg?.dispose();
+  });
+
+  it('never mixes up concurrent parameterised queries from different connections', async () => {
+    // pg sends Parse/Bind/Execute/Sync per query; interleaving two connections' messages on
+    // the one backend would bind one client's values to another's statement.
+    const results = await Promise.all(
+      Array.from({ length: 400 }, (_, i) =>
+        pool.query<{ n: number; s: string }>(i % 2 ? 'SELECT $1::int * 3 AS n, $2::text AS s' : 'SELECT $1::int + 1000 AS n, upper($2::text) AS s', [i, `v${i}`]),
+      ),
+    );
+    results.forEach((r, i) => expect(r.rows[0]).toEqual(i % 2 ? { n: i * 3, s: `v${i}` } : { n: i + 1000, s: `V${i}` }));
+  });
+
+  it('serialises whole transactions: a second connection waits, then sees only committed work', async () => {
+    const a = await pool.connect();
+    const b = await pool.connect();
+    try {
+      await a.query('BEGIN');
+      await a.query('INSERT INTO items VALUES (1, $1)', ['a']);
+      let bDone = false;
+      const bRead = b.query<{ n: string }>('SELECT count(*) AS n FROM items').then((r) => {
+        bDone = true;
+        return r.rows[0]!.n;
+      });
+      await new Promise((resolve) => setTimeout(resolve, 150));
+      expect(bDone).toBe(false);
+      await a.query('INSERT INTO items VALUES (2, $1)', ['a']);
+      await a.query('ROLLBACK');
+      expect(await bRead).toBe('0');
+    } finally {
+      a.release();
+      b.release();
+    }
+  });
+
+  it('rolls back what a vanished connection left open and frees the backend for the others', async () => {
+    const doomed = new Client({ connectionString: pg.url });
+    await doomed.connect();
+    await doomed.query('BEGIN');
+    await doomed.query('INSERT INTO items VALUES (10, $1)', ['doomed']);
+    const waiting = pool.query<{ n: string }>("SELECT count(*) AS n FROM items WHERE owner = 'doomed'");
+    // As a crashed process would: the socket just goes away.
+    (doomed as unknown as { connection: { stream: { destroy(): void } } }).connection.stream.destroy();
+    doomed.on('error', () => undefined);
+    const { rows } = await waiting;
+    expect(rows[0]!.n).toBe('0');
+  });
+
+  it('keeps serving others when one connection fails inside the extended protocol', async () => {
+    const failing = Promise.allSettled(Array.from({ length: 20 }, (_, i) => pool.query('SELECT 1 / $1::int AS x', [i % 2])));
+    const fine = Promise.all(Array.from({ length: 20 }, (_, i) => pool.query<{ x: number }>('SELECT $1::int AS x', [i])));
+    const settled = await failing;
+    expect(settled.filter((s) => s.status === 'rejected')).toHaveLength(10);
+    expect((await fine).map((r) => r.rows[0]!.x)).toEqual(Array.from({ length: 20 }, (_, i) => i));
+  });
+
+  it('warns when one connection holds the backend while others wait (the deadlock of the one-process mode)', async () => {
+    const warnings: { obj: Record<string, unknown>; msg: string }[] = [];
+    const logger = { debug() {}, info() {}, error() {}, warn: (obj: Record<string, unknown>, msg: string) => warnings.push({ obj, msg }) };
+    const watched = await startTestEmbeddedPostgres({ stallWarningMs: 200, logger });
+    const holder = new Client({ connectionString: watched.url });
+    const waiter = new Client({ connectionString: watched.url });
+    try {
+      await Promise.all([holder.connect(), waiter.connect()]);
+      await holder.query('BEGIN');
+      // What deadlocks: inside a transaction, awaiting work on another connection.
+      const blocked = waiter.query('SELECT 1 AS x');
+      await new Promise((resolve) => setTimeout(resolve, 1300));
+      expect(warnings).toHaveLength(1);
+      expect(warnings[0]!.msg).toMatch(/deadlock/);
+      expect(warnings[0]!.obj).toMatchObject({ waiting: 1 });
+      await holder.query('COMMIT');
+      await expect(blocked).resolves.toMatchObject({ rows: [{ x: 1 }] });
+    } finally {
+      await Promise.all([holder.end(), waiter.end()]);
+      await watched.dispose();
+    }
+  });
+
+  it('refuses connections beyond maxConnections with a Postgres error', async () => {
+    const small = await startTestEmbeddedPostgres({ maxConnections: 1 });
+    const one = new Client({ connectionString: small.url });
+    const two = new Client({ connectionString: small.url });
+    try {
+      await one.connect();
+      await expect(two.connect()).rejects.toThrow(/too many connections/);
+      await expect(one.query('SELECT 1 AS x')).resolves.toMatchObject({ rows: [{ x: 1 }] });
+    } finally {
+      await one.end();
+      await small.dispose();
+    }
+  });
+});
