@@ -32,7 +32,7 @@ const common = {
   testEnvironment: 'node',
   moduleNameMapper,
   transform: { '^.+\\.(t|j)s$': swc },
-  transformIgnorePatterns: ['/node_modules/(?!(jose|oidc-provider|@apidevtools/json-schema-ref-parser)/)'],
+  transformIgnorePatterns: ['/node_modules/(?!(jose|oidc-provider)/)'],
   moduleFileExtensions: ['ts', 'js', 'json'],
 };
 

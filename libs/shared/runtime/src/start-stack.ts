@@ -87,6 +87,29 @@ export async function startStack(options: StartStackOptions): Promise<RunningSta
   config = withLocalSecrets(config, (msg) => logger.warn(msg));
   for (const s of secretValues(config)) logger.addSecret(s);
 
+  // Signals are caught from the first moment: one that arrives while starting ends the start
+  // and closes what was opened, instead of killing the process half-way.
+  let stopRequested: string | undefined;
+  let stopNow: ((reason: string) => Promise<void>) | undefined;
+  if (options.handleSignals) {
+    for (const sig of ['SIGTERM', 'SIGINT'] as const) {
+      process.once(sig, () => {
+        stopRequested = sig;
+        if (stopNow) {
+          void stopNow(sig).then(
+            () => process.exit(0),
+            () => process.exit(1),
+          );
+        } else {
+          logger.info({ signal: sig }, 'signal received while starting: will stop once the current step ends');
+        }
+      });
+    }
+  }
+  const abortIfStopped = () => {
+    if (stopRequested) throw new StartAborted(stopRequested);
+  };
+
   // Everything opened so far, closed in reverse if a later step fails or at shutdown.
   const closers: Closer[] = [];
   const closeAll = async () => {
@@ -111,6 +134,7 @@ export async function startStack(options: StartStackOptions): Promise<RunningSta
       closers.push({ name: 'embedded postgres', close: () => embedded.close() });
       databaseUrl = embedded.url;
       logger.info({ data_dir: config.dataDir }, 'embedded Postgres (PGlite) started');
+      abortIfStopped();
     }
 
     const internalSecret = Buffer.from(config.internalSecret ?? '', 'base64');
@@ -149,6 +173,7 @@ export async function startStack(options: StartStackOptions): Promise<RunningSta
         await waitForSchema(ds, { timeoutMs: 300_000 });
       }
       dataSources.set(def.service, ds);
+      abortIfStopped();
       health.register(`database:${def.service}`, async () => {
         await ds.query('SELECT 1');
       });
@@ -264,22 +289,28 @@ export async function startStack(options: StartStackOptions): Promise<RunningSta
       return stopping;
     };
 
-    if (options.handleSignals) {
-      for (const sig of ['SIGTERM', 'SIGINT'] as const) {
-        process.once(sig, () => {
-          void stop(sig).then(
-            () => process.exit(0),
-            () => process.exit(1),
-          );
-        });
-      }
+    stopNow = stop;
+    if (stopRequested) {
+      await stop(stopRequested);
+      process.exit(0);
     }
 
     return { app, config, url, port, logger, bus, dataSources, stop };
   } catch (err) {
+    if (err instanceof StartAborted) {
+      await closeAll();
+      logger.info({ signal: err.signal }, 'stopped before start finished');
+      process.exit(0);
+    }
     logger.error({ err: err instanceof Error ? { message: err.message, stack: err.stack } : String(err) }, 'STACK failed to start');
     await closeAll();
     throw err;
+  }
+}
+
+class StartAborted extends Error {
+  constructor(readonly signal: string) {
+    super(`start aborted by ${signal}`);
   }
 }
 

@@ -1,0 +1,105 @@
+/**
+ * A NATS server of the test's own, on free ports with its own JetStream store, for fault tests
+ * (restart the bus, take it down for a while) that must never touch the machine's shared server.
+ * `restart()` brings it back on the same port with the same store, as a real restart would.
+ */
+import { existsSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+import { freePort } from './free-port';
+import { startProcess } from './managed-process';
+import type { ManagedProcess, StopOptions } from './managed-process';
+import { uniqueName } from './servers';
+
+export interface NatsServerOptions {
+  /** Default true. */
+  jetstream?: boolean;
+  /** Default /usr/sbin/nats-server, or STACK_TEST_NATS_SERVER. */
+  binary?: string;
+  /** Default a free port. */
+  port?: number;
+}
+
+export interface TestNatsServer {
+  /** `nats://127.0.0.1:<port>` */
+  url: string;
+  port: number;
+  /** The HTTP monitoring endpoint (`/healthz`, `/jsz`, `/varz`). */
+  monitorUrl: string;
+  storeDir: string;
+  /** Stops it for good and deletes its store. */
+  stop(): Promise<void>;
+  /** Stops it (SIGTERM by default; SIGKILL to simulate a crash), keeping port and store. */
+  down(options?: StopOptions): Promise<void>;
+  /** Starts it again after down(), same port and store; resolves once it (and JetStream) is ready. */
+  up(): Promise<void>;
+  /** down(), an optional pause, up(). */
+  restart(options?: StopOptions & { downMs?: number }): Promise<void>;
+  /** The running server process, e.g. to read its log. */
+  process(): ManagedProcess | undefined;
+}
+
+function natsBinary(explicit?: string): string {
+  const candidate = explicit ?? process.env.STACK_TEST_NATS_SERVER ?? '/usr/sbin/nats-server';
+  if (candidate.includes('/') && !existsSync(candidate)) {
+    throw new Error(`nats-server not found at ${candidate}; install it (apt-get install nats-server) or set STACK_TEST_NATS_SERVER`);
+  }
+  return candidate;
+}
+
+export async function startNatsServer(options: NatsServerOptions = {}): Promise<TestNatsServer> {
+  const binary = natsBinary(options.binary);
+  const jetstream = options.jetstream ?? true;
+  const port = options.port ?? (await freePort());
+  const monitorPort = await freePort();
+  const storeDir = await mkdtemp(join(tmpdir(), 'stack-nats-'));
+  const name = uniqueName('nats');
+  let current: ManagedProcess | undefined;
+  let starts = 0;
+
+  const up = async (): Promise<void> => {
+    if (current?.running()) return;
+    starts += 1;
+    const args = ['-a', '127.0.0.1', '-p', String(port), '-m', String(monitorPort)];
+    if (jetstream) args.push('-js', '-sd', storeDir);
+    current = await startProcess({
+      name: `${name}.${starts}`,
+      command: binary,
+      args,
+      // /healthz answers 200 only once the server, and JetStream when enabled, is ready.
+      readyUrl: `http://127.0.0.1:${monitorPort}/healthz`,
+      readyTimeoutMs: 30_000,
+    });
+  };
+  const down = async (stopOptions: StopOptions = {}): Promise<void> => {
+    await current?.stop({ timeoutMs: 5000, ...stopOptions });
+  };
+
+  try {
+    await up();
+  } catch (e) {
+    await rm(storeDir, { recursive: true, force: true });
+    throw e;
+  }
+
+  return {
+    url: `nats://127.0.0.1:${port}`,
+    port,
+    monitorUrl: `http://127.0.0.1:${monitorPort}`,
+    storeDir,
+    up,
+    down,
+    async restart({ downMs = 0, ...stopOptions } = {}) {
+      await down(stopOptions);
+      if (downMs > 0) await new Promise((resolve) => setTimeout(resolve, downMs));
+      await up();
+    },
+    async stop() {
+      await down();
+      await rm(storeDir, { recursive: true, force: true });
+    },
+    process: () => current,
+  };
+}
