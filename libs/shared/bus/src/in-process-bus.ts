@@ -6,8 +6,6 @@
  */
 import { randomUUID } from 'node:crypto';
 
-import { context, propagation } from '@opentelemetry/api';
-
 import {
   BUS_HEADERS,
   StackError,
@@ -27,8 +25,9 @@ import { CallerContextSigner } from '@stack/security';
 
 import type { Bus, CommandHandler, ConsumeOptions, EventContext, Handle, PublishAck, PublishOptions, RequestOptions } from './bus';
 import type { BusConnection, BusConnectionOptions } from './connection';
-import { CommandDispatcher, currentTraceFields, type BusMetricsSink } from './dispatch';
+import { CommandDispatcher, type BusMetricsSink } from './dispatch';
 import { decodeJson, decodeReply, encodeJson, encodeRequest } from './envelope';
+import { eventHeaders, requestMeta, systemCallerOf, type Sender } from './outbound';
 import { DUPLICATE_WINDOW_MS, streamOf, streamPlans } from './streams';
 import { assertValid } from './validation';
 
@@ -133,31 +132,23 @@ class InProcessBusConnection implements BusConnection {
 }
 
 class InProcessServiceBus implements Bus {
-  private readonly systemCaller: CallerContext;
+  private readonly sender: Sender;
 
   constructor(
     private readonly conn: InProcessBusConnection,
     readonly service: ServiceName,
   ) {
-    this.systemCaller = { issuer: service, kind: 'system', scopes: [] };
+    this.sender = { service, signer: conn.signer, systemCaller: systemCallerOf(service) };
   }
 
   private headersFor(id: string, caller: CallerContext | undefined): Map<string, string> {
-    const h = new Map<string, string>();
-    h.set(BUS_HEADERS.messageId, id);
-    h.set(BUS_HEADERS.sender, this.service);
-    h.set(BUS_HEADERS.caller, this.conn.signer.sign(caller ?? this.systemCaller));
-    const carrier: Record<string, string> = {};
-    propagation.inject(context.active(), carrier);
-    if (carrier.traceparent) h.set(BUS_HEADERS.traceparent, carrier.traceparent);
-    if (carrier.tracestate) h.set(BUS_HEADERS.tracestate, carrier.tracestate);
-    return h;
+    return new Map(eventHeaders(this.sender, id, caller));
   }
 
   async request<C extends CommandDef>(command: C, payload: RequestOf<C>, options: RequestOptions = {}): Promise<ResponseOf<C>> {
     if (this.conn.closed) throw new StackError('SERVICE_UNAVAILABLE', 'the bus is closed');
     const subject = commandSubject(this.conn.options.prefix, command);
-    const meta = { id: options.messageId ?? randomUUID(), ...(options.messageId ? { replay: true } : {}), caller: this.conn.signer.sign(options.caller ?? this.systemCaller), sender: this.service, ...currentTraceFields() };
+    const meta = requestMeta(this.sender, options.messageId ?? randomUUID(), options);
     const data = encodeRequest(meta, payload, `request to ${subject}`);
     const entry = this.conn.handlers.get(subject);
     const started = performance.now();

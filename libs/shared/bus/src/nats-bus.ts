@@ -6,7 +6,7 @@
  */
 import { randomUUID } from 'node:crypto';
 
-import { SpanKind, SpanStatusCode, context, propagation } from '@opentelemetry/api';
+import { SpanKind, SpanStatusCode } from '@opentelemetry/api';
 import {
   AckPolicy,
   DeliverPolicy,
@@ -45,8 +45,9 @@ import { CallerContextSigner } from '@stack/security';
 
 import type { Bus, CommandHandler, ConsumeOptions, EventContext, Handle, PublishAck, PublishOptions, RequestOptions } from './bus';
 import type { BusConnection, NatsBusConnectionOptions } from './connection';
-import { CommandDispatcher, currentTraceFields, traceContextOf, tracer, type BusMetricsSink } from './dispatch';
+import { CommandDispatcher, traceContextOf, tracer, type BusMetricsSink } from './dispatch';
 import { decodeJson, decodeReply, encodeJson, encodeRequest } from './envelope';
+import { eventHeaders, requestMeta, systemCallerOf, type Sender } from './outbound';
 import { DUPLICATE_WINDOW_MS, streamOf, streamPlans } from './streams';
 import { assertValid } from './validation';
 
@@ -157,24 +158,18 @@ function isNotFound(err: unknown): boolean {
 }
 
 class NatsServiceBus implements Bus {
-  private readonly systemCaller: CallerContext;
+  private readonly sender: Sender;
 
   constructor(
     private readonly conn: NatsBusConnection,
     readonly service: ServiceName,
   ) {
-    this.systemCaller = { issuer: service, kind: 'system', scopes: [] };
+    this.sender = { service, signer: conn.signer, systemCaller: systemCallerOf(service) };
   }
 
   private headersFor(id: string, caller: CallerContext | undefined): MsgHdrs {
     const h = natsHeaders();
-    h.set(BUS_HEADERS.messageId, id);
-    h.set(BUS_HEADERS.sender, this.service);
-    h.set(BUS_HEADERS.caller, this.conn.signer.sign(caller ?? this.systemCaller));
-    const carrier: Record<string, string> = {};
-    propagation.inject(context.active(), carrier);
-    if (carrier.traceparent) h.set(BUS_HEADERS.traceparent, carrier.traceparent);
-    if (carrier.tracestate) h.set(BUS_HEADERS.tracestate, carrier.tracestate);
+    for (const [k, v] of eventHeaders(this.sender, id, caller)) h.set(k, v);
     return h;
   }
 
@@ -185,7 +180,7 @@ class NatsServiceBus implements Bus {
     const span = tracer.startSpan(`${subject} send`, { kind: SpanKind.CLIENT, attributes: { 'messaging.system': 'nats', 'messaging.destination.name': subject } });
     let outcome: 'ok' | 'error' | 'timeout' | 'no_responders' = 'ok';
     try {
-      const meta = { id: options.messageId ?? randomUUID(), ...(options.messageId ? { replay: true } : {}), caller: this.conn.signer.sign(options.caller ?? this.systemCaller), sender: this.service, ...currentTraceFields(span) };
+      const meta = requestMeta(this.sender, options.messageId ?? randomUUID(), options, span);
       const data = encodeRequest(meta, payload, `request to ${subject}`);
       const msg = await this.conn.nc.request(subject, data, { timeout });
       return decodeReply(msg.data) as ResponseOf<C>;
