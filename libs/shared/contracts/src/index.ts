@@ -9,3 +9,5 @@ export * from './bus/events';
 export * from './bus/registry';
 export * from './public-routes';
 export * from './docs/asyncapi';
+export * from './credential-proxy/credential-proxy.contracts';
+export * from './scopes';
