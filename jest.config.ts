@@ -32,7 +32,7 @@ const common = {
   testEnvironment: 'node',
   moduleNameMapper,
   transform: { '^.+\\.(t|j)s$': swc },
-  transformIgnorePatterns: ['/node_modules/(?!(jose|oidc-provider)/)'],
+  transformIgnorePatterns: ['/node_modules/(?!(jose|oidc-provider|oauth4webapi)/)'],
   moduleFileExtensions: ['ts', 'js', 'json'],
 };
 

@@ -6,10 +6,14 @@
  * failed to run, 2 for a usage error.
  */
 import { FlagError, parseFlags, type Benchmark } from './benchmark';
+import { auditBenchmark } from './audit.bench';
 import { busBenchmark } from './bus.bench';
+import { passportCheckBenchmark } from './passport-check.bench';
+import { proxyBenchmark } from './proxy.bench';
+import { revocationBenchmark } from './revocation.bench';
 import { Printer } from './report-printer';
 
-const BENCHMARKS: readonly Benchmark[] = [busBenchmark];
+const BENCHMARKS: readonly Benchmark[] = [busBenchmark, auditBenchmark, passportCheckBenchmark, revocationBenchmark, proxyBenchmark];
 
 /** A benchmark that has not finished by then is stuck (a server gone away), not slow. */
 const BENCHMARK_DEADLINE_MS = 120_000;

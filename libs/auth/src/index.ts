@@ -1,12 +1,14 @@
 import type { ServiceDefinition } from '@stack/runtime';
 
+import { AuthInit1764200000000 } from './auth-init.migration';
 import { AuthModule } from './auth.module';
 
 export { AuthModule };
+export { adminCommand } from './cli/admin.command';
 
 export const authService: ServiceDefinition = {
   service: 'auth',
   module: AuthModule,
   entities: [],
-  migrations: [],
+  migrations: [AuthInit1764200000000],
 };

@@ -1,8 +1,110 @@
 /**
- * The credential-proxy service's root module. Its capabilities arrive with their own issues; today it
- * owns its schema and answers on the bus (ping, ping_peers) through the runtime.
+ * The credential-proxy service (DESIGN.md §5): catalog, connections, the vault and the proxy, over
+ * REST and the bus. `createCredentialProxyService(seams)` builds the service with the caller and
+ * passport seams that issues 3 and 5 fill; `credentialProxyService` is the default build.
  */
-import { Module } from '@nestjs/common';
+import { Inject, Injectable, Module, type DynamicModule, type OnApplicationBootstrap, type OnModuleDestroy } from '@nestjs/common';
 
-@Module({})
-export class CredentialProxyModule {}
+import type { Handle } from '@stack/bus';
+import { Credentials, CredentialsModule, serviceKitToken, type ServiceDefinition, type ServiceKit } from '@stack/runtime';
+
+import { ConnectPageController, CONNECT_PATH } from './api/connect-page.controller';
+import { ConnectionsController } from './api/connections.controller';
+import { PROXY_PATH, ProxyController } from './api/proxy.controller';
+import { serveProxyCommands } from './api/proxy-bus.handlers';
+import type { CredentialProxySeams } from './caller/caller-seams';
+import { CredentialProxyInit1764400000000 } from './connections/credential-proxy-init.migration';
+import { CredentialProxyCore } from './credential-proxy.core';
+import { VaultRotation } from './vault/vault-rotation';
+
+const KIT = serviceKitToken('credential-proxy');
+const SEAMS = Symbol.for('stack.credential-proxy.seams');
+const REWRAP_EVERY_MS = 10 * 60_000;
+
+@Injectable()
+class CredentialProxyLifecycle implements OnApplicationBootstrap, OnModuleDestroy {
+  private handles: Handle[] = [];
+  private timer?: NodeJS.Timeout;
+
+  constructor(
+    @Inject(CredentialProxyCore) private readonly core: CredentialProxyCore,
+    @Inject(KIT) private readonly kit: ServiceKit,
+  ) {}
+
+  async onApplicationBootstrap(): Promise<void> {
+    this.handles = serveProxyCommands(this.kit.bus, this.core);
+    const rewrap = () => void this.rewrapInBackground();
+    setImmediate(rewrap);
+    this.timer = setInterval(rewrap, REWRAP_EVERY_MS);
+    this.timer.unref();
+  }
+
+  /** One replica at a time re-wraps data keys left under a retired-to-be key (rotation step 2). */
+  private async rewrapInBackground(): Promise<void> {
+    const lock = 'cp:vault-rewrap';
+    try {
+      if (!(await this.kit.cache.setIfAbsent(lock, this.kit.config.instanceId, { ttlMs: 5 * 60_000 }))) return;
+      try {
+        const report = await new VaultRotation(this.core.repo, this.core.vault.cipher).rewrapAll({ onError: (id) => this.kit.logger.warn({ connection_id: id }, 'vault: a connection could not be re-wrapped') });
+        if (report.rewrapped || report.failed) this.kit.logger.info({ ...report }, 'vault: data keys re-wrapped under the current key');
+      } finally {
+        await this.kit.cache.delIfEquals(lock, this.kit.config.instanceId);
+      }
+    } catch (err) {
+      this.kit.logger.warn({ err }, 'vault: background re-wrap failed; it runs again later');
+    }
+  }
+
+  async onModuleDestroy(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    await Promise.all(this.handles.map((h) => h.stop()));
+    await this.core.close();
+  }
+}
+
+/**
+ * The seams filled with STACK's own credentials: API keys and OAuth access tokens for REST
+ * (and the operators' signed caller context, see Credentials.restCaller), passports verified by
+ * this node against its revocation state, and the node's in-flight registry, so a revocation
+ * cuts the calls made with the passport.
+ */
+function credentialSeams(credentials: Credentials): CredentialProxySeams {
+  return {
+    restAuthenticator: { authenticate: async (authorization) => (await credentials.restCaller(authorization)).caller },
+    passportAuthority: { verify: async (token) => credentials.passports.verify(token) },
+    inFlight: credentials.revocations.state.inFlight,
+  };
+}
+
+export function createCredentialProxyModule(seams: CredentialProxySeams = {}): DynamicModule {
+  @Module({})
+  class CredentialProxyModule {}
+  return {
+    module: CredentialProxyModule,
+    // The connect page's controller comes first: `/v1/connections/connect` must not reach `:id`.
+    controllers: [ConnectPageController, ProxyController, ConnectionsController],
+    imports: [CredentialsModule],
+    providers: [
+      { provide: SEAMS, useFactory: (credentials: Credentials) => ({ ...credentialSeams(credentials), ...seams }), inject: [Credentials] },
+      {
+        provide: CredentialProxyCore,
+        useFactory: (kit: ServiceKit, s: CredentialProxySeams) => new CredentialProxyCore({ dataSource: kit.dataSource, cache: kit.cache, config: kit.config, logger: kit.logger, audit: kit.audit }, s),
+        inject: [KIT, SEAMS],
+      },
+      CredentialProxyLifecycle,
+    ],
+  };
+}
+
+export function createCredentialProxyService(seams: CredentialProxySeams = {}): ServiceDefinition {
+  const dynamic = createCredentialProxyModule(seams);
+  @Module({ imports: [dynamic] })
+  class CredentialProxyRootModule {}
+  return {
+    service: 'credential-proxy',
+    module: CredentialProxyRootModule,
+    entities: [],
+    migrations: [CredentialProxyInit1764400000000],
+    rawBodyPaths: [PROXY_PATH, CONNECT_PATH],
+  };
+}

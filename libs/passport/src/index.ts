@@ -1,12 +1,15 @@
 import type { ServiceDefinition } from '@stack/runtime';
 
 import { PassportModule } from './passport.module';
+import { PassportInit1764300000000 } from './store/passport-init.migration';
 
 export { PassportModule };
+export { PassportService } from './passports/passport.service';
+export { CALLER_RESOLVER, type CallerResolver } from './api/caller-resolver';
 
 export const passportService: ServiceDefinition = {
   service: 'passport',
   module: PassportModule,
   entities: [],
-  migrations: [],
+  migrations: [PassportInit1764300000000],
 };

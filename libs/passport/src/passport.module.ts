@@ -1,8 +1,25 @@
 /**
- * The passport service's root module. Its capabilities arrive with their own issues; today it
- * owns its schema and answers on the bus (ping, ping_peers) through the runtime.
+ * The passport service's root module: agents, grants, passports, signing keys and the
+ * revocation fan-out (DESIGN.md §3, §4). It hosts the node's revocation state like every
+ * service that checks credentials (RevocationModule) and publishes the stream's heartbeat.
  */
 import { Module } from '@nestjs/common';
 
-@Module({})
+import { CredentialsModule } from '@stack/runtime';
+
+import { ClientAgentsConsumer } from './agents/client-agents.consumer';
+import { BearerCallerResolver, CALLER_RESOLVER } from './api/caller-resolver';
+import { PassportBusHandlers } from './api/passport.bus-handlers';
+import { PassportController } from './api/passport.controller';
+import { SigningKeys } from './keys/signing-keys.service';
+import { PassportService } from './passports/passport.service';
+import { RevocationRelay } from './revocation/revocation-relay.service';
+import { PassportStore } from './store/passport.store';
+
+@Module({
+  imports: [CredentialsModule],
+  controllers: [PassportController],
+  providers: [PassportStore, SigningKeys, ClientAgentsConsumer, PassportService, PassportBusHandlers, RevocationRelay, { provide: CALLER_RESOLVER, useClass: BearerCallerResolver }],
+  exports: [PassportService],
+})
 export class PassportModule {}

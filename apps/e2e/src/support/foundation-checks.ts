@@ -57,7 +57,7 @@ export async function expectOpenApiParses(publicUrl: string): Promise<void> {
 }
 
 export async function expectErrorEnvelope(publicUrl: string): Promise<void> {
-  const res = await fetch(`${publicUrl}/v1/agents/e2e-missing`);
+  const res = await fetch(`${publicUrl}/v1/agents/e2e-missing/no-such-route`);
   expect(res.status).toBe(404);
   expect(await res.json()).toEqual({ error: { code: 'NOT_FOUND', message: expect.any(String) } });
 }
@@ -73,7 +73,7 @@ export async function expectMetrics(url: string): Promise<void> {
 /** JSON log lines carrying the request id a caller sent. */
 export async function expectRequestIdLogged(publicUrl: string, logs: () => string[]): Promise<void> {
   const requestId = `e2e-${Date.now()}`;
-  const res = await fetch(`${publicUrl}/v1/agents/e2e-log-probe`, { headers: { 'X-Request-Id': requestId } });
+  const res = await fetch(`${publicUrl}/v1/agents/e2e-log-probe/no-such-route`, { headers: { 'X-Request-Id': requestId } });
   await res.arrayBuffer();
   expect(res.headers.get('x-request-id')).toBe(requestId);
   const end = Date.now() + 5000;
@@ -85,5 +85,5 @@ export async function expectRequestIdLogged(publicUrl: string, logs: () => strin
       .find((l) => l.request_id === requestId);
     if (!line) await new Promise((r) => setTimeout(r, 50));
   }
-  expect(line).toMatchObject({ request_id: requestId, msg: 'http request', status: 404, path: '/v1/agents/e2e-log-probe' });
+  expect(line).toMatchObject({ request_id: requestId, msg: 'http request', status: 404, path: '/v1/agents/e2e-log-probe/no-such-route' });
 }

@@ -226,6 +226,39 @@ export function busContractSuite(name: string, factory: BusFactory, opts: { shar
       expect(received).toEqual(Array.from({ length: 120 }, (_, i) => `i-${i}`));
     });
 
+    it('with maxInFlight, holds several messages at once and acknowledges each only when its handler resolves', async () => {
+      const bus = await connect();
+      await bus.ensureStreams();
+      const publisher = bus.forService('audit');
+      for (let i = 0; i < 30; i++) await publisher.publish(ServiceStartedEvent, started(i), { id: `b-${i}` });
+      const held: { instance: string; release: () => void }[] = [];
+      const done: string[] = [];
+      let failedOnce = false;
+      const handle = await bus.forService('audit').consume({ durable: 'batching', events: [ServiceStartedEvent], ackWaitMs: 2000, maxInFlight: 10 }, async (_e, payload) => {
+        const instance = (payload as { instance: string }).instance;
+        // A batching handler: it resolves only once its whole batch is released.
+        await new Promise<void>((release) => held.push({ instance, release }));
+        if (instance === 'i-3' && !failedOnce) {
+          failedOnce = true;
+          throw new Error('batch failed');
+        }
+        done.push(instance);
+      });
+      await waitFor(() => held.length >= 10);
+      await new Promise((r) => setTimeout(r, 100));
+      expect(held.length).toBe(10); // no more than maxInFlight at once
+      const releaseAll = async () => {
+        while (done.length < 30) {
+          for (const h of held.splice(0)) h.release();
+          await new Promise((r) => setTimeout(r, 20));
+        }
+      };
+      await Promise.race([releaseAll(), new Promise((_, rej) => setTimeout(() => rej(new Error('not all delivered')), 15_000))]);
+      await handle.stop();
+      expect(new Set(done)).toEqual(new Set(Array.from({ length: 30 }, (_, i) => `i-${i}`)));
+      expect(failedOnce).toBe(true);
+    });
+
     it('drops a second publish with the same event id', async () => {
       const bus = await connect();
       await bus.ensureStreams();

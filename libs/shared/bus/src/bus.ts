@@ -61,6 +61,16 @@ export interface ConsumeOptions {
   batch?: number;
   /** Deliver from the start of the stream (default) or only new messages. */
   deliver?: 'all' | 'new';
+  /** Deliver from this stream sequence on (overrides `deliver`); a node replaying after a snapshot uses it. */
+  startSeq?: number;
+  /** Let the server delete the consumer after this long without a reader (per-process consumers that a crash would leave behind). */
+  inactiveThresholdMs?: number;
+  /**
+   * Handlers running at once (default 1: one message at a time, in stream order). Above 1 a
+   * handler may hold its message while it gathers a batch and resolve them all after one commit;
+   * each message is still acknowledged only when its own handler resolves.
+   */
+  maxInFlight?: number;
 }
 
 export interface Handle {

@@ -31,6 +31,8 @@ export interface NatsBusConnectionOptions extends BusConnectionOptions {
   servers: string;
   /** Connection name shown by the NATS server. */
   name?: string;
+  /** JetStream replicas of each stream (3 on a three-node cluster). */
+  streamReplicas?: number;
 }
 
 export interface BusConnection {

@@ -218,7 +218,7 @@ class InProcessServiceBus implements Bus {
     const bySubject = new Map(options.events.map((e) => [eventSubject(this.conn.options.prefix, e), e]));
     let consumer = stream.consumers.get(options.durable);
     if (!consumer) {
-      consumer = { ackFloor: options.deliver === 'new' ? stream.lastSeq : 0, deliveries: new Map() };
+      consumer = { ackFloor: options.startSeq !== undefined ? Math.max(0, options.startSeq - 1) : options.deliver === 'new' ? stream.lastSeq : 0, deliveries: new Map() };
       stream.consumers.set(options.durable, consumer);
     }
     if (consumer.running && !consumer.running.stopped) throw new Error(`consumer ${options.durable} is already running in this process`);
@@ -228,8 +228,68 @@ class InProcessServiceBus implements Bus {
     c.running = running;
     const signer = this.conn.signer;
     const logger = this.conn.options.logger;
+    const maxInFlight = Math.max(1, options.maxInFlight ?? 1);
+    // Delivers one message; true when it is done with (acknowledged or refused), false when it must be redelivered.
+    const deliver = async (next: StoredMessage): Promise<boolean> => {
+      const event = bySubject.get(next.subject);
+      if (!event) return true;
+      const deliveries = (c.deliveries.get(next.seq) ?? 0) + 1;
+      c.deliveries.set(next.seq, deliveries);
+      let payload: unknown;
+      let caller: CallerContext;
+      try {
+        caller = signer.verify(next.headers.get(BUS_HEADERS.caller));
+        payload = decodeJson(next.data);
+        assertValid(event.payload, payload, `event ${next.subject}`);
+      } catch (err) {
+        logger?.error({ subject: next.subject, seq: next.seq, err: (err as Error).message }, 'bus event refused');
+        return true;
+      }
+      try {
+        await handler(event, payload, {
+          id: next.headers.get(BUS_HEADERS.messageId) ?? `${stream.name}:${next.seq}`,
+          subject: next.subject,
+          caller,
+          sender: next.headers.get(BUS_HEADERS.sender),
+          traceparent: next.headers.get(BUS_HEADERS.traceparent),
+          seq: next.seq,
+          deliveries,
+        });
+        c.deliveries.delete(next.seq);
+        return true;
+      } catch (err) {
+        logger?.warn({ subject: next.subject, seq: next.seq, deliveries, err: (err as Error).message }, 'event handler failed; it will be redelivered');
+        return false;
+      }
+    };
+    const backOff = (deliveries: number) =>
+      new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, Math.min(30_000, 100 * 2 ** Math.min(deliveries, 8)));
+        wake = () => {
+          clearTimeout(t);
+          resolve();
+        };
+      });
     running.done = (async () => {
       while (!running.stopped) {
+        if (maxInFlight > 1) {
+          // A window of messages handled at once; the ack floor advances over the leading ones
+          // that succeeded, and delivery resumes at the first failure (handlers are idempotent).
+          const from = stream.messages.findIndex((m) => m.seq > c.ackFloor);
+          if (from === -1) {
+            await new Promise<void>((resolve) => {
+              wake = resolve;
+            });
+            continue;
+          }
+          const window = stream.messages.slice(from, from + maxInFlight);
+          const done = await Promise.all(window.map(deliver));
+          const failed = done.indexOf(false);
+          const acked = failed === -1 ? window : window.slice(0, failed);
+          if (acked.length) c.ackFloor = acked[acked.length - 1]!.seq;
+          if (failed !== -1) await backOff(c.deliveries.get(window[failed]!.seq) ?? 1);
+          continue;
+        }
         const next = stream.messages.find((m) => m.seq > c.ackFloor);
         if (!next) {
           await new Promise<void>((resolve) => {

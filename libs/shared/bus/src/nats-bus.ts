@@ -19,6 +19,7 @@ import {
   type ConsumerMessages,
   type JetStreamClient,
   type JetStreamManager,
+  type JsMsg,
   type MsgHdrs,
   type NatsConnection,
   type NatsError,
@@ -55,9 +56,32 @@ export interface NatsBusOptions extends NatsBusConnectionOptions {
   metrics?: BusMetricsSink;
 }
 
+/**
+ * NATS_URL may carry a user and password (`nats://stack-audit:secret@nats:4222`); the client
+ * wants them as options, not inside the server URLs.
+ */
+export function natsServersAndCredentials(servers: string): { servers: string[]; user?: string; pass?: string } {
+  let user: string | undefined;
+  let pass: string | undefined;
+  const list = servers.split(',').map((raw) => {
+    const s = raw.trim();
+    try {
+      const u = new URL(s);
+      if (u.username) user ??= decodeURIComponent(u.username);
+      if (u.password) pass ??= decodeURIComponent(u.password);
+      return u.username || u.password ? `${u.protocol}//${u.host}` : s;
+    } catch {
+      return s;
+    }
+  });
+  return { servers: list, user, pass };
+}
+
 export async function connectNatsBus(options: NatsBusOptions): Promise<BusConnection> {
+  const { servers, user, pass } = natsServersAndCredentials(options.servers);
   const nc = await connect({
-    servers: options.servers.split(',').map((s) => s.trim()),
+    servers,
+    ...(user !== undefined ? { user, pass } : {}),
     name: options.name ?? `stack-${options.instanceId}`,
     maxReconnectAttempts: -1,
     reconnectTimeWait: 500,
@@ -120,7 +144,7 @@ class NatsBusConnection implements BusConnection {
         retention: RetentionPolicy.Limits,
         max_age: nanos(plan.maxAgeMs),
         duplicate_window: nanos(DUPLICATE_WINDOW_MS),
-        num_replicas: 1,
+        num_replicas: this.options.streamReplicas ?? 1,
       };
       try {
         const info = await jsm.streams.info(plan.name);
@@ -260,9 +284,12 @@ class NatsServiceBus implements Bus {
     const config = {
       durable_name: options.durable,
       ack_policy: AckPolicy.Explicit,
-      deliver_policy: options.deliver === 'new' ? DeliverPolicy.New : DeliverPolicy.All,
+      deliver_policy: options.startSeq !== undefined ? DeliverPolicy.StartSequence : options.deliver === 'new' ? DeliverPolicy.New : DeliverPolicy.All,
+      ...(options.startSeq !== undefined ? { opt_start_seq: Math.max(1, options.startSeq) } : {}),
+      ...(options.inactiveThresholdMs !== undefined ? { inactive_threshold: nanos(options.inactiveThresholdMs) } : {}),
       ack_wait: nanos(options.ackWaitMs ?? 30_000),
-      max_ack_pending: 1000,
+      // A batching consumer holds up to maxInFlight messages unacknowledged; the server must let it.
+      max_ack_pending: Math.max(1000, options.maxInFlight ?? 0),
       ...(filter ? { filter_subject: filter } : {}),
     };
     try {
@@ -275,6 +302,8 @@ class NatsServiceBus implements Bus {
     const messages: ConsumerMessages = await consumer.consume({ max_messages: options.batch ?? 100 });
     const logger = this.conn.options.logger;
     const signer = this.conn.signer;
+    const maxInFlight = Math.max(1, options.maxInFlight ?? 1);
+    const inFlight = new Set<Promise<void>>();
     const loop = (async () => {
       for await (const m of messages) {
         const event = bySubject.get(m.subject);
@@ -282,43 +311,53 @@ class NatsServiceBus implements Bus {
           m.ack();
           continue;
         }
-        const header = (n: string) => m.headers?.get(n) || undefined;
-        let payload: unknown;
-        let caller: CallerContext;
-        try {
-          caller = signer.verify(header(BUS_HEADERS.caller));
-          payload = decodeJson(m.data);
-          assertValid(event.payload, payload, `event ${m.subject}`);
-        } catch (err) {
-          // A message that can never be valid is terminated, not redelivered forever.
-          logger?.error({ subject: m.subject, seq: m.seq, err: (err as Error).message }, 'bus event refused');
-          m.term();
+        if (maxInFlight > 1) {
+          const p = handleOne(m, event).finally(() => inFlight.delete(p));
+          inFlight.add(p);
+          if (inFlight.size >= maxInFlight) await Promise.race(inFlight);
           continue;
         }
-        const ctx: EventContext = {
-          id: header(BUS_HEADERS.messageId) ?? `${stream}:${m.seq}`,
-          subject: m.subject,
-          caller,
-          sender: header(BUS_HEADERS.sender),
-          traceparent: header(BUS_HEADERS.traceparent),
-          seq: m.seq,
-          deliveries: m.info.deliveryCount,
-        };
-        try {
-          await tracer.startActiveSpan(`${m.subject} process`, { kind: SpanKind.CONSUMER }, traceContextOf(ctx.traceparent, header(BUS_HEADERS.tracestate)), async (span) => {
-            try {
-              await handler(event, payload, ctx);
-            } finally {
-              span.end();
-            }
-          });
-          m.ack();
-        } catch (err) {
-          logger?.warn({ subject: m.subject, seq: m.seq, deliveries: ctx.deliveries, err: (err as Error).message }, 'event handler failed; it will be redelivered');
-          m.nak(Math.min(30_000, 250 * 2 ** Math.min(ctx.deliveries, 7)));
-        }
+        await handleOne(m, event);
       }
+      await Promise.all(inFlight);
     })();
+    async function handleOne(m: JsMsg, event: EventDef): Promise<void> {
+      const header = (n: string) => m.headers?.get(n) || undefined;
+      let payload: unknown;
+      let caller: CallerContext;
+      try {
+        caller = signer.verify(header(BUS_HEADERS.caller));
+        payload = decodeJson(m.data);
+        assertValid(event.payload, payload, `event ${m.subject}`);
+      } catch (err) {
+        // A message that can never be valid is terminated, not redelivered forever.
+        logger?.error({ subject: m.subject, seq: m.seq, err: (err as Error).message }, 'bus event refused');
+        m.term();
+        return;
+      }
+      const ctx: EventContext = {
+        id: header(BUS_HEADERS.messageId) ?? `${stream}:${m.seq}`,
+        subject: m.subject,
+        caller,
+        sender: header(BUS_HEADERS.sender),
+        traceparent: header(BUS_HEADERS.traceparent),
+        seq: m.seq,
+        deliveries: m.info.deliveryCount,
+      };
+      try {
+        await tracer.startActiveSpan(`${m.subject} process`, { kind: SpanKind.CONSUMER }, traceContextOf(ctx.traceparent, header(BUS_HEADERS.tracestate)), async (span) => {
+          try {
+            await handler(event, payload, ctx);
+          } finally {
+            span.end();
+          }
+        });
+        m.ack();
+      } catch (err) {
+        logger?.warn({ subject: m.subject, seq: m.seq, deliveries: ctx.deliveries, err: (err as Error).message }, 'event handler failed; it will be redelivered');
+        m.nak(Math.min(30_000, 250 * 2 ** Math.min(ctx.deliveries, 7)));
+      }
+    }
     const handle: Handle = {
       stop: async () => {
         this.conn.handles.delete(handle);

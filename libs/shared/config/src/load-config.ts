@@ -146,6 +146,44 @@ export function loadConfig(env: Env = process.env): StackConfig {
 
   const otlpEndpoint = url('OTEL_EXPORTER_OTLP_ENDPOINT', ['http:', 'https:']);
 
+  let mcpRateLimit = { capacity: 120, refillPerSecond: 20 };
+  const rate = get('STACK_MCP_RATE_LIMIT');
+  if (rate !== undefined) {
+    const m = /^(\d+):(\d+(?:\.\d+)?)$/.exec(rate);
+    if (!m || Number(m[1]) < 1 || Number(m[2]) <= 0) fail('STACK_MCP_RATE_LIMIT', `expected burst:per_second such as 120:20, got ${shown('STACK_MCP_RATE_LIMIT', rate)}`);
+    else mcpRateLimit = { capacity: Number(m[1]), refillPerSecond: Number(m[2]) };
+  }
+
+  const bootstrapOwnerEmail = get('STACK_BOOTSTRAP_OWNER_EMAIL');
+  const bootstrapOwnerPassword = get('STACK_BOOTSTRAP_OWNER_PASSWORD');
+  if (bootstrapOwnerEmail !== undefined && !/^[^\s@]+@[^\s@]+\.[^\s@]+$/.test(bootstrapOwnerEmail)) fail('STACK_BOOTSTRAP_OWNER_EMAIL', `expected an email address, got ${shown('STACK_BOOTSTRAP_OWNER_EMAIL', bootstrapOwnerEmail)}`);
+  if (bootstrapOwnerEmail !== undefined && (bootstrapOwnerPassword === undefined || bootstrapOwnerPassword.length < 10)) {
+    fail('STACK_BOOTSTRAP_OWNER_PASSWORD', 'expected at least 10 characters when STACK_BOOTSTRAP_OWNER_EMAIL is set (value hidden)');
+  }
+
+  const serviceBaseUrls: Record<string, string> = {};
+  for (const pair of (get('STACK_SERVICE_BASE_URLS') ?? '').split(',').map((x) => x.trim()).filter(Boolean)) {
+    const eq = pair.indexOf('=');
+    const id = pair.slice(0, eq);
+    let ok = eq > 0 && /^[a-z][a-z0-9_-]{0,63}$/.test(id);
+    try {
+      ok = ok && ['http:', 'https:'].includes(new URL(pair.slice(eq + 1)).protocol);
+    } catch {
+      ok = false;
+    }
+    if (!ok) fail('STACK_SERVICE_BASE_URLS', `expected comma-separated id=url pairs such as github=https://api.github.com, got ${shown('STACK_SERVICE_BASE_URLS', pair)}`);
+    else serviceBaseUrls[id] = pair.slice(eq + 1);
+  }
+  const upstreamOAuthClients: Record<string, { clientId: string; clientSecret: string }> = {};
+  for (const pair of (get('STACK_UPSTREAM_OAUTH_CLIENTS') ?? '').split(',').map((x) => x.trim()).filter(Boolean)) {
+    const m = /^([a-z][a-z0-9_-]{0,63})=([^:]+):(.+)$/.exec(pair);
+    if (!m) fail('STACK_UPSTREAM_OAUTH_CLIENTS', 'expected comma-separated id=client_id:client_secret pairs (value hidden)');
+    else upstreamOAuthClients[m[1]!] = { clientId: m[2]!, clientSecret: m[3]! };
+  }
+
+  const authSignup = (get('STACK_AUTH_SIGNUP') ?? 'invite-only') as NonNullable<StackConfig['authSignup']>;
+  if (!['open', 'invite-only', 'closed'].includes(authSignup)) fail('STACK_AUTH_SIGNUP', `expected open, invite-only or closed, got ${shown('STACK_AUTH_SIGNUP', authSignup)}`);
+
   const config: StackConfig = {
     nodeEnv,
     publicUrl,
@@ -160,13 +198,26 @@ export function loadConfig(env: Env = process.env): StackConfig {
     dataDir: resolve(get('STACK_DATA_DIR') ?? './.stack'),
     busPrefix,
     busTimeoutMs: int('STACK_BUS_TIMEOUT_MS', 5000, 10, 600_000),
+    streamReplicas: int('STACK_STREAM_REPLICAS', 1, 1, 5),
     proxyPrivateAllowlist: cidrs('STACK_PROXY_PRIVATE_ALLOWLIST'),
+    serviceBaseUrls,
+    proxyTimeoutMs: int('STACK_PROXY_TIMEOUT_MS', 30_000, 10, 600_000),
+    upstreamOAuthClients,
     trustedProxies: cidrs('STACK_TRUSTED_PROXIES'),
     logLevel,
     migrateOnStart: bool('STACK_MIGRATE_ON_START', true),
     shutdownTimeoutMs: int('STACK_SHUTDOWN_TIMEOUT_MS', 10_000, 0, 600_000),
     instanceId: get('STACK_INSTANCE_ID') ?? `${hostname()}-${process.pid}`,
     otlpEndpoint,
+    bootstrapOwnerEmail,
+    bootstrapOwnerPassword,
+    authSignup,
+    mcpRateLimit,
+    auditCheckpointIntervalMs: int('STACK_AUDIT_CHECKPOINT_INTERVAL_MS', 10_000, 100, 86_400_000),
+    auditTreePeriodMs: int('STACK_AUDIT_TREE_PERIOD_MS', 30 * 86_400_000, 1000, 3650 * 86_400_000),
+    auditRetentionMs: int('STACK_AUDIT_RETENTION_MS', 0, 0, 36500 * 86_400_000),
+    revocationMaxStalenessMs: int('STACK_REVOCATION_MAX_STALENESS', 30, 1, 3600) * 1000,
+    passportKeyRotationMs: int('STACK_PASSPORT_KEY_ROTATION_SECONDS', 604_800, 60, 31_536_000) * 1000,
   };
   if (problems.length) throw new ConfigError(problems);
   return config;
@@ -177,6 +228,8 @@ export function secretValues(config: StackConfig): string[] {
   const out: string[] = [];
   if (config.masterKeys) out.push(...config.masterKeys.split(',').map((e) => e.split(':')[1] ?? '').filter(Boolean));
   if (config.internalSecret) out.push(config.internalSecret);
+  for (const client of Object.values(config.upstreamOAuthClients ?? {})) out.push(client.clientSecret);
+  if (config.bootstrapOwnerPassword) out.push(config.bootstrapOwnerPassword);
   for (const u of [config.databaseUrl, config.redisUrl, config.natsUrl]) {
     if (!u) continue;
     for (const part of u.split(',')) {

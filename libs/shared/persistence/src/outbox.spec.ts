@@ -63,7 +63,7 @@ describe('Outbox.enqueue', () => {
 
   it('refuses a payload too large for the bus', async () => {
     const { manager, queries } = fakeManager();
-    const huge = { id: 'aud_1', occurred_at: '2025-11-25T10:00:00.000Z', layer: 'system', action: 'x'.repeat(MAX_OUTBOX_PAYLOAD_BYTES), outcome: 'success' as const };
+    const huge = { id: 'aud_1', occurred_at: '2025-11-25T10:00:00.000Z', layer: 'system' as const, action: 'x'.repeat(MAX_OUTBOX_PAYLOAD_BYTES), outcome: 'success' as const };
     await expect(Outbox.enqueue(manager, AuditRecordedEvent, huge)).rejects.toMatchObject({ code: 'PAYLOAD_TOO_LARGE' });
     expect(queries).toHaveLength(0);
   });

@@ -3,7 +3,7 @@
  * The runtime gives it back, under tokens below, the service's own bus facade, data source
  * and outbox — so a service never reaches for another's.
  */
-import type { Type } from '@nestjs/common';
+import type { DynamicModule, Type } from '@nestjs/common';
 
 import type { ServiceName } from '@stack/contracts';
 import type { EntityDefinition, MigrationClass } from '@stack/persistence';
@@ -11,9 +11,11 @@ import type { EntityDefinition, MigrationClass } from '@stack/persistence';
 export interface ServiceDefinition {
   service: ServiceName;
   /** The service's root Nest module (controllers, providers, bus handlers). */
-  module: Type<unknown>;
+  module: Type<unknown> | DynamicModule;
   entities: readonly EntityDefinition[];
   migrations: readonly MigrationClass[];
+  /** Paths whose request bodies the service reads itself (the runtime's JSON parser leaves them alone). */
+  rawBodyPaths?: readonly string[];
 }
 
 export const TOKENS = {

@@ -35,6 +35,7 @@ import {
 } from '@stack/observability';
 import { Outbox, OutboxRelay, createServiceDataSource, migrateUnderLock, startEmbeddedPostgres, waitForSchema } from '@stack/persistence';
 
+import { AuditRecorder } from './audit-recorder';
 import { withLocalSecrets } from './local-secrets';
 import { ProcessState } from './process-state';
 import { TOKENS, serviceKitToken, type ServiceDefinition } from './service-definition';
@@ -53,6 +54,8 @@ export interface ServiceKit {
   logger: StackLogger;
   config: StackConfig;
   cache: Cache;
+  /** Audit events: `record(entry)` waits for STACK_AUDIT's acknowledgement; `enqueue(manager, entry)` goes through the outbox. */
+  audit: AuditRecorder;
 }
 
 export interface StartStackOptions {
@@ -146,7 +149,7 @@ export async function startStack(options: StartStackOptions): Promise<RunningSta
       logger,
       metrics: { requestCompleted: metrics.recordBusRequest.bind(metrics), messageHandled: metrics.recordBusHandled.bind(metrics) },
     };
-    const bus = config.natsUrl ? await connectNatsBus({ ...busOptions, servers: config.natsUrl, name: `stack-${processName}-${config.instanceId}` }) : createInProcessBus(busOptions);
+    const bus = config.natsUrl ? await connectNatsBus({ ...busOptions, servers: config.natsUrl, name: `stack-${processName}-${config.instanceId}`, streamReplicas: config.streamReplicas }) : createInProcessBus(busOptions);
     closers.push({ name: 'bus', close: () => bus.close() });
     await bus.ensureStreams();
     // A real round trip through the bus (to this process's own first service, or a replica
@@ -189,7 +192,7 @@ export async function startStack(options: StartStackOptions): Promise<RunningSta
 
     const kitProviders: Provider[] = chosen.map((def) => ({
       provide: serviceKitToken(def.service),
-      useValue: { service: def.service, bus: bus.forService(def.service), dataSource: dataSources.get(def.service)!, outbox: Outbox, logger: logger.child({ component: def.service }), config, cache } satisfies ServiceKit,
+      useValue: { service: def.service, bus: bus.forService(def.service), dataSource: dataSources.get(def.service)!, outbox: Outbox, logger: logger.child({ component: def.service }), config, cache, audit: new AuditRecorder(bus.forService(def.service)) } satisfies ServiceKit,
     }));
     const coreProviders: Provider[] = [
       { provide: TOKENS.config, useValue: config },
@@ -215,7 +218,9 @@ export async function startStack(options: StartStackOptions): Promise<RunningSta
     app.set('trust proxy', false);
     // Our own JSON parser, so a malformed or oversized body gets the error envelope with a
     // stable code rather than the parser's message.
-    app.use(json({ limit: '2mb' }));
+    const rawBodyPaths = new Set(chosen.flatMap((d) => d.rawBodyPaths ?? []));
+    const parseJson = json({ limit: '2mb' });
+    app.use((req: Request, res: Response, next: NextFunction) => (rawBodyPaths.has(req.path) ? next() : parseJson(req, res, next)));
     app.use((err: unknown, _req: Request, res: Response, next: NextFunction) => {
       const e = toStackError(err);
       if (!e) return next(err);

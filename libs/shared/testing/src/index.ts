@@ -6,3 +6,6 @@ export * from './reverse-proxy';
 export * from './tcp-fault-proxy';
 export * from './nats-server';
 export * from './stack-topology';
+export * from './fakes/fake-github';
+export * from './fakes/fake-oauth-provider';
+export * from './fakes/client-metadata-server';

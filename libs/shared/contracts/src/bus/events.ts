@@ -3,6 +3,7 @@
  */
 import { Type } from '@sinclair/typebox';
 
+import { AuditLayerSchema, AuditOutcomeSchema, AuditTargetSchema } from '../audit/audit-entry';
 import { SERVICE_NAMES } from '../services';
 import { defineEvent } from './definitions';
 
@@ -37,9 +38,10 @@ export const AuditRecordedEvent = defineEvent({
     client_id: Type.Optional(Type.String()),
     passport_jti: Type.Optional(Type.String()),
     session_id: Type.Optional(Type.String()),
-    layer: Type.String(),
-    action: Type.String(),
-    outcome: Type.Union([Type.Literal('success'), Type.Literal('failure'), Type.Literal('denied')]),
+    layer: AuditLayerSchema,
+    action: Type.String({ description: 'dotted, e.g. credential.proxy' }),
+    outcome: AuditOutcomeSchema,
+    target: Type.Optional(AuditTargetSchema),
     error_code: Type.Optional(Type.String()),
     duration_ms: Type.Optional(Type.Number()),
     trace_id: Type.Optional(Type.String()),

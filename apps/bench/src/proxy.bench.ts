@@ -1,0 +1,241 @@
+/**
+ * `proxy`: what the credential proxy adds to an upstream call. The same small GET answered by a
+ * loopback upstream (its own process) is sent four ways:
+ *   direct          undici straight to the upstream;
+ *   floor           through a minimal pass-through proxy (plain Node `http` + undici, no checks, its
+ *                   own process): the floor for any Node proxy on this machine;
+ *   stack 1-proc    `POST /v1/proxy` of STACK in the one-process shape (embedded Postgres,
+ *                   in-process bus and cache: `npm start`), its own process;
+ *   stack distrib.  `POST /v1/proxy` of a credential-proxy process on the real Postgres, NATS and
+ *                   Redis (the distributed shape), straight to the process.
+ * Each at a fixed rate (open loop, `--rate` requests/s) and at saturation (closed loop,
+ * `--concurrency` in flight), rounds interleaved. STACK runs the whole pipeline on every call:
+ * connection lookup, canonical request, scope rules, allowed hosts, network guard, audit record
+ * (acknowledged), vault decrypt, injection, scrub. The caller is a member (signed caller context):
+ * passports arrive with issue 5, so the passport check (a cached signature, DESIGN.md §3) is not in
+ * these figures yet.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { cpus, loadavg } from 'node:os';
+
+import { Pool } from 'undici';
+
+import { CallerContextSigner } from '@stack/security';
+import { startDistributedStack, startOneProcessStack, type DistributedStack, type OneProcessStack } from '@stack/testing';
+
+import type { Benchmark, BenchmarkContext } from './benchmark';
+import { formatRatio, formatUs, type LatencyRow } from './report-printer';
+import { mergeRuns, runConcurrent, summarize, type Operation, type RunResult } from './stats';
+
+/** Issue 6's targets, in the one-process mode against the floor. */
+const TARGET_ADDED_P50_US = 1000;
+const TARGET_SATURATED_SHARE = 0.6;
+
+const UPSTREAM_JS = `
+const http = require('node:http');
+const body = JSON.stringify({ login: 'octocat', id: 1, plan: { name: 'pro' } });
+http.createServer((req, res) => { req.resume(); req.on('end', () => { res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) }); res.end(body); }); })
+  .listen(0, '127.0.0.1', function () { process.stdout.write('PORT ' + this.address().port + '\\n'); });
+`;
+
+const FLOOR_JS = `
+const http = require('node:http');
+const { Pool } = require(process.argv[2]);
+const upstream = new Pool(process.argv[1], { connections: 64 });
+http.createServer(async (req, res) => {
+  try {
+    const r = await upstream.request({ method: req.method, path: req.url, headers: { accept: 'application/json', authorization: 'Bearer floor' } });
+    const chunks = []; for await (const c of r.body) chunks.push(c);
+    const out = Buffer.concat(chunks);
+    res.writeHead(r.statusCode, { 'content-type': r.headers['content-type'] || 'application/octet-stream', 'content-length': out.length });
+    res.end(out);
+  } catch (e) { res.writeHead(502); res.end(); }
+}).listen(0, '127.0.0.1', function () { process.stdout.write('PORT ' + this.address().port + '\\n'); });
+`;
+
+async function spawnServer(script: string, args: string[]): Promise<{ url: string; child: ChildProcess }> {
+  const child = spawn(process.execPath, ['-e', script, ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const port = await new Promise<number>((resolve, reject) => {
+    let seen = '';
+    child.stdout!.on('data', (c: Buffer) => {
+      seen += c.toString();
+      const m = /PORT (\d+)/.exec(seen);
+      if (m) resolve(Number(m[1]));
+    });
+    child.once('exit', (code) => reject(new Error(`helper process exited with ${code}`)));
+  });
+  return { url: `http://127.0.0.1:${port}`, child };
+}
+
+/** Open loop: starts a request every 1/rate s for `durationMs`, whatever the answers do. */
+async function runAtRate(rate: number, durationMs: number, fn: Operation): Promise<RunResult> {
+  const samplesNs: number[] = [];
+  let errors = 0;
+  let firstError: string | undefined;
+  const interval = 1e9 / rate;
+  const start = process.hrtime.bigint();
+  const total = Math.floor((rate * durationMs) / 1000);
+  const pending: Array<Promise<void>> = [];
+  for (let i = 0; i < total; i++) {
+    const due = start + BigInt(Math.round(i * interval));
+    let now = process.hrtime.bigint();
+    if (due > now) {
+      const waitMs = Number(due - now) / 1e6;
+      if (waitMs >= 1) await new Promise((r) => setTimeout(r, Math.floor(waitMs)));
+      now = process.hrtime.bigint();
+      while (now < due) {
+        await new Promise((r) => setImmediate(r));
+        now = process.hrtime.bigint();
+      }
+    }
+    const t0 = process.hrtime.bigint();
+    pending.push(
+      fn(i).then(
+        () => void samplesNs.push(Number(process.hrtime.bigint() - t0)),
+        (err: unknown) => {
+          errors++;
+          firstError ??= err instanceof Error ? err.message : String(err);
+        },
+      ),
+    );
+  }
+  await Promise.all(pending);
+  return { samplesNs, wallNs: Number(process.hrtime.bigint() - start), errors, firstError, truncated: false };
+}
+
+function getter(pool: Pool, path: string): Operation {
+  return async () => {
+    const r = await pool.request({ method: 'GET', path, headers: { accept: 'application/json' } });
+    await r.body.arrayBuffer();
+    if (r.statusCode !== 200) throw new Error(`status ${r.statusCode}`);
+  };
+}
+
+/** `bearer()` re-signs the caller context as it ages (it lives 60 s; the signer reuses one for 20 s). */
+function stackCall(pool: Pool, bearer: () => string, connectionId: string): Operation {
+  const body = JSON.stringify({ service: connectionId, method: 'GET', path: '/user' });
+  return async () => {
+    const r = await pool.request({ method: 'POST', path: '/v1/proxy', headers: { 'content-type': 'application/json', authorization: `Bearer ${bearer()}` }, body });
+    const text = await r.body.text();
+    if (r.statusCode !== 200) throw new Error(`status ${r.statusCode}: ${text.slice(0, 200)}`);
+    if ((JSON.parse(text) as { status: number }).status !== 200) throw new Error(`upstream status in ${text.slice(0, 200)}`);
+  };
+}
+
+async function connect(url: string, bearer: () => string): Promise<string> {
+  const res = await fetch(`${url}/v1/connections`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${bearer()}` }, body: JSON.stringify({ service_id: 'github', name: 'bench', credential: { token: `ghp_${randomBytes(16).toString('hex')}` } }) });
+  if (res.status !== 201) throw new Error(`could not create the bench connection: ${res.status} ${await res.text()}`);
+  return ((await res.json()) as { id: string }).id;
+}
+
+export const proxyBenchmark: Benchmark = {
+  name: 'proxy',
+  summary: 'credential proxy overhead: direct vs a minimal Node proxy (the floor) vs /v1/proxy, one-process and distributed',
+  flags: {
+    rate: { kind: 'int', default: 500, doc: 'requests per second of the fixed-rate phase' },
+    seconds: { kind: 'int', default: 4, doc: 'length of each fixed-rate run, seconds (split over the rounds)' },
+    requests: { kind: 'int', default: 4000, doc: 'requests per variant at saturation (split over the rounds)' },
+    concurrency: { kind: 'int', default: 32, doc: 'requests in flight at saturation' },
+    rounds: { kind: 'int', default: 2, doc: 'interleaved rounds' },
+    warmup: { kind: 'int', default: 300, doc: 'unrecorded requests per variant first' },
+    'max-seconds': { kind: 'int', default: 10, doc: 'time budget of each saturation run' },
+  },
+  async run({ flags, out, command }: BenchmarkContext): Promise<void> {
+    const rate = flags.int('rate');
+    const seconds = flags.int('seconds');
+    const requests = flags.int('requests');
+    const concurrency = flags.int('concurrency');
+    const rounds = Math.max(1, flags.int('rounds'));
+    const warmup = flags.int('warmup');
+    const maxMs = flags.int('max-seconds') * 1000;
+    const undiciPath = require.resolve('undici');
+
+    const internalSecret = randomBytes(32).toString('base64');
+    const signer = new CallerContextSigner(Buffer.from(internalSecret, 'base64'));
+    const caller = { issuer: 'auth' as const, kind: 'member' as const, operator_id: 'op_bench', member_id: 'mem_bench', scopes: ['stack:services'] };
+    const bearer = () => signer.sign(caller);
+    const children: ChildProcess[] = [];
+    const pools: Pool[] = [];
+    let one: OneProcessStack | undefined;
+    let dist: DistributedStack | undefined;
+    try {
+      const upstream = await spawnServer(UPSTREAM_JS, []);
+      children.push(upstream.child);
+      const floor = await spawnServer(FLOOR_JS, [upstream.url, undiciPath]);
+      children.push(floor.child);
+      const env = { STACK_INTERNAL_SECRET: internalSecret, STACK_PROXY_PRIVATE_ALLOWLIST: '127.0.0.1/32', STACK_SERVICE_BASE_URLS: `github=${upstream.url}` };
+      one = await startOneProcessStack({ env, logLevel: 'warn' });
+      dist = await startDistributedStack({ services: ['credential-proxy'], env, logLevel: 'warn' });
+      const distUrl = dist.processes.find((p) => p.service === 'credential-proxy')!.url;
+      const pool = (url: string) => {
+        const p = new Pool(url, { connections: concurrency * 2 });
+        pools.push(p);
+        return p;
+      };
+      const variants: Array<{ label: string; call: Operation }> = [
+        { label: 'direct', call: getter(pool(upstream.url), '/user') },
+        { label: 'floor (minimal Node proxy)', call: getter(pool(floor.url), '/user') },
+        { label: 'stack /v1/proxy, one process', call: stackCall(pool(one.publicUrl), bearer, await connect(one.publicUrl, bearer)) },
+        { label: 'stack /v1/proxy, distributed', call: stackCall(pool(distUrl), bearer, await connect(distUrl, bearer)) },
+      ];
+
+      out.heading('proxy — what the credential proxy adds to an upstream call');
+      out.line(`node ${process.version}; ${cpus().length} CPUs; load average ${loadavg()[0].toFixed(2)}; ${rounds} interleaved round(s), ${warmup} warm-up requests per variant.`);
+      out.line('Upstream, floor and each STACK shape run in their own processes; this process is the load generator.');
+      for (const v of variants) await runConcurrent(Math.max(1, warmup), Math.min(concurrency, 8), v.call);
+
+      const modes = [
+        { label: `${rate} req/s`, run: (v: Operation) => runAtRate(rate, (seconds * 1000) / rounds, v) },
+        { label: `saturation c=${concurrency}`, run: (v: Operation) => runConcurrent(Math.max(1, Math.floor(requests / rounds)), concurrency, v, { maxMs: maxMs / rounds }) },
+      ];
+      const rows: LatencyRow[] = [];
+      const results = new Map<string, ReturnType<typeof summarize>>();
+      for (const mode of modes) {
+        const per = new Map<string, RunResult[]>();
+        for (let round = 0; round < rounds; round++) {
+          const order = variants.map((_, i) => variants[(i + round) % variants.length]!);
+          for (const v of order) per.set(v.label, [...(per.get(v.label) ?? []), await mode.run(v.call)]);
+        }
+        for (const v of variants) {
+          const summary = summarize(mergeRuns(per.get(v.label) ?? []));
+          results.set(`${mode.label}|${v.label}`, summary);
+          rows.push({ labels: [mode.label, v.label], summary });
+        }
+      }
+      out.latencyTable(['mode', 'path'], rows);
+
+      out.line();
+      out.line('Against the floor (targets, one-process mode: added p50 within 1 ms at the fixed rate; saturated throughput ≥ 60 % of the floor):');
+      const floorAt = (mode: string) => results.get(`${mode}|floor (minimal Node proxy)`)!;
+      const ratioRows = variants
+        .filter((v) => v.label.startsWith('stack'))
+        .flatMap((v) => modes.map((m) => ({ mode: m.label, label: v.label, s: results.get(`${m.label}|${v.label}`)!, f: floorAt(m.label), direct: results.get(`${m.label}|direct`)! })));
+      out.table(
+        [
+          { header: 'mode', value: (r: (typeof ratioRows)[number]) => r.mode },
+          { header: 'path', value: (r) => r.label },
+          { header: 'p50 − floor µs', align: 'right', value: (r) => formatUs(r.s.p50Us - r.f.p50Us) },
+          { header: 'p99 − floor µs', align: 'right', value: (r) => formatUs(r.s.p99Us - r.f.p99Us) },
+          { header: 'p50 / floor', align: 'right', value: (r) => formatRatio(r.s.p50Us / r.f.p50Us) },
+          { header: 'req/s / floor', align: 'right', value: (r) => formatRatio(r.s.throughputPerSec / r.f.throughputPerSec) },
+          { header: 'floor req/s / direct', align: 'right', value: (r) => formatRatio(r.f.throughputPerSec / r.direct.throughputPerSec) },
+        ],
+        ratioRows,
+      );
+      const oneRate = results.get(`${modes[0]!.label}|stack /v1/proxy, one process`)!;
+      const oneSat = results.get(`${modes[1]!.label}|stack /v1/proxy, one process`)!;
+      const added = oneRate.p50Us - floorAt(modes[0]!.label).p50Us;
+      const share = oneSat.throughputPerSec / floorAt(modes[1]!.label).throughputPerSec;
+      out.line();
+      out.line(`Target 1 (one process, ${rate} req/s): added p50 ${formatUs(added)} µs vs ≤ ${TARGET_ADDED_P50_US} µs — ${added <= TARGET_ADDED_P50_US ? 'PASS' : 'FAIL'}`);
+      out.line(`Target 2 (one process, saturation): ${(share * 100).toFixed(0)} % of the floor's throughput vs ≥ ${TARGET_SATURATED_SHARE * 100} % — ${share >= TARGET_SATURATED_SHARE ? 'PASS' : 'FAIL'}`);
+      out.line(`Load average at the end: ${loadavg()[0].toFixed(2)} (other work on the machine skews figures; compare ratios from one run)`);
+      out.reproduce(command);
+    } finally {
+      await Promise.allSettled(pools.map((p) => p.close()));
+      await Promise.allSettled([one?.stop(), dist?.stop()]);
+      for (const c of children) c.kill('SIGTERM');
+    }
+  },
+};

@@ -1,0 +1,63 @@
+/**
+ * A private nats-server started from the dev overlay's own configuration files
+ * (k8s/overlays/dev/engines/nats.conf and nats-auth.conf): JetStream, max_payload and the
+ * per-service users with their permissions, as the dev StatefulSet runs them. Only the
+ * listen addresses and the store directory differ; the passwords are fresh.
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+import { SERVICE_NAMES } from '@stack/contracts';
+import type { ServiceName } from '@stack/contracts';
+import { freePort, repoRoot, startProcess, type ManagedProcess } from '@stack/testing';
+
+import { DEV_NATS_AUTH_CONF, DEV_NATS_CONF } from './k8s-nats-permissions';
+
+export interface DevNats {
+  /** `nats://<service>:<password>@127.0.0.1:<port>`: what NATS_URL_<SERVICE> holds in the Secret. */
+  urlFor(service: ServiceName): string;
+  port: number;
+  process: ManagedProcess;
+  stop(): Promise<void>;
+}
+
+export async function startDevNats(): Promise<DevNats> {
+  const dir = mkdtempSync(join(tmpdir(), 'stack-dev-nats-'));
+  const conf = readFileSync(join(repoRoot(), DEV_NATS_CONF), 'utf8');
+  const storeLine = /^(\s*)store_dir: .*$/m;
+  if (!storeLine.test(conf)) throw new Error(`${DEV_NATS_CONF} has no store_dir line`);
+  writeFileSync(join(dir, 'nats.conf'), conf.replace(storeLine, `$1store_dir: ${join(dir, 'store')}`));
+  writeFileSync(join(dir, 'nats-auth.conf'), readFileSync(join(repoRoot(), DEV_NATS_AUTH_CONF), 'utf8'));
+  const passwords = new Map<ServiceName, string>(SERVICE_NAMES.map((s) => [s, randomBytes(12).toString('hex')]));
+  const env: Record<string, string> = { POD_NAME: 'stack-nats-0' };
+  for (const [service, password] of passwords) env[`NATS_PASSWORD_${service.toUpperCase().replace(/-/g, '_')}`] = password;
+  const port = await freePort();
+  const monitor = await freePort();
+  const binary = process.env.STACK_TEST_NATS_SERVER ?? '/usr/sbin/nats-server';
+  let proc: ManagedProcess;
+  try {
+    proc = await startProcess({
+      name: `dev-nats-${port}`,
+      command: binary,
+      args: ['-c', join(dir, 'nats.conf'), '-a', '127.0.0.1', '-p', String(port), '-m', String(monitor)],
+      env,
+      cleanEnv: true,
+      readyUrl: `http://127.0.0.1:${monitor}/healthz?js-enabled-only=true`,
+      readyTimeoutMs: 30_000,
+    });
+  } catch (e) {
+    rmSync(dir, { recursive: true, force: true });
+    throw e;
+  }
+  return {
+    port,
+    process: proc,
+    urlFor: (service) => `nats://${encodeURIComponent(service)}:${passwords.get(service)}@127.0.0.1:${port}`,
+    async stop() {
+      await proc.stop({ timeoutMs: 10_000 });
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}

@@ -1,0 +1,213 @@
+/**
+ * The audit log on the real Postgres and NATS: every event appended exactly once, proofs that
+ * verify, tampering in Postgres detected and named, and no operator seeing another's entries.
+ */
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+import { StackError, entryLeafHash, verifyInclusion, type CallerContext } from '@stack/contracts';
+import { TEST_NATS_URL, createTestDatabase, uniqueName, type TestDatabase } from '@stack/testing';
+
+import { auditCliCommand } from '../cli/audit-verify.command';
+import { startAuditTestKit, type AuditTestKit } from '../testing/audit-test-kit';
+import { readScope, verifyExportLines } from './audit-log.service';
+
+const A = 'op_alpha';
+const B = 'op_beta';
+const admin = (operator_id: string): CallerContext => ({ issuer: 'auth', kind: 'member', operator_id, member_id: 'mem_admin', scopes: ['stack:admin'] });
+const member = (operator_id: string, member_id: string): CallerContext => ({ issuer: 'auth', kind: 'member', operator_id, member_id, scopes: ['stack:audit'] });
+
+async function waitFor(check: () => Promise<boolean>, timeoutMs = 20_000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > end) throw new Error('timed out waiting');
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+async function exportLines(t: AuditTestKit, operator: string): Promise<string[]> {
+  const lines: string[] = [];
+  for await (const l of t.log.exportLines(operator)) lines.push(l);
+  return lines;
+}
+
+async function cliVerify(lines: string[]): Promise<{ code: number; out: string }> {
+  const file = join(mkdtempSync(join(tmpdir(), 'audit-')), 'export.ndjson');
+  writeFileSync(file, `${lines.join('\n')}\n`);
+  let out = '';
+  const spy = jest.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
+    out += String(chunk);
+    return true;
+  });
+  try {
+    const code = await auditCliCommand.run(['verify', file], []);
+    return { code, out };
+  } finally {
+    spy.mockRestore();
+  }
+}
+
+describe('audit log (Postgres + NATS)', () => {
+  let db: TestDatabase;
+  let t: AuditTestKit;
+  const ids: string[] = [];
+  const size = async (operator: string) => (await t.log.repo.head(operator))?.treeSize ?? 0;
+
+  beforeAll(async () => {
+    db = await createTestDatabase('audit_int');
+    t = await startAuditTestKit({ databaseUrl: db.url, natsUrl: TEST_NATS_URL, prefix: uniqueName('aud') });
+    await Promise.all(
+      Array.from({ length: 120 }, async (_, i) => {
+        const operator = i % 4 === 3 ? B : A;
+        const id = await t.recorder.record({
+          caller: member(operator, i % 2 ? 'mem_1' : 'mem_2'),
+          layer: 'proxy',
+          action: 'credential.proxy',
+          outcome: i % 5 ? 'success' : 'denied',
+          target: { service: 'github', method: 'get', host: 'API.github.com', path: `/repos/x/${i}?token=SECRET#frag` },
+          duration_ms: i,
+        });
+        if (operator === A) ids.push(id);
+      }),
+    );
+    await waitFor(async () => (await size(A)) + (await size(B)) === 120);
+  }, 60_000);
+
+  afterAll(async () => {
+    await t?.stop();
+    await db?.drop();
+  });
+
+  it('appends every event exactly once, allow-listed, and a redelivered id changes nothing', async () => {
+    const rows = (await t.dataSource.query(`SELECT id, operator_id, leaf_index, entry FROM audit.entries ORDER BY operator_id, leaf_index`)) as { id: string; operator_id: string; leaf_index: string; entry: string }[];
+    expect(rows).toHaveLength(120);
+    expect(new Set(rows.map((r) => r.id)).size).toBe(120);
+    expect(rows.filter((r) => r.operator_id === A).map((r) => Number(r.leaf_index))).toEqual(Array.from({ length: 90 }, (_, i) => i));
+    expect(rows.some((r) => r.entry.includes('SECRET') || r.entry.includes('frag'))).toBe(false);
+    const one = JSON.parse(rows[0]!.entry) as { target: { host: string; method: string } };
+    expect(one.target).toMatchObject({ host: 'api.github.com', method: 'GET' });
+    // The same id again (as a redelivery after a lost ack would bring it): still 90 leaves.
+    const again = await t.log.repo.appendBatch([{ entry: JSON.parse(rows[0]!.entry) }], () => {
+      throw new Error('a duplicate must not be numbered');
+    });
+    expect(again).toEqual([]);
+    expect(await size(A)).toBe(90);
+  });
+
+  it('signs checkpoints in the C2SP format, writes the checkpoint event through the outbox, and proofs verify', async () => {
+    const cp = await t.log.signNow(A);
+    expect(cp.tree_size).toBe(90);
+    expect(cp.note).toMatch(/^audit\.test\/audit\/op_alpha\/1\n90\n[A-Za-z0-9+/=]{44}\n\n\u2014 audit\.test\/audit [A-Za-z0-9+/=]+\n$/);
+    const outbox = (await t.dataSource.query(`SELECT event FROM audit.outbox WHERE event = 'audit_checkpoint.signed'`)) as unknown[];
+    expect(outbox.length).toBeGreaterThanOrEqual(1);
+    const scope = readScope(admin(A));
+    const row = (await t.log.list(scope, { limit: 1 })).items[0]!;
+    const proof = await t.log.inclusionProof(scope, { entry_id: row.entry.id });
+    expect(verifyInclusion(entryLeafHash(row.entry), proof.leaf_index, proof.tree_size, proof.hashes.map((h) => Buffer.from(h, 'base64')), Buffer.from(cp.root_hash, 'base64'))).toBe(true);
+    const consistency = await t.log.consistencyProof(scope, { tree_size_1: 10, tree_size_2: 90 });
+    expect(consistency.hashes.length).toBeGreaterThan(0);
+    expect((await t.log.verifyEntry(scope, row.entry.id)).verdict).toBe('valid');
+    const all = await exportLines(t, A);
+    expect(verifyExportLines(all).ok).toBe(true);
+    expect((await cliVerify(all)).code).toBe(0);
+  });
+
+  it('lists newest first with a cursor, and members see only their own actions', async () => {
+    const scope = readScope(admin(A));
+    const first = await t.log.list(scope, { limit: 50 });
+    expect(first.items[0]!.leaf_index).toBe(89);
+    const second = await t.log.list(scope, { limit: 50, cursor: first.next_cursor });
+    expect(second.items).toHaveLength(40);
+    expect(second.next_cursor).toBeUndefined();
+    const mine = await t.log.list(readScope(member(A, 'mem_1')), { limit: 500 });
+    expect(mine.items.length).toBeGreaterThan(0);
+    expect(mine.items.every((i) => i.entry.member_id === 'mem_1')).toBe(true);
+    const denied = await t.log.list(scope, { outcome: 'denied', limit: 500 });
+    expect(denied.items.every((i) => i.entry.outcome === 'denied')).toBe(true);
+  });
+
+  it("never shows another operator's entries: absent from lists, 404 for proofs and verification", async () => {
+    const scopeB = readScope(admin(B));
+    const listed = await t.log.list(scopeB, { limit: 500 });
+    expect(listed.items).toHaveLength(30);
+    expect(listed.items.every((i) => i.entry.operator_id === B)).toBe(true);
+    expect(listed.items.some((i) => ids.includes(i.entry.id))).toBe(false);
+    await expect(t.log.inclusionProof(scopeB, { entry_id: ids[0]! })).rejects.toMatchObject({ code: 'NOT_FOUND' });
+    await expect(t.log.verifyEntry(scopeB, ids[0]!)).rejects.toMatchObject({ code: 'NOT_FOUND' });
+    // Filtering by another operator's member finds nothing either.
+    expect((await t.log.list(scopeB, { member_id: 'mem_1', limit: 500 })).items.every((i) => i.entry.operator_id === B)).toBe(true);
+    expect(() => readScope({ issuer: 'auth', kind: 'member', scopes: [] })).toThrow(StackError);
+  });
+
+  describe('tampering in Postgres is detected against the earlier checkpoint and named', () => {
+    const at = async (leaf: number) => ((await t.dataSource.query(`SELECT id, entry, leaf_hash FROM audit.entries WHERE operator_id = $1 AND leaf_index = $2`, [A, leaf])) as { id: string; entry: string; leaf_hash: Buffer }[])[0]!;
+
+    beforeAll(async () => {
+      await t.log.signNow(A);
+    });
+
+    it('one field of one row changed', async () => {
+      const victim = await at(10);
+      await t.dataSource.query(`UPDATE audit.entries SET entry = replace(entry, '"action":"credential.proxy"', '"action":"credential.proxz"') WHERE id = $1`, [victim.id]);
+      expect((await at(10)).entry).not.toBe(victim.entry);
+      try {
+        const result = verifyExportLines(await exportLines(t, A));
+        expect(result.ok).toBe(false);
+        expect(result.failure).toMatchObject({ leaf_index: 10, entry_id: victim.id });
+        const cli = await cliVerify(await exportLines(t, A));
+        expect(cli.code).toBe(1);
+        expect(cli.out).toContain(victim.id);
+        expect((await t.log.verifyEntry(readScope(admin(A)), victim.id)).verdict).toBe('invalid');
+      } finally {
+        await t.dataSource.query(`UPDATE audit.entries SET entry = $2 WHERE id = $1`, [victim.id, victim.entry]);
+      }
+      expect(verifyExportLines(await exportLines(t, A)).ok).toBe(true);
+    });
+
+    it('a row deleted', async () => {
+      const victim = (await t.dataSource.query(`SELECT * FROM audit.entries WHERE operator_id = $1 AND leaf_index = 20`, [A])) as Record<string, unknown>[];
+      const next = await at(21);
+      await t.dataSource.query(`DELETE FROM audit.entries WHERE id = $1`, [victim[0]!.id]);
+      try {
+        const result = verifyExportLines(await exportLines(t, A));
+        expect(result.ok).toBe(false);
+        expect(result.failure).toMatchObject({ leaf_index: 20, entry_id: next.id });
+        const cli = await cliVerify(await exportLines(t, A));
+        expect(cli.code).toBe(1);
+        expect(cli.out).toMatch(/leaf 20 .*missing/);
+      } finally {
+        const v = victim[0]!;
+        await t.dataSource.query(
+          `INSERT INTO audit.entries (id, operator_id, tree_id, leaf_index, entry, leaf_hash, occurred_at, appended_at, member_id, agent_id, passport_jti, session_id, action, outcome) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14)`,
+          [v.id, v.operator_id, v.tree_id, v.leaf_index, v.entry, v.leaf_hash, v.occurred_at, v.appended_at, v.member_id, v.agent_id, v.passport_jti, v.session_id, v.action, v.outcome],
+        );
+      }
+      expect(verifyExportLines(await exportLines(t, A)).ok).toBe(true);
+    });
+
+    it('two rows reordered', async () => {
+      const [x, y] = [await at(30), await at(31)];
+      await t.dataSource.transaction(async (m) => {
+        await m.query(`UPDATE audit.entries SET leaf_index = -1 WHERE id = $1`, [x.id]);
+        await m.query(`UPDATE audit.entries SET leaf_index = 30 WHERE id = $1`, [y.id]);
+        await m.query(`UPDATE audit.entries SET leaf_index = 31 WHERE id = $1`, [x.id]);
+      });
+      try {
+        const result = verifyExportLines(await exportLines(t, A));
+        expect(result.ok).toBe(false);
+        expect(result.failure).toMatchObject({ leaf_index: 30, entry_id: y.id });
+        const cli = await cliVerify(await exportLines(t, A));
+        expect(cli.code).toBe(1);
+        expect(cli.out).toContain(y.id);
+      } finally {
+        await t.dataSource.transaction(async (m) => {
+          await m.query(`UPDATE audit.entries SET leaf_index = -1 WHERE id = $1`, [x.id]);
+          await m.query(`UPDATE audit.entries SET leaf_index = 31 WHERE id = $1`, [y.id]);
+          await m.query(`UPDATE audit.entries SET leaf_index = 30 WHERE id = $1`, [x.id]);
+        });
+      }
+      expect(verifyExportLines(await exportLines(t, A)).ok).toBe(true);
+    });
+  });
+});

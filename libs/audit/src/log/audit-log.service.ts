@@ -1,0 +1,498 @@
+/**
+ * The audit log: turns STACK_AUDIT events into entries (allow-listed fields only), appends them
+ * in batches (one transaction each, acknowledged after commit, deduplicated by id), keeps each
+ * operator's Merkle tree in memory for fast proofs, signs checkpoints, and answers reads for a
+ * caller — always inside the caller's own operator.
+ */
+import { hkdfSync } from 'node:crypto';
+
+import type { EventContext, Handle } from '@stack/bus';
+import {
+  AuditCheckpointSignedEvent,
+  AuditRecordedEvent,
+  SYSTEM_AUDIT_OPERATOR,
+  StackError,
+  type AuditCheckpoint,
+  type AuditEntry,
+  type CallerContext,
+  type PayloadOf,
+  MerkleLevels,
+  canonicalJson,
+  entryLeafHash,
+  formatCheckpoint,
+  leafHash,
+  noteSignerFromSeed,
+  openNote,
+  parseCheckpoint,
+  parseVerifierKey,
+  signNote,
+  verifyInclusion,
+  verifyLog,
+  type JsonValue,
+  type NoteSigner,
+  type VerifiableItem,
+  type VerifyResult,
+} from '@stack/contracts';
+import type { ServiceKit } from '@stack/runtime';
+
+import { AuditLogRepository, type CheckpointRow, type Head, type PreparedEntry, type StoredRow, type TreeRef } from '../store/audit-log.repository';
+
+type RecordedPayload = PayloadOf<typeof AuditRecordedEvent>;
+
+/** Durable consumer name on STACK_AUDIT: a wire name, renaming it replays the stream. */
+export const AUDIT_INGEST_CONSUMER = 'audit-ingest';
+const MAX_BATCH = 1000;
+const LINGER_MS = 5;
+const MAX_IN_FLIGHT = 4000;
+// What a crashed instance held comes back after this long; a batch commits far sooner (it waits at most LINGER_MS plus one transaction).
+const ACK_WAIT_MS = 10_000;
+
+const cut = (v: string | undefined, n: number) => (v === undefined || v === '' ? undefined : v.slice(0, n));
+
+/** The allow-list: what of an event becomes an entry. Unknown fields never reach the log. */
+export function entryFromEvent(p: RecordedPayload): PreparedEntry['entry'] {
+  const t = p.target;
+  const target = t
+    ? Object.fromEntries(
+        Object.entries({
+          service: cut(t.service, 128),
+          connection: cut(t.connection, 128),
+          method: cut(t.method?.toUpperCase(), 16),
+          host: cut(t.host?.toLowerCase(), 253),
+          // Never a query string or fragment, whatever the sender did.
+          path: cut(t.path?.split(/[?#]/, 1)[0], 2048),
+        }).filter(([, v]) => v !== undefined),
+      )
+    : undefined;
+  const entry: Record<string, unknown> = {
+    id: p.id,
+    occurred_at: new Date(p.occurred_at).toISOString(),
+    operator_id: cut(p.operator_id, 128) ?? SYSTEM_AUDIT_OPERATOR,
+    member_id: cut(p.member_id, 128),
+    agent_id: cut(p.agent_id, 128),
+    client_id: cut(p.client_id, 128),
+    passport_jti: cut(p.passport_jti, 128),
+    session_id: cut(p.session_id, 128),
+    layer: p.layer,
+    action: p.action.slice(0, 128),
+    outcome: p.outcome,
+    target: target && Object.keys(target).length ? target : undefined,
+    duration_ms: p.duration_ms === undefined ? undefined : Math.max(0, Math.round(p.duration_ms)),
+    error_code: cut(p.error_code, 64),
+    trace_id: cut(p.trace_id, 64),
+  };
+  for (const k of Object.keys(entry)) if (entry[k] === undefined) delete entry[k];
+  return entry as PreparedEntry['entry'];
+}
+
+export function finishEntry(entry: PreparedEntry['entry'], leafIndex: number): { canonical: string; leafHash: Buffer } {
+  const canonical = canonicalJson({ ...entry, leaf_index: leafIndex } as unknown as JsonValue);
+  return { canonical, leafHash: leafHash(canonical) };
+}
+
+interface Pending {
+  entry: PreparedEntry['entry'];
+  publishedAt?: number;
+  resolve: () => void;
+  reject: (err: unknown) => void;
+}
+
+export interface ReadScope {
+  operatorId: string;
+  /** Set for a caller that may read only its own actions. */
+  memberId?: string;
+  agentId?: string;
+}
+
+/** Which part of which log a caller may read: admins and the system their whole operator, others their own actions. */
+export function readScope(caller: CallerContext): ReadScope {
+  if (!caller.operator_id) throw new StackError('FORBIDDEN', 'the caller belongs to no operator');
+  const admin = caller.kind === 'system' || caller.scopes.includes('stack:admin');
+  if (admin) return { operatorId: caller.operator_id };
+  if (caller.kind === 'agent') return { operatorId: caller.operator_id, agentId: caller.agent_id ?? '\u0000' };
+  return { operatorId: caller.operator_id, memberId: caller.member_id ?? '\u0000' };
+}
+
+export class AuditLog {
+  readonly repo: AuditLogRepository;
+  readonly signer: NoteSigner;
+  private readonly keyHost: string;
+  private pending: Pending[] = [];
+  private timer?: NodeJS.Timeout;
+  private flushing: Promise<void> = Promise.resolve();
+  private readonly trees = new Map<string, { levels: MerkleLevels; sync?: Promise<MerkleLevels> }>();
+  private consumer?: Handle;
+  private checkpointTimer?: NodeJS.Timeout;
+  private signing?: Promise<void>;
+  /** Called with the ids appended after each commit (benchmarks measure publish-to-commit with it). */
+  onCommitted?: (ids: string[]) => void;
+
+  constructor(private readonly kit: ServiceKit) {
+    this.repo = new AuditLogRepository(kit.dataSource);
+    this.keyHost = new URL(kit.config.publicUrl).host;
+    // The checkpoint key is derived from the internal secret, so every replica signs with the same key and nothing more must be stored.
+    const seed = Buffer.from(hkdfSync('sha256', Buffer.from(kit.config.internalSecret ?? '', 'base64'), 'stack-audit', 'checkpoint-signing-key-v1', 32));
+    this.signer = noteSignerFromSeed(`${this.keyHost}/audit`, seed);
+  }
+
+  /** The checkpoint origin of one tree: the log's identity, so a checkpoint of one tree never passes for another's. */
+  origin(tree: TreeRef): string {
+    return `${this.keyHost}/audit/${tree.operatorId}/${tree.treeId}`;
+  }
+
+  // ---- ingest --------------------------------------------------------------------------
+
+  async start(): Promise<void> {
+    this.consumer = await this.kit.bus.consume(
+      { durable: AUDIT_INGEST_CONSUMER, events: [AuditRecordedEvent], batch: MAX_BATCH, maxInFlight: MAX_IN_FLIGHT, ackWaitMs: ACK_WAIT_MS },
+      (_event, payload, ctx) => this.accept(payload as RecordedPayload, ctx),
+    );
+    const every = this.kit.config.auditCheckpointIntervalMs;
+    this.checkpointTimer = setInterval(() => void this.signDue().catch((err: Error) => this.kit.logger.warn({ err: err.message }, 'audit checkpoint signing failed')), every);
+    this.checkpointTimer.unref();
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.checkpointTimer);
+    await this.consumer?.stop();
+    await this.flushing.catch(() => undefined);
+    await this.signing?.catch(() => undefined);
+  }
+
+  /** Holds the message until its batch commits: the bus acknowledges it only then. */
+  private accept(payload: RecordedPayload, _ctx: EventContext): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      this.pending.push({ entry: entryFromEvent(payload), resolve, reject });
+      if (this.pending.length >= MAX_BATCH) this.scheduleFlush(0);
+      else this.scheduleFlush(LINGER_MS);
+    });
+  }
+
+  private scheduleFlush(delay: number): void {
+    if (delay === 0) {
+      clearTimeout(this.timer);
+      this.timer = undefined;
+      this.flushing = this.flushing.then(() => this.flush());
+      return;
+    }
+    this.timer ??= setTimeout(() => {
+      this.timer = undefined;
+      this.flushing = this.flushing.then(() => this.flush());
+    }, delay);
+  }
+
+  private async flush(): Promise<void> {
+    const batch = this.pending.splice(0, MAX_BATCH);
+    if (!batch.length) return;
+    try {
+      const appended = await this.repo.appendBatch(batch, finishEntry);
+      for (const a of appended) {
+        const t = this.trees.get(treeKey(a));
+        // Extend a loaded tree in place when this commit continues it; otherwise the next read syncs.
+        if (t && !t.sync && t.levels.size === a.leafIndex) t.levels.append(leafHash(a.canonical));
+      }
+      for (const p of batch) p.resolve();
+      this.onCommitted?.(appended.map((a) => a.id));
+    } catch (err) {
+      this.kit.logger.warn({ err: (err as Error).message, entries: batch.length }, 'audit batch not appended; its events will be redelivered');
+      for (const p of batch) p.reject(err);
+    }
+    if (this.pending.length >= MAX_BATCH) this.scheduleFlush(0);
+    else if (this.pending.length) this.scheduleFlush(LINGER_MS);
+  }
+
+  // ---- trees and checkpoints ------------------------------------------------------------
+
+  /** A tree as stored, with at least `size` leaves (default: its current size). */
+  async tree(ref: TreeRef, size?: number): Promise<MerkleLevels> {
+    const key = treeKey(ref);
+    let t = this.trees.get(key);
+    if (!t) {
+      t = { levels: new MerkleLevels() };
+      this.trees.set(key, t);
+    }
+    const target = size ?? (await this.repo.treeSize(ref));
+    if (t.levels.size >= target) return t.levels;
+    const entry = t;
+    const missing = () => new StackError('INTERNAL_ERROR', `audit log integrity failure: leaf ${entry.levels.size} of ${key} is missing`);
+    entry.sync ??= (async () => {
+      try {
+        const want = await this.repo.treeSize(ref);
+        while (entry.levels.size < want) {
+          const from = entry.levels.size;
+          const rows = await this.repo.leafHashes(ref, from, Math.min(want, from + 50_000));
+          if (!rows.length) throw missing();
+          for (const r of rows) {
+            if (r.leaf_index !== entry.levels.size) {
+              this.trees.delete(key);
+              throw missing();
+            }
+            entry.levels.append(r.leaf_hash);
+          }
+        }
+        return entry.levels;
+      } finally {
+        entry.sync = undefined;
+      }
+    })();
+    return entry.sync;
+  }
+
+  /**
+   * The interval's work: sign a checkpoint of every live tree that grew; close the trees whose
+   * period ended (after signing their last checkpoint); drop closed trees past the retention time.
+   * Replicas may race: the database keeps one of each.
+   */
+  signDue(): Promise<void> {
+    this.signing ??= (async () => {
+      try {
+        for (const h of await this.repo.unsignedHeads()) await this.signAt(h, h.treeSize);
+        const period = this.kit.config.auditTreePeriodMs;
+        for (const h of await this.repo.heads()) {
+          if (h.treeSize > 0 && Date.now() - h.openedAt.getTime() >= period) await this.close(h);
+        }
+        const retention = this.kit.config.auditRetentionMs;
+        if (retention > 0) {
+          for (const t of await this.repo.dropClosedTrees(new Date(Date.now() - retention))) this.trees.delete(treeKey(t));
+        }
+      } finally {
+        this.signing = undefined;
+      }
+    })();
+    return this.signing;
+  }
+
+  /** Closes a live tree: its last checkpoint signed first, then the head moves to a new, empty tree. */
+  async close(head: Head): Promise<boolean> {
+    const latest = await this.repo.latestCheckpoint(head.operatorId, head.treeId);
+    if (!latest || latest.tree_size < head.treeSize) await this.signAt(head, head.treeSize);
+    const closed = await this.repo.closeTree(head);
+    if (closed) this.kit.logger.info({ operator_id: head.operatorId, tree_id: head.treeId, tree_size: head.treeSize }, 'audit tree closed');
+    return closed;
+  }
+
+  private async signAt(ref: TreeRef, treeSize: number): Promise<void> {
+    const levels = await this.tree(ref, treeSize);
+    const root = levels.root(treeSize);
+    const origin = this.origin(ref);
+    const note = signNote(formatCheckpoint({ origin, treeSize, rootHash: root }), this.signer);
+    await this.repo.saveCheckpoint({ operator_id: ref.operatorId, tree_id: ref.treeId, tree_size: treeSize, root_hash: root, note }, (m, signedAt) =>
+      this.kit.outbox.enqueue(
+        m,
+        AuditCheckpointSignedEvent,
+        { operator_id: ref.operatorId, origin, tree_size: treeSize, root_hash: root.toString('base64'), note, signed_at: new Date(signedAt).toISOString() },
+        { id: `ckpt:${ref.operatorId}:${ref.treeId}:${treeSize}` },
+      ),
+    );
+  }
+
+  /** Signs the live tree now if it grew, and returns the operator's latest checkpoint. */
+  async signNow(operatorId: string): Promise<AuditCheckpoint> {
+    const head = await this.repo.head(operatorId);
+    if (head && head.treeSize > 0) {
+      const latest = await this.repo.latestCheckpoint(operatorId, head.treeId);
+      if (!latest || latest.tree_size < head.treeSize) await this.signAt(head, head.treeSize);
+    }
+    return this.latestCheckpoint(operatorId);
+  }
+
+  async latestCheckpoint(operatorId: string, treeId?: number): Promise<AuditCheckpoint> {
+    const cp = await this.repo.latestCheckpoint(operatorId, treeId);
+    if (!cp) throw new StackError('NOT_FOUND', 'no checkpoint has been signed for this log yet');
+    return this.toCheckpoint(cp);
+  }
+
+  private toCheckpoint(cp: CheckpointRow): AuditCheckpoint {
+    return {
+      origin: this.origin({ operatorId: cp.operator_id, treeId: cp.tree_id }),
+      tree_id: cp.tree_id,
+      tree_size: cp.tree_size,
+      root_hash: cp.root_hash.toString('base64'),
+      note: cp.note,
+      signed_at: new Date(cp.signed_at).toISOString(),
+    };
+  }
+
+  publicKey(): { verifier_key: string; key_name: string; key_id: string; algorithm: 'Ed25519' } {
+    return { verifier_key: this.signer.verifierKey, key_name: this.signer.name, key_id: this.signer.keyId.toString('hex'), algorithm: 'Ed25519' };
+  }
+
+  // ---- reads ---------------------------------------------------------------------------
+
+  async list(
+    scope: ReadScope,
+    q: { limit?: number; cursor?: string; member_id?: string; agent_id?: string; passport_jti?: string; session_id?: string; action?: string; outcome?: string; since?: string; until?: string; after?: { treeId: number; leafIndex: number } },
+  ): Promise<{ items: ListItem[]; next_cursor?: string }> {
+    const limit = Math.min(q.limit ?? 50, 500);
+    let before: { treeId: number; leafIndex: number } | undefined;
+    if (q.cursor) {
+      const m = /^(\d{1,9})\.(\d{1,15})$/.exec(Buffer.from(q.cursor, 'base64url').toString());
+      if (!m) throw new StackError('INVALID_REQUEST', 'cursor is not valid');
+      before = { treeId: Number(m[1]), leafIndex: Number(m[2]) };
+    }
+    if (scope.memberId && q.member_id && q.member_id !== scope.memberId) return { items: [] };
+    if (scope.agentId && q.agent_id && q.agent_id !== scope.agentId) return { items: [] };
+    const rows = await this.repo.list({
+      operatorId: scope.operatorId,
+      memberId: scope.memberId ?? q.member_id,
+      agentId: scope.agentId ?? q.agent_id,
+      passportJti: q.passport_jti,
+      sessionId: q.session_id,
+      action: q.action,
+      outcome: q.outcome,
+      since: q.since,
+      until: q.until,
+      before,
+      after: q.after,
+      limit: limit + 1,
+    });
+    const page = rows.slice(0, limit);
+    const items = page.map(toItem);
+    const last = page[page.length - 1];
+    return rows.length > limit && last ? { items, next_cursor: Buffer.from(`${last.tree_id}.${last.leaf_index}`).toString('base64url') } : { items };
+  }
+
+  private async visibleRow(scope: ReadScope, entryId: string): Promise<StoredRow> {
+    const row = await this.repo.byId(scope.operatorId, entryId);
+    const entry = row && (JSON.parse(row.entry) as AuditEntry);
+    if (!row || !entry || (scope.memberId && entry.member_id !== scope.memberId) || (scope.agentId && entry.agent_id !== scope.agentId)) {
+      throw new StackError('NOT_FOUND', 'no such audit entry');
+    }
+    return row;
+  }
+
+  /** The tree a request means: the given one (admins), else the live one. */
+  private async treeOf(scope: ReadScope, treeId?: number): Promise<TreeRef> {
+    if (treeId !== undefined) return { operatorId: scope.operatorId, treeId };
+    const head = await this.repo.head(scope.operatorId);
+    if (!head) throw new StackError('NOT_FOUND', 'this log has no entries yet');
+    return head;
+  }
+
+  async inclusionProof(scope: ReadScope, q: { entry_id?: string; leaf_index?: number; tree_size?: number; tree_id?: number }) {
+    let index: number;
+    let ref: TreeRef;
+    if (q.entry_id) {
+      const row = await this.visibleRow(scope, q.entry_id);
+      index = row.leaf_index;
+      ref = { operatorId: scope.operatorId, treeId: row.tree_id };
+    } else if (q.leaf_index !== undefined && !scope.memberId && !scope.agentId) {
+      index = q.leaf_index;
+      ref = await this.treeOf(scope, q.tree_id);
+    } else {
+      throw new StackError('INVALID_REQUEST', 'give entry_id (or leaf_index, as an admin)');
+    }
+    const size = q.tree_size ?? (await this.repo.latestCheckpoint(ref.operatorId, ref.treeId))?.tree_size ?? (await this.repo.treeSize(ref));
+    if (index >= size || size > (await this.repo.treeSize(ref))) throw new StackError('NOT_FOUND', `no leaf ${index} in a tree of size ${size}`);
+    const levels = await this.tree(ref, size);
+    return { leaf_index: index, tree_size: size, tree_id: ref.treeId, hashes: levels.inclusionProof(index, size).map(b64), leaf_hash: b64(levels.leaf(index)) };
+  }
+
+  async consistencyProof(scope: ReadScope, q: { tree_size_1: number; tree_size_2?: number; tree_id?: number }) {
+    const ref = await this.treeOf(scope, q.tree_id);
+    const second = q.tree_size_2 ?? (await this.repo.latestCheckpoint(ref.operatorId, ref.treeId))?.tree_size ?? 0;
+    const current = await this.repo.treeSize(ref);
+    if (q.tree_size_1 > second || second > current) throw new StackError('INVALID_REQUEST', `no consistency proof from ${q.tree_size_1} to ${second} (the tree has ${current} leaves)`);
+    const levels = await this.tree(ref, second);
+    return { tree_size_1: q.tree_size_1, tree_size_2: second, tree_id: ref.treeId, hashes: levels.consistencyProof(q.tree_size_1, second).map(b64) };
+  }
+
+  /**
+   * Export lines of one tree (default the live one): a header (origin, verifier key), every signed
+   * checkpoint, then every entry with its inclusion proof against the latest checkpoint (the live
+   * tree is signed now if it grew). Proofs come from the stored leaf hashes, so an entry changed
+   * in place fails its own proof.
+   */
+  async *exportLines(operatorId: string, treeId?: number): AsyncGenerator<string> {
+    const head = await this.repo.head(operatorId);
+    const ref: TreeRef = { operatorId, treeId: treeId ?? head?.treeId ?? 1 };
+    if (head && head.treeId === ref.treeId) await this.signNow(operatorId);
+    const checkpoints = await this.repo.checkpoints(ref);
+    yield JSON.stringify({ type: 'header', format: 'stack-audit-export/v1', origin: this.origin(ref), tree_id: ref.treeId, verifier_key: this.signer.verifierKey });
+    for (const cp of checkpoints) yield JSON.stringify({ type: 'checkpoint', ...this.toCheckpoint(cp) });
+    const size = checkpoints[checkpoints.length - 1]?.tree_size ?? 0;
+    const levels = size ? MerkleLevels.fromLeaves((await this.repo.leafHashes(ref, 0, size)).map((r) => r.leaf_hash)) : new MerkleLevels();
+    for (let from = 0; ; ) {
+      const rows = await this.repo.rows(ref, from, 5000);
+      if (!rows.length) break;
+      for (const r of rows) {
+        // With a leaf missing from storage there is no tree to prove against: the verifier names the gap.
+        const covered = r.leaf_index < size && levels.size >= size;
+        yield JSON.stringify({ type: 'entry', ...toItem(r), ...(covered ? { inclusion: { leaf_index: r.leaf_index, tree_size: size, hashes: levels.inclusionProof(r.leaf_index, size).map(b64) } } : {}) });
+      }
+      from = rows[rows.length - 1]!.leaf_index + 1;
+    }
+  }
+
+  /** A whole tree of an operator checked as `stack audit verify` checks an export. */
+  async verifyAll(operatorId: string, treeId?: number): Promise<VerifyResult> {
+    const lines: string[] = [];
+    for await (const l of this.exportLines(operatorId, treeId)) lines.push(l);
+    return verifyExportLines(lines);
+  }
+
+  async verifyEntry(scope: ReadScope, entryId: string) {
+    const row = await this.visibleRow(scope, entryId);
+    const head = await this.repo.head(scope.operatorId);
+    if (head?.treeId === row.tree_id) await this.signNow(scope.operatorId);
+    const checkpoint = await this.latestCheckpoint(scope.operatorId, row.tree_id);
+    const entry = JSON.parse(row.entry) as AuditEntry;
+    const proof = await this.inclusionProof(scope, { entry_id: entryId, tree_size: checkpoint.tree_size });
+    let signed = false;
+    try {
+      const cp = parseCheckpoint(openNote(checkpoint.note, [parseVerifierKey(this.signer.verifierKey)]).text);
+      signed = cp.treeSize === checkpoint.tree_size && cp.rootHash.toString('base64') === checkpoint.root_hash;
+    } catch {
+      signed = false;
+    }
+    const ok = signed && entry.leaf_index === proof.leaf_index && verifyInclusion(entryLeafHash(entry), proof.leaf_index, proof.tree_size, proof.hashes.map((h) => Buffer.from(h, 'base64')), Buffer.from(checkpoint.root_hash, 'base64'));
+    return {
+      verdict: ok ? ('valid' as const) : ('invalid' as const),
+      ...(ok ? {} : { reason: 'the entry does not match the signed checkpoint' }),
+      checkpoint,
+      entry,
+      inclusion: { leaf_index: proof.leaf_index, tree_size: proof.tree_size, hashes: proof.hashes },
+      tree_size: checkpoint.tree_size,
+    };
+  }
+}
+
+function b64(b: Buffer): string {
+  return b.toString('base64');
+}
+
+export interface ListItem {
+  entry: AuditEntry;
+  leaf_index: number;
+  tree_id: number;
+}
+
+function toItem(r: StoredRow): ListItem {
+  return { entry: JSON.parse(r.entry) as AuditEntry, leaf_index: r.leaf_index, tree_id: r.tree_id };
+}
+
+function treeKey(t: TreeRef): string {
+  return `${t.operatorId}#${t.treeId}`;
+}
+
+/** Parses export lines (NDJSON) and verifies them; `trustedKey` overrides the key in the file's header. */
+export function verifyExportLines(lines: readonly string[], trustedKey?: string): VerifyResult {
+  let header: { origin?: string; verifier_key?: string } | undefined;
+  const checkpoints: string[] = [];
+  const items: VerifiableItem[] = [];
+  for (const [n, line] of lines.entries()) {
+    if (!line.trim()) continue;
+    let obj: { type?: string; note?: string; origin?: string; verifier_key?: string } & Partial<VerifiableItem>;
+    try {
+      obj = JSON.parse(line) as typeof obj;
+    } catch {
+      return { ok: false, entries: items.length, checkpoints: checkpoints.length, verified_tree_size: 0, failure: { leaf_index: items.length, reason: `line ${n + 1} is not JSON` } };
+    }
+    if (obj.type === 'header') header = obj;
+    else if (obj.type === 'checkpoint' && obj.note) checkpoints.push(obj.note);
+    else if (obj.type === 'entry' && obj.entry) items.push({ entry: obj.entry, leaf_index: Number(obj.leaf_index), ...(obj.inclusion ? { inclusion: obj.inclusion } : {}) });
+  }
+  const key = trustedKey ?? header?.verifier_key;
+  if (!key) return { ok: false, entries: items.length, checkpoints: checkpoints.length, verified_tree_size: 0, failure: { leaf_index: -1, reason: 'no verifier key (give --key or an export with a header)' } };
+  return verifyLog({ verifierKey: key, origin: header?.origin, checkpoints, items });
+}

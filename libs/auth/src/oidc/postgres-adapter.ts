@@ -1,0 +1,140 @@
+/**
+ * oidc-provider's storage on Postgres (auth schema, table `oidc_payloads`), so clients, grants,
+ * codes, refresh tokens, sessions and interactions survive restarts and are shared by every auth
+ * replica. Each method is one statement (or one short transaction of statements only): the
+ * embedded Postgres serves one transaction at a time, so none may wait on anything else.
+ *
+ * Two behaviours beyond plain storage:
+ * - refresh-token grace: a refresh token consumed less than REFRESH_GRACE_MS ago reads as
+ *   unconsumed, so a client resending the token it just rotated gets a fresh pair instead of
+ *   having its whole grant revoked (some MCP clients do this);
+ * - revoking a grant (oidc-provider's revocation, a member revoked, an app disconnected) writes
+ *   a RevocationRecordedEvent through the outbox in the same transaction as the delete.
+ */
+import { randomUUID } from 'node:crypto';
+
+import { RevocationRecordedEvent } from '@stack/contracts';
+import { Outbox, qualifiedTable, runStatement, schemaOf } from '@stack/persistence';
+import type { DataSource, EntityManager } from 'typeorm';
+
+/** How long a just-rotated refresh token may be presented again. */
+export const REFRESH_GRACE_MS = 60_000;
+/** Longest life of anything derived from a grant (refresh tokens): when a grant revocation stops mattering. */
+export const GRANT_MAX_LIFETIME_MS = 30 * 24 * 3600 * 1000;
+
+interface PayloadRow {
+  payload: Record<string, unknown>;
+  consumed_at: Date | null;
+  expires_at: Date | null;
+}
+
+export interface AdapterPayload {
+  [key: string]: unknown;
+  grantId?: string;
+  uid?: string;
+  userCode?: string;
+  consumed?: unknown;
+}
+
+export class PostgresOidcAdapter {
+  private readonly table: string;
+
+  constructor(
+    private readonly model: string,
+    private readonly dataSource: DataSource,
+  ) {
+    this.table = qualifiedTable(schemaOf(dataSource), 'oidc_payloads');
+  }
+
+  async upsert(id: string, payload: AdapterPayload, expiresIn?: number): Promise<void> {
+    const grantId = payload.grantId ?? (this.model === 'Grant' ? id : null);
+    const expiresAt = expiresIn ? new Date(Date.now() + expiresIn * 1000) : null;
+    await this.dataSource.query(
+      `INSERT INTO ${this.table} (model, id, payload, grant_id, uid, user_code, expires_at)
+       VALUES ($1, $2, $3::jsonb, $4, $5, $6, $7)
+       ON CONFLICT (model, id) DO UPDATE SET payload = EXCLUDED.payload, grant_id = EXCLUDED.grant_id, uid = EXCLUDED.uid, user_code = EXCLUDED.user_code, expires_at = EXCLUDED.expires_at`,
+      [this.model, id, JSON.stringify(payload), grantId, payload.uid ?? null, payload.userCode ?? null, expiresAt],
+    );
+  }
+
+  async find(id: string): Promise<AdapterPayload | undefined> {
+    return this.findBy('id', id);
+  }
+
+  async findByUid(uid: string): Promise<AdapterPayload | undefined> {
+    return this.findBy('uid', uid);
+  }
+
+  async findByUserCode(userCode: string): Promise<AdapterPayload | undefined> {
+    return this.findBy('user_code', userCode);
+  }
+
+  async consume(id: string): Promise<void> {
+    await this.dataSource.query(`UPDATE ${this.table} SET consumed_at = now() WHERE model = $1 AND id = $2 AND consumed_at IS NULL`, [this.model, id]);
+  }
+
+  async destroy(id: string): Promise<void> {
+    // oidc-provider destroys a grant only to revoke it: record the revocation like revokeByGrantId.
+    if (this.model === 'Grant') {
+      await this.dataSource.transaction((manager) => revokeGrantRows(manager, id, 'grant revoked'));
+      return;
+    }
+    await this.dataSource.query(`DELETE FROM ${this.table} WHERE model = $1 AND id = $2`, [this.model, id]);
+  }
+
+  async revokeByGrantId(grantId: string): Promise<void> {
+    await this.dataSource.transaction((manager) => revokeGrantRows(manager, grantId, 'grant revoked'));
+  }
+
+  private async findBy(column: 'id' | 'uid' | 'user_code', value: string): Promise<AdapterPayload | undefined> {
+    const rows = (await this.dataSource.query(`SELECT payload, consumed_at, expires_at FROM ${this.table} WHERE model = $1 AND ${column} = $2`, [this.model, value])) as PayloadRow[];
+    const row = rows[0];
+    if (!row) return undefined;
+    if (row.expires_at && new Date(row.expires_at).getTime() <= Date.now()) return undefined;
+    const payload: AdapterPayload = { ...row.payload };
+    if (row.consumed_at) {
+      const consumedAt = new Date(row.consumed_at).getTime();
+      const inGrace = this.model === 'RefreshToken' && Date.now() - consumedAt < REFRESH_GRACE_MS;
+      if (!inGrace) payload.consumed = Math.floor(consumedAt / 1000);
+    }
+    return payload;
+  }
+}
+
+/**
+ * Deletes every row of a grant (the grant, its tokens, codes) and records the revocation through
+ * the outbox, in the caller's transaction. The operator comes from the grant's member; a grant
+ * that no longer exists writes no event (nothing was revoked).
+ */
+export async function revokeGrantRows(manager: EntityManager, grantId: string, reason: string): Promise<boolean> {
+  const schema = schemaOf(manager);
+  const payloads = qualifiedTable(schema, 'oidc_payloads');
+  const members = qualifiedTable(schema, 'members');
+  // Deleting the grant row first, with RETURNING, makes exactly one of several concurrent
+  // revocations of the same grant the one that records it.
+  const deleted = await runStatement<{ account_id: string | null }>(manager, `DELETE FROM ${payloads} WHERE model = 'Grant' AND id = $1 RETURNING payload->>'accountId' AS account_id`, [grantId]);
+  await manager.query(`DELETE FROM ${payloads} WHERE grant_id = $1`, [grantId]);
+  await manager.query(`UPDATE ${qualifiedTable(schema, 'connected_apps')} SET revoked_at = now() WHERE grant_id = $1 AND revoked_at IS NULL`, [grantId]);
+  const accountId = deleted.rows[0]?.account_id;
+  if (!accountId) return false;
+  const owners = (await manager.query(`SELECT operator_id FROM ${members} WHERE id = $1`, [accountId])) as { operator_id: string }[];
+  const operatorId = owners[0]?.operator_id;
+  if (!operatorId) return false;
+  const now = Date.now();
+  await Outbox.enqueue(manager, RevocationRecordedEvent, {
+    id: randomUUID(),
+    kind: 'grant',
+    value: grantId,
+    operator_id: operatorId,
+    revoked_at_ms: now,
+    expires_at_ms: now + GRANT_MAX_LIFETIME_MS,
+    reason,
+  });
+  return true;
+}
+
+/** Deletes expired rows; run now and then by one replica at a time. */
+export async function sweepExpiredPayloads(dataSource: DataSource): Promise<number> {
+  const result = await runStatement(dataSource, `DELETE FROM ${qualifiedTable(schemaOf(dataSource), 'oidc_payloads')} WHERE expires_at < now()`);
+  return result.affected;
+}

@@ -1,0 +1,137 @@
+/**
+ * SQL for connections and custom services. Every query names the operator: a row of another
+ * operator is simply not found (DESIGN.md §10: 404, never 403).
+ */
+import type { DataSource } from 'typeorm';
+
+import type { SealedSecret } from '@stack/security';
+
+export type ConnectionKind = 'api_key' | 'basic' | 'oauth2';
+export type ConnectionStatus = 'active' | 'needs_reauth';
+
+export interface ConnectionRow {
+  id: string;
+  operator_id: string;
+  service_id: string;
+  name: string;
+  kind: ConnectionKind;
+  status: ConnectionStatus;
+  secret: SealedSecret;
+  key_id: string;
+  base_url: string | null;
+  scopes: string[];
+  expires_at: Date | null;
+  created_by: string | null;
+  created_at: Date;
+  updated_at: Date;
+  verified_at: Date | null;
+}
+
+export interface CustomServiceRow {
+  operator_id: string;
+  service_id: string;
+  name: string;
+  base_url: string;
+  auth_type: string;
+  auth_name: string | null;
+  allowed_hosts: string[];
+  created_at: Date;
+}
+
+const T = 'credential_proxy.connections';
+
+/** TypeORM answers an UPDATE or DELETE … RETURNING on Postgres with `[rows, count]`, a SELECT or INSERT with `rows`. */
+function returned(result: unknown): unknown[] {
+  if (Array.isArray(result) && result.length === 2 && Array.isArray(result[0]) && typeof result[1] === 'number') return result[0] as unknown[];
+  return Array.isArray(result) ? result : [];
+}
+const S = 'credential_proxy.services';
+
+function row(r: ConnectionRow): ConnectionRow {
+  return { ...r, expires_at: r.expires_at ? new Date(r.expires_at) : null, created_at: new Date(r.created_at), updated_at: new Date(r.updated_at), verified_at: r.verified_at ? new Date(r.verified_at) : null };
+}
+
+export class ConnectionRepository {
+  constructor(private readonly ds: DataSource) {}
+
+  async insert(c: Omit<ConnectionRow, 'created_at' | 'updated_at' | 'verified_at'>): Promise<ConnectionRow | undefined> {
+    const rows = (await this.ds.query(
+      `INSERT INTO ${T} (id, operator_id, service_id, name, kind, status, secret, key_id, base_url, scopes, expires_at, created_by)
+       VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12) ON CONFLICT (operator_id, service_id, name) DO NOTHING RETURNING *`,
+      [c.id, c.operator_id, c.service_id, c.name, c.kind, c.status, JSON.stringify(c.secret), c.key_id, c.base_url, JSON.stringify(c.scopes), c.expires_at, c.created_by],
+    )) as unknown;
+    const inserted = returned(rows) as ConnectionRow[];
+    return inserted[0] ? row(inserted[0]) : undefined;
+  }
+
+  async find(operatorId: string, id: string): Promise<ConnectionRow | undefined> {
+    const rows = (await this.ds.query(`SELECT * FROM ${T} WHERE operator_id = $1 AND id = $2`, [operatorId, id])) as ConnectionRow[];
+    return rows[0] ? row(rows[0]) : undefined;
+  }
+
+  async list(operatorId: string, serviceId?: string): Promise<ConnectionRow[]> {
+    const rows = (await (serviceId
+      ? this.ds.query(`SELECT * FROM ${T} WHERE operator_id = $1 AND service_id = $2 ORDER BY created_at, id`, [operatorId, serviceId])
+      : this.ds.query(`SELECT * FROM ${T} WHERE operator_id = $1 ORDER BY created_at, id`, [operatorId]))) as ConnectionRow[];
+    return rows.map(row);
+  }
+
+  async delete(operatorId: string, id: string): Promise<boolean> {
+    const rows = returned(await this.ds.query(`DELETE FROM ${T} WHERE operator_id = $1 AND id = $2 RETURNING id`, [operatorId, id]));
+    return rows.length > 0;
+  }
+
+  async markVerified(operatorId: string, id: string): Promise<void> {
+    await this.ds.query(`UPDATE ${T} SET verified_at = now() WHERE operator_id = $1 AND id = $2`, [operatorId, id]);
+  }
+
+  async setStatus(operatorId: string, id: string, status: ConnectionStatus): Promise<void> {
+    await this.ds.query(`UPDATE ${T} SET status = $3, updated_at = now() WHERE operator_id = $1 AND id = $2`, [operatorId, id, status]);
+  }
+
+  /** Replaces the sealed secret (token refresh); `expectKeyId` guards a concurrent re-wrap. */
+  async replaceSecret(operatorId: string, id: string, secret: SealedSecret, expiresAt: Date | null, status: ConnectionStatus = 'active'): Promise<void> {
+    await this.ds.query(`UPDATE ${T} SET secret = $3, key_id = $4, expires_at = $5, status = $6, updated_at = now() WHERE operator_id = $1 AND id = $2`, [
+      operatorId,
+      id,
+      JSON.stringify(secret),
+      secret.kid,
+      expiresAt,
+      status,
+    ]);
+  }
+
+  /** Re-wrap: replaces the secret only if it is still the one that was read (a refresh may have won). */
+  async swapSecret(id: string, before: SealedSecret, after: SealedSecret): Promise<boolean> {
+    const rows = returned(await this.ds.query(`UPDATE ${T} SET secret = $3, key_id = $4 WHERE id = $1 AND secret = $2::jsonb RETURNING id`, [id, JSON.stringify(before), JSON.stringify(after), after.kid]));
+    return rows.length > 0;
+  }
+
+  /** Connections whose data key is wrapped by a key other than `currentKeyId`. */
+  async wrappedByOtherKeys(currentKeyId: string, limit: number): Promise<ConnectionRow[]> {
+    const rows = (await this.ds.query(`SELECT * FROM ${T} WHERE key_id <> $1 ORDER BY id LIMIT $2`, [currentKeyId, limit])) as ConnectionRow[];
+    return rows.map(row);
+  }
+
+  async countByKey(): Promise<Record<string, number>> {
+    const rows = (await this.ds.query(`SELECT key_id, count(*)::int AS n FROM ${T} GROUP BY key_id`)) as Array<{ key_id: string; n: number }>;
+    return Object.fromEntries(rows.map((r) => [r.key_id, Number(r.n)]));
+  }
+
+  async insertService(s: Omit<CustomServiceRow, 'created_at'>): Promise<boolean> {
+    const rows = (await this.ds.query(
+      `INSERT INTO ${S} (operator_id, service_id, name, base_url, auth_type, auth_name, allowed_hosts) VALUES ($1,$2,$3,$4,$5,$6,$7) ON CONFLICT DO NOTHING RETURNING service_id`,
+      [s.operator_id, s.service_id, s.name, s.base_url, s.auth_type, s.auth_name, JSON.stringify(s.allowed_hosts)],
+    )) as unknown;
+    return returned(rows).length > 0;
+  }
+
+  async listServices(operatorId: string): Promise<CustomServiceRow[]> {
+    return (await this.ds.query(`SELECT * FROM ${S} WHERE operator_id = $1 ORDER BY service_id`, [operatorId])) as CustomServiceRow[];
+  }
+
+  async findService(operatorId: string, serviceId: string): Promise<CustomServiceRow | undefined> {
+    const rows = (await this.ds.query(`SELECT * FROM ${S} WHERE operator_id = $1 AND service_id = $2`, [operatorId, serviceId])) as CustomServiceRow[];
+    return rows[0];
+  }
+}

@@ -1,0 +1,237 @@
+/**
+ * Connections over REST and the bus: create an API-key or basic connection (the answer never
+ * holds the secret), list, read, verify and disconnect them, define custom services, and the
+ * `stack_connect_service` flow — a short-lived link where the human, not the model, pastes the
+ * secret. Another operator's connection is NOT_FOUND.
+ */
+import { randomBytes } from 'node:crypto';
+
+import type { Cache } from '@stack/cache';
+import { StackError, type CallerContext, type ConnectionView } from '@stack/contracts';
+
+import type { Catalog } from '../catalog/catalog';
+import { hostAllowed } from '../catalog/catalog';
+import type { CatalogEntry, InjectionType } from '../catalog/catalog.types';
+import type { ProxyPipeline } from '../proxy/proxy-pipeline';
+import type { Credential, CredentialVault } from '../vault/credential-vault';
+import type { ConnectionRepository, ConnectionRow } from './connection.repository';
+
+export interface ConnectSession {
+  operator_id: string;
+  member_id?: string;
+  service_id: string;
+  name: string;
+  csrf: string;
+}
+
+export const CONNECT_LINK_TTL_MS = 15 * 60_000;
+export const CONNECTION_NAME = /^[A-Za-z0-9][A-Za-z0-9 _.-]{0,63}$/;
+const SERVICE_ID = /^[a-z0-9][a-z0-9_.-]{0,63}$/;
+
+export function newConnectionId(): string {
+  return `scon_${randomBytes(15).toString('base64url').replace(/[-_]/g, 'x')}`;
+}
+
+export function viewOf(c: ConnectionRow): ConnectionView {
+  return {
+    id: c.id,
+    service_id: c.service_id,
+    name: c.name,
+    kind: c.kind,
+    status: c.status,
+    base_url: c.base_url,
+    expires_at: c.expires_at?.toISOString() ?? null,
+    created_at: c.created_at.toISOString(),
+    verified_at: c.verified_at?.toISOString() ?? null,
+  };
+}
+
+export function operatorOf(caller: CallerContext): string {
+  if (!caller.operator_id || caller.kind === 'system') throw new StackError('UNAUTHORIZED', 'this call needs a member of an operator');
+  return caller.operator_id;
+}
+
+function requireScope(caller: CallerContext, scope: string): void {
+  if (!caller.scopes.includes(scope) && !caller.scopes.includes('stack:admin')) throw new StackError('FORBIDDEN', `this call needs the ${scope} scope`, { required_scopes: [scope] });
+}
+
+/** Reads `{token} | {value} | {username, password}` without echoing any of it in an error. */
+export function parseCredential(entry: CatalogEntry, raw: unknown): Credential {
+  if (!raw || typeof raw !== 'object') throw new StackError('INVALID_REQUEST', 'credential must be {token}, {value} or {username, password}');
+  const c = raw as Record<string, unknown>;
+  const str = (v: unknown) => typeof v === 'string' && v.length > 0 && v.length <= 8192 && !/[\r\n\0]/.test(v);
+  let credential: Credential;
+  if (str(c.username) && str(c.password)) credential = { kind: 'basic', username: c.username as string, password: c.password as string };
+  else if (str(c.token)) credential = { kind: 'token', token: c.token as string };
+  else if (str(c.value)) credential = { kind: 'value', value: c.value as string };
+  else throw new StackError('INVALID_REQUEST', 'credential must be {token}, {value} or {username, password} (non-empty, one line)');
+  if ((entry.auth.type === 'basic') !== (credential.kind === 'basic')) {
+    throw new StackError('INVALID_REQUEST', entry.auth.type === 'basic' ? `${entry.name} takes {username, password}` : `${entry.name} takes {token} or {value}`);
+  }
+  return credential;
+}
+
+export class ConnectionsService {
+  constructor(
+    private readonly d: {
+      repo: ConnectionRepository;
+      catalog: Catalog;
+      vault: CredentialVault;
+      cache: Cache;
+      pipeline: ProxyPipeline;
+      publicUrl: string;
+    },
+  ) {}
+
+  async create(caller: CallerContext, input: { service_id?: unknown; name?: unknown; credential?: unknown; base_url?: unknown }): Promise<ConnectionView> {
+    const operatorId = operatorOf(caller);
+    requireScope(caller, 'stack:services');
+    return viewOf(await this.store(operatorId, caller.member_id, input));
+  }
+
+  private async store(operatorId: string, memberId: string | undefined, input: { service_id?: unknown; name?: unknown; credential?: unknown; base_url?: unknown }): Promise<ConnectionRow> {
+    if (typeof input.service_id !== 'string') throw new StackError('INVALID_REQUEST', 'service_id is required');
+    const name = input.name === undefined ? 'default' : input.name;
+    if (typeof name !== 'string' || !CONNECTION_NAME.test(name)) throw new StackError('INVALID_REQUEST', 'name must be 1-64 letters, digits, spaces, _ . or -');
+    const entry = await this.d.catalog.find(operatorId, input.service_id);
+    if (!entry) throw new StackError('NOT_FOUND', `no service '${input.service_id}' in the catalog`);
+    let baseUrl: string | null = null;
+    if (input.base_url !== undefined) {
+      let u: URL;
+      try {
+        u = new URL(String(input.base_url));
+      } catch {
+        throw new StackError('INVALID_REQUEST', 'base_url must be an absolute URL');
+      }
+      if (u.protocol !== 'https:' && u.protocol !== 'http:') throw new StackError('INVALID_REQUEST', 'base_url must be http or https');
+      if (!hostAllowed(entry.allowed_hosts, u.host)) throw new StackError('INVALID_REQUEST', `base_url must be on one of ${entry.name}'s allowed hosts`);
+      baseUrl = u.toString().replace(/\/$/, '');
+    }
+    const credential = parseCredential(entry, input.credential);
+    const id = newConnectionId();
+    const sealed = await this.d.vault.seal(operatorId, id, credential);
+    const row = await this.d.repo.insert({
+      id,
+      operator_id: operatorId,
+      service_id: entry.service_id,
+      name,
+      kind: credential.kind === 'basic' ? 'basic' : 'api_key',
+      status: 'active',
+      secret: sealed,
+      key_id: sealed.kid,
+      base_url: baseUrl,
+      scopes: [],
+      expires_at: null,
+      created_by: memberId ?? null,
+    });
+    if (!row) throw new StackError('INVALID_REQUEST', `a connection named '${name}' already exists for ${entry.name}`, { reason: 'name_taken' });
+    return row;
+  }
+
+  async list(caller: CallerContext, serviceId?: string): Promise<ConnectionView[]> {
+    return (await this.d.repo.list(operatorOf(caller), serviceId)).map(viewOf);
+  }
+
+  async get(caller: CallerContext, id: string): Promise<ConnectionView> {
+    const row = await this.d.repo.find(operatorOf(caller), id);
+    if (!row) throw new StackError('NOT_FOUND', `no connection '${id}'`);
+    return viewOf(row);
+  }
+
+  async disconnect(caller: CallerContext, id: string): Promise<{ id: string; deleted: true }> {
+    const operatorId = operatorOf(caller);
+    requireScope(caller, 'stack:services');
+    if (!(await this.d.repo.delete(operatorId, id))) throw new StackError('NOT_FOUND', `no connection '${id}'`);
+    return { id, deleted: true };
+  }
+
+  /** Makes the catalog's cheap "who am I" call through the proxy pipeline itself. */
+  async verify(caller: CallerContext, id: string): Promise<{ id: string; ok: boolean; status?: number; error?: string }> {
+    const operatorId = operatorOf(caller);
+    const row = await this.d.repo.find(operatorId, id);
+    if (!row) throw new StackError('NOT_FOUND', `no connection '${id}'`);
+    const entry = await this.d.catalog.find(operatorId, row.service_id);
+    if (!entry?.verify) return { id, ok: true };
+    try {
+      const res = await this.d.pipeline.run(caller, { service: id, method: entry.verify.method, path: entry.verify.path }, { name: 'rest', maxBytes: 64 * 1024, overflow: 'truncate' });
+      const ok = res.status >= 200 && res.status < 300;
+      if (ok) await this.d.repo.markVerified(operatorId, id);
+      return { id, ok, status: res.status };
+    } catch (err) {
+      if (err instanceof StackError) return { id, ok: false, error: err.code };
+      throw err;
+    }
+  }
+
+  async listServices(caller: CallerContext): Promise<Array<{ service_id: string; name: string; base_url: string; auth: { type: InjectionType; name?: string }; allowed_hosts: readonly string[]; scopes: readonly string[]; builtin: boolean; oauth: boolean; connections: ConnectionView[] }>> {
+    const operatorId = operatorOf(caller);
+    const [entries, conns] = await Promise.all([this.d.catalog.list(operatorId), this.d.repo.list(operatorId)]);
+    return entries.map((e) => ({
+      service_id: e.service_id,
+      name: e.name,
+      base_url: e.base_url,
+      auth: { type: e.auth.type, ...(e.auth.name ? { name: e.auth.name } : {}) },
+      allowed_hosts: e.allowed_hosts,
+      scopes: e.scopes,
+      builtin: e.builtin,
+      oauth: Boolean(e.oauth),
+      connections: conns.filter((c) => c.service_id === e.service_id).map(viewOf),
+    }));
+  }
+
+  async createService(caller: CallerContext, input: Record<string, unknown>): Promise<{ service_id: string }> {
+    const operatorId = operatorOf(caller);
+    if (!caller.scopes.includes('stack:admin')) throw new StackError('FORBIDDEN', 'defining a service needs the stack:admin scope', { required_scopes: ['stack:admin'] });
+    const { service_id, name, base_url, auth, allowed_hosts } = input;
+    if (typeof service_id !== 'string' || !SERVICE_ID.test(service_id)) throw new StackError('INVALID_REQUEST', 'service_id must be lower-case letters, digits, _ . -');
+    if (this.d.catalog.builtin(service_id)) throw new StackError('INVALID_REQUEST', `'${service_id}' is a built-in service`);
+    if (typeof name !== 'string' || name.length === 0 || name.length > 128) throw new StackError('INVALID_REQUEST', 'name is required (at most 128 characters)');
+    let base: URL;
+    try {
+      base = new URL(String(base_url));
+    } catch {
+      throw new StackError('INVALID_REQUEST', 'base_url must be an absolute URL');
+    }
+    if (base.protocol !== 'https:' && base.protocol !== 'http:') throw new StackError('INVALID_REQUEST', 'base_url must be http or https');
+    const a = (auth ?? {}) as { type?: unknown; name?: unknown };
+    if (!['bearer', 'header', 'query', 'basic'].includes(String(a.type))) throw new StackError('INVALID_REQUEST', 'auth.type must be bearer, header, query or basic');
+    if ((a.type === 'header' || a.type === 'query') && (typeof a.name !== 'string' || !/^[A-Za-z0-9_.-]{1,64}$/.test(a.name))) throw new StackError('INVALID_REQUEST', `auth.name is required for ${String(a.type)}`);
+    const hosts = allowed_hosts === undefined ? [base.host] : allowed_hosts;
+    if (!Array.isArray(hosts) || hosts.length === 0 || hosts.length > 32 || !hosts.every((h) => typeof h === 'string' && /^(\*|(\*\.)?[A-Za-z0-9.-]+(:\d+)?)$/.test(h))) {
+      throw new StackError('INVALID_REQUEST', 'allowed_hosts must be 1-32 host names (`*.suffix` or `*` allowed)');
+    }
+    const ok = await this.d.repo.insertService({ operator_id: operatorId, service_id, name, base_url: base.toString().replace(/\/$/, ''), auth_type: String(a.type), auth_name: typeof a.name === 'string' ? a.name.toLowerCase() : null, allowed_hosts: hosts as string[] });
+    if (!ok) throw new StackError('INVALID_REQUEST', `a service '${service_id}' already exists`);
+    return { service_id };
+  }
+
+  /** `stack_connect_service`: a link the human opens to paste the secret (valid 15 minutes, once). */
+  async connectLink(caller: CallerContext, input: { service_id?: unknown; name?: unknown }): Promise<{ url: string; expires_at: string; service_id: string; name: string }> {
+    const operatorId = operatorOf(caller);
+    requireScope(caller, 'stack:services');
+    if (typeof input.service_id !== 'string') throw new StackError('INVALID_REQUEST', 'service_id is required');
+    const entry = await this.d.catalog.find(operatorId, input.service_id);
+    if (!entry) throw new StackError('NOT_FOUND', `no service '${input.service_id}' in the catalog`);
+    const name = input.name === undefined ? 'default' : String(input.name);
+    if (!CONNECTION_NAME.test(name)) throw new StackError('INVALID_REQUEST', 'name must be 1-64 letters, digits, spaces, _ . or -');
+    const token = randomBytes(24).toString('base64url');
+    const session: ConnectSession = { operator_id: operatorId, member_id: caller.member_id, service_id: entry.service_id, name, csrf: randomBytes(24).toString('base64url') };
+    await this.d.cache.setJson(`cp:connect:${token}`, session, { ttlMs: CONNECT_LINK_TTL_MS });
+    return { url: `${this.d.publicUrl}/v1/connections/connect?token=${token}`, expires_at: new Date(Date.now() + CONNECT_LINK_TTL_MS).toISOString(), service_id: entry.service_id, name };
+  }
+
+  async connectSession(token: string): Promise<{ session: ConnectSession; entry: CatalogEntry }> {
+    const session = /^[A-Za-z0-9_-]{20,64}$/.test(token) ? await this.d.cache.getJson<ConnectSession>(`cp:connect:${token}`) : undefined;
+    if (!session) throw new StackError('NOT_FOUND', 'this link is unknown, expired or already used');
+    const entry = await this.d.catalog.find(session.operator_id, session.service_id);
+    if (!entry) throw new StackError('NOT_FOUND', 'the service no longer exists');
+    return { session, entry };
+  }
+
+  /** The form post: CSRF checked by the caller of this method; the link is used up here. */
+  async completeConnect(token: string, credential: Record<string, string>): Promise<ConnectionView> {
+    const { session } = await this.connectSession(token);
+    if (!(await this.d.cache.del(`cp:connect:${token}`))) throw new StackError('NOT_FOUND', 'this link was already used');
+    return viewOf(await this.store(session.operator_id, session.member_id, { service_id: session.service_id, name: session.name, credential }));
+  }
+}

@@ -1,0 +1,236 @@
+/**
+ * The canonical request (DESIGN.md §3, §5): the one form of a proxy call that constraints are
+ * checked against and that is then forwarded byte for byte. Path segments are percent-decoded
+ * exactly once, `.` and `..` (also spelled `%2e%2e`) resolved, an encoded `/` or `\` refused;
+ * duplicate query keys, header names or JSON keys refused; caller auth headers, cookies and
+ * hop-by-hop headers dropped. Anything ambiguous is refused rather than guessed.
+ */
+import { StackError } from '@stack/contracts';
+
+import { DuplicateKeyError, parseStrictJson } from './strict-json';
+
+export interface RawProxyCall {
+  method: string;
+  url?: string;
+  path?: string;
+  query?: Record<string, string | number | boolean>;
+  headers?: Record<string, string>;
+  body?: unknown;
+}
+
+export interface CanonicalRequest {
+  method: string;
+  /** `https://api.github.com` — scheme, host and port as forwarded. */
+  origin: string;
+  protocol: 'http:' | 'https:';
+  /** Host as in a URL: hostname plus a non-default port. */
+  host: string;
+  /** Hostname without brackets (IPv6 literals bare). */
+  hostname: string;
+  port: number;
+  /** Decoded, normalised path (`/repos/a b/x`). */
+  pathname: string;
+  /** The same path as forwarded (each segment percent-encoded). */
+  encodedPath: string;
+  /** Query parameters in order, decoded, keys unique. */
+  query: Array<[string, string]>;
+  /** Lower-case names, unique, caller auth and hop-by-hop headers removed. */
+  headers: Record<string, string>;
+  /** The parsed JSON body, when it is JSON. */
+  json?: unknown;
+  /** Bytes to forward (undefined: no body). */
+  body?: Buffer;
+}
+
+/** Headers a caller may never set: credentials, cookies, routing and framing. */
+const DROPPED_HEADERS = new Set([
+  'authorization',
+  'proxy-authorization',
+  'cookie',
+  'cookie2',
+  'host',
+  'content-length',
+  'transfer-encoding',
+  'connection',
+  'keep-alive',
+  'upgrade',
+  'te',
+  'trailer',
+  'expect',
+  'forwarded',
+  'via',
+  'x-forwarded-for',
+  'x-forwarded-host',
+  'x-forwarded-proto',
+  'x-real-ip',
+  'proxy-connection',
+  // The proxy must see the answer's bytes to scrub the credential from them: no compression
+  // (it asks for identity itself) and no byte ranges (a reflected secret fetched in slices).
+  'accept-encoding',
+  'range',
+  'if-range',
+]);
+
+const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+
+function refuse(message: string, details?: Record<string, unknown>): never {
+  throw new StackError('INVALID_REQUEST', message, details);
+}
+
+function decodeOnce(text: string, what: string): string {
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    return refuse(`${what} has malformed percent-encoding`);
+  }
+}
+
+/** RFC 3986 pchar: unreserved, sub-delims, ':' and '@' stay; everything else is encoded. */
+function encodeSegment(segment: string): string {
+  return encodeURIComponent(segment).replace(/%(3A|40|21|24|26|27|28|29|2A|2B|2C|3B|3D)/g, (m) => decodeURIComponent(m));
+}
+
+export function normalisePath(rawPath: string): { pathname: string; encodedPath: string } {
+  if (!rawPath.startsWith('/')) refuse('path must start with /');
+  if (/[\\\0\r\n#]/.test(rawPath)) refuse('path contains a forbidden character');
+  const out: string[] = [];
+  const raw = rawPath.slice(1).split('/');
+  raw.forEach((piece, index) => {
+    const segment = decodeOnce(piece, 'path');
+    if (/[/\\\0]/.test(segment)) refuse('path has an encoded separator', { segment: piece });
+    // A segment that still holds an escape for '.', '/' or '\' after one decoding was encoded
+    // twice: an upstream decoding again would see a different path than the one checked.
+    if (/%(2e|2f|5c)/i.test(segment)) refuse('path is encoded more than once', { segment: piece });
+    if (segment === '.') {
+      if (index === raw.length - 1) out.push('');
+      return;
+    }
+    if (segment === '..') {
+      if (out.length === 0) refuse('path climbs above its root');
+      out.pop();
+      if (index === raw.length - 1) out.push('');
+      return;
+    }
+    out.push(segment);
+  });
+  return { pathname: `/${out.join('/')}`, encodedPath: `/${out.map(encodeSegment).join('/')}` };
+}
+
+function parseQueryString(search: string, into: Map<string, string>): void {
+  if (!search) return;
+  for (const part of search.split('&')) {
+    if (part === '') continue;
+    const eq = part.indexOf('=');
+    const key = decodeOnce((eq < 0 ? part : part.slice(0, eq)).replace(/\+/g, ' '), 'query');
+    const value = decodeOnce((eq < 0 ? '' : part.slice(eq + 1)).replace(/\+/g, ' '), 'query');
+    if (into.has(key)) refuse(`duplicate query key '${key}'`);
+    into.set(key, value);
+  }
+}
+
+function isJsonContentType(type: string | undefined): boolean {
+  return !type || /^application\/([\w.+-]*\+)?json\b/i.test(type);
+}
+
+/**
+ * @param base the connection's base URL (catalog or custom service, with any override applied)
+ */
+export function canonicalise(call: RawProxyCall, base: URL): CanonicalRequest {
+  const method = call.method.toUpperCase();
+  if (!TOKEN.test(method)) refuse('method is not a valid token');
+  if ((call.url === undefined) === (call.path === undefined)) refuse('give exactly one of url or path');
+
+  let target: URL;
+  let rawPath: string;
+  let search: string;
+  let basePrefix = '';
+  if (call.url !== undefined) {
+    try {
+      target = new URL(call.url);
+    } catch {
+      return refuse('url is not an absolute URL');
+    }
+    if (target.username || target.password) refuse('url must not carry credentials');
+    if (target.hash) refuse('url must not carry a fragment');
+    rawPath = target.pathname;
+    search = target.search.slice(1);
+  } else {
+    const path = call.path!;
+    if (!path.startsWith('/')) refuse('path must start with /');
+    const q = path.indexOf('?');
+    const own = q < 0 ? path : path.slice(0, q);
+    search = q < 0 ? '' : path.slice(q + 1);
+    const basePath = base.pathname.replace(/\/+$/, '');
+    rawPath = `${basePath}${own}`;
+    target = base;
+    basePrefix = basePath;
+  }
+  if (target.protocol !== 'http:' && target.protocol !== 'https:') refuse('only http and https URLs can be proxied');
+
+  const { pathname, encodedPath } = normalisePath(rawPath);
+  // A relative path may not climb out of the service's base path (`/api/v4/../../admin`).
+  if (basePrefix && pathname !== basePrefix && !pathname.startsWith(`${basePrefix}/`)) refuse('path climbs above the service base path');
+  const queryMap = new Map<string, string>();
+  parseQueryString(search, queryMap);
+  for (const [key, value] of Object.entries(call.query ?? {})) {
+    if (queryMap.has(key)) refuse(`duplicate query key '${key}'`);
+    queryMap.set(key, String(value));
+  }
+
+  const headers: Record<string, string> = {};
+  for (const [name, value] of Object.entries(call.headers ?? {})) {
+    const lower = name.toLowerCase();
+    if (!TOKEN.test(lower)) refuse(`header name '${name}' is not a valid token`);
+    if (typeof value !== 'string' || /[\r\n\0]/.test(value)) refuse(`header '${name}' has a forbidden character`);
+    if (Object.prototype.hasOwnProperty.call(headers, lower)) refuse(`duplicate header '${lower}'`);
+    if (DROPPED_HEADERS.has(lower) || lower.startsWith('proxy-') || lower.startsWith('sec-')) continue;
+    headers[lower] = value;
+  }
+
+  let json: unknown;
+  let body: Buffer | undefined;
+  if (call.body !== undefined && call.body !== null) {
+    if (method === 'GET' || method === 'HEAD') refuse(`${method} requests carry no body`);
+    if (typeof call.body === 'string') {
+      if (isJsonContentType(headers['content-type'])) {
+        try {
+          json = parseStrictJson(call.body);
+        } catch (err) {
+          if (err instanceof DuplicateKeyError) refuse(err.message);
+          refuse('body is not valid JSON (send another content-type for other bodies)');
+        }
+      } else {
+        body = Buffer.from(call.body, 'utf8');
+      }
+    } else {
+      json = call.body;
+    }
+    if (json !== undefined) {
+      body = Buffer.from(JSON.stringify(json), 'utf8');
+      headers['content-type'] ??= 'application/json';
+    }
+  }
+
+  const port = target.port ? Number(target.port) : target.protocol === 'https:' ? 443 : 80;
+  return {
+    method,
+    origin: target.origin,
+    protocol: target.protocol as 'http:' | 'https:',
+    host: target.host,
+    hostname: target.hostname.replace(/^\[|\]$/g, ''),
+    port,
+    pathname,
+    encodedPath,
+    query: [...queryMap.entries()],
+    headers,
+    json,
+    body,
+  };
+}
+
+/** Path and query exactly as they go on the request line. */
+export function requestTarget(req: CanonicalRequest, extraQuery: Array<[string, string]> = []): string {
+  const all = [...req.query, ...extraQuery];
+  if (all.length === 0) return req.encodedPath;
+  return `${req.encodedPath}?${all.map(([k, v]) => `${encodeURIComponent(k)}=${encodeURIComponent(v)}`).join('&')}`;
+}

@@ -1,0 +1,45 @@
+import { NetworkGuard, classifyAddress } from './network-guard';
+
+describe('network guard', () => {
+  it.each([
+    ['127.0.0.1', 'private'], ['10.1.2.3', 'private'], ['172.16.0.1', 'private'], ['192.168.1.1', 'private'], ['169.254.169.254', 'private'],
+    ['100.64.0.1', 'private'], ['100.100.100.200', 'private'], ['0.0.0.0', 'private'], ['224.0.0.1', 'private'], ['::1', 'private'], ['::', 'private'],
+    ['fe80::1', 'private'], ['fd00:ec2::254', 'private'], ['::ffff:127.0.0.1', 'translated'], ['::ffff:8.8.8.8', 'translated'],
+    ['64:ff9b::a9fe:a9fe', 'translated'], ['8.8.8.8', 'public'], ['140.82.112.5', 'public'], ['2606:4700::1111', 'public'],
+  ])('classifies %s as %s', (address, verdict) => {
+    expect(classifyAddress(address)).toBe(verdict);
+  });
+
+  it('lets the deployment allowlist open one private range, never a translated address', () => {
+    const guard = new NetworkGuard({ privateAllowlist: ['127.0.0.1/32'] });
+    expect(guard.isAllowed('127.0.0.1')).toBe(true);
+    expect(guard.isAllowed('127.0.0.2')).toBe(false);
+    expect(guard.isAllowed('::ffff:127.0.0.1')).toBe(false);
+    expect(guard.isAllowed('169.254.169.254')).toBe(false);
+  });
+
+  it('refuses a hostname whose DNS answer is private, and one with any private answer', async () => {
+    const guard = new NetworkGuard({ privateAllowlist: [], resolver: async (h) => (h === 'mixed.test' ? [{ address: '8.8.8.8', family: 4 }, { address: '10.0.0.1', family: 4 }] : [{ address: '192.168.0.10', family: 4 }]) });
+    await expect(guard.resolve('internal.test')).rejects.toMatchObject({ code: 'FORBIDDEN', details: { reason: 'address_not_allowed' } });
+    await expect(guard.resolve('mixed.test')).rejects.toMatchObject({ code: 'FORBIDDEN' });
+  });
+
+  it('refuses metadata host names before asking DNS', async () => {
+    const resolver = jest.fn(async () => [{ address: '8.8.8.8', family: 4 as const }]);
+    const guard = new NetworkGuard({ privateAllowlist: [], resolver });
+    await expect(guard.resolve('metadata.google.internal')).rejects.toMatchObject({ code: 'FORBIDDEN' });
+    expect(resolver).not.toHaveBeenCalled();
+  });
+
+  it('pins the one public answer it checked', async () => {
+    const guard = new NetworkGuard({ privateAllowlist: [], resolver: async () => [{ address: '140.82.112.5', family: 4 }] });
+    await expect(guard.resolve('api.github.com')).resolves.toEqual({ address: '140.82.112.5', family: 4 });
+  });
+
+  it('sees decimal, hex and octal IPv4 spellings as the address they are (WHATWG URL)', () => {
+    expect(new URL('http://2130706433/').hostname).toBe('127.0.0.1');
+    expect(new URL('http://0x7f.0.0.1/').hostname).toBe('127.0.0.1');
+    expect(new URL('http://0177.0.0.1/').hostname).toBe('127.0.0.1');
+    expect(new URL('http://2852039166/').hostname).toBe('169.254.169.254');
+  });
+});

@@ -1,0 +1,207 @@
+/**
+ * The gateway's HTTP contract, driven by the MCP SDK's own client and by raw HTTP, on the
+ * real NATS, Postgres and Redis. Tokens here come from a test verifier: the real credential
+ * types (OAuth access tokens, API keys, passports) have their own verifiers and suites.
+ */
+import { randomBytes } from 'node:crypto';
+import { request } from 'node:http';
+
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+
+import { SYSTEM_COMMANDS, StackError, defineTool, type ToolDef } from '@stack/contracts';
+import { startStack, type RunningStack, type ServiceDefinition } from '@stack/runtime';
+import { TEST_NATS_URL, TEST_REDIS_URL, createTestDatabase, uniqueName, type TestDatabase } from '@stack/testing';
+
+import { McpGatewayModule } from './mcp-gateway.module';
+import type { Principal, TokenVerifier } from './principal';
+
+const pingTool = defineTool({
+  name: 'stack_test_ping',
+  title: 'Ping the audit service',
+  description: 'Test tool: answers with the audit instance.',
+  scope: 'stack:audit',
+  annotations: { readOnlyHint: true, destructiveHint: false, idempotentHint: true, openWorldHint: false },
+  command: SYSTEM_COMMANDS.audit.ping,
+});
+const peersTool = defineTool({
+  name: 'stack_test_peers',
+  title: 'Ping peers',
+  description: 'Test tool needing the admin scope.',
+  scope: 'stack:admin',
+  annotations: { readOnlyHint: true, destructiveHint: false, idempotentHint: true, openWorldHint: false },
+  command: SYSTEM_COMMANDS.audit.pingPeers,
+});
+
+/** `test|<member>|<scope,scope>`; `expired` fails as an expired token would. */
+const testVerifier: TokenVerifier = {
+  name: 'test',
+  accepts: (t) => t.startsWith('test|') || t === 'expired',
+  async verify(token): Promise<Principal> {
+    if (token === 'expired') throw new StackError('UNAUTHORIZED', 'token has expired');
+    const [, member, scopes] = token.split('|');
+    return {
+      credential: 'oauth',
+      caller: { issuer: 'mcp-gateway', kind: 'member', operator_id: 'op_test', member_id: member, scopes: (scopes ?? '').split(',').filter(Boolean) },
+      rateKeys: [`member:${member}`],
+    };
+  },
+};
+
+const gateway: ServiceDefinition = {
+  service: 'mcp-gateway',
+  module: McpGatewayModule.register({ tools: [pingTool, peersTool] as ToolDef[], verifiers: () => [testVerifier] }),
+  entities: [],
+  migrations: [],
+  rawBodyPaths: ['/mcp'],
+};
+const audit: ServiceDefinition = { service: 'audit', module: class AuditTestModule {}, entities: [], migrations: [] };
+
+describe('MCP gateway over HTTP', () => {
+  let db: TestDatabase;
+  let stack: RunningStack;
+  let mcpUrl: string;
+
+  beforeAll(async () => {
+    db = await createTestDatabase();
+    stack = await startStack({
+      available: [gateway, audit],
+      env: {
+        STACK_SERVICES: 'mcp-gateway,audit',
+        DATABASE_URL: db.url,
+        NATS_URL: TEST_NATS_URL,
+        REDIS_URL: TEST_REDIS_URL,
+        STACK_BUS_PREFIX: uniqueName('gw'),
+        STACK_INTERNAL_SECRET: randomBytes(32).toString('base64'),
+        STACK_MASTER_KEYS: `k1:${randomBytes(32).toString('base64')}`,
+        STACK_MCP_RATE_LIMIT: '40:0.5',
+        PORT: '0',
+        LOG_LEVEL: 'warn',
+      },
+    });
+    // The public URL is what clients use; point it at this process (config is read once at start).
+    mcpUrl = `${stack.url}/mcp`;
+  });
+
+  afterAll(async () => {
+    await stack?.stop();
+    await db?.drop();
+  });
+
+  const client = async (token: string) => {
+    const c = new Client({ name: 'gateway-test', version: '1.0.0' });
+    await c.connect(new StreamableHTTPClientTransport(new URL(mcpUrl), { requestInit: { headers: { Authorization: `Bearer ${token}` } } }));
+    return c;
+  };
+
+  const post = (body: unknown, headers: Record<string, string> = {}) =>
+    fetch(mcpUrl, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', authorization: 'Bearer test|mem_raw|stack:audit', ...headers },
+      body: typeof body === 'string' ? body : JSON.stringify(body),
+    });
+
+  it('lets the SDK client initialize, list the tools its scopes allow, and call one over the bus', async () => {
+    const c = await client('test|mem_1|stack:audit');
+    try {
+      expect(c.getServerVersion()?.name).toBe('stack');
+      const { tools } = await c.listTools();
+      expect(tools.map((t) => t.name)).toEqual(['stack_test_ping']);
+      expect(tools[0]!.annotations).toMatchObject({ readOnlyHint: true, destructiveHint: false, idempotentHint: true });
+      expect(tools[0]!.inputSchema.type).toBe('object');
+      const result = await c.callTool({ name: 'stack_test_ping', arguments: { from: 'test' } });
+      expect(result.isError).toBeFalsy();
+      expect(result.structuredContent).toMatchObject({ service: 'audit', pid: process.pid });
+    } finally {
+      await c.close();
+    }
+  });
+
+  it('answers 401 with the protected-resource challenge when there is no token, or a bad one', async () => {
+    for (const auth of [undefined, 'Bearer expired', 'Bearer nonsense', 'Basic abc']) {
+      const res = await fetch(mcpUrl, { method: 'POST', headers: { 'content-type': 'application/json', ...(auth ? { authorization: auth } : {}) }, body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'ping' }) });
+      expect({ auth, status: res.status }).toEqual({ auth, status: 401 });
+      expect(res.headers.get('www-authenticate')).toMatch(/^Bearer resource_metadata="http:\/\/.+\/\.well-known\/oauth-protected-resource\/mcp", scope="stack:services /);
+    }
+  });
+
+  it('serves the protected-resource metadata at both well-known paths', async () => {
+    for (const path of ['/.well-known/oauth-protected-resource/mcp', '/.well-known/oauth-protected-resource']) {
+      const res = await fetch(`${stack.url}${path}`);
+      expect(res.status).toBe(200);
+      const doc = (await res.json()) as { resource: string; authorization_servers: string[]; scopes_supported: string[] };
+      expect(doc.resource).toBe(`${stack.config.publicUrl}/mcp`);
+      expect(doc.authorization_servers).toEqual([stack.config.publicUrl]);
+      expect(doc.scopes_supported).toContain('stack:services');
+    }
+  });
+
+  /** fetch cannot set Host: plain node:http can, as a rebound DNS name would make a browser do. */
+  const rawStatus = (headers: Record<string, string>) =>
+    new Promise<number>((resolve, reject) => {
+      const body = JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'ping' });
+      const req = request(mcpUrl, { method: 'POST', headers: { 'content-type': 'application/json', authorization: 'Bearer test|mem_raw|stack:audit', 'content-length': String(Buffer.byteLength(body)), ...headers } }, (res) => {
+        res.resume();
+        resolve(res.statusCode ?? 0);
+      });
+      req.on('error', reject);
+      req.end(body);
+    });
+
+  it('refuses a foreign Origin and a rebound Host with 403', async () => {
+    expect((await post({ jsonrpc: '2.0', id: 1, method: 'ping' }, { origin: 'http://evil.example' })).status).toBe(403);
+    expect(await rawStatus({ host: 'evil.example:8080' })).toBe(403);
+    expect(await rawStatus({ host: new URL(mcpUrl).host })).toBe(200);
+    expect((await post({ jsonrpc: '2.0', id: 1, method: 'ping' }, { origin: 'http://localhost:8080' })).status).toBe(200);
+  });
+
+  it('refuses an unsupported MCP-Protocol-Version with 400 and accepts a missing one', async () => {
+    expect((await post({ jsonrpc: '2.0', id: 1, method: 'ping' }, { 'mcp-protocol-version': '1999-01-01' })).status).toBe(400);
+    expect((await post({ jsonrpc: '2.0', id: 1, method: 'ping' }, { 'mcp-protocol-version': '2025-06-18' })).status).toBe(200);
+    expect((await post({ jsonrpc: '2.0', id: 1, method: 'ping' })).status).toBe(200);
+  });
+
+  it('asks for a step-up (403 insufficient_scope) when a tool needs a scope the token lacks', async () => {
+    const res = await post({ jsonrpc: '2.0', id: 7, method: 'tools/call', params: { name: 'stack_test_peers', arguments: {} } });
+    expect(res.status).toBe(403);
+    expect(res.headers.get('www-authenticate')).toMatch(/error="insufficient_scope", scope="stack:admin"/);
+  });
+
+  it('answers malformed JSON-RPC and oversized bodies at the HTTP level', async () => {
+    const notJson = await post('{"jsonrpc":');
+    expect(notJson.status).toBe(400);
+    expect(((await notJson.json()) as { error: { code: number } }).error.code).toBe(-32700);
+    const notRpc = await post({ hello: 'world' });
+    expect(notRpc.status).toBe(400);
+    const big = await post({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'stack_test_ping', arguments: { from: 'x'.repeat(1_100_000) } } });
+    expect(big.status).toBe(413);
+  });
+
+  it('turns handler errors and bad arguments into tool results with isError, never protocol failures', async () => {
+    const res = await post({ jsonrpc: '2.0', id: 3, method: 'tools/call', params: { name: 'stack_test_ping', arguments: { from: 42 } } });
+    expect(res.status).toBe(200);
+    const body = (await res.json()) as { result: { isError: boolean; content: { type: string; text: string }[] } };
+    expect(body.result.isError).toBe(true);
+    expect((JSON.parse(body.result.content[0]!.text) as { error: { code: string } }).error.code).toBe('INVALID_REQUEST');
+  });
+
+  it('answers GET and DELETE with 405 and notifications with 202', async () => {
+    expect((await fetch(mcpUrl, { headers: { authorization: 'Bearer test|m|stack:audit' } })).status).toBe(405);
+    expect((await fetch(mcpUrl, { method: 'DELETE', headers: { authorization: 'Bearer test|m|stack:audit' } })).status).toBe(405);
+    expect((await post({ jsonrpc: '2.0', method: 'notifications/initialized' })).status).toBe(202);
+  });
+
+  it('rate-limits a member with 429 and Retry-After', async () => {
+    const statuses: number[] = [];
+    let retryAfter: string | null = null;
+    for (let i = 0; i < 45; i++) {
+      const res = await post({ jsonrpc: '2.0', id: i, method: 'ping' }, { authorization: 'Bearer test|mem_rate|stack:audit' });
+      statuses.push(res.status);
+      if (res.status === 429) retryAfter = res.headers.get('retry-after');
+      await res.arrayBuffer();
+    }
+    expect(statuses.slice(0, 40).every((s) => s === 200)).toBe(true);
+    expect(statuses).toContain(429);
+    expect(Number(retryAfter)).toBeGreaterThanOrEqual(1);
+  });
+});

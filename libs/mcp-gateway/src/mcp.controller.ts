@@ -1,0 +1,115 @@
+/**
+ * `/mcp`: POST carries one JSON-RPC message and gets its answer as JSON (stateless: any
+ * replica serves any request, no session); GET and DELETE answer 405, as the spec allows a
+ * server without a standalone stream or sessions to.
+ */
+import { Controller, Delete, Get, Inject, Post, Req, Res } from '@nestjs/common';
+import { ApiExcludeController } from '@nestjs/swagger';
+import type { Request, Response } from 'express';
+
+import { StackError } from '@stack/contracts';
+import { serviceKitToken, type ServiceKit } from '@stack/runtime';
+
+import { bearerToken, checkOriginAndHost, checkProtocolVersion, insufficientScope, readBody, unauthorized, type HttpRefusal } from './mcp-http';
+import { JSONRPCMessageSchema, RpcErrorCode, rpcError } from './mcp-protocol';
+import { McpService } from './mcp.service';
+import { TOKEN_VERIFIERS, type Principal, type TokenVerifier } from './principal';
+
+function send(res: Response, r: HttpRefusal): void {
+  for (const [k, v] of Object.entries(r.headers ?? {})) res.setHeader(k, v);
+  res.status(r.status).json(r.body);
+}
+
+@ApiExcludeController()
+@Controller('mcp')
+export class McpController {
+  constructor(
+    private readonly mcp: McpService,
+    @Inject(serviceKitToken('mcp-gateway')) private readonly kit: ServiceKit,
+    @Inject(TOKEN_VERIFIERS) private readonly verifiers: TokenVerifier[],
+  ) {}
+
+  @Post()
+  async post(@Req() req: Request, @Res() res: Response): Promise<void> {
+    const config = this.kit.config;
+    const refusal = checkOriginAndHost(req, config);
+    if (refusal) return send(res, refusal);
+    const version = checkProtocolVersion(req);
+    if (typeof version !== 'string') return send(res, version);
+
+    // Authentication comes before reading what the message asks for.
+    const token = bearerToken(req);
+    if (!token) return send(res, unauthorized(config));
+    let principal: Principal;
+    try {
+      principal = await this.authenticate(token);
+    } catch (err) {
+      const e = err instanceof StackError ? err : new StackError('UNAUTHORIZED', 'the token could not be verified');
+      return send(res, unauthorized(config, e));
+    }
+
+    const body = await readBody(req);
+    if (!body) return send(res, { status: 413, body: rpcError(null, RpcErrorCode.InvalidRequest, 'request body is larger than 1 MB') });
+    const contentType = String(req.headers['content-type'] ?? '');
+    if (!contentType.includes('application/json')) return send(res, { status: 415, body: rpcError(null, RpcErrorCode.InvalidRequest, 'Content-Type must be application/json') });
+    let raw: unknown;
+    try {
+      raw = JSON.parse(body.toString('utf8'));
+    } catch {
+      return send(res, { status: 400, body: rpcError(null, RpcErrorCode.ParseError, 'Parse error: invalid JSON') });
+    }
+    const parsed = JSONRPCMessageSchema.safeParse(raw);
+    if (!parsed.success) return send(res, { status: 400, body: rpcError(null, RpcErrorCode.InvalidRequest, 'Invalid Request: not a JSON-RPC 2.0 message (batches are not accepted)') });
+    const message = parsed.data;
+
+    // A tool outside the token's scopes: step-up challenge at the HTTP level.
+    if ('method' in message && message.method === 'tools/call') {
+      const name = (message.params as { name?: unknown } | undefined)?.name;
+      const tool = typeof name === 'string' ? this.mcp.tool(name) : undefined;
+      if (tool && !principal.caller.scopes.includes(tool.scope)) {
+        await this.mcp.audit(principal, { tool: tool.name, outcome: 'denied', errorCode: 'OUT_OF_SCOPE', durationMs: 0 });
+        return send(res, insufficientScope(config, tool.scope, tool.name));
+      }
+    }
+
+    const limited = await this.rateLimit(principal);
+    if (limited) return send(res, limited);
+
+    const answer = await this.mcp.handle(message, principal);
+    if (answer === null) {
+      res.status(202).end();
+      return;
+    }
+    res.status(200).json(answer);
+  }
+
+  @Get()
+  get(@Res() res: Response): void {
+    res.setHeader('Allow', 'POST');
+    res.status(405).json({ error: { code: 'INVALID_REQUEST', message: 'this server offers no standalone SSE stream; POST JSON-RPC messages' } });
+  }
+
+  @Delete()
+  delete(@Res() res: Response): void {
+    res.setHeader('Allow', 'POST');
+    res.status(405).json({ error: { code: 'INVALID_REQUEST', message: 'this server keeps no sessions' } });
+  }
+
+  private async authenticate(token: string): Promise<Principal> {
+    const verifier = this.verifiers.find((v) => v.accepts(token));
+    if (!verifier) throw new StackError('UNAUTHORIZED', 'unrecognised bearer token');
+    return verifier.verify(token);
+  }
+
+  private async rateLimit(principal: Principal): Promise<HttpRefusal | undefined> {
+    const { capacity, refillPerSecond } = this.kit.config.mcpRateLimit;
+    for (const key of principal.rateKeys) {
+      const r = await this.kit.cache.takeToken(`mcp-rate:${key}`, { capacity, refillPerSecond });
+      if (!r.allowed) {
+        const retry = Math.max(1, Math.ceil(r.retryAfterMs / 1000));
+        return { status: 429, headers: { 'Retry-After': String(retry) }, body: { error: { code: 'RATE_LIMITED', message: `too many requests; retry in ${retry} s`, details: { retry_after_s: retry } } } };
+      }
+    }
+    return undefined;
+  }
+}

@@ -1,0 +1,165 @@
+/**
+ * Answers MCP JSON-RPC messages for an authenticated principal: initialize, ping, tools/list
+ * (only the tools its scopes allow) and tools/call (validated, then sent over the bus to the
+ * owning service with the principal's signed caller context). Built once per process.
+ */
+import { Inject, Injectable } from '@nestjs/common';
+
+import { assertValid } from '@stack/bus';
+import { StackError, type ToolDef } from '@stack/contracts';
+import { STACK_VERSION, serviceKitToken, type ServiceKit } from '@stack/runtime';
+
+import {
+  CallToolRequestSchema,
+  InitializeRequestSchema,
+  LATEST_PROTOCOL_VERSION,
+  RpcErrorCode,
+  SUPPORTED_PROTOCOL_VERSIONS,
+  rpcError,
+  rpcResult,
+  toolError,
+  type CallToolResult,
+  type JSONRPCMessage,
+  type RpcId,
+  type Tool,
+} from './mcp-protocol';
+import type { Principal } from './principal';
+
+export const GATEWAY_TOOLS = Symbol.for('stack.mcp-gateway.tools');
+
+/** Tool results are capped at 1 MB (DESIGN.md §5); beyond, the text is cut and marked truncated. */
+export const MAX_TOOL_RESULT_BYTES = 1024 * 1024;
+
+const INSTRUCTIONS =
+  'STACK lets you use your team’s connected services (GitHub, Slack, any HTTP API) without holding their credentials: ' +
+  'list what is connected, call it through the proxy, mint short-lived passports for other agents, and read the audit log. ' +
+  'Errors come back as results with isError and a stable error code.';
+
+export interface ToolCallOutcome {
+  tool: string;
+  outcome: 'success' | 'failure' | 'denied';
+  errorCode?: string;
+  durationMs: number;
+}
+
+@Injectable()
+export class McpService {
+  private readonly byName: Map<string, ToolDef>;
+  private readonly listed: Map<string, Tool>;
+  /** Observers of finished tool calls (the audit trail hooks in here). */
+  readonly onToolCall: ((principal: Principal, outcome: ToolCallOutcome) => void)[] = [];
+
+  constructor(
+    @Inject(serviceKitToken('mcp-gateway')) private readonly kit: ServiceKit,
+    @Inject(GATEWAY_TOOLS) tools: readonly ToolDef[],
+  ) {
+    this.byName = new Map(tools.map((t) => [t.name, t]));
+    this.listed = new Map(tools.map((t) => [t.name, describeTool(t)]));
+  }
+
+  tool(name: string): ToolDef | undefined {
+    return this.byName.get(name);
+  }
+
+  /** The answer to one message: a JSON-RPC response object, or null for notifications and responses. */
+  async handle(message: JSONRPCMessage, principal: Principal): Promise<Record<string, unknown> | null> {
+    if (!('method' in message) || !('id' in message)) return null; // notifications and client responses need no answer
+    const id = message.id as RpcId;
+    switch (message.method) {
+      case 'initialize': {
+        const parsed = InitializeRequestSchema.safeParse(message);
+        if (!parsed.success) return rpcError(id, RpcErrorCode.InvalidParams, 'invalid initialize parameters');
+        const asked = parsed.data.params.protocolVersion;
+        const protocolVersion = (SUPPORTED_PROTOCOL_VERSIONS as readonly string[]).includes(asked) ? asked : LATEST_PROTOCOL_VERSION;
+        return rpcResult(id, {
+          protocolVersion,
+          capabilities: { tools: { listChanged: false } },
+          serverInfo: { name: 'stack', title: 'STACK', version: STACK_VERSION },
+          instructions: INSTRUCTIONS,
+        });
+      }
+      case 'ping':
+        return rpcResult(id, {});
+      case 'tools/list':
+        return rpcResult(id, { tools: [...this.listed.values()].filter((t) => this.allowed(principal, t.name)) });
+      case 'tools/call': {
+        const parsed = CallToolRequestSchema.safeParse(message);
+        if (!parsed.success) return rpcError(id, RpcErrorCode.InvalidParams, 'invalid tools/call parameters');
+        const { name, arguments: args } = parsed.data.params;
+        const tool = this.byName.get(name);
+        if (!tool) return rpcError(id, RpcErrorCode.InvalidParams, `unknown tool: ${name}`);
+        return rpcResult(id, (await this.callTool(tool, args ?? {}, principal)) as unknown as Record<string, unknown>);
+      }
+      default:
+        return rpcError(id, RpcErrorCode.MethodNotFound, `method not found: ${message.method}`);
+    }
+  }
+
+  allowed(principal: Principal, toolName: string): boolean {
+    const tool = this.byName.get(toolName);
+    return !!tool && principal.caller.scopes.includes(tool.scope);
+  }
+
+  private async callTool(tool: ToolDef, args: Record<string, unknown>, principal: Principal): Promise<CallToolResult> {
+    const started = performance.now();
+    let result: CallToolResult;
+    let outcome: ToolCallOutcome['outcome'] = 'success';
+    let errorCode: string | undefined;
+    try {
+      if (!principal.caller.scopes.includes(tool.scope)) throw new StackError('OUT_OF_SCOPE', `${tool.name} needs the scope ${tool.scope}`);
+      assertValid(tool.input, args, `arguments of ${tool.name}`);
+      const value = await this.kit.bus.request(tool.command, args, { caller: principal.caller });
+      result = toolResult(value);
+    } catch (err) {
+      const e = err instanceof StackError ? err : new StackError('INTERNAL_ERROR', `${tool.name} failed`);
+      if (!(err instanceof StackError)) this.kit.logger.error({ tool: tool.name, err: (err as Error).message }, 'tool call failed unexpectedly');
+      outcome = ['UNAUTHORIZED', 'FORBIDDEN', 'OUT_OF_SCOPE', 'CONSTRAINT_VIOLATION', 'SCOPE_ESCALATION', 'PASSPORT_REVOKED', 'PASSPORT_EXPIRED', 'RATE_LIMITED'].includes(e.code) ? 'denied' : 'failure';
+      errorCode = e.code;
+      result = toolError(e);
+    }
+    const done: ToolCallOutcome = { tool: tool.name, outcome, errorCode, durationMs: performance.now() - started };
+    for (const observer of this.onToolCall) observer(principal, done);
+    await this.audit(principal, done);
+    return result;
+  }
+
+  /** Every tool call, allowed or refused, is written to the audit log with who, which tool, outcome and duration. */
+  async audit(principal: Principal, call: ToolCallOutcome): Promise<void> {
+    try {
+      await this.kit.audit.record({
+        layer: 'gateway',
+        action: `tool.${call.tool}`,
+        outcome: call.outcome,
+        caller: principal.caller,
+        error_code: call.errorCode,
+        duration_ms: Math.round(call.durationMs * 1000) / 1000,
+        target: { service: 'mcp-gateway', method: 'tools/call', path: '/mcp' },
+      });
+    } catch (err) {
+      this.kit.logger.error({ tool: call.tool, err: (err as Error).message }, 'audit record of a tool call failed');
+    }
+  }
+}
+
+function toolResult(value: unknown): CallToolResult {
+  const text = JSON.stringify(value ?? null);
+  if (Buffer.byteLength(text) <= MAX_TOOL_RESULT_BYTES) {
+    const structured = value !== null && typeof value === 'object' && !Array.isArray(value) ? (value as Record<string, unknown>) : { value };
+    return { content: [{ type: 'text', text }], structuredContent: structured };
+  }
+  const cut = Buffer.from(text).subarray(0, MAX_TOOL_RESULT_BYTES).toString('utf8');
+  return { content: [{ type: 'text', text: cut }], structuredContent: { truncated: true }, _meta: { truncated: true } };
+}
+
+/** How a tool appears in tools/list: JSON Schemas (TypeBox's own keys stripped), annotations. */
+function describeTool(tool: ToolDef): Tool {
+  const plain = (schema: unknown) => JSON.parse(JSON.stringify(schema)) as Tool['inputSchema'];
+  return {
+    name: tool.name,
+    title: tool.title,
+    description: tool.description,
+    inputSchema: plain(tool.input),
+    outputSchema: plain(tool.output) as Tool['outputSchema'],
+    annotations: { title: tool.title, ...tool.annotations },
+  };
+}

@@ -1,0 +1,31 @@
+/**
+ * RFC 9728 protected-resource metadata for /mcp, at both well-known locations: how an MCP
+ * client learns which authorization server to sign in with and which scopes exist.
+ */
+import { Controller, Get, Header, Inject } from '@nestjs/common';
+import { ApiExcludeController } from '@nestjs/swagger';
+
+import { STACK_SCOPES } from '@stack/contracts';
+import { serviceKitToken, type ServiceKit } from '@stack/runtime';
+
+import { mcpResource } from './mcp-http';
+
+@ApiExcludeController()
+@Controller('.well-known')
+export class ProtectedResourceController {
+  constructor(@Inject(serviceKitToken('mcp-gateway')) private readonly kit: ServiceKit) {}
+
+  @Get(['oauth-protected-resource', 'oauth-protected-resource/mcp'])
+  @Header('Cache-Control', 'public, max-age=300')
+  metadata(): Record<string, unknown> {
+    const config = this.kit.config;
+    return {
+      resource: mcpResource(config),
+      authorization_servers: [config.publicUrl],
+      scopes_supported: [...STACK_SCOPES],
+      bearer_methods_supported: ['header'],
+      resource_name: 'STACK',
+      resource_documentation: `${config.publicUrl}/v1/openapi.json`,
+    };
+  }
+}

@@ -1,0 +1,205 @@
+/**
+ * The passport service on the real Postgres and NATS, driven over the bus as the MCP gateway
+ * will drive it (each command with a signed caller context): the rules and their error codes,
+ * key rotation with the JWKS keeping the retired key, revocations written with their outbox
+ * rows in one transaction, and a member revocation published by auth killing that member's
+ * passports and being kept for later snapshots.
+ */
+import { randomBytes } from 'node:crypto';
+
+import { connectNatsBus, type Bus, type BusConnection } from '@stack/bus';
+import { AuditRecordedEvent, ClientApprovedEvent, PASSPORT_COMMANDS, RevocationRecordedEvent, type CallerContext } from '@stack/contracts';
+import { startStack, type RunningStack } from '@stack/runtime';
+import { TEST_NATS_URL, TEST_REDIS_URL, createTestDatabase, uniqueName, type TestDatabase } from '@stack/testing';
+
+import { passportService } from './index';
+import { SigningKeys } from './keys/signing-keys.service';
+
+const C = PASSPORT_COMMANDS;
+
+describe('passport service over the bus (real Postgres and NATS)', () => {
+  let db: TestDatabase;
+  let stack: RunningStack;
+  let client: BusConnection;
+  let gateway: Bus;
+  const prefix = uniqueName('ppt');
+  const secret = randomBytes(32);
+  const operator = `op_${randomBytes(4).toString('hex')}`;
+  const member: CallerContext = { issuer: 'mcp-gateway', kind: 'member', operator_id: operator, member_id: 'mem_1', client_id: 'cli_1', scopes: ['stack:passports'], session_id: 'ses_mcp_1' };
+  const admin: CallerContext = { ...member, scopes: ['stack:passports', 'stack:admin'] };
+
+  beforeAll(async () => {
+    db = await createTestDatabase('stack_passport');
+    stack = await startStack({
+      available: [passportService],
+      env: {
+        STACK_SERVICES: 'passport',
+        DATABASE_URL: db.url,
+        NATS_URL: TEST_NATS_URL,
+        REDIS_URL: TEST_REDIS_URL,
+        STACK_BUS_PREFIX: prefix,
+        STACK_INTERNAL_SECRET: secret.toString('base64'),
+        STACK_MASTER_KEYS: `k1:${randomBytes(32).toString('base64')}`,
+        STACK_PUBLIC_URL: 'http://stack.test',
+        STACK_REVOCATION_MAX_STALENESS: '5',
+        PORT: '0',
+        LOG_LEVEL: 'warn',
+      },
+    });
+    client = await connectNatsBus({ servers: TEST_NATS_URL, prefix, internalSecret: secret, timeoutMs: 5000, instanceId: 'gateway' });
+    gateway = client.forService('mcp-gateway');
+  });
+
+  afterAll(async () => {
+    await client?.close();
+    await stack?.stop();
+    await db?.drop();
+  });
+
+  async function agentWithGrant(name: string): Promise<string> {
+    const agent = (await gateway.request(C.registerAgent, { name }, { caller: member })) as { id: string };
+    await gateway.request(C.grantAgentAccess, { agent_id: agent.id, connection_id: 'scon_1', service_id: 'github', scopes: ['read', 'write'], constraints: [{ path: 'url.host', op: 'eq', value: 'api.github.com' }] }, { caller: admin });
+    return agent.id;
+  }
+
+  it('registers and lists agents for the caller, and refuses callers without an operator or the scope', async () => {
+    const id = await agentWithGrant('bus-agent');
+    const { agents } = await gateway.request(C.listAgents, {}, { caller: member });
+    expect(agents.map((a) => a.id)).toEqual([id]);
+    await expect(gateway.request(C.listAgents, {})).rejects.toMatchObject({ code: 'UNAUTHORIZED' });
+    await expect(gateway.request(C.listAgents, {}, { caller: { ...member, scopes: ['stack:audit'] } })).rejects.toMatchObject({ code: 'FORBIDDEN' });
+    // Granting needs stack:admin.
+    await expect(gateway.request(C.grantAgentAccess, { agent_id: id, connection_id: 'scon_2', scopes: [] }, { caller: member })).rejects.toMatchObject({ code: 'FORBIDDEN' });
+    await expect(gateway.request(C.registerAgent, { name: 'Bad_Name' }, { caller: member })).rejects.toMatchObject({ code: 'INVALID_REQUEST' });
+    await expect(gateway.request(C.getAgent, { agent_id: id }, { caller: { ...member, operator_id: 'op_other' } })).rejects.toMatchObject({ code: 'NOT_FOUND' });
+  });
+
+  it('issues within the grants, carries the caller session, verifies, and delegates under the rules', async () => {
+    const a = await agentWithGrant('parent-agent');
+    const b = await agentWithGrant('child-agent');
+    const issued = await gateway.request(C.issuePassport, { agent_id: a, intent_summary: 'triage', services: [{ connection_id: 'scon_1', scopes: ['read'] }] }, { caller: member });
+    const v = await gateway.request(C.verifyPassport, { token: issued.token });
+    expect(v).toMatchObject({ valid: true, revoked: false });
+    expect(v.claims?.stk).toMatchObject({ session_id: 'ses_mcp_1', member_id: 'mem_1', services: [{ connection_id: 'scon_1', scopes: ['read'], constraints: [{ path: 'url.host', op: 'eq', value: 'api.github.com' }] }] });
+    await expect(gateway.request(C.issuePassport, { agent_id: a, services: [{ connection_id: 'scon_1', scopes: ['admin'] }] }, { caller: member })).rejects.toMatchObject({ code: 'SCOPE_ESCALATION' });
+    await expect(gateway.request(C.issuePassport, { agent_id: a, ttl_seconds: 30 }, { caller: member })).rejects.toMatchObject({ code: 'INVALID_REQUEST' });
+    await expect(gateway.request(C.issuePassport, { agent_id: a }, { caller: { ...member, member_id: undefined } })).rejects.toMatchObject({ code: 'FORBIDDEN' });
+
+    // The parent holds read only: asking the child for write escalates even though the child agent was granted it.
+    await expect(gateway.request(C.delegatePassport, { parent_token: issued.token, child_agent_id: b, services: [{ connection_id: 'scon_1', scopes: ['write'] }] }, { caller: member })).rejects.toMatchObject({ code: 'SCOPE_ESCALATION' });
+    const child = await gateway.request(C.delegatePassport, { parent_token: issued.token, child_agent_id: b, services: [{ connection_id: 'scon_1', scopes: ['read'] }], ttl_seconds: 60 }, { caller: member });
+    const cv = await gateway.request(C.verifyPassport, { token: child.token });
+    expect(cv.claims?.stk).toMatchObject({ chain: [issued.jti], delegation_depth: 1, session_id: 'ses_mcp_1' });
+    const listed = await gateway.request(C.listActivePassports, { session_id: 'ses_mcp_1' }, { caller: member });
+    expect(listed.passports.map((p) => p.jti)).toEqual(expect.arrayContaining([issued.jti, child.jti]));
+
+    // Revoke the parent over the bus: the child dies with it (the chain check).
+    const revoked = await gateway.request(C.revokePassport, { jti: issued.jti, reason: 'test' }, { caller: member });
+    expect(revoked.revoked).toMatchObject({ kind: 'jti', value: issued.jti, operator_id: operator });
+    expect(await gateway.request(C.verifyPassport, { token: child.token })).toMatchObject({ valid: false, revoked: true, code: 'PASSPORT_REVOKED' });
+    await expect(gateway.request(C.revokeAllPassports, { confirm: true }, { caller: member })).rejects.toMatchObject({ code: 'FORBIDDEN' });
+  });
+
+  it('writes each revocation with its outbox rows (revocation and audit) and publishes it to STACK_REVOCATIONS', async () => {
+    const a = await agentWithGrant('outboxed');
+    const r = await gateway.request(C.revokeAgentPassports, { agent_id: a }, { caller: member });
+    const ds = stack.dataSources.get('passport')!;
+    const rows = (await ds.query(`SELECT id, event FROM "passport"."outbox" WHERE id = $1 OR (event = 'audit.recorded' AND payload->>'agent_id' = $2)`, [r.revoked.id, a])) as { id: string; event: string }[];
+    expect(rows.map((x) => x.event).sort()).toEqual(['audit.recorded', 'revocation.recorded']);
+    const stored = (await ds.query(`SELECT kind, value FROM "passport"."revocations" WHERE id = $1`, [r.revoked.id])) as { kind: string; value: string }[];
+    expect(stored).toEqual([{ kind: 'agent', value: a }]);
+    const seen: string[] = [];
+    const h = await client.forService('audit').consume({ durable: uniqueName('c'), events: [RevocationRecordedEvent] }, async (_e, p) => {
+      seen.push((p as { id: string }).id);
+    });
+    await waitFor(() => (seen.includes(r.revoked.id) ? true : undefined));
+    await h.stop();
+  });
+
+  it('applies a member revocation published by auth to that member’s passports, and keeps it for later snapshots', async () => {
+    const a = await agentWithGrant('member-bound');
+    const other: CallerContext = { ...member, member_id: 'mem_leaving' };
+    const p = await gateway.request(C.issuePassport, { agent_id: a }, { caller: other });
+    const keep = await gateway.request(C.issuePassport, { agent_id: a }, { caller: member });
+    const id = `rev_${randomBytes(6).toString('hex')}`;
+    await client.forService('auth').publish(RevocationRecordedEvent, { id, kind: 'member', value: 'mem_leaving', operator_id: operator, revoked_at_ms: Date.now(), expires_at_ms: Date.now() + 3_900_000 }, { id });
+    await waitFor(async () => ((await gateway.request(C.verifyPassport, { token: p.token })).revoked ? true : undefined));
+    expect((await gateway.request(C.verifyPassport, { token: keep.token })).valid).toBe(true);
+    const ds = stack.dataSources.get('passport')!;
+    await waitFor(async () => (((await ds.query(`SELECT 1 FROM "passport"."revocations" WHERE id = $1`, [id])) as unknown[]).length ? true : undefined));
+    const snap = await gateway.request(C.revocationSnapshot, {});
+    expect(snap.entries.map((e) => e.id)).toContain(id);
+    expect(snap.seq).toBeGreaterThan(0);
+  });
+
+  it('audits issue and delegation through the outbox, and a refused verification on STACK_AUDIT', async () => {
+    const a = await agentWithGrant('audited');
+    const p = await gateway.request(C.issuePassport, { agent_id: a }, { caller: member });
+    await gateway.request(C.delegatePassport, { parent_token: p.token, child_agent_id: a, services: [] }, { caller: member });
+    expect((await gateway.request(C.verifyPassport, { token: 'garbage' })).valid).toBe(false);
+    const seen: { action: string; outcome: string; passport_jti?: string; error_code?: string }[] = [];
+    const h = await client.forService('audit').consume({ durable: uniqueName('aud'), events: [AuditRecordedEvent] }, async (_e, payload) => {
+      seen.push(payload as (typeof seen)[number]);
+    });
+    try {
+      await waitFor(() => (seen.some((e) => e.action === 'passport.verify' && e.outcome === 'denied' && e.error_code === 'UNAUTHORIZED') ? true : undefined));
+      await waitFor(() => (seen.some((e) => e.action === 'passport.issue' && e.passport_jti === p.jti) ? true : undefined));
+      await waitFor(() => (seen.some((e) => e.action === 'passport.delegate' && e.outcome === 'success') ? true : undefined));
+    } finally {
+      await h.stop();
+    }
+  });
+
+  it('records an OAuth client a member approved as one agent of the operator (idempotently)', async () => {
+    const approve = (id: string, memberId: string) =>
+      client.forService('auth').publish(ClientApprovedEvent, { operator_id: operator, member_id: memberId, client_id: 'cli_claude', client_name: 'Claude Code', grant_id: `grt_${id}`, scopes: ['stack:passports'], approved_at: new Date().toISOString() }, { id });
+    await approve('approval-1', 'mem_1');
+    await approve('approval-1', 'mem_1');
+    await approve('approval-2', 'mem_2');
+    const agent = await waitFor(async () => (await gateway.request(C.listAgents, {}, { caller: member })).agents.find((a) => a.name.startsWith('claude-code-')));
+    await new Promise((r) => setTimeout(r, 300));
+    const all = (await gateway.request(C.listAgents, {}, { caller: member })).agents.filter((a) => a.name.startsWith('claude-code-'));
+    expect(all).toEqual([agent]);
+    expect(agent.description).toContain('approved by mem_1');
+  });
+
+  it('rotates the signing key on demand: new passports use the new kid, the JWKS keeps the retired one, old passports still verify', async () => {
+    const a = await agentWithGrant('rotation');
+    const before = await gateway.request(C.issuePassport, { agent_id: a }, { caller: member });
+    const oldKid = JSON.parse(Buffer.from(before.token.split('.')[0]!, 'base64url').toString()).kid as string;
+    await expect(gateway.request(C.rotateSigningKey, {}, { caller: member })).rejects.toMatchObject({ code: 'FORBIDDEN' });
+    const { kid } = await gateway.request(C.rotateSigningKey, {}, { caller: admin });
+    expect(kid).not.toBe(oldKid);
+    const after = await gateway.request(C.issuePassport, { agent_id: a }, { caller: member });
+    expect(JSON.parse(Buffer.from(after.token.split('.')[0]!, 'base64url').toString()).kid).toBe(kid);
+    const { keys } = await gateway.request(C.getJwks, {});
+    expect(keys.map((k) => k.kid).sort()).toEqual([kid, oldKid].sort());
+    expect((await gateway.request(C.verifyPassport, { token: before.token })).valid).toBe(true);
+    expect((await gateway.request(C.verifyPassport, { token: after.token })).valid).toBe(true);
+    // On schedule: once the active key is older than the rotation period, the maintenance round rotates it.
+    const keysService = stack.app.get(SigningKeys);
+    const period = stack.config.passportKeyRotationMs;
+    stack.config.passportKeyRotationMs = 0;
+    try {
+      await keysService['tick']();
+    } finally {
+      stack.config.passportKeyRotationMs = period;
+    }
+    const scheduled = (await keysService.signingKey()).kid;
+    expect([kid, oldKid]).not.toContain(scheduled);
+    expect((await gateway.request(C.getJwks, {})).keys.map((k) => k.kid).sort()).toEqual([kid, oldKid, scheduled].sort());
+    // The private key is stored sealed, never in the clear.
+    const rows = (await stack.dataSources.get('passport')!.query(`SELECT private_sealed::text AS s FROM "passport"."signing_keys"`)) as { s: string }[];
+    for (const r of rows) expect(r.s).not.toContain('PRIVATE KEY');
+  });
+});
+
+async function waitFor<T>(fn: () => Promise<T | undefined> | T | undefined, timeoutMs = 5000): Promise<T> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await fn();
+    if (v !== undefined) return v;
+    if (Date.now() > end) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}

@@ -1,0 +1,529 @@
+/**
+ * The rules of agents, grants, passports and revocation (DESIGN.md §3, §4). Every entry point
+ * takes the authenticated caller (a signed caller context: from the bus, or resolved from a
+ * REST request) and serves REST and bus alike. State changes commit with their outbox rows
+ * (audit, revocation) in one transaction; a revocation is then applied to this node at once
+ * and published straight away too (same id, so the relay's later copy is dropped as a duplicate).
+ */
+import { randomBytes } from 'node:crypto';
+
+import { Inject, Injectable } from '@nestjs/common';
+
+import {
+  AGENT_NAME_MAX,
+  AGENT_NAME_PATTERN,
+  CONSTRAINT_OPS,
+  MAX_CONSTRAINTS_PER_CONNECTION,
+  MAX_CONSTRAINT_PATTERN,
+  MAX_DELEGATION_DEPTH,
+  MAX_INTENT_SUMMARY,
+  PASSPORT_TTL,
+  RevocationRecordedEvent,
+  StackError,
+  type AgentView,
+  type CallerContext,
+  type Constraint,
+  type DelegatePassportInput,
+  type GrantView,
+  type IssuePassportInput,
+  type IssuedPassport,
+  type PassportClaims,
+  type PassportService as PassportServiceClaim,
+  type PassportSummary,
+  type RequestedService,
+  type VerifyPassportResult,
+} from '@stack/contracts';
+import { Outbox } from '@stack/persistence';
+import { AuditRecorder, RevocationHost, serviceKitToken, type AuditEntryInput, type ServiceKit } from '@stack/runtime';
+import { PassportVerifier, signPassport, subjectOfPassport, type RevocationEntry, type RevocationKind, type VerifiedPassport } from '@stack/security';
+
+import { SigningKeys } from '../keys/signing-keys.service';
+import { PassportStore, type PassportRow } from '../store/passport.store';
+
+/** A subject revocation must outlive every credential it could kill: the longest TTL, plus margin for clock skew. */
+const SUBJECT_REVOCATION_LIFETIME_MS = PASSPORT_TTL.maxSeconds * 1000 + 5 * 60_000;
+const NAME_RE = new RegExp(AGENT_NAME_PATTERN);
+
+export function newId(prefix: string): string {
+  return `${prefix}_${randomBytes(16).toString('base64url')}`;
+}
+
+export type RevokeTarget = { kind: 'jti'; value: string } | { kind: 'agent'; value: string } | { kind: 'session'; value: string } | { kind: 'operator' };
+
+@Injectable()
+export class PassportService {
+  readonly verifier: PassportVerifier;
+  private readonly audit: AuditRecorder;
+  private readonly audience: string;
+
+  constructor(
+    @Inject(serviceKitToken('passport')) private readonly kit: ServiceKit,
+    private readonly store: PassportStore,
+    private readonly keys: SigningKeys,
+    private readonly revocations: RevocationHost,
+  ) {
+    this.audience = kit.config.publicUrl;
+    this.audit = new AuditRecorder(kit.bus);
+    this.verifier = new PassportVerifier({ audience: this.audience, keys: (kid) => keys.publicKey(kid), revocations: revocations.state });
+  }
+
+  // ---- agents and grants ----
+
+  async registerAgent(caller: CallerContext, input: { name: string; description?: string }): Promise<AgentView> {
+    const operatorId = requireOperator(caller, 'stack:passports');
+    checkAgentName(input.name);
+    try {
+      return await this.store.insertAgent({ id: newId('agt'), operator_id: operatorId, name: input.name, description: input.description ?? null, created_by: caller.member_id ?? null });
+    } catch (err) {
+      if (isUniqueViolation(err)) throw new StackError('INVALID_REQUEST', `an agent named '${input.name}' already exists`, { field: 'name' });
+      throw err;
+    }
+  }
+
+  listAgents(caller: CallerContext): Promise<AgentView[]> {
+    return this.store.agents(requireOperator(caller, 'stack:passports'));
+  }
+
+  async getAgent(caller: CallerContext, agentId: string): Promise<AgentView> {
+    return this.agentOrNotFound(requireOperator(caller, 'stack:passports'), agentId);
+  }
+
+  async updateAgent(caller: CallerContext, input: { agent_id: string; name?: string; description?: string }): Promise<AgentView> {
+    const operatorId = requireOperator(caller, 'stack:passports');
+    if (input.name !== undefined) checkAgentName(input.name);
+    try {
+      const updated = await this.store.updateAgent(operatorId, input.agent_id, input);
+      if (!updated) throw notFound('agent');
+      return updated;
+    } catch (err) {
+      if (isUniqueViolation(err)) throw new StackError('INVALID_REQUEST', `an agent named '${input.name}' already exists`, { field: 'name' });
+      throw err;
+    }
+  }
+
+  /** Deletes the agent and its grants, and revokes every passport it holds, in one transaction. */
+  async deleteAgent(caller: CallerContext, agentId: string): Promise<{ deleted: boolean }> {
+    const operatorId = requireOperator(caller, 'stack:admin');
+    await this.agentOrNotFound(operatorId, agentId);
+    const entry = this.subjectEntry('agent', agentId, operatorId, 'agent deleted');
+    await this.store.transaction(async (m) => {
+      await this.store.deleteAgent(m, operatorId, agentId);
+      await this.store.insertRevocation(m, entry);
+      await Outbox.enqueue(m, RevocationRecordedEvent, entry, { id: entry.id });
+      await this.audit.enqueue(m, { caller, layer: 'passport', action: 'agent.delete', outcome: 'success', agent_id: agentId });
+    });
+    await this.afterRevocation(entry);
+    return { deleted: true };
+  }
+
+  async grantAccess(caller: CallerContext, input: { agent_id: string; connection_id: string; service_id?: string; service_name?: string; scopes: string[]; constraints?: Constraint[] }): Promise<GrantView> {
+    const operatorId = requireOperator(caller, 'stack:admin');
+    await this.agentOrNotFound(operatorId, input.agent_id);
+    const constraints = mergeConstraints(input.connection_id, input.constraints ?? []);
+    // The connection belongs to the credential proxy; until it answers on the bus (issue 6) its
+    // id and service are taken as given, shape-checked by the contract's patterns.
+    const serviceId = input.service_id ?? input.connection_id;
+    return this.store.upsertGrant({
+      id: newId('grt'),
+      operator_id: operatorId,
+      agent_id: input.agent_id,
+      connection_id: input.connection_id,
+      service_id: serviceId,
+      service_name: input.service_name ?? serviceId,
+      scopes: unique(input.scopes),
+      constraints,
+    });
+  }
+
+  async listGrants(caller: CallerContext, agentId: string): Promise<GrantView[]> {
+    const operatorId = requireOperator(caller, 'stack:passports');
+    await this.agentOrNotFound(operatorId, agentId);
+    return this.store.grants(operatorId, agentId);
+  }
+
+  async removeGrant(caller: CallerContext, agentId: string, connectionId: string): Promise<{ removed: boolean }> {
+    const operatorId = requireOperator(caller, 'stack:admin');
+    await this.agentOrNotFound(operatorId, agentId);
+    if (!(await this.store.removeGrant(operatorId, agentId, connectionId))) throw notFound('grant');
+    return { removed: true };
+  }
+
+  // ---- passports ----
+
+  async issue(caller: CallerContext, input: IssuePassportInput): Promise<IssuedPassport> {
+    const operatorId = requireOperator(caller, 'stack:passports');
+    if (!caller.member_id) throw new StackError('FORBIDDEN', 'a passport is issued on behalf of a member; this caller has none');
+    const ttl = input.ttl_seconds ?? PASSPORT_TTL.defaultSeconds;
+    if (!Number.isInteger(ttl) || ttl < PASSPORT_TTL.minSeconds || ttl > PASSPORT_TTL.maxSeconds) {
+      throw new StackError('INVALID_REQUEST', `ttl_seconds must be from ${PASSPORT_TTL.minSeconds} to ${PASSPORT_TTL.maxSeconds}`, { field: 'ttl_seconds' });
+    }
+    checkIntent(input.intent_summary);
+    const agent = await this.agentOrNotFound(operatorId, input.agent_id);
+    const grants = await this.store.grants(operatorId, agent.id);
+    const services = input.services ? input.services.map((req) => narrowToGrant(req, grants)) : grants.map((g) => serviceOf(g, g.scopes, g.constraints));
+    const now = Date.now();
+    return this.mint(caller, {
+      operatorId,
+      agent,
+      memberId: caller.member_id,
+      sessionId: caller.session_id ?? newId('ses'),
+      chain: [],
+      nowMs: now,
+      exp: Math.floor(now / 1000) + ttl,
+      intentSummary: input.intent_summary ?? '',
+      intentServices: input.intent_services ?? [],
+      services,
+      action: 'passport.issue',
+    });
+  }
+
+  async delegate(caller: CallerContext | undefined, input: DelegatePassportInput): Promise<IssuedPassport> {
+    const parent = await this.verifyForUse(input.parent_token, 'passport.delegate');
+    const p = parent.claims;
+    if (caller?.operator_id && caller.operator_id !== p.stk.operator_id) throw new StackError('FORBIDDEN', 'the parent passport belongs to another operator');
+    if (caller && caller.kind !== 'system' && caller.scopes.length > 0 && !caller.scopes.includes('stack:passports')) throw new StackError('FORBIDDEN', 'this needs the stack:passports scope');
+    if (p.stk.delegation_depth >= MAX_DELEGATION_DEPTH) {
+      await this.recordDenied(p, 'passport.delegate', 'DELEGATION_DEPTH_EXCEEDED');
+      throw new StackError('DELEGATION_DEPTH_EXCEEDED', `a passport can be delegated at most ${MAX_DELEGATION_DEPTH} times`, { max_depth: MAX_DELEGATION_DEPTH });
+    }
+    checkIntent(input.intent_summary);
+    const child = await this.agentOrNotFound(p.stk.operator_id, input.child_agent_id);
+    const childGrants = await this.store.grants(p.stk.operator_id, child.id);
+    const services: PassportServiceClaim[] = [];
+    try {
+      for (const req of input.services) {
+        const held = p.stk.services.find((s) => s.connection_id === req.connection_id);
+        if (!held) throw escalation(`the parent passport does not hold connection ${req.connection_id}`, req.connection_id);
+        const extra = req.scopes.filter((s) => !held.scopes.includes(s));
+        if (extra.length) throw escalation(`the parent passport does not hold scopes ${extra.join(', ')} on ${req.connection_id}`, req.connection_id);
+        const grant = childGrants.find((g) => g.connection_id === req.connection_id);
+        if (!grant) throw escalation(`agent ${child.id} has no grant of connection ${req.connection_id}`, req.connection_id);
+        const notGranted = req.scopes.filter((s) => !grant.scopes.includes(s));
+        if (notGranted.length) throw escalation(`agent ${child.id} was not granted scopes ${notGranted.join(', ')} on ${req.connection_id}`, req.connection_id);
+        // Every parent constraint, the child's own baseline, then what this delegation adds.
+        const constraints = mergeConstraints(req.connection_id, [...held.constraints, ...grant.constraints, ...(req.constraints ?? [])]);
+        services.push({ connection_id: held.connection_id, service_id: held.service_id, service_name: held.service_name, scopes: unique(req.scopes), constraints });
+      }
+    } catch (err) {
+      if (err instanceof StackError && err.code === 'SCOPE_ESCALATION') await this.recordDenied(p, 'passport.delegate', 'SCOPE_ESCALATION');
+      throw err;
+    }
+    const now = Date.now();
+    const remaining = Math.floor((parent.expiresAtMs - now) / 1000);
+    const ttl = input.ttl_seconds ?? remaining;
+    if (!Number.isInteger(ttl) || ttl < 1) throw new StackError('INVALID_REQUEST', 'ttl_seconds must be a whole number of at least 1', { field: 'ttl_seconds' });
+    if (ttl > remaining) throw new StackError('INVALID_REQUEST', `a child passport cannot outlive its parent: at most ${Math.max(0, remaining)} s are left`, { field: 'ttl_seconds', max: Math.max(0, remaining) });
+    return this.mint(caller, {
+      operatorId: p.stk.operator_id,
+      agent: child,
+      memberId: p.stk.member_id,
+      sessionId: p.stk.session_id,
+      chain: [...p.stk.chain, p.jti],
+      nowMs: now,
+      exp: Math.min(p.exp, Math.floor(now / 1000) + ttl),
+      intentSummary: input.intent_summary ?? p.stk.intent_summary,
+      intentServices: p.stk.intent_services,
+      services,
+      action: 'passport.delegate',
+    });
+  }
+
+  /** A fresh passport in place of a live one: same agent, session, chain and services (re-checked against today's grants). */
+  async refresh(caller: CallerContext | undefined, input: { token: string; ttl_seconds?: number }): Promise<IssuedPassport> {
+    const current = await this.verifyForUse(input.token, 'passport.refresh');
+    const c = current.claims;
+    if (caller?.operator_id && caller.operator_id !== c.stk.operator_id) throw new StackError('FORBIDDEN', 'the passport belongs to another operator');
+    const agent = await this.agentOrNotFound(c.stk.operator_id, c.stk.agent_id);
+    const grants = await this.store.grants(c.stk.operator_id, agent.id);
+    const services = c.stk.services.map((s) => ({ ...narrowToGrant({ connection_id: s.connection_id, scopes: s.scopes }, grants), constraints: mergeConstraints(s.connection_id, [...s.constraints, ...(grants.find((g) => g.connection_id === s.connection_id)?.constraints ?? [])]) }));
+    const now = Date.now();
+    let exp: number;
+    if (c.stk.chain.length === 0) {
+      const ttl = input.ttl_seconds ?? PASSPORT_TTL.defaultSeconds;
+      if (!Number.isInteger(ttl) || ttl < PASSPORT_TTL.minSeconds || ttl > PASSPORT_TTL.maxSeconds) throw new StackError('INVALID_REQUEST', `ttl_seconds must be from ${PASSPORT_TTL.minSeconds} to ${PASSPORT_TTL.maxSeconds}`, { field: 'ttl_seconds' });
+      exp = Math.floor(now / 1000) + ttl;
+    } else {
+      // A child never outlives its parent, refreshed or not.
+      const parent = await this.store.passport(c.stk.chain[c.stk.chain.length - 1]!);
+      const parentExp = parent ? Math.floor(new Date(parent.expires_at).getTime() / 1000) : c.exp;
+      const ttl = input.ttl_seconds ?? parentExp - Math.floor(now / 1000);
+      exp = Math.min(parentExp, Math.floor(now / 1000) + ttl);
+      if (exp <= Math.floor(now / 1000)) throw new StackError('PASSPORT_EXPIRED', 'the parent passport has expired');
+    }
+    return this.mint(caller, {
+      operatorId: c.stk.operator_id,
+      agent,
+      memberId: c.stk.member_id,
+      sessionId: c.stk.session_id,
+      chain: c.stk.chain,
+      nowMs: now,
+      exp,
+      intentSummary: c.stk.intent_summary,
+      intentServices: c.stk.intent_services,
+      services,
+      action: 'passport.refresh',
+    });
+  }
+
+  /** The answer of `POST /v1/passports/verify`: never throws for a bad passport, only for a stale node (503). */
+  async verify(token: string): Promise<VerifyPassportResult> {
+    this.revocations.state.assertFresh();
+    let verified: VerifiedPassport;
+    try {
+      verified = await this.verifier.authenticate(token);
+    } catch (err) {
+      if (!(err instanceof StackError)) throw err;
+      void this.recordQuietly({ layer: 'passport', action: 'passport.verify', outcome: 'denied', error_code: err.code });
+      return { valid: false, revoked: false, reason: err.message, code: err.code };
+    }
+    const hit = this.revocations.state.revocationOf(verified.subject);
+    if (hit) {
+      void this.recordQuietly({ ...whoOf(verified.claims), layer: 'passport', action: 'passport.verify', outcome: 'denied', error_code: 'PASSPORT_REVOKED' });
+      return { valid: false, revoked: true, claims: verified.claims, reason: `the passport has been revoked (${hit.kind})`, code: 'PASSPORT_REVOKED' };
+    }
+    return { valid: true, revoked: false, claims: verified.claims };
+  }
+
+  async listActive(caller: CallerContext, filter: { agent_id?: string; session_id?: string }): Promise<PassportSummary[]> {
+    const operatorId = requireOperator(caller, 'stack:passports');
+    const rows = await this.store.activePassports(operatorId, filter);
+    return rows.filter((r) => !this.revocations.state.revocationOf(subjectOfRow(r))).map(summaryOf);
+  }
+
+  async revoke(caller: CallerContext, target: RevokeTarget, reason?: string): Promise<RevocationEntry> {
+    const operatorId = requireOperator(caller, target.kind === 'operator' ? 'stack:admin' : 'stack:passports');
+    let entry: RevocationEntry;
+    if (target.kind === 'jti') {
+      const row = await this.store.passport(target.value);
+      if (!row || row.operator_id !== operatorId) throw notFound('passport');
+      // Children never outlive their parent, so the parent's expiry bounds the whole subtree.
+      entry = { id: newId('rev'), kind: 'jti', value: row.jti, operator_id: operatorId, revoked_at_ms: Date.now(), expires_at_ms: new Date(row.expires_at).getTime() + 60_000, ...(reason ? { reason } : {}) };
+    } else if (target.kind === 'agent') {
+      await this.agentOrNotFound(operatorId, target.value);
+      entry = this.subjectEntry('agent', target.value, operatorId, reason);
+    } else if (target.kind === 'session') {
+      if (!(await this.store.sessionExists(operatorId, target.value))) throw notFound('session');
+      entry = this.subjectEntry('session', target.value, operatorId, reason);
+    } else {
+      entry = this.subjectEntry('operator', operatorId, operatorId, reason);
+    }
+    await this.store.transaction(async (m) => {
+      await this.store.insertRevocation(m, entry);
+      await Outbox.enqueue(m, RevocationRecordedEvent, entry, { id: entry.id });
+      await this.audit.enqueue(m, {
+        caller,
+        layer: 'passport',
+        action: `passport.revoke_${target.kind === 'jti' ? 'passport' : target.kind === 'operator' ? 'all' : target.kind}`,
+        outcome: 'success',
+        ...(target.kind === 'jti' ? { passport_jti: target.value } : target.kind === 'agent' ? { agent_id: target.value } : target.kind === 'session' ? { session_id: target.value } : {}),
+      });
+    });
+    await this.afterRevocation(entry);
+    return entry;
+  }
+
+  // ---- internals ----
+
+  private async mint(
+    caller: CallerContext | undefined,
+    p: {
+      operatorId: string;
+      agent: AgentView;
+      memberId: string;
+      sessionId: string;
+      chain: string[];
+      nowMs: number;
+      exp: number;
+      intentSummary: string;
+      intentServices: string[];
+      services: PassportServiceClaim[];
+      action: 'passport.issue' | 'passport.delegate' | 'passport.refresh';
+    },
+  ): Promise<IssuedPassport> {
+    const key = await this.keys.signingKey();
+    const jti = newId('ppt');
+    const claims: PassportClaims = {
+      jti,
+      sub: p.agent.id,
+      iss: this.audience,
+      aud: this.audience,
+      iat: Math.floor(p.nowMs / 1000),
+      exp: p.exp,
+      stk: {
+        operator_id: p.operatorId,
+        agent_id: p.agent.id,
+        agent_name: p.agent.name,
+        member_id: p.memberId,
+        session_id: p.sessionId,
+        issued_at_ms: p.nowMs,
+        chain: p.chain,
+        delegation_depth: p.chain.length,
+        intent_summary: p.intentSummary,
+        intent_services: p.intentServices,
+        services: p.services,
+      },
+    };
+    const token = signPassport(claims, key);
+    const expiresAt = new Date(p.exp * 1000);
+    await this.store.transaction(async (m) => {
+      await this.store.insertPassport(m, {
+        jti,
+        operator_id: p.operatorId,
+        agent_id: p.agent.id,
+        member_id: p.memberId,
+        session_id: p.sessionId,
+        parent_jti: p.chain.length ? p.chain[p.chain.length - 1]! : null,
+        chain: p.chain,
+        delegation_depth: p.chain.length,
+        issued_at_ms: p.nowMs,
+        expires_at: expiresAt,
+        intent_summary: p.intentSummary,
+        intent_services: p.intentServices,
+        services: p.services,
+        kid: key.kid,
+      });
+      await this.audit.enqueue(m, { ...whoOf(claims), ...(caller?.client_id ? { client_id: caller.client_id } : {}), layer: 'passport', action: p.action, outcome: 'success' });
+    });
+    return { token, jti, expires_at: expiresAt.toISOString() };
+  }
+
+  /** A passport presented to act with (delegate, refresh): valid, fresh node, not revoked — failures audited. */
+  private async verifyForUse(token: string, action: string): Promise<VerifiedPassport> {
+    try {
+      return await this.verifier.verify(token);
+    } catch (err) {
+      if (err instanceof StackError && err.code !== 'REVOCATION_STATE_STALE') void this.recordQuietly({ layer: 'passport', action, outcome: 'denied', error_code: err.code });
+      throw err;
+    }
+  }
+
+  private async afterRevocation(entry: RevocationEntry): Promise<void> {
+    // This node refuses at once; the others learn it from the stream. Publishing here rather
+    // than waiting for the relay's next round saves up to its interval; the relay still owns
+    // delivery (same id: JetStream drops its copy as a duplicate).
+    this.revocations.state.apply(entry);
+    try {
+      await this.kit.bus.publish(RevocationRecordedEvent, entry as never, { id: entry.id });
+    } catch (err) {
+      this.kit.logger.warn({ revocation_id: entry.id, err: (err as Error).message }, 'direct publish of a revocation failed; the outbox relay will publish it');
+    }
+  }
+
+  private subjectEntry(kind: Exclude<RevocationKind, 'jti'>, value: string, operatorId: string, reason?: string): RevocationEntry {
+    const now = Date.now();
+    return { id: newId('rev'), kind, value, operator_id: operatorId, revoked_at_ms: now, expires_at_ms: now + SUBJECT_REVOCATION_LIFETIME_MS, ...(reason ? { reason } : {}) };
+  }
+
+  private async agentOrNotFound(operatorId: string, agentId: string): Promise<AgentView> {
+    const agent = await this.store.agent(operatorId, agentId);
+    if (!agent) throw notFound('agent');
+    return agent;
+  }
+
+  private async recordDenied(claims: PassportClaims, action: string, code: string): Promise<void> {
+    await this.recordQuietly({ ...whoOf(claims), layer: 'passport', action, outcome: 'denied', error_code: code });
+  }
+
+  /** Refusals have no state change to ride on: published directly; a lost one is logged, the refusal stands. */
+  private async recordQuietly(input: AuditEntryInput): Promise<void> {
+    try {
+      await this.audit.record(input);
+    } catch (err) {
+      this.kit.logger.warn({ action: input.action, err: (err as Error).message }, 'audit record of a refusal failed');
+    }
+  }
+}
+
+function whoOf(claims: PassportClaims): Pick<AuditEntryInput, 'operator_id' | 'member_id' | 'agent_id' | 'passport_jti' | 'session_id'> {
+  return { operator_id: claims.stk.operator_id, member_id: claims.stk.member_id, agent_id: claims.stk.agent_id, passport_jti: claims.jti, session_id: claims.stk.session_id };
+}
+
+/**
+ * The caller's operator, or a refusal. A caller with no scopes listed (an API key, a service
+ * acting for an operator) is limited by its member's role elsewhere; a caller that lists scopes
+ * (an OAuth token) must hold the one the action needs.
+ */
+export function requireOperator(caller: CallerContext, scope: 'stack:passports' | 'stack:admin'): string {
+  if (!caller.operator_id) throw new StackError('UNAUTHORIZED', 'this needs an authenticated caller of an operator');
+  if (caller.kind !== 'system' && caller.scopes.length > 0 && !caller.scopes.includes(scope)) throw new StackError('FORBIDDEN', `this needs the ${scope} scope`, { scope });
+  return caller.operator_id;
+}
+
+function checkAgentName(name: string): void {
+  if (name.length > AGENT_NAME_MAX || !NAME_RE.test(name)) throw new StackError('INVALID_REQUEST', `agent names are lowercase letters, digits and inner hyphens, at most ${AGENT_NAME_MAX} characters`, { field: 'name' });
+}
+
+function checkIntent(summary: string | undefined): void {
+  if (summary !== undefined && summary.length > MAX_INTENT_SUMMARY) throw new StackError('INVALID_REQUEST', `intent_summary is at most ${MAX_INTENT_SUMMARY} characters`, { field: 'intent_summary' });
+}
+
+function escalation(message: string, connectionId: string): StackError {
+  return new StackError('SCOPE_ESCALATION', message, { connection_id: connectionId });
+}
+
+function narrowToGrant(req: RequestedService, grants: readonly GrantView[]): PassportServiceClaim {
+  const grant = grants.find((g) => g.connection_id === req.connection_id);
+  if (!grant) throw escalation(`the agent has no grant of connection ${req.connection_id}`, req.connection_id);
+  const extra = req.scopes.filter((s) => !grant.scopes.includes(s));
+  if (extra.length) throw escalation(`the agent was not granted scopes ${extra.join(', ')} on ${req.connection_id}`, req.connection_id);
+  return serviceOf(grant, unique(req.scopes), mergeConstraints(req.connection_id, [...grant.constraints, ...(req.constraints ?? [])]));
+}
+
+function serviceOf(g: GrantView, scopes: string[], constraints: Constraint[]): PassportServiceClaim {
+  return { connection_id: g.connection_id, service_id: g.service_id, service_name: g.service_name, scopes, constraints };
+}
+
+/** Union without duplicates, each constraint checked; at most 32 per connection. */
+export function mergeConstraints(connectionId: string, constraints: readonly Constraint[]): Constraint[] {
+  const seen = new Set<string>();
+  const out: Constraint[] = [];
+  for (const c of constraints) {
+    checkConstraint(c);
+    const key = JSON.stringify([c.path, c.op, c.value]);
+    if (seen.has(key)) continue;
+    seen.add(key);
+    out.push({ path: c.path, op: c.op, value: c.value });
+  }
+  if (out.length > MAX_CONSTRAINTS_PER_CONNECTION) throw new StackError('INVALID_REQUEST', `at most ${MAX_CONSTRAINTS_PER_CONNECTION} constraints per connection`, { connection_id: connectionId });
+  return out;
+}
+
+function checkConstraint(c: Constraint): void {
+  if (!(CONSTRAINT_OPS as readonly string[]).includes(c.op)) throw new StackError('INVALID_REQUEST', `unknown constraint op ${String(c.op)}`);
+  const isList = c.op === 'in' || c.op === 'not_in';
+  if (isList !== Array.isArray(c.value)) throw new StackError('INVALID_REQUEST', `constraint op ${c.op} takes ${isList ? 'a list of strings' : 'a string'}`, { path: c.path });
+  if (c.op === 'matches' && (c.value as string).length > MAX_CONSTRAINT_PATTERN) throw new StackError('INVALID_REQUEST', `a matches pattern is at most ${MAX_CONSTRAINT_PATTERN} characters`, { path: c.path });
+}
+
+function unique(values: readonly string[]): string[] {
+  return [...new Set(values)];
+}
+
+function notFound(what: string): StackError {
+  return new StackError('NOT_FOUND', `${what} not found`);
+}
+
+function isUniqueViolation(err: unknown): boolean {
+  return (err as { code?: string; driverError?: { code?: string } })?.code === '23505' || (err as { driverError?: { code?: string } })?.driverError?.code === '23505';
+}
+
+function subjectOfRow(r: PassportRow) {
+  return { jti: r.jti, chain: r.chain, operator_id: r.operator_id, agent_id: r.agent_id, session_id: r.session_id, member_id: r.member_id, issued_at_ms: Number(r.issued_at_ms) };
+}
+
+function summaryOf(r: PassportRow): PassportSummary {
+  return {
+    jti: r.jti,
+    agent_id: r.agent_id,
+    member_id: r.member_id,
+    session_id: r.session_id,
+    parent_jti: r.parent_jti,
+    delegation_depth: r.delegation_depth,
+    issued_at: new Date(Number(r.issued_at_ms)).toISOString(),
+    expires_at: new Date(r.expires_at).toISOString(),
+    intent_summary: r.intent_summary,
+    connection_ids: r.services.map((s) => s.connection_id),
+  };
+}
+
+export { subjectOfPassport };

@@ -1,0 +1,197 @@
+/**
+ * Every query of the passport service, behind one repository so the rules in PassportService
+ * read as rules. Raw SQL on the service's own schema; callers pass a transaction's manager
+ * when a write must commit together with its outbox rows.
+ */
+import { Inject, Injectable } from '@nestjs/common';
+import type { EntityManager } from 'typeorm';
+
+import type { AgentView, Constraint, GrantView, PassportService as PassportServiceClaim } from '@stack/contracts';
+import { qualifiedTable, runStatement, schemaOf } from '@stack/persistence';
+import { serviceKitToken, type ServiceKit } from '@stack/runtime';
+import type { RevocationEntry } from '@stack/security';
+
+export interface PassportRow {
+  jti: string;
+  operator_id: string;
+  agent_id: string;
+  member_id: string;
+  session_id: string;
+  parent_jti: string | null;
+  chain: string[];
+  delegation_depth: number;
+  issued_at_ms: number;
+  expires_at: Date;
+  intent_summary: string;
+  intent_services: string[];
+  services: PassportServiceClaim[];
+  kid: string;
+}
+
+interface AgentRow {
+  id: string;
+  operator_id: string;
+  name: string;
+  description: string | null;
+  created_at: Date;
+  updated_at: Date;
+}
+
+interface GrantRow {
+  id: string;
+  agent_id: string;
+  connection_id: string;
+  service_id: string;
+  service_name: string;
+  scopes: string[];
+  constraints: Constraint[];
+  created_at: Date;
+}
+
+function agentView(r: AgentRow): AgentView {
+  return { id: r.id, operator_id: r.operator_id, name: r.name, description: r.description, created_at: new Date(r.created_at).toISOString(), updated_at: new Date(r.updated_at).toISOString() };
+}
+
+function grantView(r: GrantRow): GrantView {
+  return { id: r.id, agent_id: r.agent_id, connection_id: r.connection_id, service_id: r.service_id, service_name: r.service_name, scopes: r.scopes, constraints: r.constraints, created_at: new Date(r.created_at).toISOString() };
+}
+
+/** bigint comes back from pg as a string: read it as a number (a millisecond timestamp fits). */
+const PASSPORT_COLUMNS = 'jti, operator_id, agent_id, member_id, session_id, parent_jti, chain, delegation_depth, issued_at_ms::float8 AS issued_at_ms, expires_at, intent_summary, intent_services, services, kid';
+
+type Runner = EntityManager | ServiceKit['dataSource'];
+
+@Injectable()
+export class PassportStore {
+  constructor(@Inject(serviceKitToken('passport')) private readonly kit: ServiceKit) {}
+
+  private t(name: string): string {
+    return qualifiedTable(schemaOf(this.kit.dataSource), name);
+  }
+
+  transaction<T>(work: (m: EntityManager) => Promise<T>): Promise<T> {
+    return this.kit.dataSource.transaction(work);
+  }
+
+  async insertAgent(a: { id: string; operator_id: string; name: string; description: string | null; created_by: string | null }): Promise<AgentView> {
+    const rows = (await this.kit.dataSource.query(`INSERT INTO ${this.t('agents')} (id, operator_id, name, description, created_by) VALUES ($1, $2, $3, $4, $5) RETURNING *`, [
+      a.id,
+      a.operator_id,
+      a.name,
+      a.description,
+      a.created_by,
+    ])) as AgentRow[];
+    return agentView(rows[0]!);
+  }
+
+  /** The agent of an approved OAuth client; nothing when the operator already has it (a redelivery, a second approval). */
+  async insertClientAgent(m: EntityManager, a: { id: string; operator_id: string; name: string; description: string; created_by: string; client_id: string }): Promise<void> {
+    await m.query(`INSERT INTO ${this.t('agents')} (id, operator_id, name, description, created_by, client_id) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING`, [
+      a.id,
+      a.operator_id,
+      a.name,
+      a.description,
+      a.created_by,
+      a.client_id,
+    ]);
+  }
+
+  async agents(operatorId: string): Promise<AgentView[]> {
+    const rows = (await this.kit.dataSource.query(`SELECT * FROM ${this.t('agents')} WHERE operator_id = $1 ORDER BY created_at, id`, [operatorId])) as AgentRow[];
+    return rows.map(agentView);
+  }
+
+  async agent(operatorId: string, id: string): Promise<AgentView | undefined> {
+    const rows = (await this.kit.dataSource.query(`SELECT * FROM ${this.t('agents')} WHERE operator_id = $1 AND id = $2`, [operatorId, id])) as AgentRow[];
+    return rows[0] ? agentView(rows[0]) : undefined;
+  }
+
+  async updateAgent(operatorId: string, id: string, patch: { name?: string; description?: string }): Promise<AgentView | undefined> {
+    const rows = (await this.kit.dataSource.query(
+      `UPDATE ${this.t('agents')} SET name = COALESCE($3, name), description = COALESCE($4, description), updated_at = now() WHERE operator_id = $1 AND id = $2 RETURNING *`,
+      [operatorId, id, patch.name ?? null, patch.description ?? null],
+    )) as [AgentRow[], number];
+    const row = rows[0]?.[0];
+    return row ? agentView(row) : undefined;
+  }
+
+  async deleteAgent(m: EntityManager, operatorId: string, id: string): Promise<boolean> {
+    const r = await runStatement(m, `DELETE FROM ${this.t('agents')} WHERE operator_id = $1 AND id = $2`, [operatorId, id]);
+    return r.affected > 0;
+  }
+
+  async upsertGrant(g: Omit<GrantView, 'created_at'> & { operator_id: string }): Promise<GrantView> {
+    const rows = (await this.kit.dataSource.query(
+      `INSERT INTO ${this.t('agent_grants')} (id, operator_id, agent_id, connection_id, service_id, service_name, scopes, constraints) VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8::jsonb)
+       ON CONFLICT (agent_id, connection_id) DO UPDATE SET service_id = EXCLUDED.service_id, service_name = EXCLUDED.service_name, scopes = EXCLUDED.scopes, constraints = EXCLUDED.constraints
+       RETURNING *`,
+      [g.id, g.operator_id, g.agent_id, g.connection_id, g.service_id, g.service_name, JSON.stringify(g.scopes), JSON.stringify(g.constraints)],
+    )) as GrantRow[];
+    return grantView(rows[0]!);
+  }
+
+  async grants(operatorId: string, agentId: string): Promise<GrantView[]> {
+    const rows = (await this.kit.dataSource.query(`SELECT * FROM ${this.t('agent_grants')} WHERE operator_id = $1 AND agent_id = $2 ORDER BY connection_id`, [operatorId, agentId])) as GrantRow[];
+    return rows.map(grantView);
+  }
+
+  async removeGrant(operatorId: string, agentId: string, connectionId: string): Promise<boolean> {
+    const r = await runStatement(this.kit.dataSource, `DELETE FROM ${this.t('agent_grants')} WHERE operator_id = $1 AND agent_id = $2 AND connection_id = $3`, [operatorId, agentId, connectionId]);
+    return r.affected > 0;
+  }
+
+  async insertPassport(m: EntityManager, p: PassportRow): Promise<void> {
+    await m.query(
+      `INSERT INTO ${this.t('passports')} (jti, operator_id, agent_id, member_id, session_id, parent_jti, chain, delegation_depth, issued_at_ms, expires_at, intent_summary, intent_services, services, kid)
+       VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9, $10, $11, $12::jsonb, $13::jsonb, $14)`,
+      [
+        p.jti,
+        p.operator_id,
+        p.agent_id,
+        p.member_id,
+        p.session_id,
+        p.parent_jti,
+        JSON.stringify(p.chain),
+        p.delegation_depth,
+        p.issued_at_ms,
+        p.expires_at,
+        p.intent_summary,
+        JSON.stringify(p.intent_services),
+        JSON.stringify(p.services),
+        p.kid,
+      ],
+    );
+  }
+
+  async passport(jti: string): Promise<PassportRow | undefined> {
+    const rows = (await this.kit.dataSource.query(`SELECT ${PASSPORT_COLUMNS} FROM ${this.t('passports')} WHERE jti = $1`, [jti])) as PassportRow[];
+    return rows[0];
+  }
+
+  async activePassports(operatorId: string, filter: { agent_id?: string; session_id?: string }): Promise<PassportRow[]> {
+    return (await this.kit.dataSource.query(
+      `SELECT ${PASSPORT_COLUMNS} FROM ${this.t('passports')} WHERE operator_id = $1 AND expires_at > now() AND ($2::text IS NULL OR agent_id = $2) AND ($3::text IS NULL OR session_id = $3) ORDER BY 9 DESC LIMIT 1000`,
+      [operatorId, filter.agent_id ?? null, filter.session_id ?? null],
+    )) as PassportRow[];
+  }
+
+  async sessionExists(operatorId: string, sessionId: string): Promise<boolean> {
+    const rows = (await this.kit.dataSource.query(`SELECT 1 FROM ${this.t('passports')} WHERE operator_id = $1 AND session_id = $2 LIMIT 1`, [operatorId, sessionId])) as unknown[];
+    return rows.length > 0;
+  }
+
+  async insertRevocation(on: Runner, e: RevocationEntry): Promise<void> {
+    await on.query(
+      `INSERT INTO ${this.t('revocations')} (id, kind, value, operator_id, revoked_at_ms, expires_at_ms, reason) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING`,
+      [e.id, e.kind, e.value, e.operator_id, e.revoked_at_ms, e.expires_at_ms, e.reason ?? null],
+    );
+  }
+
+  async liveRevocations(nowMs: number): Promise<RevocationEntry[]> {
+    const rows = (await this.kit.dataSource.query(
+      `SELECT id, kind, value, operator_id, revoked_at_ms::float8 AS revoked_at_ms, expires_at_ms::float8 AS expires_at_ms, reason FROM ${this.t('revocations')} WHERE expires_at_ms > $1`,
+      [nowMs],
+    )) as (RevocationEntry & { reason: string | null })[];
+    return rows.map((r) => ({ id: r.id, kind: r.kind, value: r.value, operator_id: r.operator_id, revoked_at_ms: Number(r.revoked_at_ms), expires_at_ms: Number(r.expires_at_ms), ...(r.reason ? { reason: r.reason } : {}) }));
+  }
+}

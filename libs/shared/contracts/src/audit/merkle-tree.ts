@@ -1,0 +1,174 @@
+/**
+ * RFC 6962 / RFC 9162 Merkle tree hashing: leaf = SHA-256(0x00 ‖ data), node = SHA-256(0x01 ‖ l ‖ r),
+ * the tree over n leaves split at the largest power of two below n. Proof generation reads
+ * subtree hashes from a MerkleLevels cache (every aligned perfect subtree, built incrementally),
+ * so a proof in a tree of a million leaves costs O(log² n) hash operations, not O(n).
+ */
+import { createHash } from 'node:crypto';
+
+export const HASH_SIZE = 32;
+const LEAF_PREFIX = Buffer.from([0x00]);
+const NODE_PREFIX = Buffer.from([0x01]);
+
+export function leafHash(data: Buffer | string): Buffer {
+  return createHash('sha256').update(LEAF_PREFIX).update(data).digest();
+}
+
+export function nodeHash(left: Buffer, right: Buffer): Buffer {
+  return createHash('sha256').update(NODE_PREFIX).update(left).update(right).digest();
+}
+
+export const EMPTY_ROOT = createHash('sha256').digest();
+
+/** Largest power of two strictly smaller than n (n ≥ 2). */
+function splitPoint(n: number): number {
+  let k = 1;
+  while (k * 2 < n) k *= 2;
+  return k;
+}
+
+/**
+ * Every aligned perfect subtree hash of a growing tree: level 0 holds the leaf hashes, level h
+ * the hashes of the subtrees of 2^h leaves starting at multiples of 2^h. Appending is O(1)
+ * amortised; memory is about 64 bytes per leaf.
+ */
+export class MerkleLevels {
+  private readonly levels: Buffer[][] = [[]];
+
+  get size(): number {
+    return this.levels[0]!.length;
+  }
+
+  append(hash: Buffer): void {
+    this.levels[0]!.push(hash);
+    let h = 0;
+    let idx = this.levels[0]!.length - 1;
+    // Completing a right child completes its parent, and so on up.
+    while (idx % 2 === 1) {
+      const level = this.levels[h]!;
+      const parent = nodeHash(level[idx - 1]!, level[idx]!);
+      h += 1;
+      this.levels[h] ??= [];
+      this.levels[h]!.push(parent);
+      idx = (idx - 1) / 2;
+    }
+  }
+
+  leaf(index: number): Buffer {
+    const hash = this.levels[0]![index];
+    if (!hash) throw new RangeError(`leaf ${index} is outside the tree of ${this.size}`);
+    return hash;
+  }
+
+  /** MTH(D[start:end]) for 0 ≤ start < end ≤ size. */
+  subtree(start: number, end: number): Buffer {
+    const n = end - start;
+    if (n <= 0 || end > this.size) throw new RangeError(`subtree [${start}, ${end}) outside the tree of ${this.size}`);
+    if ((n & (n - 1)) === 0 && start % n === 0) {
+      const h = Math.log2(n);
+      return this.levels[h]![start / n]!;
+    }
+    const k = splitPoint(n);
+    return nodeHash(this.subtree(start, start + k), this.subtree(start + k, end));
+  }
+
+  root(treeSize = this.size): Buffer {
+    if (treeSize === 0) return EMPTY_ROOT;
+    return this.subtree(0, treeSize);
+  }
+
+  /** RFC 6962 §2.1.1 PATH(m, D[0:n]), leaf to root. */
+  inclusionProof(leafIndex: number, treeSize: number): Buffer[] {
+    if (leafIndex < 0 || leafIndex >= treeSize || treeSize > this.size) throw new RangeError(`no leaf ${leafIndex} in a tree of ${treeSize}`);
+    const path = (m: number, start: number, end: number): Buffer[] => {
+      const n = end - start;
+      if (n === 1) return [];
+      const k = splitPoint(n);
+      if (m < k) return [...path(m, start, start + k), this.subtree(start + k, end)];
+      return [...path(m - k, start + k, end), this.subtree(start, start + k)];
+    };
+    return path(leafIndex, 0, treeSize);
+  }
+
+  /** RFC 6962 §2.1.2 PROOF(m, D[0:n]). */
+  consistencyProof(oldSize: number, newSize: number): Buffer[] {
+    if (oldSize < 0 || oldSize > newSize || newSize > this.size) throw new RangeError(`no consistency proof from ${oldSize} to ${newSize} in a tree of ${this.size}`);
+    if (oldSize === 0 || oldSize === newSize) return [];
+    const sub = (m: number, start: number, end: number, whole: boolean): Buffer[] => {
+      const n = end - start;
+      if (m === n) return whole ? [] : [this.subtree(start, end)];
+      const k = splitPoint(n);
+      if (m <= k) return [...sub(m, start, start + k, whole), this.subtree(start + k, end)];
+      return [...sub(m - k, start + k, end, false), this.subtree(start, start + k)];
+    };
+    return sub(oldSize, 0, newSize, true);
+  }
+
+  static fromLeaves(hashes: Iterable<Buffer>): MerkleLevels {
+    const levels = new MerkleLevels();
+    for (const h of hashes) levels.append(h);
+    return levels;
+  }
+}
+
+/** RFC 9162 §2.1.3.2: does `proof` show leaf `leafIndex` (hash `leaf`) in the tree of `treeSize` with `root`? */
+export function verifyInclusion(leaf: Buffer, leafIndex: number, treeSize: number, proof: readonly Buffer[], root: Buffer): boolean {
+  if (leafIndex < 0 || leafIndex >= treeSize) return false;
+  let fn = leafIndex;
+  let sn = treeSize - 1;
+  let r = leaf;
+  for (const p of proof) {
+    if (sn === 0) return false;
+    if (fn % 2 === 1 || fn === sn) {
+      r = nodeHash(p, r);
+      if (fn % 2 === 0) {
+        while (fn % 2 === 0 && fn !== 0) {
+          fn = Math.floor(fn / 2);
+          sn = Math.floor(sn / 2);
+        }
+      }
+    } else {
+      r = nodeHash(r, p);
+    }
+    fn = Math.floor(fn / 2);
+    sn = Math.floor(sn / 2);
+  }
+  return sn === 0 && r.equals(root);
+}
+
+/** RFC 9162 §2.1.4.2: is the tree of `newSize` (`newRoot`) an append-only extension of the tree of `oldSize` (`oldRoot`)? */
+export function verifyConsistency(oldSize: number, newSize: number, proof: readonly Buffer[], oldRoot: Buffer, newRoot: Buffer): boolean {
+  if (oldSize > newSize) return false;
+  if (oldSize === newSize) return proof.length === 0 && oldRoot.equals(newRoot);
+  if (oldSize === 0) return proof.length === 0;
+  if (proof.length === 0) return false;
+  const path = [...proof];
+  // When the old tree is a perfect subtree, its root is the proof's implicit first element.
+  if ((oldSize & (oldSize - 1)) === 0) path.unshift(oldRoot);
+  let fn = oldSize - 1;
+  let sn = newSize - 1;
+  while (fn % 2 === 1) {
+    fn = Math.floor(fn / 2);
+    sn = Math.floor(sn / 2);
+  }
+  let fr = path[0]!;
+  let sr = path[0]!;
+  for (const c of path.slice(1)) {
+    if (sn === 0) return false;
+    if (fn % 2 === 1 || fn === sn) {
+      fr = nodeHash(c, fr);
+      sr = nodeHash(c, sr);
+      if (fn % 2 === 0) {
+        while (fn % 2 === 0 && fn !== 0) {
+          fn = Math.floor(fn / 2);
+          sn = Math.floor(sn / 2);
+        }
+      }
+    } else {
+      sr = nodeHash(sr, c);
+    }
+    fn = Math.floor(fn / 2);
+    sn = Math.floor(sn / 2);
+  }
+  return sn === 0 && fr.equals(oldRoot) && sr.equals(newRoot);
+}

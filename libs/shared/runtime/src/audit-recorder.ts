@@ -1,0 +1,97 @@
+/**
+ * How every service writes to the audit log (DESIGN.md §6): `record` for actions without a
+ * state change — publish to STACK_AUDIT and wait for the stream's acknowledgement before acting
+ * (no acknowledgement → StackError AUDIT_UNAVAILABLE, and the caller must not act); `enqueue`
+ * for state changes — the event goes through the outbox in the caller's own transaction.
+ */
+import { randomBytes } from 'node:crypto';
+
+import type { Bus } from '@stack/bus';
+import { assertValid } from '@stack/bus';
+import { AuditRecordedEvent, StackError, type AuditLayer, type AuditOutcome, type AuditTarget, type CallerContext, type PayloadOf } from '@stack/contracts';
+import { Outbox } from '@stack/persistence';
+import type { EntityManager } from 'typeorm';
+
+export type AuditEventPayload = PayloadOf<typeof AuditRecordedEvent>;
+
+/** What a service says about an action; who acted comes from `caller` unless given explicitly. */
+export interface AuditEntryInput {
+  layer: AuditLayer;
+  /** Dotted, e.g. `credential.proxy`, `passport.revoke`. */
+  action: string;
+  outcome: AuditOutcome;
+  /** The authenticated caller: fills operator, member, agent, client, passport and session. */
+  caller?: CallerContext;
+  operator_id?: string;
+  member_id?: string;
+  agent_id?: string;
+  client_id?: string;
+  passport_jti?: string;
+  session_id?: string;
+  /** `path` loses any query string or fragment here, before it leaves the process. */
+  target?: AuditTarget;
+  error_code?: string;
+  duration_ms?: number;
+  trace_id?: string;
+  /** Give a stable id to make a retried record recognisable (deduplicated by the log). Default: a fresh `aud_…`. */
+  id?: string;
+  occurred_at?: Date;
+}
+
+export function newAuditId(): string {
+  return `aud_${randomBytes(16).toString('base64url')}`;
+}
+
+/** The event payload for an input: only allow-listed fields, the path without its query. */
+export function auditEventPayload(input: AuditEntryInput): AuditEventPayload {
+  const c = input.caller;
+  const pick = (v: string | undefined, fallback: string | undefined) => v ?? fallback;
+  const payload: AuditEventPayload = {
+    id: input.id ?? newAuditId(),
+    occurred_at: (input.occurred_at ?? new Date()).toISOString(),
+    operator_id: pick(input.operator_id, c?.operator_id),
+    member_id: pick(input.member_id, c?.member_id),
+    agent_id: pick(input.agent_id, c?.agent_id),
+    client_id: pick(input.client_id, c?.client_id),
+    passport_jti: pick(input.passport_jti, c?.passport_jti),
+    session_id: pick(input.session_id, c?.session_id),
+    layer: input.layer,
+    action: input.action,
+    outcome: input.outcome,
+    target: input.target ? { ...input.target, ...(input.target.path !== undefined ? { path: input.target.path.split(/[?#]/, 1)[0] } : {}) } : undefined,
+    error_code: input.error_code,
+    duration_ms: input.duration_ms === undefined ? undefined : Math.max(0, Math.round(input.duration_ms)),
+    trace_id: input.trace_id,
+  };
+  for (const k of Object.keys(payload) as (keyof AuditEventPayload)[]) if (payload[k] === undefined) delete payload[k];
+  if (payload.target) for (const k of Object.keys(payload.target) as (keyof AuditTarget)[]) if (payload.target[k] === undefined) delete payload.target[k];
+  assertValid(AuditRecordedEvent.payload, payload, 'audit entry');
+  return payload;
+}
+
+export class AuditRecorder {
+  constructor(private readonly bus: Bus) {}
+
+  /**
+   * Publishes the entry to STACK_AUDIT and resolves once the stream holds it. Throws StackError
+   * AUDIT_UNAVAILABLE when it cannot be made durable: the action must then not be performed.
+   * Returns the entry's id.
+   */
+  async record(input: AuditEntryInput): Promise<string> {
+    const payload = auditEventPayload(input);
+    try {
+      await this.bus.publish(AuditRecordedEvent, payload, { id: payload.id, ...(input.caller ? { caller: input.caller } : {}) });
+    } catch {
+      // The transport's message may name servers: not for the caller.
+      throw new StackError('AUDIT_UNAVAILABLE', 'the audit log is unavailable: the action was not performed');
+    }
+    return payload.id;
+  }
+
+  /** Writes the entry through the outbox inside the caller's open transaction (same commit as the data). Returns its id. */
+  async enqueue(manager: EntityManager, input: AuditEntryInput): Promise<string> {
+    const payload = auditEventPayload(input);
+    await Outbox.enqueue(manager, AuditRecordedEvent, payload, { id: payload.id });
+    return payload.id;
+  }
+}

@@ -1,0 +1,156 @@
+/**
+ * One place that turns a bearer credential into a caller, for every service that takes
+ * requests from outside (REST endpoints, the MCP gateway, the proxy):
+ * - an API key `sk_live_…`, resolved by auth over the bus, cached briefly and forgotten on any
+ *   revocation;
+ * - an OAuth access token (RFC 9068 JWT from auth), verified locally against auth's JWKS for the
+ *   resource it is presented to, then checked against this node's revocation state (member,
+ *   grant, client);
+ * - a passport (passport+jwt), verified offline with the passport service's keys (fetched over
+ *   the bus, refetched on an unknown kid) and checked against the revocation state, which also
+ *   tracks the calls made with it so a revocation can cut them.
+ * A stale node refuses what it cannot check (REVOCATION_STATE_STALE).
+ */
+import { createHash } from 'node:crypto';
+
+import { Inject, Injectable, Module } from '@nestjs/common';
+
+import type { Bus, BusConnection } from '@stack/bus';
+import type { StackConfig } from '@stack/config';
+import { ACCESS_TOKEN_TYP, PASSPORT_COMMANDS, PASSPORT_TYP, ResolveApiKeyCommand, StackError, apiResource, mcpResource, type CallerContext } from '@stack/contracts';
+import { AccessTokenVerifier, CallerContextSigner, PassportVerifier, publicKeyOfJwk, type VerifiedPassport } from '@stack/security';
+import type { KeyObject } from 'node:crypto';
+
+import { RevocationHost, RevocationModule } from './revocation.module';
+import { TOKENS } from './service-definition';
+
+export type CredentialKind = 'api_key' | 'oauth' | 'passport' | 'internal';
+
+const INTERNAL_CALLER_TYP = 'stack-caller+jwt';
+
+export interface ResolvedCredential {
+  kind: CredentialKind;
+  /** What the caller's requests carry on the bus. */
+  caller: CallerContext;
+  /** For a passport: its verified claims and revocation subject. */
+  passport?: VerifiedPassport;
+}
+
+/** The resource a credential is presented to: an access token is only good at its own. */
+export type Resource = 'api' | 'mcp';
+
+const API_KEY_CACHE_MS = 30_000;
+const JWKS_REFETCH_MS = 5_000;
+
+export function bearerOf(authorization: string | undefined): string | undefined {
+  const m = /^Bearer\s+(\S+)\s*$/i.exec(authorization ?? '');
+  return m?.[1];
+}
+
+export function jwtTyp(token: string): string | undefined {
+  const dot = token.indexOf('.');
+  if (dot <= 0) return undefined;
+  try {
+    const header = JSON.parse(Buffer.from(token.slice(0, dot), 'base64url').toString('utf8')) as { typ?: unknown };
+    return typeof header.typ === 'string' ? header.typ.toLowerCase() : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+@Injectable()
+export class Credentials {
+  private readonly bus: Bus;
+  private readonly accessTokens: Record<Resource, AccessTokenVerifier>;
+  readonly passports: PassportVerifier;
+  private readonly apiKeys = new Map<string, { caller: CallerContext; until: number }>();
+  private passportKeys = new Map<string, KeyObject>();
+  private passportKeysFetchedAt = 0;
+  private readonly signer: CallerContextSigner;
+
+  constructor(
+    @Inject(TOKENS.busConnection) connection: BusConnection,
+    @Inject(TOKENS.config) private readonly config: StackConfig,
+    readonly revocations: RevocationHost,
+  ) {
+    this.bus = connection.forService(config.services[0]!);
+    this.signer = new CallerContextSigner(Buffer.from(config.internalSecret ?? '', 'base64'));
+    this.accessTokens = {
+      api: new AccessTokenVerifier({ issuer: config.publicUrl, audience: apiResource(config.publicUrl) }),
+      mcp: new AccessTokenVerifier({ issuer: config.publicUrl, audience: mcpResource(config.publicUrl) }),
+    };
+    this.passports = new PassportVerifier({ audience: config.publicUrl, keys: (kid) => this.passportKey(kid), revocations: revocations.state });
+    // A revoked member's keys must stop working at once, not when the cache entry ages out.
+    revocations.state.onRevoked(() => this.apiKeys.clear());
+  }
+
+  /**
+   * The caller of a REST request; StackError UNAUTHORIZED without a usable credential. Besides
+   * STACK's credentials it accepts a caller context signed with STACK_INTERNAL_SECRET (what the
+   * bus carries): operators' own tooling and the test suites use it; only a holder of the
+   * internal secret can make one.
+   */
+  async restCaller(authorization: string | undefined): Promise<ResolvedCredential> {
+    const token = bearerOf(authorization);
+    if (!token) throw new StackError('UNAUTHORIZED', 'send Authorization: Bearer <API key, access token or passport>');
+    if (jwtTyp(token) === INTERNAL_CALLER_TYP) return { kind: 'internal', caller: this.signer.verify(token) };
+    return this.resolve(token, 'api');
+  }
+
+  async resolve(token: string, resource: Resource): Promise<ResolvedCredential> {
+    if (token.startsWith('sk_live_')) return { kind: 'api_key', caller: await this.apiKey(token) };
+    const typ = jwtTyp(token);
+    if (typ === ACCESS_TOKEN_TYP) {
+      const t = await this.accessTokens[resource].verify(token);
+      // The operator is left out on purpose: "revoke all passports" must not sign members out.
+      this.revocations.state.check({ member_id: t.stk.member_id, grant_id: t.stk.grant_id, client_id: t.client_id, issued_at_ms: t.iat * 1000 });
+      return { kind: 'oauth', caller: { issuer: 'auth', kind: 'member', operator_id: t.stk.operator_id, member_id: t.stk.member_id, client_id: t.client_id, scopes: t.scopes } };
+    }
+    if (typ === PASSPORT_TYP) {
+      const p = await this.passports.verify(token);
+      const stk = p.claims.stk;
+      return {
+        kind: 'passport',
+        passport: p,
+        caller: {
+          issuer: 'passport',
+          kind: 'agent',
+          operator_id: stk.operator_id,
+          member_id: stk.member_id,
+          agent_id: stk.agent_id,
+          passport_jti: p.claims.jti,
+          session_id: stk.session_id,
+          // An agent with a passport uses services and drop-offs; the passport itself says which.
+          scopes: ['stack:services', 'stack:dropoffs'],
+        },
+      };
+    }
+    throw new StackError('UNAUTHORIZED', 'unrecognised bearer credential');
+  }
+
+  private async apiKey(key: string): Promise<CallerContext> {
+    const id = createHash('sha256').update(key).digest('base64url');
+    const hit = this.apiKeys.get(id);
+    const now = Date.now();
+    if (hit && hit.until > now) return hit.caller;
+    this.revocations.state.assertFresh();
+    const r = await this.bus.request(ResolveApiKeyCommand, { api_key: key });
+    const caller: CallerContext = { issuer: 'auth', kind: 'member', operator_id: r.operator_id, member_id: r.member_id, scopes: r.scopes };
+    this.apiKeys.set(id, { caller, until: now + API_KEY_CACHE_MS });
+    if (this.apiKeys.size > 10_000) this.apiKeys.clear();
+    return caller;
+  }
+
+  private async passportKey(kid: string): Promise<KeyObject | undefined> {
+    const known = this.passportKeys.get(kid);
+    if (known) return known;
+    if (Date.now() - this.passportKeysFetchedAt < JWKS_REFETCH_MS) return undefined;
+    this.passportKeysFetchedAt = Date.now();
+    const { keys } = await this.bus.request(PASSPORT_COMMANDS.getJwks, {});
+    this.passportKeys = new Map(keys.map((k) => [k.kid, publicKeyOfJwk(k)]));
+    return this.passportKeys.get(kid);
+  }
+}
+
+@Module({ imports: [RevocationModule], providers: [Credentials], exports: [Credentials, RevocationModule] })
+export class CredentialsModule {}
