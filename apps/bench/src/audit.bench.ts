@@ -47,7 +47,7 @@ export const auditBenchmark: Benchmark = {
     const mark = (ok: boolean) => (ok ? 'PASS' : 'FAIL');
     out.line(`load average at start: ${load()}`);
     out.heading('audit: sustained append, checkpoint every 1 s (Postgres + NATS, audit in its own process)');
-    const stack = await startDistributedStack({ services: ['audit'], env: { STACK_AUDIT_CHECKPOINT_INTERVAL_MS: '1000' }, logLevel: 'warn' });
+    const stack = await startDistributedStack({ services: ['audit', 'passport'], env: { STACK_AUDIT_CHECKPOINT_INTERVAL_MS: '1000' }, logLevel: 'warn' });
     const db = new Client({ connectionString: stack.database.url });
     await db.connect();
     try {

@@ -166,7 +166,7 @@ export const proxyBenchmark: Benchmark = {
       children.push(floor.child);
       const env = { STACK_INTERNAL_SECRET: internalSecret, STACK_PROXY_PRIVATE_ALLOWLIST: '127.0.0.1/32', STACK_SERVICE_BASE_URLS: `github=${upstream.url}` };
       one = await startOneProcessStack({ env, logLevel: 'warn' });
-      dist = await startDistributedStack({ services: ['credential-proxy'], env, logLevel: 'warn' });
+      dist = await startDistributedStack({ services: ['credential-proxy', 'passport'], env, logLevel: 'warn' });
       const distUrl = dist.processes.find((p) => p.service === 'credential-proxy')!.url;
       const pool = (url: string) => {
         const p = new Pool(url, { connections: concurrency * 2 });

@@ -1,7 +1,8 @@
 /**
  * `stack admin create-owner --email … --password … [--operator-name …] [--name …]`: creates an
  * operator and its first owner, straight in auth's schema (migrating it first), without starting
- * the services. With the embedded Postgres, run it while STACK is stopped (one process owns the
+ * the services. `stack admin create-api-key --email … [--name …]` makes an API key for a member
+ * (for headless setups: a CI bot, a benchmark) and prints it once. With the embedded Postgres, run it while STACK is stopped (one process owns the
  * data directory).
  */
 import { loadConfig } from '@stack/config';
@@ -18,19 +19,19 @@ function flag(args: string[], name: string): string | undefined {
   return inline?.slice(name.length + 3);
 }
 
-const USAGE = 'usage: stack admin create-owner --email EMAIL --password PASSWORD [--operator-name NAME] [--name NAME]\n';
+const USAGE = 'usage: stack admin create-owner --email EMAIL --password PASSWORD [--operator-name NAME] [--name NAME]\n       stack admin create-api-key --email EMAIL [--name NAME]\n';
 
 export const adminCommand: CliCommand = {
   summary: 'administration: `admin create-owner --email … --password … [--operator-name …]` creates an operator and its first owner',
   async run(args: string[], available: readonly ServiceDefinition[]): Promise<number> {
     const [sub, ...rest] = args;
-    if (sub !== 'create-owner') {
+    if (sub !== 'create-owner' && sub !== 'create-api-key') {
       process.stderr.write(USAGE);
       return 2;
     }
     const email = flag(rest, 'email');
     const password = flag(rest, 'password');
-    if (!email || !password) {
+    if (!email || (sub === 'create-owner' && !password)) {
       process.stderr.write(USAGE);
       return 2;
     }
@@ -44,11 +45,18 @@ export const adminCommand: CliCommand = {
       await ds.initialize();
       await migrateUnderLock(ds, { logger });
       const accounts = new AccountsService({ dataSource: ds, config });
-      const created = await accounts.createOperatorWithOwner({ email, password, operatorName: flag(rest, 'operator-name') ?? 'My team', name: flag(rest, 'name') });
+      if (sub === 'create-api-key') {
+        const member = await accounts.findMemberForLogin(email);
+        if (!member || member.status !== 'active') throw new Error(`no active member ${email.toLowerCase()}`);
+        const { key } = await accounts.createApiKey(member, flag(rest, 'name') ?? 'cli');
+        process.stdout.write(`${key}\n`);
+        return 0;
+      }
+      const created = await accounts.createOperatorWithOwner({ email, password: password!, operatorName: flag(rest, 'operator-name') ?? 'My team', name: flag(rest, 'name') });
       process.stdout.write(`Created operator ${created.operator_id} with owner ${created.member_id} (${email.toLowerCase()}). Sign in at ${config.publicUrl}/login\n`);
       return 0;
     } catch (err) {
-      process.stderr.write(`stack admin create-owner: ${(err as Error).message}\n`);
+      process.stderr.write(`stack admin ${sub}: ${(err as Error).message}\n`);
       return 1;
     } finally {
       if (ds.isInitialized) await ds.destroy();
