@@ -80,7 +80,15 @@ export async function startFakeGitHub(options: FakeGitHubOptions = {}): Promise<
       return json(200, { method: req.method, url: req.url, headers: req.headers, body: body.toString('utf8') });
     }
     if (url.pathname === '/slow') {
-      await new Promise((r) => setTimeout(r, Number(url.searchParams.get('ms') ?? '1000')));
+      // Like a real server, stop working on a request whose client went away (a cancelled call).
+      const gone = await new Promise<boolean>((r) => {
+        const t = setTimeout(() => r(false), Number(url.searchParams.get('ms') ?? '1000'));
+        res.once('close', () => {
+          clearTimeout(t);
+          r(true);
+        });
+      });
+      if (gone) return;
       return json(200, { slow: true });
     }
     if (url.pathname === '/fail') return json(500, { message: 'Server Error' });
