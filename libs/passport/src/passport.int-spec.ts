@@ -46,6 +46,8 @@ describe('passport service over the bus (real Postgres and NATS)', () => {
         LOG_LEVEL: 'warn',
       },
     });
+    // As a load balancer would: use the node once it is ready (its revocation state loaded and fresh).
+    for (let i = 0; i < 150 && (await fetch(`${stack.url}/readyz`)).status !== 200; i++) await new Promise((r) => setTimeout(r, 100));
     client = await connectNatsBus({ servers: TEST_NATS_URL, prefix, internalSecret: secret, timeoutMs: 5000, instanceId: 'gateway' });
     gateway = client.forService('mcp-gateway');
   });

@@ -22,7 +22,7 @@ export type LocalRevocationSnapshot = () => Promise<RevocationSnapshotData>;
 
 /** Consumers a crashed node leaves behind are removed by the server after this long unread. */
 const CONSUMER_INACTIVE_MS = 3600_000;
-const SNAPSHOT_ATTEMPTS = 8;
+const SNAPSHOT_ATTEMPTS = 5;
 
 export function busRevocationFeed(options: { bus: Bus; instanceId: string; localSnapshot?: () => LocalRevocationSnapshot | undefined; snapshotTimeoutMs?: number }): RevocationFeed {
   const { bus } = options;
@@ -40,7 +40,7 @@ export function busRevocationFeed(options: { bus: Bus; instanceId: string; local
           lastError = err;
           if ((err as { code?: string }).code === 'BUS_TIMEOUT') break;
           // A replica that is not caught up refuses; give the queue group a moment and ask again (maybe another one).
-          await new Promise((r) => setTimeout(r, 150 * (attempt + 1)));
+          if (attempt < SNAPSHOT_ATTEMPTS - 1) await new Promise((r) => setTimeout(r, 100 * (attempt + 1)));
         }
       }
       const local = options.localSnapshot?.();
