@@ -25,15 +25,3 @@ export interface TokenVerifier {
 }
 
 export const TOKEN_VERIFIERS = Symbol.for('stack.mcp-gateway.token-verifiers');
-
-/** The JOSE `typ` of a compact JWS, without verifying anything (to pick a verifier). */
-export function jwtType(token: string): string | undefined {
-  const dot = token.indexOf('.');
-  if (dot <= 0) return undefined;
-  try {
-    const header = JSON.parse(Buffer.from(token.slice(0, dot), 'base64url').toString('utf8')) as { typ?: unknown };
-    return typeof header.typ === 'string' ? header.typ.toLowerCase() : undefined;
-  } catch {
-    return undefined;
-  }
-}

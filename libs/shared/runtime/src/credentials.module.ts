@@ -93,7 +93,12 @@ export class Credentials {
   async restCaller(authorization: string | undefined): Promise<ResolvedCredential> {
     const token = bearerOf(authorization);
     if (!token) throw new StackError('UNAUTHORIZED', 'send Authorization: Bearer <API key, access token or passport>');
-    if (jwtTyp(token) === INTERNAL_CALLER_TYP) return { kind: 'internal', caller: this.signer.verify(token) };
+    if (jwtTyp(token) === INTERNAL_CALLER_TYP) {
+      const caller = this.signer.verify(token);
+      // A service acting for itself carries no scopes; lifted off the bus it must not open REST.
+      if (caller.kind === 'system') throw new StackError('UNAUTHORIZED', 'a service context is not a REST credential');
+      return { kind: 'internal', caller };
+    }
     return this.resolve(token, 'api');
   }
 

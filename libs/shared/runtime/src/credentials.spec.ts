@@ -57,4 +57,9 @@ describe('Credentials (REST callers)', () => {
     expect((await credentials.restCaller(`Bearer ${new CallerContextSigner(secret).sign(caller)}`)).caller).toEqual(caller);
     await expect(credentials.restCaller(`Bearer ${new CallerContextSigner(randomBytes(32)).sign(caller)}`)).rejects.toMatchObject({ code: 'UNAUTHORIZED' });
   });
+
+  it('refuses a service’s own (system) context lifted off the bus', async () => {
+    const system: CallerContext = { issuer: 'passport', kind: 'system', scopes: [] };
+    await expect(credentials.restCaller(`Bearer ${new CallerContextSigner(secret).sign(system)}`)).rejects.toMatchObject({ code: 'UNAUTHORIZED' });
+  });
 });
