@@ -30,7 +30,9 @@ export async function startDevNats(): Promise<DevNats> {
   if (!storeLine.test(conf)) throw new Error(`${DEV_NATS_CONF} has no store_dir line`);
   writeFileSync(join(dir, 'nats.conf'), conf.replace(storeLine, `$1store_dir: ${join(dir, 'store')}`));
   writeFileSync(join(dir, 'nats-auth.conf'), readFileSync(join(repoRoot(), DEV_NATS_AUTH_CONF), 'utf8'));
-  const passwords = new Map<ServiceName, string>(SERVICE_NAMES.map((s) => [s, randomBytes(12).toString('hex')]));
+  // nats-server reads an environment variable reference as a config value: one that starts with a
+  // digit is taken for a number and the config fails to parse, so the passwords start with a letter.
+  const passwords = new Map<ServiceName, string>(SERVICE_NAMES.map((s) => [s, `p${randomBytes(12).toString('hex')}`]));
   const env: Record<string, string> = { POD_NAME: 'stack-nats-0' };
   for (const [service, password] of passwords) env[`NATS_PASSWORD_${service.toUpperCase().replace(/-/g, '_')}`] = password;
   const port = await freePort();
