@@ -272,71 +272,21 @@ class InProcessServiceBus implements Bus {
       });
     running.done = (async () => {
       while (!running.stopped) {
-        if (maxInFlight > 1) {
-          // A window of messages handled at once; the ack floor advances over the leading ones
-          // that succeeded, and delivery resumes at the first failure (handlers are idempotent).
-          const from = stream.messages.findIndex((m) => m.seq > c.ackFloor);
-          if (from === -1) {
-            await new Promise<void>((resolve) => {
-              wake = resolve;
-            });
-            continue;
-          }
-          const window = stream.messages.slice(from, from + maxInFlight);
-          const done = await Promise.all(window.map(deliver));
-          const failed = done.indexOf(false);
-          const acked = failed === -1 ? window : window.slice(0, failed);
-          if (acked.length) c.ackFloor = acked[acked.length - 1]!.seq;
-          if (failed !== -1) await backOff(c.deliveries.get(window[failed]!.seq) ?? 1);
-          continue;
-        }
-        const next = stream.messages.find((m) => m.seq > c.ackFloor);
-        if (!next) {
+        // A window of messages handled at once (one by default); the ack floor advances over the
+        // leading ones that succeeded, and delivery resumes at the first failure (handlers are idempotent).
+        const from = stream.messages.findIndex((m) => m.seq > c.ackFloor);
+        if (from === -1) {
           await new Promise<void>((resolve) => {
             wake = resolve;
           });
           continue;
         }
-        const event = bySubject.get(next.subject);
-        if (!event) {
-          c.ackFloor = next.seq;
-          continue;
-        }
-        const deliveries = (c.deliveries.get(next.seq) ?? 0) + 1;
-        c.deliveries.set(next.seq, deliveries);
-        let payload: unknown;
-        let caller: CallerContext;
-        try {
-          caller = signer.verify(next.headers.get(BUS_HEADERS.caller));
-          payload = decodeJson(next.data);
-          assertValid(event.payload, payload, `event ${next.subject}`);
-        } catch (err) {
-          logger?.error({ subject: next.subject, seq: next.seq, err: (err as Error).message }, 'bus event refused');
-          c.ackFloor = next.seq;
-          continue;
-        }
-        try {
-          await handler(event, payload, {
-            id: next.headers.get(BUS_HEADERS.messageId) ?? `${stream.name}:${next.seq}`,
-            subject: next.subject,
-            caller,
-            sender: next.headers.get(BUS_HEADERS.sender),
-            traceparent: next.headers.get(BUS_HEADERS.traceparent),
-            seq: next.seq,
-            deliveries,
-          });
-          c.ackFloor = next.seq;
-          c.deliveries.delete(next.seq);
-        } catch (err) {
-          logger?.warn({ subject: next.subject, seq: next.seq, deliveries, err: (err as Error).message }, 'event handler failed; it will be redelivered');
-          await new Promise<void>((resolve) => {
-            const t = setTimeout(resolve, Math.min(30_000, 100 * 2 ** Math.min(deliveries, 8)));
-            wake = () => {
-              clearTimeout(t);
-              resolve();
-            };
-          });
-        }
+        const window = stream.messages.slice(from, from + maxInFlight);
+        const done = await Promise.all(window.map(deliver));
+        const failed = done.indexOf(false);
+        const acked = failed === -1 ? window : window.slice(0, failed);
+        if (acked.length) c.ackFloor = acked[acked.length - 1]!.seq;
+        if (failed !== -1) await backOff(c.deliveries.get(window[failed]!.seq) ?? 1);
       }
     })();
     return {
