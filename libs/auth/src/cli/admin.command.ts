@@ -7,8 +7,7 @@
  */
 import { loadConfig } from '@stack/config';
 import { createLogger } from '@stack/observability';
-import { createServiceDataSource, migrateUnderLock, startEmbeddedPostgres } from '@stack/persistence';
-import type { CliCommand, ServiceDefinition } from '@stack/runtime';
+import { definitionOf, withServiceDatabases, type CliCommand, type ServiceDefinition } from '@stack/runtime';
 
 import { AccountsService } from '../accounts/accounts.service';
 
@@ -22,7 +21,7 @@ function flag(args: string[], name: string): string | undefined {
 const USAGE = 'usage: stack admin create-owner --email EMAIL --password PASSWORD [--operator-name NAME] [--name NAME]\n       stack admin create-api-key --email EMAIL [--name NAME]\n';
 
 export const adminCommand: CliCommand = {
-  summary: 'administration: `admin create-owner --email … --password … [--operator-name …]` creates an operator and its first owner',
+  summary: 'administration: `admin create-owner --email … --password …` (an operator and its first owner), `admin create-api-key --email …`, `admin rotate-master-key`',
   async run(args: string[], available: readonly ServiceDefinition[]): Promise<number> {
     const [sub, ...rest] = args;
     if (sub !== 'create-owner' && sub !== 'create-api-key') {
@@ -35,32 +34,25 @@ export const adminCommand: CliCommand = {
       process.stderr.write(USAGE);
       return 2;
     }
-    const auth = available.find((d) => d.service === 'auth');
-    if (!auth) throw new Error('this binary does not contain the auth service');
     const config = loadConfig();
     const logger = createLogger({ level: config.logLevel, service: 'admin', instance: config.instanceId });
-    const embedded = config.databaseUrl ? undefined : await startEmbeddedPostgres({ dataDir: config.dataDir });
-    const ds = createServiceDataSource({ service: 'auth', url: config.databaseUrl ?? embedded!.url, entities: [...auth.entities], migrations: [...auth.migrations], poolSize: 1 });
     try {
-      await ds.initialize();
-      await migrateUnderLock(ds, { logger });
-      const accounts = new AccountsService({ dataSource: ds, config });
-      if (sub === 'create-api-key') {
-        const member = await accounts.findMemberForLogin(email);
-        if (!member || member.status !== 'active') throw new Error(`no active member ${email.toLowerCase()}`);
-        const { key } = await accounts.createApiKey(member, flag(rest, 'name') ?? 'cli');
-        process.stdout.write(`${key}\n`);
+      return await withServiceDatabases(config, logger, [definitionOf(available, 'auth')], async (databases) => {
+        const accounts = new AccountsService({ dataSource: databases.get('auth')!.dataSource, config });
+        if (sub === 'create-api-key') {
+          const member = await accounts.findMemberForLogin(email);
+          if (!member || member.status !== 'active') throw new Error(`no active member ${email.toLowerCase()}`);
+          const { key } = await accounts.createApiKey(member, flag(rest, 'name') ?? 'cli');
+          process.stdout.write(`${key}\n`);
+          return 0;
+        }
+        const created = await accounts.createOperatorWithOwner({ email, password: password!, operatorName: flag(rest, 'operator-name') ?? 'My team', name: flag(rest, 'name') });
+        process.stdout.write(`Created operator ${created.operator_id} with owner ${created.member_id} (${email.toLowerCase()}). Sign in at ${config.publicUrl}/login\n`);
         return 0;
-      }
-      const created = await accounts.createOperatorWithOwner({ email, password: password!, operatorName: flag(rest, 'operator-name') ?? 'My team', name: flag(rest, 'name') });
-      process.stdout.write(`Created operator ${created.operator_id} with owner ${created.member_id} (${email.toLowerCase()}). Sign in at ${config.publicUrl}/login\n`);
-      return 0;
+      });
     } catch (err) {
       process.stderr.write(`stack admin ${sub}: ${(err as Error).message}\n`);
       return 1;
-    } finally {
-      if (ds.isInitialized) await ds.destroy();
-      await embedded?.close();
     }
   },
 };

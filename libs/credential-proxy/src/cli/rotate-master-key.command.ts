@@ -8,8 +8,7 @@
  */
 import { loadConfig } from '@stack/config';
 import { createLogger } from '@stack/observability';
-import { createServiceDataSource, migrateUnderLock, startEmbeddedPostgres } from '@stack/persistence';
-import type { CliCommand, ServiceDefinition } from '@stack/runtime';
+import { definitionOf, withServiceDatabases, type CliCommand, type ServiceDefinition } from '@stack/runtime';
 import { EnvelopeCipher, Keyring } from '@stack/security';
 
 import { ConnectionRepository } from '../connections/connection.repository';
@@ -37,21 +36,17 @@ export const rotateMasterKeyCommand: CliCommand = {
       );
       return 0;
     }
-    const def = available.find((d) => d.service === 'credential-proxy');
-    if (!def) throw new Error('this binary does not contain the credential-proxy service');
+    const def = definitionOf(available, 'credential-proxy');
     const config = loadConfig();
     if (!config.masterKeys) {
       process.stderr.write('stack admin rotate-master-key: STACK_MASTER_KEYS is not set\n');
       return 78;
     }
+    const masterKeys = config.masterKeys;
     const logger = createLogger({ level: config.logLevel, service: 'admin', instance: config.instanceId });
-    const embedded = config.databaseUrl ? undefined : await startEmbeddedPostgres({ dataDir: config.dataDir });
-    const ds = createServiceDataSource({ service: 'credential-proxy', url: config.databaseUrl ?? embedded!.url, entities: [...def.entities], migrations: [...def.migrations], poolSize: 1 });
-    try {
-      await ds.initialize();
-      await migrateUnderLock(ds, { logger });
-      const repo = new ConnectionRepository(ds);
-      const keyring = Keyring.parse(config.masterKeys);
+    return withServiceDatabases(config, logger, [def], async (databases) => {
+      const repo = new ConnectionRepository(databases.get('credential-proxy')!.dataSource);
+      const keyring = Keyring.parse(masterKeys);
       if (mode === 'rewrap') {
         const report = await new VaultRotation(repo, new EnvelopeCipher(keyring)).rewrapAll({ onError: (id) => process.stderr.write(`  could not re-wrap ${id} (is its key still in STACK_MASTER_KEYS?)\n`) });
         process.stdout.write(`re-wrapped ${report.rewrapped}, skipped ${report.skipped} (changed meanwhile), failed ${report.failed}\n`);
@@ -60,9 +55,6 @@ export const rotateMasterKeyCommand: CliCommand = {
       process.stdout.write(`current key: ${keyring.currentKeyId}\n`);
       for (const [kid, n] of Object.entries(byKey)) process.stdout.write(`  ${kid}: ${n} connection(s)${kid === keyring.currentKeyId ? '' : ' — still to re-wrap'}\n`);
       return Object.keys(byKey).every((k) => k === keyring.currentKeyId) ? 0 : mode === 'rewrap' ? 1 : 0;
-    } finally {
-      if (ds.isInitialized) await ds.destroy();
-      await embedded?.close();
-    }
+    });
   },
 };

@@ -6,9 +6,9 @@
 import { ConfigError, loadConfig } from '@stack/config';
 import { asyncApiJson } from '@stack/contracts';
 import { createLogger } from '@stack/observability';
-import { createServiceDataSource, migrateUnderLock, startEmbeddedPostgres } from '@stack/persistence';
 
 import { withLocalSecrets } from './local-secrets';
+import { withServiceDatabases } from './service-databases';
 import type { ServiceDefinition } from './service-definition';
 import { startStack } from './start-stack';
 
@@ -55,21 +55,9 @@ const builtins: Record<string, CliCommand> = {
       let config = loadConfig();
       const logger = createLogger({ level: config.logLevel, service: 'migrate', instance: config.instanceId });
       config = withLocalSecrets(config, (m) => logger.warn(m));
-      const embedded = config.databaseUrl ? undefined : await startEmbeddedPostgres({ dataDir: config.dataDir });
-      try {
-        for (const def of available.filter((d) => config.services.includes(d.service))) {
-          const ds = createServiceDataSource({ service: def.service, url: config.databaseUrl ?? embedded!.url, entities: [...def.entities], migrations: [...def.migrations], poolSize: 1 });
-          await ds.initialize();
-          try {
-            const applied = await migrateUnderLock(ds, { logger });
-            logger.info({ service: def.service, applied }, applied.length ? 'migrations applied' : 'schema is current');
-          } finally {
-            await ds.destroy();
-          }
-        }
-      } finally {
-        await embedded?.close();
-      }
+      await withServiceDatabases(config, logger, available.filter((d) => config.services.includes(d.service)), async (databases) => {
+        for (const [service, { applied }] of databases) logger.info({ service, applied }, applied.length ? 'migrations applied' : 'schema is current');
+      });
       return 0;
     },
   },
