@@ -10,6 +10,7 @@ import type { DataSource } from 'typeorm';
 
 import { Catalog } from './catalog/catalog';
 import { NO_PASSPORT_AUTHORITY, SignedContextAuthenticator, defaultInFlight, type CredentialProxySeams, type RestCallerAuthenticator } from './caller/caller-seams';
+import { ConnectionDirectory } from './connections/connection-directory';
 import { ConnectionRepository } from './connections/connection.repository';
 import { ConnectionsService, newConnectionId } from './connections/connections.service';
 import { UpstreamOAuthManager } from './oauth/upstream-oauth';
@@ -29,6 +30,8 @@ export interface CoreDeps {
 
 export class CredentialProxyCore {
   readonly repo: ConnectionRepository;
+  /** Connections and custom services as the proxy reads them on every call (memory, checked against a shared generation). */
+  readonly directory: ConnectionDirectory;
   readonly catalog: Catalog;
   readonly vault: CredentialVault;
   readonly upstream = new UpstreamClient();
@@ -42,8 +45,9 @@ export class CredentialProxyCore {
     const { config, logger } = deps;
     this.publicUrl = config.publicUrl;
     if (!config.masterKeys) throw new Error('credential-proxy: STACK_MASTER_KEYS is not set (the runtime generates one for local use)');
-    this.repo = new ConnectionRepository(deps.dataSource);
-    this.catalog = new Catalog(this.repo, config.serviceBaseUrls ?? {});
+    this.repo = new ConnectionRepository(deps.dataSource, { changed: (operatorId) => this.directory.changed(operatorId) });
+    this.directory = new ConnectionDirectory(this.repo, deps.cache);
+    this.catalog = new Catalog(this.directory, config.serviceBaseUrls ?? {});
     this.vault = CredentialVault.fromMasterKeys(config.masterKeys, logger);
     this.oauth = new UpstreamOAuthManager({ repo: this.repo, vault: this.vault, cache: deps.cache, clients: config.upstreamOAuthClients ?? {}, publicUrl: config.publicUrl, newConnectionId });
     // Until the audit log is wired (issue 7's kit.audit), entries go to the log as lines.
@@ -54,7 +58,7 @@ export class CredentialProxyCore {
       },
     };
     this.pipeline = new ProxyPipeline({
-      repo: this.repo,
+      repo: this.directory,
       catalog: this.catalog,
       guard: new NetworkGuard({ privateAllowlist: config.proxyPrivateAllowlist, resolver: seams.resolver }),
       upstream: this.upstream,

@@ -376,6 +376,21 @@ describe('credential proxy over HTTP (real servers, fake upstreams on loopback)'
     expect(del.body).toEqual({ id: first.body.id, deleted: true });
   });
 
+  it('a disconnect on one replica stops calls through another at once (no stale cached connection)', async () => {
+    const op = 'op_delta';
+    const conn = await call<{ id: string }>(A, 'POST', '/v1/connections', { service_id: 'github', name: 'short-lived', credential: { token: GITHUB_TOKEN } }, member(op));
+    // A2 reads the connection (and keeps it in memory) before A deletes it.
+    expect((await proxy(A2, { service: conn.body.id, method: 'GET', path: '/user' }, member(op))).body.status).toBe(200);
+    expect((await proxy(A2, { service: conn.body.id, method: 'GET', path: '/user' }, member(op))).body.status).toBe(200);
+    expect((await call(A, 'DELETE', `/v1/connections/${conn.body.id}`, undefined, member(op))).status).toBe(200);
+    const after = await proxy(A2, { service: conn.body.id, method: 'GET', path: '/user' }, member(op));
+    expect(after.status).toBe(404);
+    expect(after.body.error?.code).toBe('NOT_FOUND');
+    // A new connection made on A2 is usable on A straight away.
+    const next = await call<{ id: string }>(A2, 'POST', '/v1/connections', { service_id: 'github', name: 'replacement', credential: { token: GITHUB_TOKEN } }, member(op));
+    expect((await proxy(A, { service: 'github', method: 'GET', path: '/user' }, member(op))).body.connection_id).toBe(next.body.id);
+  });
+
   it('replays the stored outcome for a repeated idempotency key and refuses a different request under it', async () => {
     const before = github.issuesCreated;
     const body = { service: ghConn, method: 'POST', path: '/repos/acme/app/issues', body: { title: 'once' }, idempotency_key: `idem-${randomBytes(4).toString('hex')}` };

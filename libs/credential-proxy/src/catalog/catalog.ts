@@ -57,7 +57,7 @@ export class Catalog {
   readonly builtins: readonly CatalogEntry[];
 
   constructor(
-    private readonly repo: ConnectionRepository,
+    private readonly repo: Pick<ConnectionRepository, 'findService' | 'listServices'>,
     overrides: Record<string, string>,
   ) {
     this.builtins = applyOverrides(BUILTIN_CATALOG, overrides);

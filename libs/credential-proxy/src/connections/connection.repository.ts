@@ -51,8 +51,20 @@ function row(r: ConnectionRow): ConnectionRow {
   return { ...r, expires_at: r.expires_at ? new Date(r.expires_at) : null, created_at: new Date(r.created_at), updated_at: new Date(r.updated_at), verified_at: r.verified_at ? new Date(r.verified_at) : null };
 }
 
+export interface ConnectionRepositoryHooks {
+  /** Called after a write to an operator's connections or custom services has committed. */
+  changed?(operatorId: string): Promise<void>;
+}
+
 export class ConnectionRepository {
-  constructor(private readonly ds: DataSource) {}
+  constructor(
+    private readonly ds: DataSource,
+    private readonly hooks: ConnectionRepositoryHooks = {},
+  ) {}
+
+  private async changed(operatorId: string): Promise<void> {
+    await this.hooks.changed?.(operatorId);
+  }
 
   async insert(c: Omit<ConnectionRow, 'created_at' | 'updated_at' | 'verified_at'>): Promise<ConnectionRow | undefined> {
     const rows = (await this.ds.query(
@@ -61,6 +73,7 @@ export class ConnectionRepository {
       [c.id, c.operator_id, c.service_id, c.name, c.kind, c.status, JSON.stringify(c.secret), c.key_id, c.base_url, JSON.stringify(c.scopes), c.expires_at, c.created_by],
     )) as unknown;
     const inserted = returned(rows) as ConnectionRow[];
+    if (inserted[0]) await this.changed(c.operator_id);
     return inserted[0] ? row(inserted[0]) : undefined;
   }
 
@@ -78,15 +91,18 @@ export class ConnectionRepository {
 
   async delete(operatorId: string, id: string): Promise<boolean> {
     const rows = returned(await this.ds.query(`DELETE FROM ${T} WHERE operator_id = $1 AND id = $2 RETURNING id`, [operatorId, id]));
+    if (rows.length > 0) await this.changed(operatorId);
     return rows.length > 0;
   }
 
   async markVerified(operatorId: string, id: string): Promise<void> {
     await this.ds.query(`UPDATE ${T} SET verified_at = now() WHERE operator_id = $1 AND id = $2`, [operatorId, id]);
+    await this.changed(operatorId);
   }
 
   async setStatus(operatorId: string, id: string, status: ConnectionStatus): Promise<void> {
     await this.ds.query(`UPDATE ${T} SET status = $3, updated_at = now() WHERE operator_id = $1 AND id = $2`, [operatorId, id, status]);
+    await this.changed(operatorId);
   }
 
   /** Replaces the sealed secret (token refresh); `expectKeyId` guards a concurrent re-wrap. */
@@ -99,11 +115,13 @@ export class ConnectionRepository {
       expiresAt,
       status,
     ]);
+    await this.changed(operatorId);
   }
 
   /** Re-wrap: replaces the secret only if it is still the one that was read (a refresh may have won). */
   async swapSecret(id: string, before: SealedSecret, after: SealedSecret): Promise<boolean> {
-    const rows = returned(await this.ds.query(`UPDATE ${T} SET secret = $3, key_id = $4 WHERE id = $1 AND secret = $2::jsonb RETURNING id`, [id, JSON.stringify(before), JSON.stringify(after), after.kid]));
+    const rows = returned(await this.ds.query(`UPDATE ${T} SET secret = $3, key_id = $4 WHERE id = $1 AND secret = $2::jsonb RETURNING operator_id`, [id, JSON.stringify(before), JSON.stringify(after), after.kid])) as Array<{ operator_id: string }>;
+    if (rows[0]) await this.changed(rows[0].operator_id);
     return rows.length > 0;
   }
 
@@ -123,7 +141,9 @@ export class ConnectionRepository {
       `INSERT INTO ${S} (operator_id, service_id, name, base_url, auth_type, auth_name, allowed_hosts) VALUES ($1,$2,$3,$4,$5,$6,$7) ON CONFLICT DO NOTHING RETURNING service_id`,
       [s.operator_id, s.service_id, s.name, s.base_url, s.auth_type, s.auth_name, JSON.stringify(s.allowed_hosts)],
     )) as unknown;
-    return returned(rows).length > 0;
+    const inserted = returned(rows).length > 0;
+    if (inserted) await this.changed(s.operator_id);
+    return inserted;
   }
 
   async listServices(operatorId: string): Promise<CustomServiceRow[]> {

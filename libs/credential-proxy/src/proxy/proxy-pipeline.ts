@@ -42,7 +42,8 @@ export interface AuditSink {
 }
 
 export interface ProxyPipelineDeps {
-  repo: ConnectionRepository;
+  /** Connection reads of the hot path (the ConnectionDirectory). */
+  repo: Pick<ConnectionRepository, 'find' | 'list'>;
   catalog: Catalog;
   guard: NetworkGuard;
   upstream: UpstreamClient;
@@ -165,7 +166,6 @@ export class ProxyPipeline {
     const headers: Record<string, string> = { ...req.headers, ...lower(entry.default_headers ?? {}), ...injected.headers, 'accept-encoding': 'identity' };
     if (req.body) headers['content-length'] = String(req.body.length);
     const tracked = this.d.inFlight.track(auth.subject);
-    const abort = signal ? AbortSignal.any([signal, tracked.signal]) : tracked.signal;
     try {
       const res = await this.d.upstream.send({
         origin: req.origin,
@@ -177,7 +177,7 @@ export class ProxyPipeline {
         timeoutMs: this.d.timeoutMs,
         maxBytes: channel.maxBytes,
         overflow: channel.overflow,
-        signal: abort,
+        signals: signal ? [tracked.signal, signal] : [tracked.signal],
       });
       const encoding = res.headers['content-encoding'];
       if (encoding && encoding.toLowerCase() !== 'identity') throw new StackError('UPSTREAM_ERROR', 'the upstream answered compressed although identity was asked for', { content_encoding: encoding });

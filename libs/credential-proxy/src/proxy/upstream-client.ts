@@ -24,7 +24,8 @@ export interface UpstreamRequest {
   maxBytes: number;
   /** `refuse`: PAYLOAD_TOO_LARGE past maxBytes; `truncate`: keep maxBytes and flag it. */
   overflow: 'refuse' | 'truncate';
-  signal?: AbortSignal;
+  /** Any of these aborting (the caller hanging up, a revocation) cuts the call with its reason. */
+  signals?: readonly AbortSignal[];
 }
 
 export interface UpstreamResponse {
@@ -62,16 +63,33 @@ export class UpstreamClient {
   }
 
   async send(req: UpstreamRequest): Promise<UpstreamResponse> {
-    const timeout = new AbortController();
-    const timer = setTimeout(() => timeout.abort(), req.timeoutMs);
-    const signal = req.signal ? AbortSignal.any([req.signal, timeout.signal]) : timeout.signal;
+    // One controller for the deadline and every outside signal, joined by listeners removed when
+    // the call ends (AbortSignal.any costs more per call and holds its sources until collected).
+    const controller = new AbortController();
+    let cause: { kind: 'timeout' } | { kind: 'signal'; reason: unknown } | undefined;
+    const timer = setTimeout(() => {
+      cause ??= { kind: 'timeout' };
+      controller.abort();
+    }, req.timeoutMs);
+    const joined: Array<[AbortSignal, () => void]> = [];
+    for (const s of req.signals ?? []) {
+      const onAbort = () => {
+        cause ??= { kind: 'signal', reason: s.reason };
+        controller.abort();
+      };
+      if (s.aborted) onAbort();
+      else {
+        s.addEventListener('abort', onAbort, { once: true });
+        joined.push([s, onAbort]);
+      }
+    }
+    const signal = controller.signal;
     const cut = (err?: unknown): StackError => {
-      if (req.signal?.aborted) {
-        const reason: unknown = req.signal.reason;
-        return reason instanceof StackError ? reason : new StackError('PASSPORT_REVOKED', 'the call was cut because its authority was revoked');
+      if (cause?.kind === 'signal') {
+        return cause.reason instanceof StackError ? cause.reason : new StackError('PASSPORT_REVOKED', 'the call was cut because its authority was revoked');
       }
       const code = (err as { code?: string } | undefined)?.code;
-      if (timeout.signal.aborted || code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT' || code === 'UND_ERR_CONNECT_TIMEOUT') return new StackError('UPSTREAM_TIMEOUT', `the upstream did not answer within ${req.timeoutMs} ms`);
+      if (cause?.kind === 'timeout' || code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT' || code === 'UND_ERR_CONNECT_TIMEOUT') return new StackError('UPSTREAM_TIMEOUT', `the upstream did not answer within ${req.timeoutMs} ms`);
       return new StackError('UPSTREAM_ERROR', 'the upstream connection failed');
     };
     try {
@@ -119,6 +137,7 @@ export class UpstreamClient {
       throw cut(err);
     } finally {
       clearTimeout(timer);
+      for (const [s, onAbort] of joined) s.removeEventListener('abort', onAbort);
     }
   }
 

@@ -35,6 +35,12 @@ function rawSecrets(c: Credential): string[] {
 
 export class CredentialVault {
   readonly cipher: EnvelopeCipher;
+  /**
+   * What a sealed secret object opened to, for as long as that object lives (the connection
+   * directory holds a row's object until the row changes): a call reuses it instead of unwrapping
+   * and decrypting again. Keyed by object identity and checked against the bound record.
+   */
+  private readonly opened = new WeakMap<SealedSecret, { operatorId: string; connectionId: string; credential: Promise<Credential> }>();
 
   constructor(
     kek: KeyEncryptionProvider,
@@ -53,7 +59,16 @@ export class CredentialVault {
   }
 
   async open(operatorId: string, connectionId: string, sealed: SealedSecret): Promise<Credential> {
-    const credential = JSON.parse(await this.cipher.open({ operatorId, recordId: connectionId }, sealed)) as Credential;
+    const memo = this.opened.get(sealed);
+    if (memo && memo.operatorId === operatorId && memo.connectionId === connectionId) return memo.credential;
+    const credential = this.decrypt(operatorId, connectionId, sealed);
+    this.opened.set(sealed, { operatorId, connectionId, credential });
+    credential.catch(() => this.opened.delete(sealed));
+    return credential;
+  }
+
+  private async decrypt(operatorId: string, connectionId: string, sealed: SealedSecret): Promise<Credential> {
+    const credential = Object.freeze(JSON.parse(await this.cipher.open({ operatorId, recordId: connectionId }, sealed)) as Credential);
     for (const s of secretStrings(credential)) if (s.length >= 4) this.logger.addSecret(s);
     return credential;
   }

@@ -31,5 +31,6 @@ export {
   withSpan,
 } from './tracing';
 export type { Context, InitTracingOptions, Span, SpanExporter, TraceCarrier, TracingHandle, TracingMiddlewareOptions, WithSpanOptions } from './tracing';
+export { randomId } from './random-id';
 export { HealthRegistry } from './health-registry';
 export type { HealthCheck, HealthCheckOptions, HealthCheckResult, HealthRegistryOptions, HealthReport } from './health-registry';

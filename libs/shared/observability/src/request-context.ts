@@ -4,10 +4,10 @@
  * request id and trace id without anyone passing them down.
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
-import { randomBytes } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 
 import type { HttpNext } from './http-middleware.types';
+import { randomId } from './random-id';
 
 export interface RequestContext {
   /** `req_…`, or the caller's own `X-Request-Id` when it is sane. */
@@ -37,7 +37,7 @@ export function currentRequestContext(): RequestContext | undefined {
 }
 
 export function newRequestId(): string {
-  return `req_${randomBytes(12).toString('base64url')}`;
+  return randomId('req_', 12);
 }
 
 const SANE_REQUEST_ID = /^[A-Za-z0-9._-]{1,128}$/;

@@ -4,11 +4,10 @@
  * (no acknowledgement → StackError AUDIT_UNAVAILABLE, and the caller must not act); `enqueue`
  * for state changes — the event goes through the outbox in the caller's own transaction.
  */
-import { randomBytes } from 'node:crypto';
-
 import type { Bus } from '@stack/bus';
 import { assertValid } from '@stack/bus';
 import { AuditRecordedEvent, StackError, type AuditLayer, type AuditOutcome, type AuditTarget, type CallerContext, type PayloadOf } from '@stack/contracts';
+import { randomId } from '@stack/observability';
 import { Outbox } from '@stack/persistence';
 import type { EntityManager } from 'typeorm';
 
@@ -39,7 +38,7 @@ export interface AuditEntryInput {
 }
 
 export function newAuditId(): string {
-  return `aud_${randomBytes(16).toString('base64url')}`;
+  return randomId('aud_', 16);
 }
 
 /** The event payload for an input: only allow-listed fields, the path without its query. */

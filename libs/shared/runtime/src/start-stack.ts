@@ -215,6 +215,8 @@ export async function startStack(options: StartStackOptions): Promise<RunningSta
     const app = await NestFactory.create<NestExpressApplication>(root, new ExpressAdapter(), { logger: new NestLoggerAdapter(logger), bodyParser: false, abortOnError: false });
     closers.push({ name: 'http', close: () => app.close() });
     app.disable('x-powered-by');
+    // API answers are computed per request: hashing each body for an ETag nobody revalidates is wasted work.
+    app.set('etag', false);
     app.set('trust proxy', false);
     // Our own JSON parser, so a malformed or oversized body gets the error envelope with a
     // stable code rather than the parser's message.

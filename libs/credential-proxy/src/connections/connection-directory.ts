@@ -1,0 +1,94 @@
+/**
+ * The proxy's hot-path view of an operator's connections and custom services: held in memory and
+ * checked against a generation stamp in the shared cache on every call. Every write to those
+ * tables (create, disconnect, status, token refresh, re-wrap, a new custom service) stamps a new
+ * generation after it commits, so the next call on any replica reloads — a disconnected
+ * connection stops working at once everywhere, and a call costs one cache read instead of
+ * database queries. Rows load generation-first, so a write racing a load is never cached as
+ * current; a bounded age reloads anyway.
+ */
+import { randomBytes } from 'node:crypto';
+
+import type { Cache } from '@stack/cache';
+
+import type { ConnectionRepository, ConnectionRow, CustomServiceRow } from './connection.repository';
+
+/** What one operator has, as loaded at one generation. */
+interface Snapshot {
+  generation: string | undefined;
+  loadedAt: number;
+  data: Promise<{ connections: ConnectionRow[]; services: CustomServiceRow[] }>;
+}
+
+export interface ConnectionDirectoryOptions {
+  /** Reload even an unchanged generation after this long (default 30 s). */
+  maxAgeMs?: number;
+  /** Operators kept in memory (default 10,000; the least recently loaded go first). */
+  maxOperators?: number;
+  now?: () => number;
+}
+
+const GENERATION_TTL_MS = 7 * 24 * 3600 * 1000;
+
+export function generationKey(operatorId: string): string {
+  return `cp:conn-gen:${operatorId}`;
+}
+
+export class ConnectionDirectory {
+  private readonly snapshots = new Map<string, Snapshot>();
+  private readonly maxAgeMs: number;
+  private readonly maxOperators: number;
+  private readonly now: () => number;
+
+  constructor(
+    private readonly repo: ConnectionRepository,
+    private readonly cache: Cache,
+    options: ConnectionDirectoryOptions = {},
+  ) {
+    this.maxAgeMs = options.maxAgeMs ?? 30_000;
+    this.maxOperators = options.maxOperators ?? 10_000;
+    this.now = options.now ?? Date.now;
+  }
+
+  async find(operatorId: string, connectionId: string): Promise<ConnectionRow | undefined> {
+    return (await this.load(operatorId)).connections.find((c) => c.id === connectionId);
+  }
+
+  /** The operator's connections of one service (or all), oldest first, as the repository orders them. */
+  async list(operatorId: string, serviceId?: string): Promise<ConnectionRow[]> {
+    const { connections } = await this.load(operatorId);
+    return serviceId === undefined ? connections : connections.filter((c) => c.service_id === serviceId);
+  }
+
+  async findService(operatorId: string, serviceId: string): Promise<CustomServiceRow | undefined> {
+    return (await this.load(operatorId)).services.find((s) => s.service_id === serviceId);
+  }
+
+  async listServices(operatorId: string): Promise<CustomServiceRow[]> {
+    return (await this.load(operatorId)).services;
+  }
+
+  /** Call after a write to the operator's connections or services has committed. */
+  async changed(operatorId: string): Promise<void> {
+    this.snapshots.delete(operatorId);
+    await this.cache.set(generationKey(operatorId), randomBytes(9).toString('base64url'), { ttlMs: GENERATION_TTL_MS });
+  }
+
+  private async load(operatorId: string): Promise<{ connections: ConnectionRow[]; services: CustomServiceRow[] }> {
+    const generation = await this.cache.get(generationKey(operatorId));
+    const held = this.snapshots.get(operatorId);
+    if (held && held.generation === generation && this.now() - held.loadedAt < this.maxAgeMs) return held.data;
+    const snapshot: Snapshot = {
+      generation,
+      loadedAt: this.now(),
+      data: Promise.all([this.repo.list(operatorId), this.repo.listServices(operatorId)]).then(([connections, services]) => ({ connections, services })),
+    };
+    this.snapshots.delete(operatorId);
+    this.snapshots.set(operatorId, snapshot);
+    if (this.snapshots.size > this.maxOperators) this.snapshots.delete(this.snapshots.keys().next().value as string);
+    snapshot.data.catch(() => {
+      if (this.snapshots.get(operatorId) === snapshot) this.snapshots.delete(operatorId);
+    });
+    return snapshot.data;
+  }
+}
