@@ -6,7 +6,7 @@
 import { Inject, Injectable } from '@nestjs/common';
 
 import { assertValid } from '@stack/bus';
-import { StackError, type ToolDef } from '@stack/contracts';
+import { DROPOFF_LIMITS, StackError, type ToolDef } from '@stack/contracts';
 import { STACK_VERSION, serviceKitToken, type ServiceKit } from '@stack/runtime';
 
 import {
@@ -100,6 +100,12 @@ export class McpService {
     return !!tool && principal.caller.scopes.includes(tool.scope);
   }
 
+  /** The deadline of a long-running tool: the longest wait a service may take, plus a margin. */
+  private longRunningTimeoutMs(): number {
+    const c = this.kit.config;
+    return Math.max(c.busTimeoutMs, c.proxyTimeoutMs ?? 30_000, DROPOFF_LIMITS.maxWaitSeconds * 1000) + 5_000;
+  }
+
   private async callTool(tool: ToolDef, args: Record<string, unknown>, principal: Principal): Promise<CallToolResult> {
     const started = performance.now();
     let result: CallToolResult;
@@ -108,7 +114,7 @@ export class McpService {
     try {
       if (!principal.caller.scopes.includes(tool.scope)) throw new StackError('OUT_OF_SCOPE', `${tool.name} needs the scope ${tool.scope}`);
       assertValid(tool.input, args, `arguments of ${tool.name}`);
-      const value = await this.kit.bus.request(tool.command, args, { caller: principal.caller });
+      const value = await this.kit.bus.request(tool.command, args, { caller: principal.caller, ...(tool.longRunning ? { timeoutMs: this.longRunningTimeoutMs() } : {}) });
       result = toolResult(value);
     } catch (err) {
       const e = err instanceof StackError ? err : new StackError('INTERNAL_ERROR', `${tool.name} failed`);

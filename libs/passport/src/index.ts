@@ -1,15 +1,17 @@
 import type { ServiceDefinition } from '@stack/runtime';
 
 import { PassportModule } from './passport.module';
+import { PassportDropoffs1764900000000 } from './dropoffs/dropoff.migration';
 import { PassportInit1764300000000 } from './store/passport-init.migration';
 
 export { PassportModule };
 export { PassportService } from './passports/passport.service';
+export { DropoffService } from './dropoffs/dropoff.service';
 export { CALLER_RESOLVER, type CallerResolver } from './api/caller-resolver';
 
 export const passportService: ServiceDefinition = {
   service: 'passport',
   module: PassportModule,
   entities: [],
-  migrations: [PassportInit1764300000000],
+  migrations: [PassportInit1764300000000, PassportDropoffs1764900000000],
 };

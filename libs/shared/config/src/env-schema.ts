@@ -28,6 +28,8 @@ export interface StackConfig {
   serviceBaseUrls: Record<string, string>;
   /** STACK_PROXY_TIMEOUT_MS: how long the proxy waits for an upstream. */
   proxyTimeoutMs: number;
+  /** STACK_DROPOFF_SWEEP_MS: how often expired drop-offs are purged. */
+  dropoffSweepMs: number;
   /** STACK_UPSTREAM_OAUTH_CLIENTS: catalog id → STACK's OAuth client at that provider. */
   upstreamOAuthClients: Record<string, { clientId: string; clientSecret: string }>;
   trustedProxies: string[];
@@ -82,6 +84,7 @@ export const ENV_VARS: readonly EnvVarSpec[] = [
   { name: 'STACK_PROXY_PRIVATE_ALLOWLIST', doc: 'CIDRs of private addresses the credential proxy (and auth, fetching client metadata documents) may reach (comma-separated). No operator can widen it.', defaultText: '(empty)' },
   { name: 'STACK_SERVICE_BASE_URLS', doc: 'Base URL overrides of catalog services for the credential proxy, as `id=url` pairs comma-separated (for example `github=https://github.example.com/api/v3`); the override also becomes the service’s only allowed host.', defaultText: '(empty)' },
   { name: 'STACK_PROXY_TIMEOUT_MS', doc: 'How long the credential proxy waits for an upstream answer before UPSTREAM_TIMEOUT.', defaultText: '30000' },
+  { name: 'STACK_DROPOFF_SWEEP_MS', doc: 'How often the passport service purges expired drop-offs (their ciphertext is also refused at read time, whatever the interval).', defaultText: '5000' },
   { name: 'STACK_UPSTREAM_OAUTH_CLIENTS', doc: 'STACK’s own OAuth client at each upstream provider, as `id=client_id:client_secret` pairs comma-separated (for example `github=Iv1.abc:s3cr3t`); needed to connect that service with OAuth.', secret: true },
   { name: 'STACK_TRUSTED_PROXIES', doc: 'CIDRs of reverse proxies whose X-Forwarded-For is believed (comma-separated).', defaultText: '(empty)' },
   { name: 'LOG_LEVEL', doc: 'trace, debug, info, warn, error or fatal. Logs are JSON lines on stdout.', defaultText: 'info' },

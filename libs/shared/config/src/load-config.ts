@@ -202,6 +202,7 @@ export function loadConfig(env: Env = process.env): StackConfig {
     proxyPrivateAllowlist: cidrs('STACK_PROXY_PRIVATE_ALLOWLIST'),
     serviceBaseUrls,
     proxyTimeoutMs: int('STACK_PROXY_TIMEOUT_MS', 30_000, 10, 600_000),
+    dropoffSweepMs: int('STACK_DROPOFF_SWEEP_MS', 5_000, 100, 3_600_000),
     upstreamOAuthClients,
     trustedProxies: cidrs('STACK_TRUSTED_PROXIES'),
     logLevel,

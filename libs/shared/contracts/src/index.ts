@@ -24,3 +24,4 @@ export * from './mcp/tool-definition';
 export * from './mcp/tool-catalog';
 export * from './passport/passport-claims';
 export * from './passport/passport-commands';
+export * from './dropoff/dropoff.contracts';

@@ -5,6 +5,7 @@
  */
 import { AuditListCommand, AuditVerifyCommand } from '../audit/audit.commands';
 import { CredentialProxyCommands } from '../credential-proxy/credential-proxy.contracts';
+import { DROPOFF_COMMANDS } from '../dropoff/dropoff.contracts';
 import { PASSPORT_COMMANDS } from '../passport/passport-commands';
 import { defineTool, type ToolAnnotations, type ToolDef } from './tool-definition';
 
@@ -154,7 +155,39 @@ export const SERVICE_TOOLS: ToolDef[] = [
     scope: 'stack:services',
     annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: false, openWorldHint: true },
     command: CredentialProxyCommands.proxyRequest,
+    longRunning: true,
   }),
 ];
 
-export const MCP_TOOLS: readonly ToolDef[] = [...SERVICE_TOOLS, ...PASSPORT_TOOLS, ...AUDIT_TOOLS];
+export const DROPOFF_TOOLS: ToolDef[] = [
+  defineTool({
+    name: 'stack_create_dropoff',
+    title: 'Hand a payload to another agent',
+    description:
+      'Creates a drop-off: a one-time hand-off of a JSON payload to another agent (to_agent, or to_agents where the first to collect wins; agent ids or names from stack_list_agents) under a JSON Schema (draft 2020-12) both sides agreed on. Pass payload to deposit at once, or deposit later with stack_deposit. It expires after ttl_seconds (default 1800, at most 86400). A payload that does not match the schema is refused with the validator errors as JSON pointers. Returns the drop-off id (drp_…) to give the recipient.',
+    scope: 'stack:dropoffs',
+    annotations: WRITE,
+    command: DROPOFF_COMMANDS.create,
+  }),
+  defineTool({
+    name: 'stack_deposit',
+    title: 'Deposit a drop-off payload',
+    description:
+      'Deposits the payload of a drop-off you created (dropoff_id). It must match the drop-off’s JSON Schema: otherwise SCHEMA_VALIDATION_FAILED lists what is wrong (JSON pointers) and the drop-off stays open for a correct deposit. At most 512 KB; once deposited it cannot be changed.',
+    scope: 'stack:dropoffs',
+    annotations: WRITE,
+    command: DROPOFF_COMMANDS.deposit,
+  }),
+  defineTool({
+    name: 'stack_collect',
+    title: 'Collect a drop-off',
+    description:
+      'Collects the payload of a drop-off addressed to you (dropoff_id). Custody passes exactly once: the payload is returned and destroyed; anyone collecting after that gets DROPOFF_ALREADY_COLLECTED naming who took it. wait_seconds (up to 60) waits for the deposit if it has not arrived yet.',
+    scope: 'stack:dropoffs',
+    annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: false, openWorldHint: false },
+    command: DROPOFF_COMMANDS.collect,
+    longRunning: true,
+  }),
+];
+
+export const MCP_TOOLS: readonly ToolDef[] = [...SERVICE_TOOLS, ...PASSPORT_TOOLS, ...AUDIT_TOOLS, ...DROPOFF_TOOLS];

@@ -28,6 +28,12 @@ export interface ToolDef<I extends TSchema = TSchema, O extends TSchema = TSchem
   readonly output: O;
   /** The bus command the gateway sends with the tool's arguments as its payload. */
   readonly command: CommandDef<I, O>;
+  /**
+   * The tool may legitimately take longer than a bus request's usual deadline (an upstream
+   * call up to its timeout, a collect that waits for a deposit): the gateway waits for the
+   * longest such deadline instead.
+   */
+  readonly longRunning?: boolean;
 }
 
 export type ToolInput<T extends ToolDef> = Static<T['input']>;

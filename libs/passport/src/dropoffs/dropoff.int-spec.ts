@@ -1,0 +1,202 @@
+/**
+ * Drop-offs on the real Postgres and NATS: custody passes exactly once, nothing is left behind,
+ * and only the right agents of the right operator touch them. Driven over the bus as the MCP
+ * gateway drives it; the end-to-end tests drive REST and /mcp.
+ */
+import { randomBytes } from 'node:crypto';
+
+import { connectNatsBus, type Bus, type BusConnection, type Handle } from '@stack/bus';
+import { AuditRecordedEvent, DROPOFF_COMMANDS, DropoffDepositedEvent, PASSPORT_COMMANDS, StackError, type CallerContext } from '@stack/contracts';
+import { startStack, type RunningStack } from '@stack/runtime';
+import { TEST_NATS_URL, TEST_REDIS_URL, createTestDatabase, uniqueName, type TestDatabase } from '@stack/testing';
+
+import { passportService } from '../index';
+
+const D = DROPOFF_COMMANDS;
+const SECRET_MARK = `s3cret-${randomBytes(8).toString('hex')}`;
+
+const schema = {
+  type: 'object',
+  required: ['summary', 'findings'],
+  additionalProperties: false,
+  properties: { summary: { type: 'string', minLength: 1 }, findings: { type: 'array', items: { type: 'object', required: ['file', 'line'], properties: { file: { type: 'string' }, line: { type: 'integer', minimum: 1 } } } } },
+};
+const good = { summary: `review done ${SECRET_MARK}`, findings: [{ file: 'src/app.ts', line: 12 }] };
+
+describe('drop-offs (real Postgres and NATS)', () => {
+  let db: TestDatabase;
+  let stack: RunningStack;
+  let client: BusConnection;
+  let gw: Bus;
+  const prefix = uniqueName('drp');
+  const secret = randomBytes(32);
+  const operator = `op_${randomBytes(4).toString('hex')}`;
+  const member: CallerContext = { issuer: 'mcp-gateway', kind: 'member', operator_id: operator, member_id: 'mem_1', scopes: ['stack:passports', 'stack:dropoffs'] };
+  const agents: Record<string, string> = {};
+  const asAgent = (name: string, op = operator): CallerContext => ({ issuer: 'passport', kind: 'agent', operator_id: op, member_id: 'mem_1', agent_id: agents[name], passport_jti: `ppt_${name}`, scopes: ['stack:services', 'stack:dropoffs'] });
+  const audit: string[] = [];
+  const deposited: unknown[] = [];
+  const handles: Handle[] = [];
+
+  const codeOf = async (p: Promise<unknown>): Promise<{ code?: string; details?: Record<string, unknown> }> => {
+    try {
+      await p;
+      return {};
+    } catch (err) {
+      return err instanceof StackError ? { code: err.code, details: err.details } : { code: `not a StackError: ${(err as Error).message}` };
+    }
+  };
+  const rowOf = async (id: string) => ((await stack.dataSources.get('passport')!.query(`SELECT * FROM passport.dropoffs WHERE id = $1`, [id])) as Array<Record<string, unknown>>)[0]!;
+
+  beforeAll(async () => {
+    db = await createTestDatabase('stack_dropoff');
+    stack = await startStack({
+      available: [passportService],
+      env: {
+        STACK_SERVICES: 'passport',
+        DATABASE_URL: db.url,
+        NATS_URL: TEST_NATS_URL,
+        REDIS_URL: TEST_REDIS_URL,
+        STACK_BUS_PREFIX: prefix,
+        STACK_INTERNAL_SECRET: secret.toString('base64'),
+        STACK_MASTER_KEYS: `k1:${randomBytes(32).toString('base64')}`,
+        STACK_PUBLIC_URL: 'http://stack.test',
+        STACK_DROPOFF_SWEEP_MS: '200',
+        PORT: '0',
+        LOG_LEVEL: 'warn',
+      },
+    });
+    for (let i = 0; i < 150 && (await fetch(`${stack.url}/readyz`)).status !== 200; i++) await new Promise((r) => setTimeout(r, 100));
+    client = await connectNatsBus({ servers: TEST_NATS_URL, prefix, internalSecret: secret, timeoutMs: 10_000, instanceId: 'gateway' });
+    gw = client.forService('mcp-gateway');
+    for (const name of ['writer', 'reader', 'reader-two', 'bystander']) agents[name] = ((await gw.request(PASSPORT_COMMANDS.registerAgent, { name }, { caller: member })) as { id: string }).id;
+    handles.push(await client.forService('audit').consume({ durable: uniqueName('aud'), events: [AuditRecordedEvent] }, async (_e, p) => void audit.push(JSON.stringify(p))));
+    handles.push(await client.forService('audit').consume({ durable: uniqueName('evt'), events: [DropoffDepositedEvent] }, async (_e, p) => void deposited.push(p)));
+  }, 60_000);
+
+  afterAll(async () => {
+    await Promise.all(handles.map((h) => h.stop()));
+    await client?.close();
+    await stack?.stop();
+    await db?.drop();
+  });
+
+  it('hands a payload over once: create, deposit, collect; the ciphertext never holds the plaintext and is gone after', async () => {
+    const created = await gw.request(D.create, { to_agent: 'reader', schema }, { caller: asAgent('writer') });
+    expect(created).toMatchObject({ status: 'created', to_agents: [agents.reader], created_by: { agent_id: agents.writer } });
+    expect(await codeOf(gw.request(D.collect, { dropoff_id: created.id }, { caller: asAgent('reader') }))).toMatchObject({ code: 'DROPOFF_NOT_DEPOSITED' });
+
+    const dep = await gw.request(D.deposit, { dropoff_id: created.id, payload: good }, { caller: asAgent('writer') });
+    expect(dep.status).toBe('deposited');
+    const stored = await rowOf(created.id);
+    const sealed = JSON.stringify(stored.ciphertext);
+    expect(sealed).not.toContain(SECRET_MARK);
+    expect(sealed).not.toContain(Buffer.from(SECRET_MARK).toString('base64'));
+    expect(sealed).not.toContain('src/app.ts');
+    expect(await codeOf(gw.request(D.deposit, { dropoff_id: created.id, payload: good }, { caller: asAgent('writer') }))).toMatchObject({ code: 'DROPOFF_ALREADY_DEPOSITED' });
+
+    const got = await gw.request(D.collect, { dropoff_id: created.id }, { caller: asAgent('reader') });
+    expect(got).toMatchObject({ dropoff_id: created.id, payload: good, collected_by: agents.reader, created_by: { agent_id: agents.writer } });
+    const after = await rowOf(created.id);
+    expect(after).toMatchObject({ status: 'collected', ciphertext: null, collected_by: agents.reader });
+    expect(await codeOf(gw.request(D.collect, { dropoff_id: created.id }, { caller: asAgent('reader') }))).toMatchObject({ code: 'DROPOFF_ALREADY_COLLECTED', details: { collected_by: agents.reader } });
+
+    // The deposited event says that and who, never what.
+    for (let i = 0; i < 50 && !deposited.some((e) => (e as { dropoff_id: string }).dropoff_id === created.id); i++) await new Promise((r) => setTimeout(r, 100));
+    const event = deposited.find((e) => (e as { dropoff_id: string }).dropoff_id === created.id);
+    expect(event).toMatchObject({ dropoff_id: created.id, operator_id: operator, to_agents: [agents.reader], created_by_agent: agents.writer });
+    expect(JSON.stringify(event)).not.toContain(SECRET_MARK);
+  });
+
+  it('refuses a payload that breaks the schema with JSON pointers, and stays open for a correct one', async () => {
+    const created = await gw.request(D.create, { to_agent: agents.reader!, schema }, { caller: asAgent('writer') });
+    const bad = await codeOf(gw.request(D.deposit, { dropoff_id: created.id, payload: { summary: '', findings: [{ file: 'a', line: 0 }], extra: true } }, { caller: asAgent('writer') }));
+    expect(bad.code).toBe('SCHEMA_VALIDATION_FAILED');
+    const pointers = (bad.details!.errors as Array<{ pointer: string }>).map((e) => e.pointer).sort();
+    expect(pointers).toEqual(['', '/findings/0/line', '/summary']);
+    expect((await rowOf(created.id)).status).toBe('created');
+    expect((await gw.request(D.deposit, { dropoff_id: created.id, payload: good }, { caller: asAgent('writer') })).status).toBe('deposited');
+    // Creating with a payload checks it the same way, and a bad one creates nothing.
+    expect((await codeOf(gw.request(D.create, { to_agent: 'reader', schema, payload: { summary: 1 } }, { caller: asAgent('writer') }))).code).toBe('SCHEMA_VALIDATION_FAILED');
+  });
+
+  it('ten concurrent collectors: exactly one gets the payload, the others learn who took it', async () => {
+    const created = await gw.request(D.create, { to_agents: ['reader', 'reader-two'], schema, payload: good }, { caller: asAgent('writer') });
+    expect(created.status).toBe('deposited');
+    const results = await Promise.all(Array.from({ length: 10 }, (_, i) => codeOf(gw.request(D.collect, { dropoff_id: created.id }, { caller: asAgent(i % 2 ? 'reader' : 'reader-two') }))));
+    const winners = results.filter((r) => r.code === undefined);
+    expect(winners).toHaveLength(1);
+    const losers = results.filter((r) => r.code !== undefined);
+    expect(losers.map((l) => l.code)).toEqual(Array(9).fill('DROPOFF_ALREADY_COLLECTED'));
+    const collector = (await rowOf(created.id)).collected_by;
+    expect(new Set(losers.map((l) => l.details!.collected_by))).toEqual(new Set([collector]));
+  });
+
+  it('expires: the sweeper purges the ciphertext, and collect says DROPOFF_EXPIRED', async () => {
+    const created = await gw.request(D.create, { to_agent: 'reader', schema, payload: good, ttl_seconds: 10 }, { caller: asAgent('writer') });
+    expect((await rowOf(created.id)).ciphertext).not.toBeNull();
+    // Time passes (the TTL's floor is 10 s; the row is moved instead of the clock).
+    await stack.dataSources.get('passport')!.query(`UPDATE passport.dropoffs SET expires_at = now() - interval '1 second' WHERE id = $1`, [created.id]);
+    let row = await rowOf(created.id);
+    for (let i = 0; i < 50 && row.status !== 'expired'; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      row = await rowOf(created.id);
+    }
+    expect(row).toMatchObject({ status: 'expired', ciphertext: null });
+    expect(await codeOf(gw.request(D.collect, { dropoff_id: created.id }, { caller: asAgent('reader') }))).toMatchObject({ code: 'DROPOFF_EXPIRED' });
+  });
+
+  it('checks expiry at read time too, whatever the sweeper does', async () => {
+    const created = await gw.request(D.create, { to_agent: 'reader', schema, payload: good }, { caller: asAgent('writer') });
+    await stack.dataSources.get('passport')!.query(`UPDATE passport.dropoffs SET expires_at = now() - interval '1 second' WHERE id = $1`, [created.id]);
+    expect(await codeOf(gw.request(D.collect, { dropoff_id: created.id }, { caller: asAgent('reader') }))).toMatchObject({ code: 'DROPOFF_EXPIRED' });
+    expect(await rowOf(created.id)).toMatchObject({ status: 'expired', ciphertext: null });
+  });
+
+  it('waits for a deposit: a collector that asks first gets the payload when it arrives', async () => {
+    const created = await gw.request(D.create, { to_agent: 'reader', schema }, { caller: asAgent('writer') });
+    const waiting = gw.request(D.collect, { dropoff_id: created.id, wait_seconds: 8 }, { caller: asAgent('reader') });
+    await new Promise((r) => setTimeout(r, 300));
+    await gw.request(D.deposit, { dropoff_id: created.id, payload: good }, { caller: asAgent('writer') });
+    expect((await waiting).payload).toEqual(good);
+  });
+
+  it('only the creator deposits, only a named agent collects, another operator sees nothing', async () => {
+    const created = await gw.request(D.create, { to_agent: 'reader', schema }, { caller: asAgent('writer') });
+    expect((await codeOf(gw.request(D.deposit, { dropoff_id: created.id, payload: good }, { caller: asAgent('bystander') }))).code).toBe('FORBIDDEN');
+    await gw.request(D.deposit, { dropoff_id: created.id, payload: good }, { caller: asAgent('writer') });
+    expect((await codeOf(gw.request(D.collect, { dropoff_id: created.id }, { caller: asAgent('bystander') }))).code).toBe('FORBIDDEN');
+    // A member is not an agent: collecting needs the recipient's own credential.
+    expect((await codeOf(gw.request(D.collect, { dropoff_id: created.id }, { caller: member }))).code).toBe('FORBIDDEN');
+    const stranger = { ...asAgent('reader'), operator_id: 'op_other' };
+    expect((await codeOf(gw.request(D.collect, { dropoff_id: created.id }, { caller: stranger }))).code).toBe('NOT_FOUND');
+    expect((await codeOf(gw.request(D.get, { dropoff_id: created.id }, { caller: stranger }))).code).toBe('NOT_FOUND');
+    expect((await codeOf(gw.request(D.collect, { dropoff_id: "drp_' OR 1=1 --" }, { caller: asAgent('reader') }))).code).toBe('NOT_FOUND');
+    expect((await gw.request(D.collect, { dropoff_id: created.id }, { caller: asAgent('reader') })).payload).toEqual(good);
+  });
+
+  it('refuses bad input with stable codes and writes nothing', async () => {
+    const count = async () => Number(((await stack.dataSources.get('passport')!.query(`SELECT count(*)::int AS n FROM passport.dropoffs`)) as Array<{ n: number }>)[0]!.n);
+    const before = await count();
+    const w = asAgent('writer');
+    expect((await codeOf(gw.request(D.create, { to_agent: 'reader', schema: { type: 'nope' } }, { caller: w }))).code).toBe('INVALID_SCHEMA');
+    expect((await codeOf(gw.request(D.create, { to_agent: 'reader', schema: { $ref: 'https://evil.example/schema.json' } }, { caller: w }))).code).toBe('INVALID_SCHEMA');
+    expect((await codeOf(gw.request(D.create, { to_agent: 'reader', schema: { description: 'x'.repeat(70_000) } }, { caller: w }))).code).toBe('INVALID_SCHEMA');
+    expect((await codeOf(gw.request(D.create, { to_agent: 'no-such-agent', schema }, { caller: w }))).code).toBe('NOT_FOUND');
+    expect((await codeOf(gw.request(D.create, { schema }, { caller: w }))).code).toBe('INVALID_REQUEST');
+    expect((await codeOf(gw.request(D.create, { to_agent: 'reader', to_agents: ['reader'], schema }, { caller: w }))).code).toBe('INVALID_REQUEST');
+    expect((await codeOf(gw.request(D.create, { to_agent: 'reader', schema, ttl_seconds: 90_000 }, { caller: w }))).code).toBe('INVALID_REQUEST');
+    expect((await codeOf(gw.request(D.create, { to_agent: 'reader', schema: true, payload: 'x'.repeat(600 * 1024) }, { caller: w }))).code).toBe('PAYLOAD_TOO_LARGE');
+    expect((await codeOf(gw.request(D.create, { to_agent: 'reader', schema }, { caller: { ...w, scopes: ['stack:services'] } }))).code).toBe('FORBIDDEN');
+    expect(await count()).toBe(before);
+  });
+
+  it('audits every step, and no audit entry or log carries the payload', async () => {
+    for (let i = 0; i < 50 && !audit.some((a) => a.includes('dropoff.expire')); i++) await new Promise((r) => setTimeout(r, 100));
+    const actions = new Set(audit.map((a) => (JSON.parse(a) as { action: string }).action));
+    for (const a of ['dropoff.create', 'dropoff.deposit', 'dropoff.collect', 'dropoff.expire']) expect(actions).toContain(a);
+    const denied = audit.map((a) => JSON.parse(a) as { action: string; outcome: string; error_code?: string }).filter((a) => a.outcome === 'denied');
+    expect(denied.map((d) => d.error_code)).toEqual(expect.arrayContaining(['DROPOFF_ALREADY_COLLECTED', 'SCHEMA_VALIDATION_FAILED', 'FORBIDDEN']));
+    expect(audit.join('\n')).not.toContain(SECRET_MARK);
+  });
+});
