@@ -8,13 +8,14 @@
 import { FlagError, parseFlags, type Benchmark } from './benchmark';
 import { auditBenchmark } from './audit.bench';
 import { busBenchmark } from './bus.bench';
+import { dropoffBenchmark } from './dropoff.bench';
 import { mcpBenchmark } from './mcp.bench';
 import { passportCheckBenchmark } from './passport-check.bench';
 import { proxyBenchmark } from './proxy.bench';
 import { revocationBenchmark } from './revocation.bench';
 import { Printer } from './report-printer';
 
-const BENCHMARKS: readonly Benchmark[] = [busBenchmark, mcpBenchmark, auditBenchmark, passportCheckBenchmark, revocationBenchmark, proxyBenchmark];
+const BENCHMARKS: readonly Benchmark[] = [busBenchmark, mcpBenchmark, auditBenchmark, passportCheckBenchmark, revocationBenchmark, proxyBenchmark, dropoffBenchmark];
 
 /** A benchmark that has not finished by then is stuck (a server gone away), not slow. */
 const BENCHMARK_DEADLINE_MS = 120_000;

@@ -11,9 +11,10 @@
  * Each at a fixed rate (open loop, `--rate` requests/s) and at saturation (closed loop,
  * `--concurrency` in flight), rounds interleaved. STACK runs the whole pipeline on every call:
  * connection lookup, canonical request, scope rules, allowed hosts, network guard, audit record
- * (acknowledged), vault decrypt, injection, scrub. The caller is a member (signed caller context):
- * passports arrive with issue 5, so the passport check (a cached signature, DESIGN.md §3) is not in
- * these figures yet.
+ * (acknowledged), vault decrypt (kept with its row after the first call), injection, scrub. The
+ * caller is a member (a signed caller context), not yet an agent with a passport: the passport
+ * check (a cached signature, DESIGN.md §3, ~3 µs warm — `npm run bench -- passport-check`) is not
+ * in these figures.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
