@@ -48,11 +48,11 @@ export const dropoffBenchmark: Benchmark = {
   name: 'dropoff',
   summary: 'drop-off hand-offs (create + deposit + collect over REST with passports), one-process embedded vs real servers',
   flags: {
-    handoffs: { kind: 'int', default: 3000, doc: 'hand-offs per run' },
+    handoffs: { kind: 'int', default: 600, doc: 'hand-offs per run' },
     concurrency: { kind: 'int', default: 16, doc: 'hand-offs in flight' },
-    warmup: { kind: 'int', default: 200, doc: 'unrecorded hand-offs first' },
+    warmup: { kind: 'int', default: 50, doc: 'unrecorded hand-offs first' },
     'payload-bytes': { kind: 'int', default: 1024, doc: 'size of the notes field of each payload' },
-    'max-seconds': { kind: 'int', default: 30, doc: 'time budget of each run' },
+    'max-seconds': { kind: 'int', default: 12, doc: 'time budget of each run' },
   },
   async run({ flags, out, command }: BenchmarkContext): Promise<void> {
     const n = flags.int('handoffs');
