@@ -91,6 +91,31 @@ export function busContractSuite(name: string, factory: BusFactory, opts: { shar
       expect(seen).toEqual({ issuer: 'passport', kind: 'system', scopes: [] });
     });
 
+    it('stopping a handler waits for the calls it is still running (a service closes its database only after)', async () => {
+      const bus = await connect();
+      let release: () => void = () => undefined;
+      let entered = false;
+      let finished = false;
+      const handle = bus.forService('audit').handle(ping, async () => {
+        entered = true;
+        await new Promise<void>((resolve) => (release = resolve));
+        finished = true;
+        return { service: 'audit' as const, instance: 'slow', pid: process.pid, at: new Date().toISOString() };
+      });
+      await bus.flush();
+      const answer = bus.forService('passport').request(ping, {});
+      answer.catch(() => undefined);
+      for (let i = 0; i < 200 && !entered; i++) await new Promise((r) => setTimeout(r, 10));
+      let stopped = false;
+      const stopping = handle.stop().then(() => (stopped = true));
+      await new Promise((r) => setTimeout(r, 50));
+      expect(stopped).toBe(false);
+      release();
+      await stopping;
+      expect(finished).toBe(true);
+      expect((await answer).instance).toBe('slow');
+    });
+
     it('carries a handler StackError back to the caller unchanged', async () => {
       const bus = await connect();
       bus.forService('audit').handle(ping, () => {

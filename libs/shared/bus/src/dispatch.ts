@@ -51,6 +51,8 @@ function isPromise<T>(v: T | Promise<T>): v is Promise<T> {
 
 export class CommandDispatcher<C extends CommandDef> {
   private readonly replies = new Map<string, { at: number; reply: Uint8Array | Promise<Uint8Array> }>();
+  /** Handlers still running: a stopping subscription waits for them before the service closes what they use. */
+  private readonly running = new Set<Promise<unknown>>();
 
   constructor(
     private readonly command: C,
@@ -61,6 +63,26 @@ export class CommandDispatcher<C extends CommandDef> {
   ) {}
 
   dispatch(msg: InboundRequest): Uint8Array | Promise<Uint8Array> {
+    const reply = this.dispatchOnce(msg);
+    if (reply instanceof Uint8Array) return reply;
+    this.running.add(reply);
+    const done = () => this.running.delete(reply);
+    reply.then(done, done);
+    return reply;
+  }
+
+  /**
+   * Resolves once every handler started so far has answered (whatever the answer), or after
+   * `maxMs` — the requesters' own deadline, past which nobody is waiting for the answer.
+   */
+  async settled(maxMs: number): Promise<void> {
+    if (this.running.size === 0) return;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([Promise.allSettled([...this.running]), new Promise((resolve) => (timer = setTimeout(resolve, maxMs)))]);
+    clearTimeout(timer);
+  }
+
+  private dispatchOnce(msg: InboundRequest): Uint8Array | Promise<Uint8Array> {
     const started = performance.now();
     let env: RequestEnvelope;
     try {

@@ -192,6 +192,7 @@ class InProcessServiceBus implements Bus {
       stop: async () => {
         const e = this.conn.handlers.get(subject);
         if (e) e.dispatchers = e.dispatchers.filter((d) => d !== dispatcher);
+        await dispatcher.settled(this.conn.options.timeoutMs);
       },
     };
   }

@@ -254,6 +254,8 @@ class NatsServiceBus implements Bus {
       stop: async () => {
         this.conn.handles.delete(handle);
         if (!sub.isClosed()) await sub.drain().catch(() => sub.unsubscribe());
+        // Draining stops deliveries; the handlers already running still use the service's database.
+        await dispatcher.settled(this.conn.options.timeoutMs);
       },
     };
     this.conn.handles.add(handle);
