@@ -58,7 +58,7 @@ export class CredentialProxyCore {
       },
     };
     this.pipeline = new ProxyPipeline({
-      repo: this.directory,
+      connections: this.directory,
       catalog: this.catalog,
       guard: new NetworkGuard({ privateAllowlist: config.proxyPrivateAllowlist, resolver: seams.resolver }),
       upstream: this.upstream,

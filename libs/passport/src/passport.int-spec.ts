@@ -7,55 +7,32 @@
  */
 import { randomBytes } from 'node:crypto';
 
-import { connectNatsBus, type Bus, type BusConnection } from '@stack/bus';
+import type { Bus, BusConnection } from '@stack/bus';
 import { AuditRecordedEvent, ClientApprovedEvent, PASSPORT_COMMANDS, RevocationRecordedEvent, type CallerContext } from '@stack/contracts';
-import { startStack, type RunningStack } from '@stack/runtime';
-import { TEST_NATS_URL, TEST_REDIS_URL, createTestDatabase, uniqueName, type TestDatabase } from '@stack/testing';
+import type { RunningStack } from '@stack/runtime';
+import { uniqueName } from '@stack/testing';
 
-import { passportService } from './index';
 import { SigningKeys } from './keys/signing-keys.service';
+import { startPassportUnderTest, type PassportUnderTest } from './testing/passport-under-test';
 
 const C = PASSPORT_COMMANDS;
 
 describe('passport service over the bus (real Postgres and NATS)', () => {
-  let db: TestDatabase;
+  let under: PassportUnderTest;
   let stack: RunningStack;
   let client: BusConnection;
   let gateway: Bus;
-  const prefix = uniqueName('ppt');
-  const secret = randomBytes(32);
   const operator = `op_${randomBytes(4).toString('hex')}`;
   const member: CallerContext = { issuer: 'mcp-gateway', kind: 'member', operator_id: operator, member_id: 'mem_1', client_id: 'cli_1', scopes: ['stack:passports'], session_id: 'ses_mcp_1' };
   const admin: CallerContext = { ...member, scopes: ['stack:passports', 'stack:admin'] };
 
   beforeAll(async () => {
-    db = await createTestDatabase('stack_passport');
-    stack = await startStack({
-      available: [passportService],
-      env: {
-        STACK_SERVICES: 'passport',
-        DATABASE_URL: db.url,
-        NATS_URL: TEST_NATS_URL,
-        REDIS_URL: TEST_REDIS_URL,
-        STACK_BUS_PREFIX: prefix,
-        STACK_INTERNAL_SECRET: secret.toString('base64'),
-        STACK_MASTER_KEYS: `k1:${randomBytes(32).toString('base64')}`,
-        STACK_PUBLIC_URL: 'http://stack.test',
-        STACK_REVOCATION_MAX_STALENESS: '5',
-        PORT: '0',
-        LOG_LEVEL: 'warn',
-      },
-    });
-    // As a load balancer would: use the node once it is ready (its revocation state loaded and fresh).
-    for (let i = 0; i < 150 && (await fetch(`${stack.url}/readyz`)).status !== 200; i++) await new Promise((r) => setTimeout(r, 100));
-    client = await connectNatsBus({ servers: TEST_NATS_URL, prefix, internalSecret: secret, timeoutMs: 5000, instanceId: 'gateway' });
-    gateway = client.forService('mcp-gateway');
+    under = await startPassportUnderTest({ name: 'ppt', env: { STACK_REVOCATION_MAX_STALENESS: '5' } });
+    ({ stack, client, gateway } = under);
   });
 
   afterAll(async () => {
-    await client?.close();
-    await stack?.stop();
-    await db?.drop();
+    await under?.stop();
   });
 
   async function agentWithGrant(name: string): Promise<string> {

@@ -4,6 +4,8 @@
  */
 import type { DataSource } from 'typeorm';
 
+import { runStatement } from '@stack/persistence';
+
 import type { SealedSecret } from '@stack/security';
 
 export type ConnectionKind = 'api_key' | 'basic' | 'oauth2';
@@ -40,11 +42,6 @@ export interface CustomServiceRow {
 
 const T = 'credential_proxy.connections';
 
-/** TypeORM answers an UPDATE or DELETE … RETURNING on Postgres with `[rows, count]`, a SELECT or INSERT with `rows`. */
-function returned(result: unknown): unknown[] {
-  if (Array.isArray(result) && result.length === 2 && Array.isArray(result[0]) && typeof result[1] === 'number') return result[0] as unknown[];
-  return Array.isArray(result) ? result : [];
-}
 const S = 'credential_proxy.services';
 
 function row(r: ConnectionRow): ConnectionRow {
@@ -67,12 +64,12 @@ export class ConnectionRepository {
   }
 
   async insert(c: Omit<ConnectionRow, 'created_at' | 'updated_at' | 'verified_at'>): Promise<ConnectionRow | undefined> {
-    const rows = (await this.ds.query(
+    const { rows: inserted } = await runStatement<ConnectionRow>(
+      this.ds,
       `INSERT INTO ${T} (id, operator_id, service_id, name, kind, status, secret, key_id, base_url, scopes, expires_at, created_by)
        VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12) ON CONFLICT (operator_id, service_id, name) DO NOTHING RETURNING *`,
       [c.id, c.operator_id, c.service_id, c.name, c.kind, c.status, JSON.stringify(c.secret), c.key_id, c.base_url, JSON.stringify(c.scopes), c.expires_at, c.created_by],
-    )) as unknown;
-    const inserted = returned(rows) as ConnectionRow[];
+    );
     if (inserted[0]) await this.changed(c.operator_id);
     return inserted[0] ? row(inserted[0]) : undefined;
   }
@@ -90,7 +87,7 @@ export class ConnectionRepository {
   }
 
   async delete(operatorId: string, id: string): Promise<boolean> {
-    const rows = returned(await this.ds.query(`DELETE FROM ${T} WHERE operator_id = $1 AND id = $2 RETURNING id`, [operatorId, id]));
+    const { rows } = await runStatement(this.ds, `DELETE FROM ${T} WHERE operator_id = $1 AND id = $2 RETURNING id`, [operatorId, id]);
     if (rows.length > 0) await this.changed(operatorId);
     return rows.length > 0;
   }
@@ -120,7 +117,7 @@ export class ConnectionRepository {
 
   /** Re-wrap: replaces the secret only if it is still the one that was read (a refresh may have won). */
   async swapSecret(id: string, before: SealedSecret, after: SealedSecret): Promise<boolean> {
-    const rows = returned(await this.ds.query(`UPDATE ${T} SET secret = $3, key_id = $4 WHERE id = $1 AND secret = $2::jsonb RETURNING operator_id`, [id, JSON.stringify(before), JSON.stringify(after), after.kid])) as Array<{ operator_id: string }>;
+    const { rows } = await runStatement<{ operator_id: string }>(this.ds, `UPDATE ${T} SET secret = $3, key_id = $4 WHERE id = $1 AND secret = $2::jsonb RETURNING operator_id`, [id, JSON.stringify(before), JSON.stringify(after), after.kid]);
     if (rows[0]) await this.changed(rows[0].operator_id);
     return rows.length > 0;
   }
@@ -137,11 +134,12 @@ export class ConnectionRepository {
   }
 
   async insertService(s: Omit<CustomServiceRow, 'created_at'>): Promise<boolean> {
-    const rows = (await this.ds.query(
+    const { rows } = await runStatement(
+      this.ds,
       `INSERT INTO ${S} (operator_id, service_id, name, base_url, auth_type, auth_name, allowed_hosts) VALUES ($1,$2,$3,$4,$5,$6,$7) ON CONFLICT DO NOTHING RETURNING service_id`,
       [s.operator_id, s.service_id, s.name, s.base_url, s.auth_type, s.auth_name, JSON.stringify(s.allowed_hosts)],
-    )) as unknown;
-    const inserted = returned(rows).length > 0;
+    );
+    const inserted = rows.length > 0;
     if (inserted) await this.changed(s.operator_id);
     return inserted;
   }

@@ -43,7 +43,7 @@ export interface AuditSink {
 
 export interface ProxyPipelineDeps {
   /** Connection reads of the hot path (the ConnectionDirectory). */
-  repo: Pick<ConnectionRepository, 'find' | 'list'>;
+  connections: Pick<ConnectionRepository, 'find' | 'list'>;
   catalog: Catalog;
   guard: NetworkGuard;
   upstream: UpstreamClient;
@@ -92,14 +92,14 @@ export class ProxyPipeline {
   async choose(auth: Authority, service: string): Promise<{ conn: ConnectionRow; grant?: PassportService }> {
     const granted = auth.claims?.stk.services;
     if (isConnectionId(service)) {
-      const conn = await this.d.repo.find(auth.operatorId, service);
+      const conn = await this.d.connections.find(auth.operatorId, service);
       if (!conn) throw new StackError('NOT_FOUND', `no connection '${service}'`);
       if (!granted) return { conn };
       const grant = granted.find((g) => g.connection_id === conn.id);
       if (!grant) throw new StackError('FORBIDDEN', 'the passport does not grant this connection', { connection_id: conn.id });
       return { conn, grant };
     }
-    const all = await this.d.repo.list(auth.operatorId, service);
+    const all = await this.d.connections.list(auth.operatorId, service);
     const usable = granted ? all.filter((c) => granted.some((g) => g.connection_id === c.id)) : all;
     if (usable.length === 0) throw new StackError('NOT_FOUND', `no usable connection of '${service}'`);
     if (usable.length > 1) {

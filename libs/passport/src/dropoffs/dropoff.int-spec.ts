@@ -5,12 +5,12 @@
  */
 import { randomBytes } from 'node:crypto';
 
-import { connectNatsBus, type Bus, type BusConnection, type Handle } from '@stack/bus';
+import type { Bus, BusConnection, Handle } from '@stack/bus';
 import { AuditRecordedEvent, DROPOFF_COMMANDS, DropoffDepositedEvent, PASSPORT_COMMANDS, StackError, type CallerContext } from '@stack/contracts';
-import { startStack, type RunningStack } from '@stack/runtime';
-import { TEST_NATS_URL, TEST_REDIS_URL, createTestDatabase, uniqueName, type TestDatabase } from '@stack/testing';
+import type { RunningStack } from '@stack/runtime';
+import { uniqueName } from '@stack/testing';
 
-import { passportService } from '../index';
+import { startPassportUnderTest, type PassportUnderTest } from '../testing/passport-under-test';
 
 const D = DROPOFF_COMMANDS;
 const SECRET_MARK = `s3cret-${randomBytes(8).toString('hex')}`;
@@ -24,12 +24,10 @@ const schema = {
 const good = { summary: `review done ${SECRET_MARK}`, findings: [{ file: 'src/app.ts', line: 12 }] };
 
 describe('drop-offs (real Postgres and NATS)', () => {
-  let db: TestDatabase;
+  let under: PassportUnderTest;
   let stack: RunningStack;
   let client: BusConnection;
   let gw: Bus;
-  const prefix = uniqueName('drp');
-  const secret = randomBytes(32);
   const operator = `op_${randomBytes(4).toString('hex')}`;
   const member: CallerContext = { issuer: 'mcp-gateway', kind: 'member', operator_id: operator, member_id: 'mem_1', scopes: ['stack:passports', 'stack:dropoffs'] };
   const agents: Record<string, string> = {};
@@ -49,26 +47,8 @@ describe('drop-offs (real Postgres and NATS)', () => {
   const rowOf = async (id: string) => ((await stack.dataSources.get('passport')!.query(`SELECT * FROM passport.dropoffs WHERE id = $1`, [id])) as Array<Record<string, unknown>>)[0]!;
 
   beforeAll(async () => {
-    db = await createTestDatabase('stack_dropoff');
-    stack = await startStack({
-      available: [passportService],
-      env: {
-        STACK_SERVICES: 'passport',
-        DATABASE_URL: db.url,
-        NATS_URL: TEST_NATS_URL,
-        REDIS_URL: TEST_REDIS_URL,
-        STACK_BUS_PREFIX: prefix,
-        STACK_INTERNAL_SECRET: secret.toString('base64'),
-        STACK_MASTER_KEYS: `k1:${randomBytes(32).toString('base64')}`,
-        STACK_PUBLIC_URL: 'http://stack.test',
-        STACK_DROPOFF_SWEEP_MS: '200',
-        PORT: '0',
-        LOG_LEVEL: 'warn',
-      },
-    });
-    for (let i = 0; i < 150 && (await fetch(`${stack.url}/readyz`)).status !== 200; i++) await new Promise((r) => setTimeout(r, 100));
-    client = await connectNatsBus({ servers: TEST_NATS_URL, prefix, internalSecret: secret, timeoutMs: 10_000, instanceId: 'gateway' });
-    gw = client.forService('mcp-gateway');
+    under = await startPassportUnderTest({ name: 'drp', env: { STACK_DROPOFF_SWEEP_MS: '200' }, busTimeoutMs: 10_000 });
+    ({ stack, client, gateway: gw } = under);
     for (const name of ['writer', 'reader', 'reader-two', 'bystander']) agents[name] = ((await gw.request(PASSPORT_COMMANDS.registerAgent, { name }, { caller: member })) as { id: string }).id;
     handles.push(await client.forService('audit').consume({ durable: uniqueName('aud'), events: [AuditRecordedEvent] }, async (_e, p) => void audit.push(JSON.stringify(p))));
     handles.push(await client.forService('audit').consume({ durable: uniqueName('evt'), events: [DropoffDepositedEvent] }, async (_e, p) => void deposited.push(p)));
@@ -76,9 +56,7 @@ describe('drop-offs (real Postgres and NATS)', () => {
 
   afterAll(async () => {
     await Promise.all(handles.map((h) => h.stop()));
-    await client?.close();
-    await stack?.stop();
-    await db?.drop();
+    await under?.stop();
   });
 
   it('hands a payload over once: create, deposit, collect; the ciphertext never holds the plaintext and is gone after', async () => {

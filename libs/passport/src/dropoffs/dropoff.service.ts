@@ -14,6 +14,7 @@
 import { Inject, Injectable, type OnApplicationBootstrap, type OnModuleDestroy } from '@nestjs/common';
 
 import {
+  DROPOFF_ID_PATTERN,
   DROPOFF_LIMITS,
   DropoffCollectedEvent,
   DropoffDepositedEvent,
@@ -30,13 +31,14 @@ import {
 import { Outbox } from '@stack/persistence';
 import { serviceKitToken, type AuditEntryInput, type ServiceKit } from '@stack/runtime';
 import { EnvelopeCipher, Keyring } from '@stack/security';
-import type { EntityManager } from 'typeorm';
 
 import { newId } from '../passports/passport.service';
+import { PassportStore } from '../store/passport.store';
 import { DropoffSchemas } from './dropoff-schema';
 import { DropoffStore, type DropoffRow } from './dropoff.store';
 
 const SWEEP_BATCH = 500;
+const DROPOFF_ID = new RegExp(DROPOFF_ID_PATTERN);
 /** How often a waiter re-reads the row (a deposit on another replica wakes no one here). */
 const WAIT_POLL_MS = 200;
 
@@ -99,6 +101,7 @@ export class DropoffService implements OnApplicationBootstrap, OnModuleDestroy {
   constructor(
     @Inject(serviceKitToken('passport')) private readonly kit: ServiceKit,
     private readonly store: DropoffStore,
+    private readonly agents: PassportStore,
   ) {
     if (!kit.config.masterKeys) throw new Error('passport: STACK_MASTER_KEYS is not set (the runtime generates one for local use)');
     this.cipher = new EnvelopeCipher(Keyring.parse(kit.config.masterKeys));
@@ -120,7 +123,7 @@ export class DropoffService implements OnApplicationBootstrap, OnModuleDestroy {
     return this.refusalsAudited(actor, 'dropoff.create', undefined, async () => {
       if ((input.to_agent === undefined) === (input.to_agents === undefined)) throw new StackError('INVALID_REQUEST', 'name the recipient with to_agent, or several with to_agents (the first to collect wins)', { field: 'to_agent' });
       const refs = [...new Set(input.to_agents ?? [input.to_agent!])];
-      const found = await this.store.resolveAgents(actor.operatorId, refs);
+      const found = await this.agents.resolveAgents(actor.operatorId, refs);
       const missing = refs.filter((r) => !found.has(r));
       if (missing.length) throw new StackError('NOT_FOUND', `no agent ${missing.map((m) => `'${m}'`).join(', ')} in your team`, { agents: missing });
       const toAgents = [...new Set(refs.map((r) => found.get(r)!))];
@@ -153,7 +156,7 @@ export class DropoffService implements OnApplicationBootstrap, OnModuleDestroy {
           expires_at: new Date(Date.now() + ttl * 1000),
         });
         await this.kit.audit.enqueue(m, this.entry(actor, 'dropoff.create', 'success', id));
-        if (r.status === 'deposited') await this.deposited(m, actor, r);
+        if (r.status === 'deposited') await Outbox.enqueue(m, DropoffDepositedEvent, eventOf(r), { id: `${r.id}:deposited` });
         return r;
       });
       this.wake(id);
@@ -174,7 +177,7 @@ export class DropoffService implements OnApplicationBootstrap, OnModuleDestroy {
         const r = await this.store.deposit(m, actor.operatorId, row.id, ciphertext, Buffer.byteLength(json));
         if (!r) return undefined;
         await this.kit.audit.enqueue(m, this.entry(actor, 'dropoff.deposit', 'success', row.id));
-        await this.deposited(m, actor, r);
+        await Outbox.enqueue(m, DropoffDepositedEvent, eventOf(r), { id: `${r.id}:deposited` });
         return r;
       });
       if (!done) {
@@ -267,7 +270,7 @@ export class DropoffService implements OnApplicationBootstrap, OnModuleDestroy {
     const operatorId = caller.operator_id;
     if (caller.agent_id) return { caller, operatorId, agentId: caller.agent_id, creatorKey: `agent:${caller.agent_id}` };
     if (caller.client_id) {
-      const agentId = await this.store.agentOfClient(operatorId, caller.client_id);
+      const agentId = await this.agents.agentOfClient(operatorId, caller.client_id);
       return { caller, operatorId, agentId, creatorKey: `client:${caller.client_id}:${caller.member_id ?? ''}` };
     }
     return { caller, operatorId, creatorKey: `member:${caller.member_id ?? ''}` };
@@ -275,7 +278,7 @@ export class DropoffService implements OnApplicationBootstrap, OnModuleDestroy {
 
   /** The operator's drop-off; an expired one is purged on the spot (whatever the sweeper's pace). */
   private async visible(actor: Actor, id: string): Promise<DropoffRow> {
-    const row = typeof id === 'string' && /^drp_[A-Za-z0-9_-]{16,64}$/.test(id) ? await this.store.find(actor.operatorId, id) : undefined;
+    const row = typeof id === 'string' && DROPOFF_ID.test(id) ? await this.store.find(actor.operatorId, id) : undefined;
     if (!row) throw new StackError('NOT_FOUND', `no drop-off '${String(id).slice(0, 80)}'`);
     if ((row.status === 'created' || row.status === 'deposited') && new Date(row.expires_at).getTime() <= Date.now()) {
       await this.expireBatch(actor.operatorId, id);
@@ -295,11 +298,6 @@ export class DropoffService implements OnApplicationBootstrap, OnModuleDestroy {
   private assertMatches(validate: Parameters<DropoffSchemas['check']>[0], payload: unknown): void {
     const errors = this.schemas.check(validate, payload);
     if (errors.length) throw new StackError('SCHEMA_VALIDATION_FAILED', `the payload does not match the drop-off's schema (${errors.length} problem${errors.length > 1 ? 's' : ''})`, { errors });
-  }
-
-  private async deposited(m: EntityManager, actor: Actor, r: DropoffRow): Promise<void> {
-    await Outbox.enqueue(m, DropoffDepositedEvent, eventOf(r), { id: `${r.id}:deposited` });
-    void actor;
   }
 
   private async waitWhileCreated(actor: Actor, row: DropoffRow, seconds: number): Promise<DropoffRow> {
@@ -347,7 +345,7 @@ export class DropoffService implements OnApplicationBootstrap, OnModuleDestroy {
     } catch (err) {
       const code = err instanceof StackError ? err.code : 'INTERNAL_ERROR';
       if (code !== 'AUDIT_UNAVAILABLE') {
-        const safeId = id && /^drp_[A-Za-z0-9_-]{16,64}$/.test(id) ? id : undefined;
+        const safeId = id && DROPOFF_ID.test(id) ? id : undefined;
         await this.kit.audit.record(this.entry(actor, action, code === 'INTERNAL_ERROR' ? 'failure' : 'denied', safeId, code)).catch(() => undefined);
       }
       throw err;

@@ -106,6 +106,23 @@ export class PassportStore {
     return rows[0] ? agentView(rows[0]) : undefined;
   }
 
+  /** Agents of the operator named by id or by name: each reference found → the agent's id. */
+  async resolveAgents(operatorId: string, refs: readonly string[]): Promise<Map<string, string>> {
+    const rows = (await this.kit.dataSource.query(`SELECT id, name FROM ${this.t('agents')} WHERE operator_id = $1 AND (id = ANY($2::text[]) OR name = ANY($2::text[]))`, [operatorId, refs])) as Array<{ id: string; name: string }>;
+    const found = new Map<string, string>();
+    for (const r of rows) {
+      if (refs.includes(r.id)) found.set(r.id, r.id);
+      if (refs.includes(r.name)) found.set(r.name, r.id);
+    }
+    return found;
+  }
+
+  /** The agent an approved OAuth client is, in the operator (DESIGN.md §2; ClientAgentsConsumer records it). */
+  async agentOfClient(operatorId: string, clientId: string): Promise<string | undefined> {
+    const rows = (await this.kit.dataSource.query(`SELECT id FROM ${this.t('agents')} WHERE operator_id = $1 AND client_id = $2`, [operatorId, clientId])) as Array<{ id: string }>;
+    return rows[0]?.id;
+  }
+
   async updateAgent(operatorId: string, id: string, patch: { name?: string; description?: string }): Promise<AgentView | undefined> {
     const rows = (await this.kit.dataSource.query(
       `UPDATE ${this.t('agents')} SET name = COALESCE($3, name), description = COALESCE($4, description), updated_at = now() WHERE operator_id = $1 AND id = $2 RETURNING *`,
