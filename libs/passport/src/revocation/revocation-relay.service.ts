@@ -43,7 +43,8 @@ export class RevocationRelay implements OnModuleInit, OnApplicationBootstrap, On
     this.handle = this.kit.bus.handle(PASSPORT_COMMANDS.revocationSnapshot, () => {
       const state = this.host.state;
       // Only a replica that is itself caught up may hand its state to another node.
-      if (!state.isFresh()) throw new StackError('SERVICE_UNAVAILABLE', 'this replica is not caught up with the revocation stream');
+      // `loaded` tells the asker whether waiting may help: a loaded peer is only briefly behind.
+      if (!state.isFresh()) throw new StackError('SERVICE_UNAVAILABLE', 'this replica is not caught up with the revocation stream', { loaded: state.status().loaded });
       const snap = state.snapshot();
       return { seq: snap.seq, taken_at_ms: Date.now(), entries: [...snap.entries] };
     });

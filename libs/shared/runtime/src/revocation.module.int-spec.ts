@@ -123,3 +123,58 @@ async function waitFor<T>(fn: () => T | undefined, timeoutMs = 5000): Promise<T>
     await new Promise((r) => setTimeout(r, 20));
   }
 }
+
+describe('busRevocationFeed: asking peers for a snapshot', () => {
+  const prefix = uniqueName('revsnap');
+  const secret = randomBytes(32);
+  const conns: BusConnection[] = [];
+  /** How the fake passport replica answers: refuse as a node still loading, as a loaded node briefly behind, or answer. */
+  let refuseUntil = 0;
+  let refuseAsLoaded = false;
+  let asked = 0;
+  const local = { seq: 0, entries: [entry('from_own_tables')] };
+
+  const connect = async (name: string) => {
+    const c = await connectNatsBus({ servers: TEST_NATS_URL, prefix, internalSecret: secret, timeoutMs: 3000, instanceId: name });
+    conns.push(c);
+    return c;
+  };
+
+  beforeAll(async () => {
+    const passportSide = await connect('passport-peer');
+    await passportSide.ensureStreams();
+    passportSide.forService('passport').handle(PASSPORT_COMMANDS.revocationSnapshot, () => {
+      asked++;
+      if (Date.now() < refuseUntil) throw new StackError('SERVICE_UNAVAILABLE', 'not caught up', { loaded: refuseAsLoaded });
+      return { seq: 42, entries: [entry('from_peer')], taken_at_ms: Date.now() };
+    });
+    await passportSide.flush();
+  });
+  afterAll(async () => {
+    for (const c of conns.reverse()) await c.close();
+  });
+  beforeEach(() => {
+    asked = 0;
+  });
+
+  it('waits for a loaded peer that is briefly behind (longer than the short budget) and takes its snapshot', async () => {
+    refuseUntil = Date.now() + 2000;
+    refuseAsLoaded = true;
+    const feed = busRevocationFeed({ bus: (await connect('asker-1')).forService('passport'), instanceId: 'asker-1', localSnapshot: () => async () => local });
+    const snap = await feed.snapshot();
+    expect(snap.seq).toBe(42);
+    expect(snap.entries.map((e) => e.value)).toEqual(['from_peer']);
+    expect(asked).toBeGreaterThan(5);
+  });
+
+  it('falls back to its own tables after about a second when only nodes still loading answer', async () => {
+    refuseUntil = Date.now() + 60_000;
+    refuseAsLoaded = false;
+    const feed = busRevocationFeed({ bus: (await connect('asker-2')).forService('passport'), instanceId: 'asker-2', localSnapshot: () => async () => local });
+    const started = Date.now();
+    const snap = await feed.snapshot();
+    expect(snap).toBe(local);
+    // Not the long patience: a lone first replica must not wait for peers that do not exist.
+    expect(Date.now() - started).toBeLessThan(3000);
+  });
+});

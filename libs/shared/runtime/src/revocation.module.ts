@@ -22,29 +22,42 @@ export type LocalRevocationSnapshot = () => Promise<RevocationSnapshotData>;
 
 /** Consumers a crashed node leaves behind are removed by the server after this long unread. */
 const CONSUMER_INACTIVE_MS = 3600_000;
-const SNAPSHOT_ATTEMPTS = 5;
+/** Asking peers for a snapshot: a short budget when no loaded peer answers (the first replica
+ * to start asks only itself), a longer one while a loaded peer refuses because it is briefly
+ * behind the heartbeat (under load). After either, the node's own tables and a full replay. */
+const SNAPSHOT_BUDGET_MS = 1000;
+const SNAPSHOT_PATIENCE_MS = 5000;
 
-export function busRevocationFeed(options: { bus: Bus; instanceId: string; localSnapshot?: () => LocalRevocationSnapshot | undefined; snapshotTimeoutMs?: number }): RevocationFeed {
+export function busRevocationFeed(options: { bus: Bus; instanceId: string; localSnapshot?: () => LocalRevocationSnapshot | undefined; snapshotTimeoutMs?: number; logger?: StackLogger }): RevocationFeed {
   const { bus } = options;
   const name = options.instanceId.replace(/[^A-Za-z0-9_-]/g, '_').slice(0, 80);
   return {
     lastSequence: () => bus.lastSequence('REVOCATIONS'),
     snapshot: async () => {
+      const refusals: string[] = [];
       let lastError: unknown;
-      // The queue group picks a replica at random; one that is itself not caught up refuses, so ask a few times.
-      for (let attempt = 0; attempt < SNAPSHOT_ATTEMPTS; attempt++) {
+      const startedAt = Date.now();
+      let peerBehind = false;
+      for (let attempt = 0; ; attempt++) {
         try {
           const snap = await bus.request(PASSPORT_COMMANDS.revocationSnapshot, {}, { timeoutMs: options.snapshotTimeoutMs ?? 2000 });
           return { seq: snap.seq, entries: snap.entries as RevocationEntry[] };
         } catch (err) {
           lastError = err;
-          if ((err as { code?: string }).code === 'BUS_TIMEOUT') break;
-          // A replica that is not caught up refuses; give the queue group a moment and ask again (maybe another one).
-          if (attempt < SNAPSHOT_ATTEMPTS - 1) await new Promise((r) => setTimeout(r, 100 * (attempt + 1)));
+          const e = err as { code?: string; details?: { loaded?: unknown } };
+          refusals.push(e.details?.loaded === true ? `${e.code}(loaded peer behind)` : (e.code ?? 'ERROR'));
+          if (e.code === 'BUS_TIMEOUT') break;
+          if (e.details?.loaded === true) peerBehind = true;
+          const pause = Math.min(100 * (attempt + 1), 400);
+          if (Date.now() + pause - startedAt >= (peerBehind ? SNAPSHOT_PATIENCE_MS : SNAPSHOT_BUDGET_MS)) break;
+          await new Promise((r) => setTimeout(r, pause));
         }
       }
       const local = options.localSnapshot?.();
-      if (local) return local();
+      if (local) {
+        options.logger?.info({ refusals: refusals.join(', ') }, 'no caught-up peer gave a revocation snapshot: loading it from this service’s own tables and replaying the whole stream');
+        return local();
+      }
       throw lastError;
     },
     follow: async (fromSeq, onMessage) =>
@@ -69,8 +82,8 @@ export class RevocationHost implements OnApplicationBootstrap, OnModuleDestroy {
   private localSnapshot?: LocalRevocationSnapshot;
 
   constructor(@Inject(TOKENS.busConnection) bus: BusConnection, @Inject(TOKENS.config) config: StackConfig, @Inject(TOKENS.health) private readonly health: HealthRegistry, @Inject(TOKENS.logger) logger: StackLogger) {
-    const feed = busRevocationFeed({ bus: bus.forService(config.services[0]!), instanceId: config.instanceId, localSnapshot: () => this.localSnapshot });
     const log = logger.child({ component: 'revocations' });
+    const feed = busRevocationFeed({ bus: bus.forService(config.services[0]!), instanceId: config.instanceId, localSnapshot: () => this.localSnapshot, logger: log });
     this.state = new RevocationState({ feed, maxStalenessMs: config.revocationMaxStalenessMs, logger: { info: (o, m) => log.info(o, m), warn: (o, m) => log.warn(o, m) } });
   }
 
