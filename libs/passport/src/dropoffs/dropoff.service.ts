@@ -3,12 +3,13 @@
  *
  * Custody: each payload is sealed with its own data key (the vault's EnvelopeCipher, operator
  * and drop-off id bound as additional data, the key wrapped by the master keyring) and opened
- * only in memory, inside the collecting transaction, whose UPDATE destroys the ciphertext — so
- * exactly one collector ever gets it. Expiry purges the ciphertext (a sweeper, and a check at
+ * only in memory at collection, then destroyed by the one guarded UPDATE that marks it collected
+ * (status `deposited` → `collected`, ciphertext NULL) — so exactly one collector ever gets it, and
+ * a payload that cannot be opened is never destroyed. Expiry purges the ciphertext (a sweeper, and a check at
  * every read). Who may touch it: only the creator's operator (another operator's drop-off is
  * NOT_FOUND); only its creator deposits; only a named recipient agent — by its passport or as the
- * OAuth client it is — collects. Every step is audited (state changes through the outbox, in the
- * same transaction; refusals recorded before answering); the payload never reaches a log line,
+ * OAuth client it is — collects. Every step is audited (each state change, its audit entry and its
+ * event written by one statement through the outbox; refusals recorded before answering); the payload never reaches a log line,
  * an audit entry or an event.
  */
 import { Inject, Injectable, type OnApplicationBootstrap, type OnModuleDestroy } from '@nestjs/common';
@@ -68,7 +69,9 @@ export function dropoffView(r: DropoffRow): DropoffView {
   };
 }
 
-function eventOf(r: DropoffRow): PayloadOf<typeof DropoffDepositedEvent> {
+type EventSource = Pick<DropoffRow, 'id' | 'operator_id' | 'to_agents' | 'created_by_member' | 'created_by_agent' | 'expires_at' | 'payload_bytes'> & { collected_by?: string | null };
+
+function eventOf(r: EventSource): PayloadOf<typeof DropoffDepositedEvent> {
   return {
     dropoff_id: r.id,
     operator_id: r.operator_id,
@@ -139,26 +142,25 @@ export class DropoffService implements OnApplicationBootstrap, OnModuleDestroy {
         this.assertMatches(schema.validate, input.payload);
         sealed = { ciphertext: await this.cipher.seal({ operatorId: actor.operatorId, recordId: id }, json), bytes: Buffer.byteLength(json) };
       }
-      const row = await this.store.transaction(async (m) => {
-        const r = await this.store.insert(m, {
-          id,
-          operator_id: actor.operatorId,
-          status: sealed.ciphertext ? 'deposited' : 'created',
-          to_agents: toAgents,
-          schema_json: schema.json,
-          schema_hash: schema.hash,
-          created_by_member: caller.member_id ?? null,
-          created_by_agent: actor.agentId ?? null,
-          created_by_client: caller.client_id ?? null,
-          creator_key: actor.creatorKey,
-          ciphertext: sealed.ciphertext,
-          payload_bytes: sealed.bytes,
-          expires_at: new Date(Date.now() + ttl * 1000),
-        });
-        await this.kit.audit.enqueue(m, this.entry(actor, 'dropoff.create', 'success', id));
-        if (r.status === 'deposited') await Outbox.enqueue(m, DropoffDepositedEvent, eventOf(r), { id: `${r.id}:deposited` });
-        return r;
-      });
+      const values = {
+        id,
+        operator_id: actor.operatorId,
+        status: sealed.ciphertext ? ('deposited' as const) : ('created' as const),
+        to_agents: toAgents,
+        schema_json: schema.json,
+        schema_hash: schema.hash,
+        created_by_member: caller.member_id ?? null,
+        created_by_agent: actor.agentId ?? null,
+        created_by_client: caller.client_id ?? null,
+        creator_key: actor.creatorKey,
+        ciphertext: sealed.ciphertext,
+        payload_bytes: sealed.bytes,
+        expires_at: new Date(Date.now() + ttl * 1000),
+      };
+      // The row, its audit entry and (with a payload) its `deposited` event: one statement.
+      const events = [this.kit.audit.row(this.entry(actor, 'dropoff.create', 'success', id))];
+      if (values.status === 'deposited') events.push(Outbox.row(DropoffDepositedEvent, eventOf(values), { id: `${id}:deposited` }));
+      const row = await this.store.insert(values, events);
       this.wake(id);
       return dropoffView(row);
     });
@@ -173,13 +175,11 @@ export class DropoffService implements OnApplicationBootstrap, OnModuleDestroy {
       const json = payloadJson(input.payload);
       this.assertMatches(this.schemas.validatorFor(row.schema_json, row.schema_hash), input.payload);
       const ciphertext = await this.cipher.seal({ operatorId: actor.operatorId, recordId: row.id }, json);
-      const done = await this.store.transaction(async (m) => {
-        const r = await this.store.deposit(m, actor.operatorId, row.id, ciphertext, Buffer.byteLength(json));
-        if (!r) return undefined;
-        await this.kit.audit.enqueue(m, this.entry(actor, 'dropoff.deposit', 'success', row.id));
-        await Outbox.enqueue(m, DropoffDepositedEvent, eventOf(r), { id: `${r.id}:deposited` });
-        return r;
-      });
+      const bytes = Buffer.byteLength(json);
+      const done = await this.store.deposit(actor.operatorId, row.id, ciphertext, bytes, [
+        this.kit.audit.row(this.entry(actor, 'dropoff.deposit', 'success', row.id)),
+        Outbox.row(DropoffDepositedEvent, eventOf({ ...row, payload_bytes: bytes }), { id: `${row.id}:deposited` }),
+      ]);
       if (!done) {
         // Someone else changed it between the read and the write: say what it is now.
         this.assertOpenFor(await this.visible(actor, row.id), 'deposit');
@@ -197,26 +197,25 @@ export class DropoffService implements OnApplicationBootstrap, OnModuleDestroy {
       if (!actor.agentId) throw new StackError('FORBIDDEN', 'drop-offs are collected by agents: present the agent’s passport, or call as the OAuth client that agent is', { dropoff_id: row.id });
       if (!row.to_agents.includes(actor.agentId)) throw new StackError('FORBIDDEN', 'this drop-off is not addressed to you', { dropoff_id: row.id });
       if (row.status === 'created' && input.wait_seconds) row = await this.waitWhileCreated(actor, row, input.wait_seconds);
-      const agentId = actor.agentId;
-      const outcome = await this.store.transaction(async (m) => {
-        const locked = await this.store.find(actor.operatorId, row.id, m, true);
-        if (!locked) throw new StackError('NOT_FOUND', `no drop-off '${row.id}'`);
-        if (locked.status === 'deposited' && new Date(locked.expires_at).getTime() > Date.now()) {
-          const plaintext = await this.cipher.open({ operatorId: actor.operatorId, recordId: locked.id }, locked.ciphertext!);
-          const collected = (await this.store.markCollected(m, actor.operatorId, locked.id, agentId))!;
-          await this.kit.audit.enqueue(m, this.entry(actor, 'dropoff.collect', 'success', locked.id));
-          await Outbox.enqueue(m, DropoffCollectedEvent, eventOf(collected), { id: `${locked.id}:collected` });
-          return { collected, payload: JSON.parse(plaintext) as unknown };
-        }
-        return { state: locked };
-      });
-      if ('state' in outcome) {
-        this.assertOpenFor(outcome.state!, 'collect');
+      if (row.status !== 'deposited' || new Date(row.expires_at).getTime() <= Date.now()) {
+        this.assertOpenFor(row, 'collect');
         throw new StackError('DROPOFF_NOT_DEPOSITED', 'nothing has been deposited yet: wait (wait_seconds) and collect again', { dropoff_id: row.id });
       }
+      // Opened first, destroyed second: a payload that cannot be opened (a retired key) stays
+      // where it is. The guarded UPDATE lets exactly one collector through; it destroys the
+      // ciphertext and writes the audit entry and the `collected` event in one statement.
+      const plaintext = await this.cipher.open({ operatorId: actor.operatorId, recordId: row.id }, row.ciphertext!);
+      const collected = await this.store.markCollected(actor.operatorId, row.id, actor.agentId, [
+        this.kit.audit.row(this.entry(actor, 'dropoff.collect', 'success', row.id)),
+        Outbox.row(DropoffCollectedEvent, eventOf({ ...row, collected_by: actor.agentId }), { id: `${row.id}:collected` }),
+      ]);
+      if (!collected) {
+        // Another collector (or the sweeper) got there first: say what it is now.
+        this.assertOpenFor((await this.store.find(actor.operatorId, row.id)) ?? row, 'collect');
+        throw new StackError('DROPOFF_EXPIRED', 'the drop-off expired before it was collected', { dropoff_id: row.id });
+      }
       this.wake(row.id);
-      const c = outcome.collected;
-      return { dropoff_id: c.id, payload: outcome.payload, collected_at: new Date(c.collected_at!).toISOString(), collected_by: c.collected_by!, created_by: dropoffView(c).created_by };
+      return { dropoff_id: collected.id, payload: JSON.parse(plaintext) as unknown, collected_at: new Date(collected.collected_at!).toISOString(), collected_by: collected.collected_by!, created_by: dropoffView(collected).created_by };
     });
   }
 

@@ -6,7 +6,7 @@
 import { Inject, Injectable } from '@nestjs/common';
 import type { EntityManager } from 'typeorm';
 
-import { qualifiedTable, runStatement, schemaOf } from '@stack/persistence';
+import { Outbox, qualifiedTable, runStatement, schemaOf, type OutboxEventRow } from '@stack/persistence';
 import { serviceKitToken, type ServiceKit } from '@stack/runtime';
 import type { SealedSecret } from '@stack/security';
 
@@ -46,26 +46,28 @@ export class DropoffStore {
     return this.kit.dataSource.transaction(work);
   }
 
-  async insert(m: EntityManager, d: Omit<DropoffRow, 'created_at' | 'deposited_at' | 'collected_at' | 'collected_by'>): Promise<DropoffRow> {
-    const { rows } = await runStatement<DropoffRow>(
-      m,
+  /** Inserts a drop-off and its events (audit entry, `deposited` when it carries a payload) in one statement. */
+  async insert(d: Omit<DropoffRow, 'created_at' | 'deposited_at' | 'collected_at' | 'collected_by'>, events: readonly OutboxEventRow[]): Promise<DropoffRow> {
+    const rows = await Outbox.withEvents<DropoffRow>(
+      this.kit.dataSource,
       `INSERT INTO ${this.table} (id, operator_id, status, to_agents, schema_json, schema_hash, created_by_member, created_by_agent, created_by_client, creator_key, ciphertext, payload_bytes, expires_at, deposited_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, CASE WHEN $3 = 'deposited' THEN now() END) RETURNING *`,
-        [
-          d.id,
-          d.operator_id,
-          d.status,
-          JSON.stringify(d.to_agents),
-          d.schema_json,
-          d.schema_hash,
-          d.created_by_member,
-          d.created_by_agent,
-          d.created_by_client,
-          d.creator_key,
-          d.ciphertext ? JSON.stringify(d.ciphertext) : null,
-          d.payload_bytes,
+      [
+        d.id,
+        d.operator_id,
+        d.status,
+        JSON.stringify(d.to_agents),
+        d.schema_json,
+        d.schema_hash,
+        d.created_by_member,
+        d.created_by_agent,
+        d.created_by_client,
+        d.creator_key,
+        d.ciphertext ? JSON.stringify(d.ciphertext) : null,
+        d.payload_bytes,
         d.expires_at,
       ],
+      events,
     );
     return rows[0]!;
   }
@@ -75,24 +77,29 @@ export class DropoffStore {
     return rows[0];
   }
 
-  /** created → deposited, only while open; the row, or nothing when it was not open any more. */
-  async deposit(m: EntityManager, operatorId: string, id: string, ciphertext: SealedSecret, bytes: number): Promise<DropoffRow | undefined> {
-    const { rows } = await runStatement<DropoffRow>(
-      m,
+  /** created → deposited, only while open, with its events in the same statement; the row, or nothing when it was not open any more. */
+  async deposit(operatorId: string, id: string, ciphertext: SealedSecret, bytes: number, events: readonly OutboxEventRow[]): Promise<DropoffRow | undefined> {
+    const rows = await Outbox.withEvents<DropoffRow>(
+      this.kit.dataSource,
       `UPDATE ${this.table} SET status = 'deposited', ciphertext = $3, payload_bytes = $4, deposited_at = now()
        WHERE operator_id = $1 AND id = $2 AND status = 'created' AND expires_at > now() RETURNING *`,
       [operatorId, id, JSON.stringify(ciphertext), bytes],
+      events,
     );
     return rows[0];
   }
 
-  /** deposited → collected: the ciphertext is destroyed by the same statement. */
-  async markCollected(m: EntityManager, operatorId: string, id: string, agentId: string): Promise<DropoffRow | undefined> {
-    const { rows } = await runStatement<DropoffRow>(
-      m,
+  /**
+   * deposited → collected, only while deposited and unexpired: the ciphertext is destroyed and
+   * the events written by the same statement. Of concurrent collectors exactly one gets the row.
+   */
+  async markCollected(operatorId: string, id: string, agentId: string, events: readonly OutboxEventRow[]): Promise<DropoffRow | undefined> {
+    const rows = await Outbox.withEvents<DropoffRow>(
+      this.kit.dataSource,
       `UPDATE ${this.table} SET status = 'collected', ciphertext = NULL, collected_at = now(), collected_by = $3
-       WHERE operator_id = $1 AND id = $2 AND status = 'deposited' RETURNING *`,
+       WHERE operator_id = $1 AND id = $2 AND status = 'deposited' AND expires_at > now() RETURNING *`,
       [operatorId, id, agentId],
+      events,
     );
     return rows[0];
   }

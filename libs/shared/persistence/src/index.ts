@@ -8,7 +8,7 @@ export { migrateUnderLock, waitForSchema, pendingMigrations, migrationLockKey, t
 export { startEmbeddedPostgres, type EmbeddedPostgres, type EmbeddedPostgresOptions } from './embedded-postgres';
 export { OutboxMessage } from './outbox-message.entity';
 export { InboxMessage } from './inbox-message.entity';
-export { Outbox, eventKey, MAX_OUTBOX_PAYLOAD_BYTES, type EnqueueOptions } from './outbox';
+export { Outbox, eventKey, MAX_OUTBOX_PAYLOAD_BYTES, type EnqueueOptions, type OutboxEventRow } from './outbox';
 export { OutboxRelay, type OutboxRelayOptions } from './outbox-relay';
 export { claimMessage, pruneInbox, type PruneInboxOptions } from './inbox';
 export { SILENT_LOGGER, type PersistenceLogger } from './persistence-logger';

@@ -1,6 +1,6 @@
 /**
- * Publishes a service's outbox to the bus: reads unsent rows in `seq` order, publishes each
- * (waiting for the stream's acknowledgement) and marks it sent. Crashes lose nothing: a row
+ * Publishes a service's outbox to the bus: reads unsent rows in `seq` order, publishes them
+ * (a batch at a time, waiting for the stream's acknowledgements) and marks them sent. Crashes lose nothing: a row
  * is marked only after its acknowledgement, so a relay killed at any point publishes the row
  * again after restart, with the same id.
  *
@@ -176,18 +176,17 @@ export class OutboxRelay {
         [keys, this.batchSize],
       );
       if (rows.length === 0) break;
-      const sent: string[] = [];
-      try {
-        for (const row of rows) {
-          if (await this.publishRow(row)) sent.push(row.id);
-        }
-      } finally {
-        // Mark what went out even when a later row failed, so it is not published again.
-        if (sent.length > 0) {
-          await runStatement(this.dataSource, `UPDATE ${this.table} SET sent_at = now() WHERE id = ANY($1::text[]) AND sent_at IS NULL`, [sent]);
-          published += sent.length;
-        }
+      // The whole batch goes out at once (the bus keeps the order on its connection) and the
+      // acknowledgements are awaited together: one round trip per batch, not one per row.
+      const results = await Promise.allSettled(rows.map((row) => this.publishRow(row)));
+      const sent = rows.filter((_, i) => results[i]!.status === 'fulfilled' && (results[i] as PromiseFulfilledResult<boolean>).value).map((r) => r.id);
+      // Mark what went out even when another row failed, so it is not published again.
+      if (sent.length > 0) {
+        await runStatement(this.dataSource, `UPDATE ${this.table} SET sent_at = now() WHERE id = ANY($1::text[]) AND sent_at IS NULL`, [sent]);
+        published += sent.length;
       }
+      const failure = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+      if (failure) throw failure.reason;
       if (rows.length < this.batchSize) break;
     }
     if (published > 0) this.logger.debug({ schema: this.schema, published }, 'outbox rows published');

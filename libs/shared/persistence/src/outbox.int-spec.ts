@@ -65,6 +65,34 @@ describe('transactional outbox and relay (real Postgres)', () => {
     await db?.drop();
   });
 
+  it('withEvents: the change and its events in one statement, events only when the change returned a row', async () => {
+    const first = started('w-1');
+    const events = [Outbox.row(ServiceStartedEvent, first, { id: 'evt-w-1' }), Outbox.row(ServiceStartedEvent, started('w-1b'), { id: 'evt-w-1b' })];
+    const inserted = await Outbox.withEvents<{ id: string }>(ds, 'INSERT INTO passport.orders (id) VALUES ($1) RETURNING id', ['w-1'], events);
+    expect(inserted).toEqual([{ id: 'w-1' }]);
+    expect((await outboxRows()).map((r) => [r.id, r.event, r.sent])).toEqual([
+      ['evt-w-1', 'service.started', false],
+      ['evt-w-1b', 'service.started', false],
+    ]);
+    const [stored] = (await ds.query(`SELECT payload, headers FROM passport.outbox WHERE id = 'evt-w-1'`)) as { payload: unknown; headers: unknown }[];
+    expect(stored!.payload).toEqual(first);
+    expect(stored!.headers).toEqual({});
+
+    // A guarded change that matches nothing writes no event.
+    const none = await Outbox.withEvents(ds, 'DELETE FROM passport.orders WHERE id = $1 RETURNING id', ['no-such-order'], [Outbox.row(ServiceStartedEvent, started('w-2'), { id: 'evt-w-2' })]);
+    expect(none).toEqual([]);
+    // A failing change writes no event either (one statement: all or nothing).
+    await expect(Outbox.withEvents(ds, 'INSERT INTO passport.orders (id) VALUES ($1) RETURNING id', ['w-1'], [Outbox.row(ServiceStartedEvent, started('w-3'), { id: 'evt-w-3' })])).rejects.toThrow(/duplicate key/);
+    // An event id that already exists fails the whole statement: the data change is undone.
+    await expect(Outbox.withEvents(ds, 'INSERT INTO passport.orders (id) VALUES ($1) RETURNING id', ['w-4'], [Outbox.row(ServiceStartedEvent, started('w-4'), { id: 'evt-w-1' })])).rejects.toThrow(/duplicate key/);
+    expect(((await ds.query(`SELECT id FROM passport.orders ORDER BY id`)) as { id: string }[]).map((r) => r.id)).toEqual(['w-1']);
+    expect((await outboxRows()).map((r) => r.id)).toEqual(['evt-w-1', 'evt-w-1b']);
+  });
+
+  it('Outbox.row refuses a payload its event schema does not allow, before anything is written', () => {
+    expect(() => Outbox.row(ServiceStartedEvent, { service: 'passport' } as unknown as Started)).toThrow(StackError);
+  });
+
   it('writes the event exactly when the data commits', async () => {
     await placeOrder('o-rolled-back', { rollback: true });
     expect(await outboxRows()).toEqual([]);

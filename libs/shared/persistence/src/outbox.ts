@@ -8,9 +8,9 @@ import { randomUUID } from 'node:crypto';
 import { context, propagation } from '@opentelemetry/api';
 import { assertValid } from '@stack/bus';
 import { MAX_BUS_PAYLOAD_BYTES, StackError, type EventDef, type PayloadOf } from '@stack/contracts';
-import type { EntityManager } from 'typeorm';
+import { DataSource, type EntityManager } from 'typeorm';
 
-import { qualifiedTable, schemaOf } from './sql';
+import { qualifiedTable, runStatement, schemaOf } from './sql';
 
 /** An event must fit on the bus (well under NATS' 1 MB message limit). */
 export const MAX_OUTBOX_PAYLOAD_BYTES = MAX_BUS_PAYLOAD_BYTES;
@@ -27,15 +27,20 @@ export function eventKey(event: Pick<EventDef, 'entity' | 'verb'>): string {
   return `${event.entity}.${event.verb}`;
 }
 
-async function enqueue<E extends EventDef>(manager: EntityManager, event: E, payload: PayloadOf<E>, options: EnqueueOptions = {}): Promise<string> {
-  if (!manager.queryRunner?.isTransactionActive) {
-    // Outside a transaction the row would commit on its own, whatever happens to the data.
-    throw new Error(`Outbox.enqueue(${eventKey(event)}) must be called with the EntityManager of an open transaction`);
-  }
+/** One outbox row, validated and serialised, ready to insert. */
+export interface OutboxEventRow {
+  id: string;
+  event: string;
+  payload: string;
+  headers: string;
+}
+
+/** Validates an event's payload (StackError INVALID_REQUEST / PAYLOAD_TOO_LARGE) and makes its outbox row. */
+function row<E extends EventDef>(event: E, payload: PayloadOf<E>, options: EnqueueOptions = {}): OutboxEventRow {
   const key = eventKey(event);
   assertValid(event.payload, payload, `event ${key}`);
   const json = JSON.stringify(payload);
-  if (Buffer.byteLength(json) > MAX_OUTBOX_PAYLOAD_BYTES) {
+  if (json.length > MAX_OUTBOX_PAYLOAD_BYTES / 3 && Buffer.byteLength(json) > MAX_OUTBOX_PAYLOAD_BYTES) {
     throw new StackError('PAYLOAD_TOO_LARGE', `event ${key}: payload exceeds ${MAX_OUTBOX_PAYLOAD_BYTES} bytes`);
   }
   const headers: Record<string, string> = {};
@@ -44,14 +49,39 @@ async function enqueue<E extends EventDef>(manager: EntityManager, event: E, pay
   } else {
     propagation.inject(context.active(), headers);
   }
-  const id = options.id ?? randomUUID();
-  await manager.query(`INSERT INTO ${qualifiedTable(schemaOf(manager), 'outbox')} (id, event, payload, headers) VALUES ($1, $2, $3::jsonb, $4::jsonb)`, [
-    id,
-    key,
-    json,
-    JSON.stringify(headers),
-  ]);
-  return id;
+  return { id: options.id ?? randomUUID(), event: key, payload: json, headers: JSON.stringify(headers) };
+}
+
+async function enqueue<E extends EventDef>(manager: EntityManager, event: E, payload: PayloadOf<E>, options: EnqueueOptions = {}): Promise<string> {
+  if (!manager.queryRunner?.isTransactionActive) {
+    // Outside a transaction the row would commit on its own, whatever happens to the data.
+    throw new Error(`Outbox.enqueue(${eventKey(event)}) must be called with the EntityManager of an open transaction`);
+  }
+  const r = row(event, payload, options);
+  await manager.query(`INSERT INTO ${qualifiedTable(schemaOf(manager), 'outbox')} (id, event, payload, headers) VALUES ($1, $2, $3::jsonb, $4::jsonb)`, [r.id, r.event, r.payload, r.headers]);
+  return r.id;
+}
+
+/**
+ * Runs one data-changing statement (`INSERT … RETURNING`, `UPDATE … RETURNING`) and inserts
+ * `rows` into the outbox of the same schema in the same statement — so in one implicit
+ * transaction and one round trip — but only when the statement returned a row: a guarded
+ * UPDATE that matched nothing writes no event. Returns the statement's rows.
+ *
+ * `sql` may use $1…$n for `params`; it must not end with a semicolon.
+ */
+async function withEvents<Row>(on: DataSource | EntityManager, sql: string, params: unknown[], rows: readonly OutboxEventRow[]): Promise<Row[]> {
+  if (rows.length === 0) return (await runStatement<Row>(on, sql, params)).rows;
+  const schema = schemaOf(on instanceof DataSource ? on : on.connection);
+  const n = params.length;
+  const statement =
+    `WITH changed AS (${sql}), ` +
+    `outboxed AS (INSERT INTO ${qualifiedTable(schema, 'outbox')} (id, event, payload, headers) ` +
+    `SELECT e.id, e.event, e.payload::jsonb, e.headers::jsonb FROM unnest($${n + 1}::text[], $${n + 2}::text[], $${n + 3}::text[], $${n + 4}::text[]) AS e(id, event, payload, headers) ` +
+    `WHERE EXISTS (SELECT 1 FROM changed)) ` +
+    `SELECT * FROM changed`;
+  const result = await runStatement<Row>(on, statement, [...params, rows.map((r) => r.id), rows.map((r) => r.event), rows.map((r) => r.payload), rows.map((r) => r.headers)]);
+  return result.rows;
 }
 
 export const Outbox = {
@@ -61,4 +91,11 @@ export const Outbox = {
    * and returns the event id. Call OutboxRelay.notify() after the commit to publish at once.
    */
   enqueue,
+  /** An event's outbox row (validated), for `withEvents`. */
+  row,
+  /**
+   * A data change and its events (audit entries included) in one statement: the outbox rows
+   * are written only if the change returned a row. No explicit transaction needed.
+   */
+  withEvents,
 } as const;

@@ -8,7 +8,7 @@ import type { Bus } from '@stack/bus';
 import { assertValid } from '@stack/bus';
 import { AuditRecordedEvent, StackError, type AuditLayer, type AuditOutcome, type AuditTarget, type CallerContext, type PayloadOf } from '@stack/contracts';
 import { randomId } from '@stack/observability';
-import { Outbox } from '@stack/persistence';
+import { Outbox, type OutboxEventRow } from '@stack/persistence';
 import type { EntityManager } from 'typeorm';
 
 export type AuditEventPayload = PayloadOf<typeof AuditRecordedEvent>;
@@ -85,6 +85,12 @@ export class AuditRecorder {
       throw new StackError('AUDIT_UNAVAILABLE', 'the audit log is unavailable: the action was not performed');
     }
     return payload.id;
+  }
+
+  /** The entry as an outbox row, to write with the data in one statement (`Outbox.withEvents`). */
+  row(input: AuditEntryInput): OutboxEventRow {
+    const payload = auditEventPayload(input);
+    return Outbox.row(AuditRecordedEvent, payload, { id: payload.id });
   }
 
   /** Writes the entry through the outbox inside the caller's open transaction (same commit as the data). Returns its id. */
