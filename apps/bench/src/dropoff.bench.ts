@@ -2,10 +2,11 @@
  * `dropoff`: hand-offs per second. One hand-off is the full round trip over REST, each call with
  * the acting agent's passport: agent A creates a drop-off (JSON Schema, TTL), deposits a payload
  * (validated, sealed with its own data key), and agent B collects it (opened, ciphertext destroyed
- * in the same transaction) — three requests, three transactions, each audited through the outbox.
+ * by the statement that marks it collected) — three requests, each change written with its audit
+ * entry and event in one statement through the outbox.
  * Also the two-call form (create with the payload, then collect). In the one-process shape on its
- * embedded defaults (`npm start`: PGlite, in-process bus and cache) — issue 9's target — and in the
- * one-process shape on the real Postgres, NATS and Redis beside it.
+ * embedded defaults (`npm start`: PGlite, in-process bus and cache) and on the real Postgres, NATS
+ * and Redis; issue 9's target (≥ 500 hand-offs/s) is checked against both.
  */
 import { randomBytes } from 'node:crypto';
 
@@ -61,13 +62,13 @@ export const dropoffBenchmark: Benchmark = {
     const notes = 'x'.repeat(flags.int('payload-bytes'));
     const maxMs = flags.int('max-seconds') * 1000;
     out.heading('dropoff — schema-checked, sealed, exactly-once hand-offs between agents');
-    out.line(`Each hand-off: A creates, A deposits (~${notes.length} B payload), B collects — REST, passports, one transaction each. c=${concurrency}.`);
+    out.line(`Each hand-off: A creates, A deposits (~${notes.length} B payload), B collects — REST, passports, each change one statement with its audit entry and event. c=${concurrency}.`);
     const rows: LatencyRow[] = [];
     const shapes: Array<{ label: string; embedded: boolean }> = [
       { label: 'one process, embedded (npm start)', embedded: true },
       { label: 'one process, Postgres+NATS+Redis', embedded: false },
     ];
-    let target: number | undefined;
+    const targets: Array<{ label: string; perSec: number }> = [];
     for (const shape of shapes) {
       const { internalSecret } = generateStackSecrets();
       let stack: OneProcessStack | undefined;
@@ -96,7 +97,7 @@ export const dropoffBenchmark: Benchmark = {
         const two = summarize(await runConcurrent(n, concurrency, twoCalls, { maxMs }));
         rows.push({ labels: [shape.label, 'create + deposit + collect'], summary: three });
         rows.push({ labels: [shape.label, 'create(payload) + collect'], summary: two });
-        if (shape.embedded) target = three.throughputPerSec;
+        targets.push({ label: shape.label, perSec: three.throughputPerSec });
       } finally {
         await pool?.close();
         await stack?.stop();
@@ -104,7 +105,7 @@ export const dropoffBenchmark: Benchmark = {
     }
     out.latencyTable(['shape', 'hand-off'], rows);
     out.line('(req/s above = hand-offs per second; latencies are of one whole hand-off)');
-    if (target !== undefined) out.line(`Target (one process, embedded): ${target.toFixed(0)} hand-offs/s vs ≥ ${TARGET_HANDOFFS_PER_SEC} — ${target >= TARGET_HANDOFFS_PER_SEC ? 'PASS' : 'FAIL'}`);
+    for (const t of targets) out.line(`Target (${t.label}): ${t.perSec.toFixed(0)} hand-offs/s vs ≥ ${TARGET_HANDOFFS_PER_SEC} — ${t.perSec >= TARGET_HANDOFFS_PER_SEC ? 'PASS' : 'FAIL'}`);
     out.reproduce(command);
   },
 };
