@@ -22,6 +22,7 @@ import { ALL_EVENT_DEFS, StackError, type EventDef, type PayloadOf } from '@stac
 import type { DataSource } from 'typeorm';
 
 import { eventKey } from './outbox';
+import { clearRunningRelay, setRunningRelay } from './outbox-nudge';
 import { SILENT_LOGGER, errorMessage, type PersistenceLogger } from './persistence-logger';
 import { qualifiedTable, runStatement, schemaOf } from './sql';
 
@@ -33,6 +34,12 @@ export interface OutboxRelayOptions {
   events?: readonly EventDef[];
   /** Pause between rounds when idle; default 1000 ms. notify() starts a round at once. */
   intervalMs?: number;
+  /**
+   * How soon a round follows `nudge()` (what `Outbox.withEvents` calls after its commit); default
+   * 50 ms. Short enough that an event reaches the bus promptly, long enough that the writes of a
+   * busy moment share one round.
+   */
+  nudgeDelayMs?: number;
   /** Rows read per query; default 100. */
   batchSize?: number;
   /** Longest pause after repeated failures; default 30 s. */
@@ -60,6 +67,7 @@ export class OutboxRelay {
   private readonly bus: Pick<Bus, 'publish'>;
   private readonly events = new Map<string, EventDef>();
   private readonly intervalMs: number;
+  private readonly nudgeDelayMs: number;
   private readonly batchSize: number;
   private readonly maxBackoffMs: number;
   private readonly retentionMs: number;
@@ -70,6 +78,8 @@ export class OutboxRelay {
 
   private running = false;
   private timer: NodeJS.Timeout | undefined;
+  /** When the scheduled round runs (ms since the epoch). */
+  private dueAt = Number.POSITIVE_INFINITY;
   /** The round in flight; rounds never overlap. */
   private inFlight: Promise<number> | undefined;
   private wakeAgain = false;
@@ -86,6 +96,7 @@ export class OutboxRelay {
       this.events.set(key, def);
     }
     this.intervalMs = positive('intervalMs', options.intervalMs ?? 1000);
+    this.nudgeDelayMs = positive('nudgeDelayMs', options.nudgeDelayMs ?? 50);
     this.batchSize = positive('batchSize', options.batchSize ?? 100);
     this.maxBackoffMs = positive('maxBackoffMs', options.maxBackoffMs ?? 30_000);
     this.retentionMs = positive('retentionMs', options.retentionMs ?? 3600_000);
@@ -99,12 +110,14 @@ export class OutboxRelay {
   start(): void {
     if (this.running) return;
     this.running = true;
+    setRunningRelay(this.dataSource, this);
     this.schedule(0);
   }
 
   /** Stops the background rounds and waits for the one in flight. */
   async stop(): Promise<void> {
     this.running = false;
+    clearRunningRelay(this.dataSource, this);
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
     while (this.inFlight) await this.inFlight.catch(() => undefined);
@@ -121,6 +134,20 @@ export class OutboxRelay {
   }
 
   /**
+   * Like notify(), but lets the writes of the next few milliseconds join the round: a round
+   * within `nudgeDelayMs`, unless one is already due sooner or in flight (then right after it).
+   */
+  nudge(): void {
+    if (!this.running || this.failures > 0) return;
+    if (this.inFlight) {
+      this.wakeAgain = true;
+      return;
+    }
+    if (this.dueAt <= Date.now() + this.nudgeDelayMs) return;
+    this.schedule(this.nudgeDelayMs);
+  }
+
+  /**
    * Publishes everything pending now (after the round in flight, if any) and returns how many
    * rows this call published. Rejects with the bus's error if a publish fails.
    */
@@ -132,6 +159,7 @@ export class OutboxRelay {
   private schedule(delayMs: number): void {
     if (!this.running) return;
     if (this.timer) clearTimeout(this.timer);
+    this.dueAt = Date.now() + delayMs;
     this.timer = setTimeout(() => void this.tick(), delayMs);
     // Never the reason a process stays alive: shutdown calls stop() anyway.
     this.timer.unref();
@@ -139,6 +167,7 @@ export class OutboxRelay {
 
   private async tick(): Promise<void> {
     this.timer = undefined;
+    this.dueAt = Number.POSITIVE_INFINITY;
     let delay = this.intervalMs;
     try {
       // A flush() may own the round in flight; go after it rather than beside it.

@@ -187,6 +187,27 @@ describe('transactional outbox and relay (real Postgres)', () => {
     expect(bus.ids()).toEqual(['o-notified']);
   });
 
+  it('publishes what withEvents committed within its nudge delay, not at the next interval; a change that wrote nothing does not wake it', async () => {
+    const bus = new RecordingBus();
+    const r = relay(bus, { intervalMs: 60_000, nudgeDelayMs: 20 });
+    r.start();
+    await new Promise((resolve) => setTimeout(resolve, 50)); // the first round, on an empty outbox
+    // Written behind the relay's back (no nudge): it waits for the interval.
+    await placeOrder('o-quiet');
+    const none = await Outbox.withEvents(ds, 'DELETE FROM passport.orders WHERE id = $1 RETURNING id', ['no-such-order'], [Outbox.row(ServiceStartedEvent, started('n-0'), { id: 'evt-none' })]);
+    expect(none).toEqual([]);
+    await new Promise((resolve) => setTimeout(resolve, 150));
+    expect(bus.published).toHaveLength(0);
+    await Outbox.withEvents(ds, 'INSERT INTO passport.orders (id) VALUES ($1) RETURNING id', ['n-1'], [Outbox.row(ServiceStartedEvent, started('n-1'), { id: 'evt-nudged' })]);
+    await waitUntil(() => bus.published.length === 2, 'the nudged round', 2000);
+    expect(bus.ids()).toEqual(['o-quiet', 'evt-nudged']);
+    // A stopped relay is not nudged (and not kept alive by the registry).
+    await r.stop();
+    await Outbox.withEvents(ds, 'INSERT INTO passport.orders (id) VALUES ($1) RETURNING id', ['n-2'], [Outbox.row(ServiceStartedEvent, started('n-2'), { id: 'evt-after-stop' })]);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(bus.ids()).toEqual(['o-quiet', 'evt-nudged']);
+  });
+
   it('keeps its background rounds going when a flush() is in flight as a round falls due', async () => {
     await placeOrder('o-first');
     const bus = new RecordingBus();

@@ -10,6 +10,7 @@ import { assertValid } from '@stack/bus';
 import { MAX_BUS_PAYLOAD_BYTES, StackError, type EventDef, type PayloadOf } from '@stack/contracts';
 import { DataSource, type EntityManager } from 'typeorm';
 
+import { nudgeRelayOf } from './outbox-nudge';
 import { qualifiedTable, runStatement, schemaOf } from './sql';
 
 /** An event must fit on the bus (well under NATS' 1 MB message limit). */
@@ -66,7 +67,8 @@ async function enqueue<E extends EventDef>(manager: EntityManager, event: E, pay
  * Runs one data-changing statement (`INSERT … RETURNING`, `UPDATE … RETURNING`) and inserts
  * `rows` into the outbox of the same schema in the same statement — so in one implicit
  * transaction and one round trip — but only when the statement returned a row: a guarded
- * UPDATE that matched nothing writes no event. Returns the statement's rows.
+ * UPDATE that matched nothing writes no event. Returns the statement's rows. Given a data source
+ * (not a transaction's manager), it then nudges that data source's running relay.
  *
  * `sql` may use $1…$n for `params`; it must not end with a semicolon.
  */
@@ -81,6 +83,8 @@ async function withEvents<Row>(on: DataSource | EntityManager, sql: string, para
     `WHERE EXISTS (SELECT 1 FROM changed)) ` +
     `SELECT * FROM changed`;
   const result = await runStatement<Row>(on, statement, [...params, rows.map((r) => r.id), rows.map((r) => r.event), rows.map((r) => r.payload), rows.map((r) => r.headers)]);
+  // Committed (one statement outside a transaction): the relay may publish now, not at its next interval.
+  if (result.rows.length > 0 && on instanceof DataSource) nudgeRelayOf(on);
   return result.rows;
 }
 
