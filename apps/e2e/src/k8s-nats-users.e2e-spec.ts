@@ -3,8 +3,8 @@
  * overlay's own nats.conf + nats-auth.conf: each user can do everything the bus library does
  * for its service (serve its commands in its queue group, request other services' commands
  * and get the reply, create the streams, publish events, pull and acknowledge them), and is
- * refused another service's subjects. Raw `nats` clients stand in for STACK's processes:
- * connectNatsBus ignores credentials in NATS_URL today (see deploy/README.md, "NATS users").
+ * refused another service's subjects. Raw `nats` clients stand in for STACK's processes, so
+ * each permission is tried on its own subject rather than through a whole service.
  */
 import { AckPolicy, connect, DeliverPolicy, JSONCodec, RetentionPolicy, StorageType, type NatsConnection } from 'nats';
 

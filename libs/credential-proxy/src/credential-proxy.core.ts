@@ -1,7 +1,7 @@
 /**
- * Builds the credential proxy's object graph from the service kit and the seams, once per
+ * Builds the credential proxy's object graph from the service kit and the filled seams, once per
  * process: catalog, vault, network guard, upstream client, OAuth manager, pipeline, connections.
- * Plain classes, so unit tests and the benchmark build the same graph without Nest.
+ * The service module is its one builder; the classes themselves stay plain.
  */
 import type { Cache } from '@stack/cache';
 import type { StackConfig } from '@stack/config';
@@ -9,7 +9,7 @@ import type { StackLogger } from '@stack/observability';
 import type { DataSource } from 'typeorm';
 
 import { Catalog } from './catalog/catalog';
-import { NO_PASSPORT_AUTHORITY, SignedContextAuthenticator, defaultInFlight, type CredentialProxySeams, type RestCallerAuthenticator } from './caller/caller-seams';
+import type { FilledSeams, RestCallerAuthenticator } from './caller/caller-seams';
 import { ConnectionDirectory } from './connections/connection-directory';
 import { ConnectionRepository } from './connections/connection.repository';
 import { ConnectionsService, newConnectionId } from './connections/connections.service';
@@ -25,7 +25,8 @@ export interface CoreDeps {
   cache: Cache;
   config: StackConfig;
   logger: StackLogger;
-  audit?: AuditSink;
+  /** The runtime's `kit.audit`. */
+  audit: AuditSink;
 }
 
 export class CredentialProxyCore {
@@ -41,7 +42,7 @@ export class CredentialProxyCore {
   readonly rest: RestCallerAuthenticator;
   readonly publicUrl: string;
 
-  constructor(deps: CoreDeps, seams: CredentialProxySeams = {}) {
+  constructor(deps: CoreDeps, seams: FilledSeams) {
     const { config, logger } = deps;
     this.publicUrl = config.publicUrl;
     if (!config.masterKeys) throw new Error('credential-proxy: STACK_MASTER_KEYS is not set (the runtime generates one for local use)');
@@ -49,14 +50,7 @@ export class CredentialProxyCore {
     this.directory = new ConnectionDirectory(this.repo, deps.cache);
     this.catalog = new Catalog(this.directory, config.serviceBaseUrls ?? {});
     this.vault = CredentialVault.fromMasterKeys(config.masterKeys, logger);
-    this.oauth = new UpstreamOAuthManager({ repo: this.repo, vault: this.vault, cache: deps.cache, clients: config.upstreamOAuthClients ?? {}, publicUrl: config.publicUrl, newConnectionId });
-    // Until the audit log is wired (issue 7's kit.audit), entries go to the log as lines.
-    const audit: AuditSink = deps.audit ?? {
-      async record(input) {
-        logger.info({ audit: { ...input, caller: undefined } }, 'audit (no audit sink)');
-        return 'aud_unrecorded';
-      },
-    };
+    this.oauth = new UpstreamOAuthManager({ repo: this.repo, vault: this.vault, cache: deps.cache, clients: config.upstreamOAuthClients ?? {}, publicUrl: config.publicUrl, newConnectionId, logger });
     this.pipeline = new ProxyPipeline({
       connections: this.directory,
       catalog: this.catalog,
@@ -64,14 +58,14 @@ export class CredentialProxyCore {
       upstream: this.upstream,
       oauth: this.oauth,
       idempotency: new IdempotencyStore(deps.cache),
-      passports: seams.passportAuthority ?? NO_PASSPORT_AUTHORITY,
-      inFlight: seams.inFlight ?? defaultInFlight(),
-      audit,
+      passports: seams.passportAuthority,
+      inFlight: seams.inFlight,
+      audit: deps.audit,
       logger,
       timeoutMs: config.proxyTimeoutMs ?? 30_000,
     });
-    this.connections = new ConnectionsService({ repo: this.repo, catalog: this.catalog, vault: this.vault, cache: deps.cache, pipeline: this.pipeline, publicUrl: config.publicUrl });
-    this.rest = seams.restAuthenticator ?? new SignedContextAuthenticator(config.internalSecret ?? '');
+    this.connections = new ConnectionsService({ repo: this.repo, directory: this.directory, catalog: this.catalog, vault: this.vault, cache: deps.cache, pipeline: this.pipeline, publicUrl: config.publicUrl });
+    this.rest = seams.restAuthenticator;
   }
 
   async close(): Promise<void> {

@@ -466,6 +466,9 @@ describe('credential proxy over HTTP (real servers, fake upstreams on loopback)'
       expect(res.status).toBe(403);
       expect(res.body.error).toMatchObject({ code: 'FORBIDDEN', details: { reason: 'needs_reauth' } });
       expect((await call<{ status: string }>(A, 'GET', `/v1/connections/${oauthConn}`)).body.status).toBe('needs_reauth');
+      // The operator's log says why: the provider's status and error code, with the connection.
+      const refused = lines.flatMap((l) => (l.startsWith('{') ? [JSON.parse(l) as Record<string, unknown>] : [])).find((l) => l.connection_id === oauthConn && String(l.msg).startsWith('oauth: the provider refused the token refresh'));
+      expect(refused).toMatchObject({ service: 'github', status: 400, oauth_error: 'invalid_grant' });
     });
   });
 

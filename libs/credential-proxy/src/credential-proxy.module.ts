@@ -1,7 +1,8 @@
 /**
  * The credential-proxy service (DESIGN.md §5): catalog, connections, the vault and the proxy, over
- * REST and the bus. `createCredentialProxyService(seams)` builds the service with the caller and
- * passport seams that issues 3 and 5 fill; `credentialProxyService` is the default build.
+ * REST and the bus. `createCredentialProxyService(seams)` builds the service with STACK's own
+ * caller, passport and in-flight seams, any of them replaced by `seams`; `credentialProxyService`
+ * is the default build.
  */
 import { Inject, Injectable, Module, type DynamicModule, type OnApplicationBootstrap, type OnModuleDestroy } from '@nestjs/common';
 
@@ -12,7 +13,7 @@ import { ConnectPageController, CONNECT_PATH } from './api/connect-page.controll
 import { ConnectionsController } from './api/connections.controller';
 import { PROXY_PATH, ProxyController } from './api/proxy.controller';
 import { serveProxyCommands } from './api/proxy-bus.handlers';
-import type { CredentialProxySeams } from './caller/caller-seams';
+import type { CredentialProxySeams, FilledSeams } from './caller/caller-seams';
 import { CredentialProxyInit1764400000000 } from './connections/credential-proxy-init.migration';
 import { CredentialProxyCore } from './credential-proxy.core';
 import { VaultRotation } from './vault/vault-rotation';
@@ -45,8 +46,11 @@ class CredentialProxyLifecycle implements OnApplicationBootstrap, OnModuleDestro
     try {
       if (!(await this.kit.cache.setIfAbsent(lock, this.kit.config.instanceId, { ttlMs: 5 * 60_000 }))) return;
       try {
-        const report = await new VaultRotation(this.core.repo, this.core.vault.cipher).rewrapAll({ onError: (id) => this.kit.logger.warn({ connection_id: id }, 'vault: a connection could not be re-wrapped') });
-        if (report.rewrapped || report.failed) this.kit.logger.info({ ...report }, 'vault: data keys re-wrapped under the current key');
+        const report = await new VaultRotation(this.core.repo, this.core.vault.cipher).rewrapAll({
+          // The message only: a vault or SQL error object may carry the sealed row as query parameters.
+          onError: (id, err) => this.kit.logger.warn({ connection_id: id, error: errorMessage(err) }, 'vault: a connection could not be re-wrapped'),
+        });
+        if (report.rewrapped || report.failed) this.kit.logger.info({ ...report, byKey: await this.core.repo.countByKey() }, 'vault: data keys re-wrapped under the current key');
       } finally {
         await this.kit.cache.delIfEquals(lock, this.kit.config.instanceId);
       }
@@ -66,14 +70,19 @@ class CredentialProxyLifecycle implements OnApplicationBootstrap, OnModuleDestro
  * The seams filled with STACK's own credentials: API keys and OAuth access tokens for REST
  * (and the operators' signed caller context, see Credentials.restCaller), passports verified by
  * this node against its revocation state, and the node's in-flight registry, so a revocation
- * cuts the calls made with the passport.
+ * cuts the calls made with the passport. A seam given in `seams` takes the place of STACK's.
  */
-function credentialSeams(credentials: Credentials): CredentialProxySeams {
+function credentialSeams(credentials: Credentials, seams: CredentialProxySeams): FilledSeams {
   return {
-    restAuthenticator: { authenticate: async (authorization) => (await credentials.restCaller(authorization)).caller },
-    passportAuthority: { verify: async (token) => credentials.passports.verify(token) },
-    inFlight: credentials.revocations.state.inFlight,
+    restAuthenticator: seams.restAuthenticator ?? { authenticate: async (authorization) => (await credentials.restCaller(authorization)).caller },
+    passportAuthority: seams.passportAuthority ?? { verify: async (token) => credentials.passports.verify(token) },
+    inFlight: seams.inFlight ?? credentials.revocations.state.inFlight,
+    resolver: seams.resolver,
   };
+}
+
+function errorMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
 }
 
 export function createCredentialProxyModule(seams: CredentialProxySeams = {}): DynamicModule {
@@ -85,10 +94,10 @@ export function createCredentialProxyModule(seams: CredentialProxySeams = {}): D
     controllers: [ConnectPageController, ProxyController, ConnectionsController],
     imports: [CredentialsModule],
     providers: [
-      { provide: SEAMS, useFactory: (credentials: Credentials) => ({ ...credentialSeams(credentials), ...seams }), inject: [Credentials] },
+      { provide: SEAMS, useFactory: (credentials: Credentials) => credentialSeams(credentials, seams), inject: [Credentials] },
       {
         provide: CredentialProxyCore,
-        useFactory: (kit: ServiceKit, s: CredentialProxySeams) => new CredentialProxyCore({ dataSource: kit.dataSource, cache: kit.cache, config: kit.config, logger: kit.logger, audit: kit.audit }, s),
+        useFactory: (kit: ServiceKit, s: FilledSeams) => new CredentialProxyCore({ dataSource: kit.dataSource, cache: kit.cache, config: kit.config, logger: kit.logger, audit: kit.audit }, s),
         inject: [KIT, SEAMS],
       },
       CredentialProxyLifecycle,

@@ -6,5 +6,5 @@ export type { HostResolver, ResolvedAddress } from './proxy/network-guard';
 export { rotateMasterKeyCommand } from './cli/rotate-master-key.command';
 export { BUILTIN_CATALOG } from './catalog/builtin-catalog';
 
-/** The credential-proxy service with its default seams (signed-context REST callers, no passports yet). */
+/** The credential-proxy service with STACK's own seams (API keys, access tokens and signed caller contexts for REST; passports checked by this node). */
 export const credentialProxyService = createCredentialProxyService();

@@ -19,10 +19,6 @@ export interface HttpRefusal {
   body: Record<string, unknown>;
 }
 
-export function mcpResource(config: StackConfig): string {
-  return `${config.publicUrl}/mcp`;
-}
-
 export function resourceMetadataUrl(config: StackConfig): string {
   return `${config.publicUrl}/.well-known/oauth-protected-resource/mcp`;
 }
@@ -94,13 +90,6 @@ export function insufficientScope(config: StackConfig, scope: string, tool: stri
     headers: { 'WWW-Authenticate': `Bearer error="insufficient_scope", scope="${scope}", resource_metadata="${resourceMetadataUrl(config)}", error_description="${tool} needs ${scope}"` },
     body: { error: { code: 'OUT_OF_SCOPE', message: `${tool} needs the scope ${scope}`, details: { scope, tool } } },
   };
-}
-
-export function bearerToken(req: IncomingMessage): string | undefined {
-  const h = req.headers.authorization;
-  if (!h) return undefined;
-  const m = /^Bearer\s+(\S+)\s*$/i.exec(h);
-  return m?.[1];
 }
 
 /** Reads the body up to the limit; undefined when it is larger. */

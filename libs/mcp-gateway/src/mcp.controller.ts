@@ -8,9 +8,9 @@ import { ApiExcludeController } from '@nestjs/swagger';
 import type { Request, Response } from 'express';
 
 import { StackError } from '@stack/contracts';
-import { serviceKitToken, type ServiceKit } from '@stack/runtime';
+import { bearerOf, serviceKitToken, type ServiceKit } from '@stack/runtime';
 
-import { bearerToken, checkOriginAndHost, checkProtocolVersion, insufficientScope, readBody, unauthorized, type HttpRefusal } from './mcp-http';
+import { checkOriginAndHost, checkProtocolVersion, insufficientScope, readBody, unauthorized, type HttpRefusal } from './mcp-http';
 import { JSONRPCMessageSchema, RpcErrorCode, rpcError } from './mcp-protocol';
 import { McpService } from './mcp.service';
 import { TOKEN_VERIFIERS, type Principal, type TokenVerifier } from './principal';
@@ -38,14 +38,16 @@ export class McpController {
     if (typeof version !== 'string') return send(res, version);
 
     // Authentication comes before reading what the message asks for.
-    const token = bearerToken(req);
+    const token = bearerOf(req.headers.authorization);
     if (!token) return send(res, unauthorized(config));
     let principal: Principal;
     try {
       principal = await this.authenticate(token);
     } catch (err) {
-      const e = err instanceof StackError ? err : new StackError('UNAUTHORIZED', 'the token could not be verified');
-      return send(res, unauthorized(config, e));
+      if (err instanceof StackError) return send(res, unauthorized(config, err));
+      // Not a verdict on the token (auth's keys unreachable, say): a 503 without a challenge, so the client does not discard a good token.
+      this.kit.logger.warn({ err: (err as Error).message }, 'the bearer token could not be checked');
+      return send(res, unauthorized(config, new StackError('SERVICE_UNAVAILABLE', 'cannot check the access token right now')));
     }
 
     const body = await readBody(req);

@@ -46,8 +46,6 @@ export interface ToolCallOutcome {
 export class McpService {
   private readonly byName: Map<string, ToolDef>;
   private readonly listed: Map<string, Tool>;
-  /** Observers of finished tool calls (the audit trail hooks in here). */
-  readonly onToolCall: ((principal: Principal, outcome: ToolCallOutcome) => void)[] = [];
 
   constructor(
     @Inject(serviceKitToken('mcp-gateway')) private readonly kit: ServiceKit,
@@ -124,7 +122,6 @@ export class McpService {
       result = toolError(e);
     }
     const done: ToolCallOutcome = { tool: tool.name, outcome, errorCode, durationMs: performance.now() - started };
-    for (const observer of this.onToolCall) observer(principal, done);
     await this.audit(principal, done);
     return result;
   }

@@ -5,10 +5,8 @@
 import { Controller, Get, Header, Inject } from '@nestjs/common';
 import { ApiExcludeController } from '@nestjs/swagger';
 
-import { STACK_SCOPES } from '@stack/contracts';
+import { STACK_SCOPES, mcpResource } from '@stack/contracts';
 import { serviceKitToken, type ServiceKit } from '@stack/runtime';
-
-import { mcpResource } from './mcp-http';
 
 @ApiExcludeController()
 @Controller('.well-known')
@@ -20,7 +18,7 @@ export class ProtectedResourceController {
   metadata(): Record<string, unknown> {
     const config = this.kit.config;
     return {
-      resource: mcpResource(config),
+      resource: mcpResource(config.publicUrl),
       authorization_servers: [config.publicUrl],
       scopes_supported: [...STACK_SCOPES],
       bearer_methods_supported: ['header'],

@@ -5,13 +5,13 @@
  * listen addresses and the store directory differ; the passwords are fresh.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 import { SERVICE_NAMES } from '@stack/contracts';
 import type { ServiceName } from '@stack/contracts';
-import { freePort, repoRoot, startProcess, type ManagedProcess } from '@stack/testing';
+import { freePort, repoRoot, startConfiguredNatsServer, type ManagedProcess } from '@stack/testing';
 
 import { DEV_NATS_AUTH_CONF, DEV_NATS_CONF } from './k8s-nats-permissions';
 
@@ -37,29 +37,17 @@ export async function startDevNats(): Promise<DevNats> {
   for (const [service, password] of passwords) env[`NATS_PASSWORD_${service.toUpperCase().replace(/-/g, '_')}`] = password;
   const port = await freePort();
   const monitor = await freePort();
-  const binary = process.env.STACK_TEST_NATS_SERVER ?? '/usr/sbin/nats-server';
-  let proc: ManagedProcess;
-  try {
-    proc = await startProcess({
-      name: `dev-nats-${port}`,
-      command: binary,
-      args: ['-c', join(dir, 'nats.conf'), '-a', '127.0.0.1', '-p', String(port), '-m', String(monitor)],
-      env,
-      cleanEnv: true,
-      readyUrl: `http://127.0.0.1:${monitor}/healthz?js-enabled-only=true`,
-      readyTimeoutMs: 30_000,
-    });
-  } catch (e) {
-    rmSync(dir, { recursive: true, force: true });
-    throw e;
-  }
+  const nats = await startConfiguredNatsServer({
+    name: `dev-nats-${port}`,
+    args: ['-c', join(dir, 'nats.conf'), '-a', '127.0.0.1', '-p', String(port), '-m', String(monitor)],
+    monitorPort: monitor,
+    dir,
+    env,
+  });
   return {
     port,
-    process: proc,
+    process: nats.process,
     urlFor: (service) => `nats://${encodeURIComponent(service)}:${passwords.get(service)}@127.0.0.1:${port}`,
-    async stop() {
-      await proc.stop({ timeoutMs: 10_000 });
-      rmSync(dir, { recursive: true, force: true });
-    },
+    stop: () => nats.stop(),
   };
 }

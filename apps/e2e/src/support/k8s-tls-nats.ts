@@ -5,11 +5,11 @@
  * it is given through NODE_EXTRA_CA_CERTS, as the prod overlay mounts it.
  */
 import { spawnSync } from 'node:child_process';
-import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-import { freePort, startProcess, type ManagedProcess } from '@stack/testing';
+import { freePort, startConfiguredNatsServer, type ManagedProcess } from '@stack/testing';
 
 export interface TlsNats {
   /** `tls://127.0.0.1:<port>` */
@@ -47,27 +47,11 @@ export async function startTlsNats(): Promise<TlsNats> {
       '',
     ].join('\n'),
   );
-  let proc: ManagedProcess;
-  try {
-    proc = await startProcess({
-      name: `tls-nats-${port}`,
-      command: process.env.STACK_TEST_NATS_SERVER ?? '/usr/sbin/nats-server',
-      args: ['-c', join(dir, 'nats.conf')],
-      cleanEnv: true,
-      readyUrl: `http://127.0.0.1:${monitor}/healthz?js-enabled-only=true`,
-      readyTimeoutMs: 30_000,
-    });
-  } catch (e) {
-    rmSync(dir, { recursive: true, force: true });
-    throw e;
-  }
+  const nats = await startConfiguredNatsServer({ name: `tls-nats-${port}`, args: ['-c', join(dir, 'nats.conf')], monitorPort: monitor, dir });
   return {
     url: `tls://127.0.0.1:${port}`,
     caFile: join(dir, 'ca.crt'),
-    process: proc,
-    async stop() {
-      await proc.stop({ timeoutMs: 10_000 });
-      rmSync(dir, { recursive: true, force: true });
-    },
+    process: nats.process,
+    stop: () => nats.stop(),
   };
 }

@@ -8,6 +8,7 @@ import {
   AuditPublicKeyCommand,
   AuditSignCheckpointCommand,
   AuditVerifyCommand,
+  StackError,
 } from '@stack/contracts';
 
 import type { ServiceKit } from '@stack/runtime';
@@ -27,7 +28,8 @@ export function serveAuditCommands(kit: ServiceKit, log: AuditLog): Handle[] {
       const scope = readScope(ctx.caller);
       await recordRead(kit, ctx.caller, 'audit.verify');
       if (req.entry_id) return log.verifyEntry(scope, req.entry_id);
-      if (scope.memberId || scope.agentId) return log.verifyEntry(scope, '\u0000'); // whole-log checks are for admins: NOT_FOUND
+      // Whole-log checks are for admins; to anyone else the log answers as for an entry it cannot see.
+      if (scope.memberId || scope.agentId) throw new StackError('NOT_FOUND', 'no such audit entry');
       const checkpoint = await log.signNow(scope.operatorId);
       const result = await log.verifyAll(scope.operatorId);
       return {

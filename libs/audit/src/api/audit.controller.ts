@@ -5,7 +5,7 @@
 import { Controller, Get, Inject, Query, Req, Res } from '@nestjs/common';
 import type { Request, Response } from 'express';
 
-import { AuditOutcomeSchema, StackError, type CallerContext } from '@stack/contracts';
+import { AUDIT_OUTCOMES, StackError, type CallerContext } from '@stack/contracts';
 import { serviceKitToken, type ServiceKit } from '@stack/runtime';
 
 import { AuditLog, readScope } from '../log/audit-log.service';
@@ -27,7 +27,7 @@ function date(q: Q, name: string): string | undefined {
   return new Date(v).toISOString();
 }
 
-const OUTCOMES = new Set(AuditOutcomeSchema.anyOf.map((s) => s.const as string));
+const OUTCOMES = new Set<string>(AUDIT_OUTCOMES);
 
 @Controller('v1/audit')
 export class AuditController {

@@ -6,9 +6,10 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-import { StackError, entryLeafHash, verifyInclusion, type CallerContext } from '@stack/contracts';
+import { AuditVerifyCommand, StackError, entryLeafHash, verifyInclusion, type CallerContext } from '@stack/contracts';
 import { TEST_NATS_URL, createTestDatabase, uniqueName, type TestDatabase } from '@stack/testing';
 
+import { serveAuditCommands } from '../api/audit-bus.handlers';
 import { auditCliCommand } from '../cli/audit-verify.command';
 import { startAuditTestKit, type AuditTestKit } from '../testing/audit-test-kit';
 import { readScope, verifyExportLines } from './audit-log.service';
@@ -209,5 +210,21 @@ describe('audit log (Postgres + NATS)', () => {
       }
       expect(verifyExportLines(await exportLines(t, A)).ok).toBe(true);
     });
+  });
+
+  // Declared last, and under an operator of its own: the reads it records are appended too, and must not move the counts above.
+  it('answers a non-admin whole-log verify over the bus with NOT_FOUND, and refuses a caller without a member or agent id', async () => {
+    const C = 'op_gamma';
+    const handles = serveAuditCommands(t.kit, t.log);
+    try {
+      await t.bus.flush();
+      const asker = t.bus.forService('mcp-gateway');
+      await expect(asker.request(AuditVerifyCommand, {}, { caller: member(C, 'mem_1') })).rejects.toMatchObject({ code: 'NOT_FOUND' });
+      await expect(asker.request(AuditVerifyCommand, {}, { caller: { issuer: 'passport', kind: 'agent', operator_id: C, agent_id: 'agt_1', scopes: ['stack:audit'] } })).rejects.toMatchObject({ code: 'NOT_FOUND' });
+    } finally {
+      await Promise.all(handles.map((h) => h.stop()));
+    }
+    expect(() => readScope({ issuer: 'auth', kind: 'member', operator_id: C, scopes: ['stack:audit'] })).toThrow(expect.objectContaining({ code: 'FORBIDDEN' }));
+    expect(() => readScope({ issuer: 'passport', kind: 'agent', operator_id: C, scopes: ['stack:audit'] })).toThrow(expect.objectContaining({ code: 'FORBIDDEN' }));
   });
 });

@@ -109,8 +109,13 @@ export function readScope(caller: CallerContext): ReadScope {
   if (!caller.operator_id) throw new StackError('FORBIDDEN', 'the caller belongs to no operator');
   const admin = caller.kind === 'system' || caller.scopes.includes('stack:admin');
   if (admin) return { operatorId: caller.operator_id };
-  if (caller.kind === 'agent') return { operatorId: caller.operator_id, agentId: caller.agent_id ?? '\u0000' };
-  return { operatorId: caller.operator_id, memberId: caller.member_id ?? '\u0000' };
+  // A caller limited to its own actions must say whose they are: without the id there is nothing of its own to read.
+  if (caller.kind === 'agent') {
+    if (!caller.agent_id) throw new StackError('FORBIDDEN', 'the caller has no agent id');
+    return { operatorId: caller.operator_id, agentId: caller.agent_id };
+  }
+  if (!caller.member_id) throw new StackError('FORBIDDEN', 'the caller has no member id');
+  return { operatorId: caller.operator_id, memberId: caller.member_id };
 }
 
 export class AuditLog {
@@ -189,7 +194,7 @@ export class AuditLog {
       for (const a of appended) {
         const t = this.trees.get(treeKey(a));
         // Extend a loaded tree in place when this commit continues it; otherwise the next read syncs.
-        if (t && !t.sync && t.levels.size === a.leafIndex) t.levels.append(leafHash(a.canonical));
+        if (t && !t.sync && t.levels.size === a.leafIndex) t.levels.append(a.leafHash);
       }
       for (const p of batch) p.resolve();
       this.onCommitted?.(appended.map((a) => a.id));

@@ -8,6 +8,7 @@
 import type { DataSource, EntityManager } from 'typeorm';
 
 import type { AuditEntry } from '@stack/contracts';
+import { runStatement } from '@stack/persistence';
 
 export interface TreeRef {
   operatorId: string;
@@ -58,11 +59,11 @@ export interface ListQuery {
   limit: number;
 }
 
-/** A row as appended: its tree, index and the exact bytes hashed. */
+/** A row as appended: its tree, index and leaf hash (as stored, so the caller need not hash again). */
 export interface AppendedLeaf extends TreeRef {
   id: string;
   leafIndex: number;
-  canonical: string;
+  leafHash: Buffer;
 }
 
 type Raw<T> = { [K in keyof T]: T[K] extends number ? string | number : T[K] };
@@ -119,7 +120,7 @@ export class AuditLogRepository {
           cols.ses!.push(x.session_id ?? null);
           cols.act!.push(x.action);
           cols.out!.push(x.outcome);
-          appended.push({ id: x.id, operatorId: x.operator_id, treeId: Number(h.tree_id), leafIndex: next, canonical });
+          appended.push({ id: x.id, operatorId: x.operator_id, treeId: Number(h.tree_id), leafIndex: next, leafHash });
           next += 1;
         }
         sizes.push(next);
@@ -172,14 +173,12 @@ export class AuditLogRepository {
    */
   async closeTree(head: Head): Promise<boolean> {
     return this.ds.transaction(async (m) => {
-      const moved = (await m.query(`UPDATE audit.heads SET tree_id = tree_id + 1, tree_size = 0, opened_at = now() WHERE operator_id = $1 AND tree_id = $2 AND tree_size = $3 RETURNING operator_id`, [
+      const moved = await runStatement(m, `UPDATE audit.heads SET tree_id = tree_id + 1, tree_size = 0, opened_at = now() WHERE operator_id = $1 AND tree_id = $2 AND tree_size = $3 RETURNING operator_id`, [
         head.operatorId,
         head.treeId,
         head.treeSize,
-      ])) as unknown[];
-      // The pg driver answers UPDATE … RETURNING with [rows, count].
-      const rows = Array.isArray(moved[0]) ? (moved[0] as unknown[]) : moved;
-      if (!rows.length) return false;
+      ]);
+      if (!moved.rows.length) return false;
       await m.query(`INSERT INTO audit.closed_trees (operator_id, tree_id, tree_size, opened_at) VALUES ($1, $2, $3, $4)`, [head.operatorId, head.treeId, head.treeSize, head.openedAt]);
       return true;
     });

@@ -8,7 +8,7 @@
 import { randomUUID } from 'node:crypto';
 
 import { Inject, Injectable } from '@nestjs/common';
-import { ClientApprovedEvent, MemberRevokedEvent, RevocationRecordedEvent, StackError, type MemberRole } from '@stack/contracts';
+import { ClientApprovedEvent, MemberRevokedEvent, RevocationRecordedEvent, STACK_SCOPES, StackError, type MemberRole } from '@stack/contracts';
 import { Outbox, qualifiedTable, runStatement, schemaOf } from '@stack/persistence';
 import { serviceKitToken, type ServiceKit } from '@stack/runtime';
 import type { DataSource, EntityManager } from 'typeorm';
@@ -68,11 +68,11 @@ export interface ResolvedApiKey {
 const INVITATION_TTL_MS = 7 * 24 * 3600 * 1000;
 const RESET_TTL_MS = 3600 * 1000;
 /** API keys act with every scope their member's role allows. */
-export const ALL_API_SCOPES = ['stack:services', 'stack:passports', 'stack:audit', 'stack:skills', 'stack:dropoffs', 'stack:admin'];
+export const ALL_API_SCOPES: string[] = [...STACK_SCOPES];
 
 const iso = (d: Date | null | undefined): string | null => (d ? new Date(d).toISOString() : null);
 
-function toMember(row: MemberRow): MemberRecord {
+function toMember(row: Omit<MemberRow, 'password_hash'>): MemberRecord {
   return {
     id: row.id,
     operator_id: row.operator_id,
@@ -191,10 +191,12 @@ export class AccountsService {
     const hash = await hashPassword(password);
     const memberId = newId('mem');
     await this.ds.transaction(async (m) => {
-      const rows = (await m.query(`UPDATE ${this.t('invitations')} SET accepted_at = now() WHERE token_hash = $1 AND accepted_at IS NULL AND expires_at > now() RETURNING operator_id, email, name, role`, [
-        sha256(token),
-      ])) as [{ operator_id: string; email: string; name: string; role: string }[], number];
-      const inv = rows[0]?.[0];
+      const accepted = await runStatement<{ operator_id: string; email: string; name: string; role: string }>(
+        m,
+        `UPDATE ${this.t('invitations')} SET accepted_at = now() WHERE token_hash = $1 AND accepted_at IS NULL AND expires_at > now() RETURNING operator_id, email, name, role`,
+        [sha256(token)],
+      );
+      const inv = accepted.rows[0];
       if (!inv) throw new StackError('NOT_FOUND', 'this invitation link is unknown, used or expired');
       await m.query(`INSERT INTO ${this.t('members')} (id, operator_id, email, name, role, password_hash) VALUES ($1,$2,$3,$4,$5,$6)`, [memberId, inv.operator_id, inv.email, inv.name, inv.role, hash]);
     });
@@ -300,27 +302,37 @@ export class AccountsService {
     if (!result.affected) throw new StackError('NOT_FOUND', 'no such API key');
   }
 
+  /** What an API key acts as (the bus answer to other services); UNAUTHORIZED when unknown, revoked or its member is. */
   async resolveApiKey(key: string): Promise<ResolvedApiKey> {
+    return (await this.resolveApiKeyWithMember(key)).resolved;
+  }
+
+  /** The same, with the key's (active) member as a record: auth's own REST needs both, from one query. */
+  async resolveApiKeyWithMember(key: string): Promise<{ resolved: ResolvedApiKey; member: MemberRecord }> {
     if (!key.startsWith(API_KEY_PREFIX)) throw new StackError('UNAUTHORIZED', 'not an API key');
     const rows = (await this.ds.query(
-      `SELECT k.id, k.operator_id, k.member_id, k.scopes, k.last_used_at, m.role, m.allowed_connections
+      `SELECT k.id AS key_id, k.operator_id AS key_operator_id, k.scopes, k.last_used_at,
+              m.id, m.operator_id, m.email, m.name, m.role, m.status, m.allowed_connections, m.created_at, m.revoked_at
          FROM ${this.t('api_keys')} k JOIN ${this.t('members')} m ON m.id = k.member_id
         WHERE k.key_hash = $1 AND k.revoked_at IS NULL AND m.status = 'active'`,
       [sha256(key)],
-    )) as { id: string; operator_id: string; member_id: string; scopes: string[]; last_used_at: Date | null; role: MemberRole; allowed_connections: string[] | null }[];
+    )) as (Omit<MemberRow, 'password_hash'> & { key_id: string; key_operator_id: string; scopes: string[]; last_used_at: Date | null })[];
     const row = rows[0];
     if (!row) throw new StackError('UNAUTHORIZED', 'API key is unknown or revoked');
     // last_used_at to the minute: enough to tell a stale key, without a write per request.
     if (!row.last_used_at || Date.now() - new Date(row.last_used_at).getTime() > 60_000) {
-      await this.ds.query(`UPDATE ${this.t('api_keys')} SET last_used_at = now() WHERE id = $1`, [row.id]);
+      await this.ds.query(`UPDATE ${this.t('api_keys')} SET last_used_at = now() WHERE id = $1`, [row.key_id]);
     }
     return {
-      api_key_id: row.id,
-      operator_id: row.operator_id,
-      member_id: row.member_id,
-      role: row.role,
-      scopes: row.scopes,
-      ...(row.allowed_connections ? { allowed_connections: row.allowed_connections } : {}),
+      resolved: {
+        api_key_id: row.key_id,
+        operator_id: row.key_operator_id,
+        member_id: row.id,
+        role: row.role,
+        scopes: row.scopes,
+        ...(row.allowed_connections ? { allowed_connections: row.allowed_connections } : {}),
+      },
+      member: toMember(row),
     };
   }
 

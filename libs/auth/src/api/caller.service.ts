@@ -31,9 +31,8 @@ export class CallerService {
     if (!match) throw new StackError('UNAUTHORIZED', 'send Authorization: Bearer with an API key or an access token for the REST API');
     const token = match[1]!;
     if (token.startsWith(API_KEY_PREFIX)) {
-      const resolved = await this.accounts.resolveApiKey(token);
-      const member = await this.accounts.findMember(resolved.member_id);
-      if (!member || member.status !== 'active') throw new StackError('UNAUTHORIZED', 'API key is unknown or revoked');
+      // One query: the key's member comes with it, and only while active.
+      const { resolved, member } = await this.accounts.resolveApiKeyWithMember(token);
       return { member, scopes: resolved.scopes, via: 'api_key' };
     }
     const claims = await this.oidc.verifyApiToken(token);

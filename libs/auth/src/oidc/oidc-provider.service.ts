@@ -10,7 +10,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 
 import { Inject, Injectable, type OnModuleDestroy, type OnModuleInit } from '@nestjs/common';
 import { HttpAdapterHost } from '@nestjs/core';
-import { DEFAULT_SCOPES, STACK_SCOPES, apiResource, mcpResource } from '@stack/contracts';
+import { DEFAULT_SCOPES, OAUTH_JWKS_PATH, STACK_SCOPES, apiResource, mcpResource } from '@stack/contracts';
 import { serviceKitToken, type ServiceKit } from '@stack/runtime';
 import { AccessTokenVerifier } from '@stack/security';
 import type { Application, NextFunction, Request, Response } from 'express';
@@ -28,7 +28,7 @@ export const OIDC_ROUTES = {
   authorization: '/oauth/authorize',
   token: '/oauth/token',
   registration: '/oauth/register',
-  jwks: '/oauth/jwks',
+  jwks: OAUTH_JWKS_PATH,
   revocation: '/oauth/revoke',
   introspection: '/oauth/introspect',
   userinfo: '/oauth/userinfo',

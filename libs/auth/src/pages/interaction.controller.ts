@@ -9,11 +9,11 @@ import { randomBytes, timingSafeEqual } from 'node:crypto';
 
 import { Controller, Get, Inject, Post, Req, Res } from '@nestjs/common';
 import { ApiExcludeController } from '@nestjs/swagger';
-import { SCOPE_DESCRIPTIONS, StackError, apiResource, isStackScope } from '@stack/contracts';
+import { SCOPE_DESCRIPTIONS, StackError, apiResource, isStackScope, mcpResource } from '@stack/contracts';
 import { serviceKitToken, type ServiceKit } from '@stack/runtime';
 import type { Request, Response } from 'express';
 
-import { AccountsService, type MemberRecord } from '../accounts/accounts.service';
+import { AccountsService, canAdminister, type MemberRecord } from '../accounts/accounts.service';
 import { verifyPassword } from '../accounts/passwords';
 import { OidcProviderService } from '../oidc/oidc-provider.service';
 import { consentPage, loginPage, messagePage, passwordPage, sendPage, signupPage, type ConsentScope } from './html';
@@ -235,10 +235,10 @@ export class InteractionController {
       /* shown as given */
     }
     const resourceParam = interaction.params.resource;
-    const resource = (Array.isArray(resourceParam) ? str(resourceParam[0]) : str(resourceParam)) || `${this.oidc.issuer}/mcp`;
+    const resource = (Array.isArray(resourceParam) ? str(resourceParam[0]) : str(resourceParam)) || mcpResource(this.oidc.issuer);
     const requested = [...new Set(str(interaction.params.scope).split(' ').filter((s) => s === 'offline_access' || s === 'openid' || isStackScope(s)))];
     // An admin-only scope is offered only to members who may use it.
-    const allowed = requested.filter((s) => s !== 'stack:admin' || member.role === 'owner' || member.role === 'admin');
+    const allowed = requested.filter((s) => s !== 'stack:admin' || canAdminister(member.role));
     return { interaction, member, clientId, clientName: client.clientName ?? clientId, redirectHost, resource, resourceLabel: resource === apiResource(this.oidc.issuer) ? 'the STACK REST API' : 'STACK (MCP)', requested: allowed };
   }
 

@@ -80,7 +80,7 @@ export class ConnectPageController {
       if (!same(csrf, session.csrf) || !same(cookie(req, COOKIE), session.csrf)) throw new StackError('FORBIDDEN', 'the form has expired or was not sent from this page; open the link again');
       const credential: Record<string, string> =
         entry.auth.type === 'basic' ? { username: form.get('username') ?? '', password: form.get('password') ?? '' } : entry.credential_kinds.includes('token') ? { token: form.get('secret') ?? '' } : { value: form.get('secret') ?? '' };
-      const view = await this.core.connections.completeConnect(token, credential);
+      const view = await this.core.connections.completeConnect(token, session, credential);
       res.setHeader('Set-Cookie', `${COOKIE}=; HttpOnly; SameSite=Strict; Path=${CONNECT_PATH}; Max-Age=0`);
       res.status(201).send(page('Connected', `<p>${escapeHtml(entry.name)} is connected as “${escapeHtml(view.name)}” (<code>${escapeHtml(view.id)}</code>). You can close this window and go back to your agent.</p>`));
     } catch (err) {

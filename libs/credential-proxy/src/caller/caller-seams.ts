@@ -1,20 +1,18 @@
 /**
- * The seams through which the proxy learns who is calling and what they may do. Issue 3 (API
- * keys, OAuth access tokens) and issue 5 (passports, revocation, in-flight registry) plug their
- * verifiers in here; nothing else in the proxy changes.
+ * The seams through which the proxy learns who is calling and what they may do. The service
+ * module fills them with STACK's own credentials (see credentialSeams in credential-proxy.module);
+ * a seam given to createCredentialProxyService replaces the one it names, and nothing else in the
+ * proxy changes.
  *
  * - Bus callers (the MCP gateway): the runtime verifies the signed caller context before the
  *   handler runs; it is used as it is.
- * - REST callers, until issue 3 wires API keys and access tokens: `Authorization: Bearer <signed
- *   caller context>` — the same HS256 JWS over STACK_INTERNAL_SECRET the bus carries
- *   (`typ: stack-caller+jwt`, 60 s lifetime). Only a holder of the internal secret (a STACK
- *   service, an operator's own tooling, the tests) can mint one, so it authenticates no less than
- *   the bus does; it is the one REST credential this session can justify.
- * - Passports: a `PassportAuthority` (issue 5's PassportVerifier fits it as it is). Without one, a
- *   `passport_token` is refused with UNAUTHORIZED rather than ignored.
+ * - REST callers: a `RestCallerAuthenticator` turns the `Authorization` header into the caller
+ *   (API keys, OAuth access tokens and the operators' signed caller context).
+ * - Passports: a `PassportAuthority` checks signature, audience, expiry and revocation.
+ * - Calls in flight: an `InFlightTracker`, so a revocation cuts the calls made with the passport.
  */
-import { StackError, type CallerContext, type PassportClaims } from '@stack/contracts';
-import { CallerContextSigner, InFlightRegistry, type CredentialSubject, type InFlightCall } from '@stack/security';
+import type { CallerContext, PassportClaims } from '@stack/contracts';
+import type { CredentialSubject, InFlightCall } from '@stack/security';
 
 import type { HostResolver } from '../proxy/network-guard';
 
@@ -32,6 +30,7 @@ export interface InFlightTracker {
   track(subject: CredentialSubject): InFlightCall;
 }
 
+/** Replacements for the module's own seams; any left out keeps STACK's. */
 export interface CredentialProxySeams {
   restAuthenticator?: RestCallerAuthenticator;
   passportAuthority?: PassportAuthority;
@@ -40,30 +39,9 @@ export interface CredentialProxySeams {
   resolver?: HostResolver;
 }
 
-export class SignedContextAuthenticator implements RestCallerAuthenticator {
-  private readonly signer: CallerContextSigner;
-
-  constructor(internalSecret: string) {
-    this.signer = new CallerContextSigner(Buffer.from(internalSecret, 'base64'));
-  }
-
-  async authenticate(authorization: string | undefined): Promise<CallerContext> {
-    const m = /^Bearer\s+(\S+)$/i.exec(authorization ?? '');
-    if (!m) throw new StackError('UNAUTHORIZED', 'send Authorization: Bearer <credential>');
-    try {
-      return this.signer.verify(m[1]);
-    } catch {
-      throw new StackError('UNAUTHORIZED', 'the bearer credential is not valid here');
-    }
-  }
-}
-
-export const NO_PASSPORT_AUTHORITY: PassportAuthority = {
-  async verify() {
-    throw new StackError('UNAUTHORIZED', 'passports cannot be checked by this node yet');
-  },
-};
-
-export function defaultInFlight(): InFlightTracker {
-  return new InFlightRegistry();
+/** The seams the proxy runs with: the caller seams always filled, DNS optional. */
+export interface FilledSeams extends CredentialProxySeams {
+  restAuthenticator: RestCallerAuthenticator;
+  passportAuthority: PassportAuthority;
+  inFlight: InFlightTracker;
 }

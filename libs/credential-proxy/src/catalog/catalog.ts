@@ -74,7 +74,20 @@ export class Catalog {
     return row ? customEntry(row) : undefined;
   }
 
+  /** As `find`, among custom services the caller already holds (one directory read). */
+  findIn(services: readonly CustomServiceRow[], serviceId: string): CatalogEntry | undefined {
+    const b = this.builtin(serviceId);
+    if (b) return b;
+    const row = services.find((s) => s.service_id === serviceId);
+    return row ? customEntry(row) : undefined;
+  }
+
   async list(operatorId: string): Promise<CatalogEntry[]> {
-    return [...this.builtins, ...(await this.repo.listServices(operatorId)).map(customEntry)];
+    return this.listIn(await this.repo.listServices(operatorId));
+  }
+
+  /** As `list`, with custom services the caller already holds. */
+  listIn(services: readonly CustomServiceRow[]): CatalogEntry[] {
+    return [...this.builtins, ...services.map(customEntry)];
   }
 }

@@ -48,7 +48,9 @@ export const rotateMasterKeyCommand: CliCommand = {
       const repo = new ConnectionRepository(databases.get('credential-proxy')!.dataSource);
       const keyring = Keyring.parse(masterKeys);
       if (mode === 'rewrap') {
-        const report = await new VaultRotation(repo, new EnvelopeCipher(keyring)).rewrapAll({ onError: (id) => process.stderr.write(`  could not re-wrap ${id} (is its key still in STACK_MASTER_KEYS?)\n`) });
+        const report = await new VaultRotation(repo, new EnvelopeCipher(keyring)).rewrapAll({
+          onError: (id, err) => process.stderr.write(`  could not re-wrap ${id}: ${err instanceof Error ? err.message : String(err)} (is its key still in STACK_MASTER_KEYS?)\n`),
+        });
         process.stdout.write(`re-wrapped ${report.rewrapped}, skipped ${report.skipped} (changed meanwhile), failed ${report.failed}\n`);
       }
       const byKey = await repo.countByKey();

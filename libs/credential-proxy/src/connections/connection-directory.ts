@@ -13,11 +13,17 @@ import type { Cache } from '@stack/cache';
 
 import type { ConnectionRepository, ConnectionRow, CustomServiceRow } from './connection.repository';
 
+/** An operator's connections (oldest first) and custom services (by id), as the repository orders them. */
+export interface OperatorRows {
+  connections: ConnectionRow[];
+  services: CustomServiceRow[];
+}
+
 /** What one operator has, as loaded at one generation. */
 interface Snapshot {
   generation: string | undefined;
   loadedAt: number;
-  data: Promise<{ connections: ConnectionRow[]; services: CustomServiceRow[] }>;
+  data: Promise<OperatorRows>;
 }
 
 export interface ConnectionDirectoryOptions {
@@ -50,22 +56,12 @@ export class ConnectionDirectory {
     this.now = options.now ?? Date.now;
   }
 
-  async find(operatorId: string, connectionId: string): Promise<ConnectionRow | undefined> {
-    return (await this.load(operatorId)).connections.find((c) => c.id === connectionId);
-  }
-
-  /** The operator's connections of one service (or all), oldest first, as the repository orders them. */
-  async list(operatorId: string, serviceId?: string): Promise<ConnectionRow[]> {
-    const { connections } = await this.load(operatorId);
-    return serviceId === undefined ? connections : connections.filter((c) => c.service_id === serviceId);
-  }
-
   async findService(operatorId: string, serviceId: string): Promise<CustomServiceRow | undefined> {
-    return (await this.load(operatorId)).services.find((s) => s.service_id === serviceId);
+    return (await this.rows(operatorId)).services.find((s) => s.service_id === serviceId);
   }
 
   async listServices(operatorId: string): Promise<CustomServiceRow[]> {
-    return (await this.load(operatorId)).services;
+    return (await this.rows(operatorId)).services;
   }
 
   /** Call after a write to the operator's connections or services has committed. */
@@ -74,7 +70,11 @@ export class ConnectionDirectory {
     await this.cache.set(generationKey(operatorId), randomBytes(9).toString('base64url'), { ttlMs: GENERATION_TTL_MS });
   }
 
-  private async load(operatorId: string): Promise<{ connections: ConnectionRow[]; services: CustomServiceRow[] }> {
+  /**
+   * Everything the operator has, from one generation: a caller that needs both a connection and
+   * its custom service reads them here once. Shared arrays — read them, never change them.
+   */
+  async rows(operatorId: string): Promise<OperatorRows> {
     const generation = await this.cache.get(generationKey(operatorId));
     const held = this.snapshots.get(operatorId);
     if (held && held.generation === generation && this.now() - held.loadedAt < this.maxAgeMs) return held.data;

@@ -14,6 +14,7 @@ import { hostAllowed } from '../catalog/catalog';
 import type { CatalogEntry, InjectionType } from '../catalog/catalog.types';
 import type { ProxyPipeline } from '../proxy/proxy-pipeline';
 import type { Credential, CredentialVault } from '../vault/credential-vault';
+import type { ConnectionDirectory } from './connection-directory';
 import type { ConnectionRepository, ConnectionRow } from './connection.repository';
 
 export interface ConnectSession {
@@ -75,6 +76,8 @@ export class ConnectionsService {
   constructor(
     private readonly d: {
       repo: ConnectionRepository;
+      /** The proxy's view of the same rows, checked against the shared generation on every read. */
+      directory: Pick<ConnectionDirectory, 'rows'>;
       catalog: Catalog;
       vault: CredentialVault;
       cache: Cache;
@@ -165,8 +168,9 @@ export class ConnectionsService {
 
   async listServices(caller: CallerContext): Promise<Array<{ service_id: string; name: string; base_url: string; auth: { type: InjectionType; name?: string }; allowed_hosts: readonly string[]; scopes: readonly string[]; builtin: boolean; oauth: boolean; connections: ConnectionView[] }>> {
     const operatorId = operatorOf(caller);
-    const [entries, conns] = await Promise.all([this.d.catalog.list(operatorId), this.d.repo.list(operatorId)]);
-    return entries.map((e) => ({
+    // The catalog's custom services and the connections from one directory read.
+    const { connections: conns, services } = await this.d.directory.rows(operatorId);
+    return this.d.catalog.listIn(services).map((e) => ({
       service_id: e.service_id,
       name: e.name,
       base_url: e.base_url,
@@ -228,9 +232,11 @@ export class ConnectionsService {
     return { session, entry };
   }
 
-  /** The form post: CSRF checked by the caller of this method; the link is used up here. */
-  async completeConnect(token: string, credential: Record<string, string>): Promise<ConnectionView> {
-    const { session } = await this.connectSession(token);
+  /**
+   * The form post: `session` is the one `connectSession(token)` gave the caller, who checked the
+   * CSRF token against it; the link is used up here (once, even against a concurrent post).
+   */
+  async completeConnect(token: string, session: ConnectSession, credential: Record<string, string>): Promise<ConnectionView> {
     if (!(await this.d.cache.del(`cp:connect:${token}`))) throw new StackError('NOT_FOUND', 'this link was already used');
     return viewOf(await this.store(session.operator_id, session.member_id, { service_id: session.service_id, name: session.name, credential }));
   }

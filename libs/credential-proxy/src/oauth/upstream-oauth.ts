@@ -10,9 +10,11 @@ import { createHash, randomBytes } from 'node:crypto';
 
 import type { Cache } from '@stack/cache';
 import { StackError } from '@stack/contracts';
+import type { StackLogger } from '@stack/observability';
 
 import type { CatalogEntry, UpstreamOAuth as OAuthEndpoints } from '../catalog/catalog.types';
 import type { ConnectionRepository, ConnectionRow } from '../connections/connection.repository';
+import { causeCode } from '../proxy/cause-code';
 import type { Credential, CredentialVault } from '../vault/credential-vault';
 
 /** Refresh this long before `expires_at`, so a token never expires mid-call. */
@@ -33,6 +35,19 @@ interface TokenAnswer {
   refresh_token?: string;
   token_type?: string;
   expires_in?: number;
+  /** RFC 6749 §5.2: the provider's error code when it refuses. */
+  error?: unknown;
+}
+
+interface TokenResult {
+  ok: boolean;
+  status: number;
+  body: TokenAnswer;
+}
+
+/** The provider's `error` code for a log line: a short printable string, or nothing. */
+function oauthError(body: TokenAnswer): string | undefined {
+  return typeof body.error === 'string' && /^[\x20-\x7e]{1,64}$/.test(body.error) ? body.error : undefined;
 }
 
 export interface UpstreamOAuthOptions {
@@ -42,6 +57,8 @@ export interface UpstreamOAuthOptions {
   clients: Record<string, { clientId: string; clientSecret: string }>;
   publicUrl: string;
   newConnectionId: () => string;
+  /** Refused or failed token requests are logged here: ids, status and the provider's error code, never a token. */
+  logger: StackLogger;
   now?: () => number;
 }
 
@@ -93,7 +110,10 @@ export class UpstreamOAuthManager {
     const entry = await input.findEntry(pending.operator_id, pending.service_id);
     if (!entry) throw new StackError('NOT_FOUND', 'the service no longer exists');
     const answer = await this.token(entry, { grant_type: 'authorization_code', code: input.code, redirect_uri: this.redirectUri, code_verifier: pending.verifier });
-    if (!answer.ok || !answer.body.access_token) throw new StackError('UPSTREAM_ERROR', `${entry.name} refused the authorization code`);
+    if (!answer.ok || !answer.body.access_token) {
+      this.o.logger.warn({ operator_id: pending.operator_id, service: entry.service_id, status: answer.status, oauth_error: oauthError(answer.body) }, 'oauth: the provider refused the authorization code');
+      throw new StackError('UPSTREAM_ERROR', `${entry.name} refused the authorization code`);
+    }
     const id = this.o.newConnectionId();
     const credential: Credential = { kind: 'oauth2', access_token: answer.body.access_token, refresh_token: answer.body.refresh_token, token_type: answer.body.token_type };
     const sealed = await this.o.vault.seal(pending.operator_id, id, credential);
@@ -166,13 +186,15 @@ export class UpstreamOAuthManager {
       await this.o.repo.setStatus(conn.operator_id, conn.id, 'needs_reauth');
       throw needsReauth(conn);
     }
-    let answer: { ok: boolean; body: TokenAnswer };
+    let answer: TokenResult;
     try {
       answer = await this.token(entry, { grant_type: 'refresh_token', refresh_token: old.refresh_token });
-    } catch {
+    } catch (err) {
+      this.o.logger.warn({ connection_id: conn.id, service: entry.service_id, cause_code: causeCode(err) ?? (err instanceof Error ? err.name : undefined) }, 'oauth: the token endpoint could not be reached to refresh a token');
       throw new StackError('UPSTREAM_ERROR', `${entry.name} could not be reached to refresh the token`);
     }
     if (!answer.ok || !answer.body.access_token) {
+      this.o.logger.warn({ connection_id: conn.id, service: entry.service_id, status: answer.status, oauth_error: oauthError(answer.body) }, 'oauth: the provider refused the token refresh; the connection needs a new authorization');
       await this.o.repo.setStatus(conn.operator_id, conn.id, 'needs_reauth');
       throw needsReauth(conn);
     }
@@ -183,7 +205,7 @@ export class UpstreamOAuthManager {
   }
 
   /** The token endpoint is deployment configuration (catalog or override), not caller input. */
-  private async token(entry: CatalogEntry, params: Record<string, string>): Promise<{ ok: boolean; body: TokenAnswer }> {
+  private async token(entry: CatalogEntry, params: Record<string, string>): Promise<TokenResult> {
     const { clientId, clientSecret, endpoints } = this.client(entry);
     const res = await fetch(endpoints.token_url, {
       method: 'POST',
@@ -198,6 +220,6 @@ export class UpstreamOAuthManager {
     } catch {
       body = {};
     }
-    return { ok: res.ok, body };
+    return { ok: res.ok, status: res.status, body };
   }
 }

@@ -36,6 +36,15 @@ describe('network guard', () => {
     await expect(guard.resolve('api.github.com')).resolves.toEqual({ address: '140.82.112.5', family: 4 });
   });
 
+  it('says which DNS failure it was in the details, the message unchanged', async () => {
+    const failing = (code: string) => new NetworkGuard({ privateAllowlist: [], resolver: async (h) => Promise.reject(Object.assign(new Error(`getaddrinfo ${code} ${h}`), { code })) });
+    const message = "the upstream host 'nowhere.test' could not be resolved";
+    await expect(failing('ENOTFOUND').resolve('nowhere.test')).rejects.toMatchObject({ code: 'UPSTREAM_ERROR', message, details: { cause_code: 'ENOTFOUND' } });
+    await expect(failing('EAI_AGAIN').resolve('nowhere.test')).rejects.toMatchObject({ code: 'UPSTREAM_ERROR', message, details: { cause_code: 'EAI_AGAIN' } });
+    const empty = new NetworkGuard({ privateAllowlist: [], resolver: async () => [] });
+    await expect(empty.resolve('nowhere.test')).rejects.toMatchObject({ code: 'UPSTREAM_ERROR', message, details: undefined });
+  });
+
   it('sees decimal, hex and octal IPv4 spellings as the address they are (WHATWG URL)', () => {
     expect(new URL('http://2130706433/').hostname).toBe('127.0.0.1');
     expect(new URL('http://0x7f.0.0.1/').hostname).toBe('127.0.0.1');

@@ -11,6 +11,8 @@ import { BlockList, isIP } from 'node:net';
 
 import { StackError } from '@stack/contracts';
 
+import { causeCode } from './cause-code';
+
 export interface ResolvedAddress {
   address: string;
   family: 4 | 6;
@@ -96,8 +98,10 @@ export class NetworkGuard {
     } else {
       try {
         answers = await this.resolver(host);
-      } catch {
-        throw new StackError('UPSTREAM_ERROR', `the upstream host '${host}' could not be resolved`);
+      } catch (err) {
+        // ENOTFOUND (no such name) and EAI_AGAIN (the resolver failed) call for different fixes.
+        const cause = causeCode(err);
+        throw new StackError('UPSTREAM_ERROR', `the upstream host '${host}' could not be resolved`, cause ? { cause_code: cause } : undefined);
       }
       if (answers.length === 0) throw new StackError('UPSTREAM_ERROR', `the upstream host '${host}' could not be resolved`);
     }

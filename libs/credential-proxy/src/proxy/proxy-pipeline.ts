@@ -19,7 +19,8 @@ import { enforceAllowedHost } from '../catalog/catalog';
 import type { CatalogEntry } from '../catalog/catalog.types';
 import { enforceScopes, requiredScopes } from '../catalog/scope-rules';
 import type { InFlightTracker, PassportAuthority } from '../caller/caller-seams';
-import type { ConnectionRepository, ConnectionRow } from '../connections/connection.repository';
+import type { ConnectionDirectory } from '../connections/connection-directory';
+import type { ConnectionRow } from '../connections/connection.repository';
 import type { UpstreamOAuthManager } from '../oauth/upstream-oauth';
 import { secretStrings } from '../vault/credential-vault';
 import { canonicalise, requestTarget, type CanonicalRequest } from './canonical-request';
@@ -42,8 +43,8 @@ export interface AuditSink {
 }
 
 export interface ProxyPipelineDeps {
-  /** Connection reads of the hot path (the ConnectionDirectory). */
-  connections: Pick<ConnectionRepository, 'find' | 'list'>;
+  /** Connection and custom-service reads of the hot path: one directory read per call. */
+  connections: Pick<ConnectionDirectory, 'rows'>;
   catalog: Catalog;
   guard: NetworkGuard;
   upstream: UpstreamClient;
@@ -88,18 +89,18 @@ export class ProxyPipeline {
     return { caller, operatorId: caller.operator_id, subject: { operator_id: caller.operator_id, member_id: caller.member_id, issued_at_ms: 0 } as CredentialSubject };
   }
 
-  /** The connection named by `service` (a connection id, or a catalog id with exactly one usable connection). */
-  async choose(auth: Authority, service: string): Promise<{ conn: ConnectionRow; grant?: PassportService }> {
+  /** The connection named by `service` (a connection id, or a catalog id with exactly one usable connection) among the operator's. */
+  choose(auth: Authority, service: string, connections: readonly ConnectionRow[]): { conn: ConnectionRow; grant?: PassportService } {
     const granted = auth.claims?.stk.services;
     if (isConnectionId(service)) {
-      const conn = await this.d.connections.find(auth.operatorId, service);
+      const conn = connections.find((c) => c.id === service);
       if (!conn) throw new StackError('NOT_FOUND', `no connection '${service}'`);
       if (!granted) return { conn };
       const grant = granted.find((g) => g.connection_id === conn.id);
       if (!grant) throw new StackError('FORBIDDEN', 'the passport does not grant this connection', { connection_id: conn.id });
       return { conn, grant };
     }
-    const all = await this.d.connections.list(auth.operatorId, service);
+    const all = connections.filter((c) => c.service_id === service);
     const usable = granted ? all.filter((c) => granted.some((g) => g.connection_id === c.id)) : all;
     if (usable.length === 0) throw new StackError('NOT_FOUND', `no usable connection of '${service}'`);
     if (usable.length > 1) {
@@ -114,9 +115,11 @@ export class ProxyPipeline {
     const target: { conn?: ConnectionRow; req?: CanonicalRequest; entry?: CatalogEntry } = {};
     try {
       auth = await this.authority(caller, call.passport_token);
-      const { conn, grant } = await this.choose(auth, call.service);
+      // One read of the directory serves both the connection and, for a custom service, its entry.
+      const known = await this.d.connections.rows(auth.operatorId);
+      const { conn, grant } = this.choose(auth, call.service, known.connections);
       target.conn = conn;
-      const entry = await this.d.catalog.find(auth.operatorId, conn.service_id);
+      const entry = this.d.catalog.findIn(known.services, conn.service_id);
       if (!entry) throw new StackError('NOT_FOUND', `the service '${conn.service_id}' is no longer in the catalog`);
       target.entry = entry;
       const base = new URL(conn.base_url ?? entry.base_url);
@@ -204,7 +207,7 @@ export class ProxyPipeline {
     }
   }
 
-  private entry(auth: Authority, action: string, outcome: AuditEntryInput['outcome'], t: { conn?: ConnectionRow; req?: CanonicalRequest }, started?: number, errorCode?: string): AuditEntryInput {
+  private entry(auth: Authority, action: string, outcome: AuditEntryInput['outcome'], t: { conn?: ConnectionRow; req?: CanonicalRequest }, errorCode?: string): AuditEntryInput {
     return {
       layer: 'proxy',
       action,
@@ -213,14 +216,13 @@ export class ProxyPipeline {
       operator_id: auth.operatorId,
       ...(auth.claims ? { passport_jti: auth.claims.jti, agent_id: auth.claims.stk.agent_id, session_id: auth.claims.stk.session_id } : {}),
       target: { service: t.conn?.service_id, connection: t.conn?.id, method: t.req?.method, host: t.req?.host, path: t.req?.pathname },
-      ...(started !== undefined && action !== 'credential.proxy' ? { duration_ms: performance.now() - started } : {}),
       ...(errorCode ? { error_code: errorCode } : {}),
     };
   }
 
   /** Completion and refusal records: the caller's answer does not wait for them. */
   private audit(auth: Authority, action: string, outcome: AuditEntryInput['outcome'], t: { conn?: ConnectionRow; req?: CanonicalRequest }, started: number, errorCode?: string): void {
-    const input = this.entry(auth, action, outcome, t, started, errorCode);
+    const input = this.entry(auth, action, outcome, t, errorCode);
     input.duration_ms = performance.now() - started;
     this.d.audit.record(input).catch((err: unknown) => this.d.logger.warn({ err, action }, 'audit record of a proxy call failed'));
   }

@@ -10,6 +10,7 @@ import { Pool } from 'undici';
 
 import { StackError } from '@stack/contracts';
 
+import { causeCode } from './cause-code';
 import type { ResolvedAddress } from './network-guard';
 
 export interface UpstreamRequest {
@@ -90,7 +91,9 @@ export class UpstreamClient {
       }
       const code = (err as { code?: string } | undefined)?.code;
       if (cause?.kind === 'timeout' || code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT' || code === 'UND_ERR_CONNECT_TIMEOUT') return new StackError('UPSTREAM_TIMEOUT', `the upstream did not answer within ${req.timeoutMs} ms`);
-      return new StackError('UPSTREAM_ERROR', 'the upstream connection failed');
+      // The message stays generic; the code (ECONNREFUSED, a TLS certificate failure…) says why.
+      const why = causeCode(err);
+      return new StackError('UPSTREAM_ERROR', 'the upstream connection failed', why ? { cause_code: why } : undefined);
     };
     try {
       const res = await this.pool(req.origin, req.address).request({

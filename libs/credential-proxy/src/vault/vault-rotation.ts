@@ -13,8 +13,6 @@ export interface RewrapReport {
   rewrapped: number;
   skipped: number;
   failed: number;
-  /** Connections per key id after the pass. */
-  byKey: Record<string, number>;
 }
 
 export class VaultRotation {
@@ -43,6 +41,6 @@ export class VaultRotation {
         }
       }
     }
-    return { rewrapped, skipped, failed: failedIds.size, byKey: await this.repo.countByKey() };
+    return { rewrapped, skipped, failed: failedIds.size };
   }
 }

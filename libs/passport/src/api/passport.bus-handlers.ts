@@ -5,7 +5,7 @@
 import { Inject, Injectable, type OnModuleDestroy, type OnModuleInit } from '@nestjs/common';
 
 import type { Handle } from '@stack/bus';
-import { PASSPORT_COMMANDS, type CallerContext } from '@stack/contracts';
+import { PASSPORT_COMMANDS } from '@stack/contracts';
 import { serviceKitToken, type ServiceKit } from '@stack/runtime';
 
 import { SigningKeys } from '../keys/signing-keys.service';
@@ -25,10 +25,8 @@ export class PassportBusHandlers implements OnModuleInit, OnModuleDestroy {
     const bus = this.kit.bus;
     const c = PASSPORT_COMMANDS;
     const p = this.passports;
-    /** A caller context with no operator (a bare service) is not anyone's caller. */
-    const who = (caller: CallerContext) => caller;
     this.handles = [
-      bus.handle(c.registerAgent, (req, ctx) => p.registerAgent(who(ctx.caller), req)),
+      bus.handle(c.registerAgent, (req, ctx) => p.registerAgent(ctx.caller, req)),
       bus.handle(c.listAgents, async (_req, ctx) => ({ agents: await p.listAgents(ctx.caller) })),
       bus.handle(c.getAgent, (req, ctx) => p.getAgent(ctx.caller, req.agent_id)),
       bus.handle(c.updateAgent, (req, ctx) => p.updateAgent(ctx.caller, req)),

@@ -161,7 +161,6 @@ export class DropoffService implements OnApplicationBootstrap, OnModuleDestroy {
       const events = [this.kit.audit.row(this.entry(actor, 'dropoff.create', 'success', id))];
       if (values.status === 'deposited') events.push(Outbox.row(DropoffDepositedEvent, eventOf(values), { id: `${id}:deposited` }));
       const row = await this.store.insert(values, events);
-      this.wake(id);
       return dropoffView(row);
     });
   }
@@ -345,7 +344,9 @@ export class DropoffService implements OnApplicationBootstrap, OnModuleDestroy {
       const code = err instanceof StackError ? err.code : 'INTERNAL_ERROR';
       if (code !== 'AUDIT_UNAVAILABLE') {
         const safeId = id && DROPOFF_ID.test(id) ? id : undefined;
-        await this.kit.audit.record(this.entry(actor, action, code === 'INTERNAL_ERROR' ? 'failure' : 'denied', safeId, code)).catch(() => undefined);
+        await this.kit.audit.record(this.entry(actor, action, code === 'INTERNAL_ERROR' ? 'failure' : 'denied', safeId, code)).catch((auditErr: unknown) => {
+          this.kit.logger.warn({ action, dropoff_id: safeId, error_code: code, err: (auditErr as Error).message }, 'audit record of a refusal failed');
+        });
       }
       throw err;
     }

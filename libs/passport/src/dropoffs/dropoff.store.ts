@@ -72,8 +72,8 @@ export class DropoffStore {
     return rows[0]!;
   }
 
-  async find(operatorId: string, id: string, m?: EntityManager, lock = false): Promise<DropoffRow | undefined> {
-    const rows = (await (m ?? this.kit.dataSource).query(`SELECT * FROM ${this.table} WHERE operator_id = $1 AND id = $2${lock ? ' FOR UPDATE' : ''}`, [operatorId, id])) as DropoffRow[];
+  async find(operatorId: string, id: string): Promise<DropoffRow | undefined> {
+    const rows = (await this.kit.dataSource.query(`SELECT * FROM ${this.table} WHERE operator_id = $1 AND id = $2`, [operatorId, id])) as DropoffRow[];
     return rows[0];
   }
 

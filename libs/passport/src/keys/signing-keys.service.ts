@@ -79,34 +79,36 @@ export class SigningKeys implements OnModuleInit, OnModuleDestroy {
 
   /** Retires the active key and makes a new one; returns the new kid. */
   async rotate(): Promise<string> {
+    const kid = (await this.retireAndReplace())!;
+    this.kit.logger.info({ kid }, 'passport signing key rotated');
+    return kid;
+  }
+
+  /**
+   * Retires the active key — only if it is `kid`, when given — and inserts a new active one in
+   * the same transaction. With `kid`, only the replica whose UPDATE retires that very key goes
+   * on to insert the next one (undefined for the others). Returns the new kid.
+   */
+  private async retireAndReplace(kid?: string): Promise<string | undefined> {
     const fresh = await this.generate();
-    await this.kit.dataSource.transaction(async (m) => {
-      await runStatement(m, `UPDATE ${this.table()} SET status = 'retired', retired_at = now(), publish_until = now() + ($1::text || ' milliseconds')::interval WHERE status = 'active'`, [
-        String(PASSPORT_TTL.maxSeconds * 1000 + PUBLISH_MARGIN_MS),
-      ]);
+    const replaced = await this.kit.dataSource.transaction(async (m) => {
+      const r = await runStatement(
+        m,
+        `UPDATE ${this.table()} SET status = 'retired', retired_at = now(), publish_until = now() + ($1::text || ' milliseconds')::interval WHERE status = 'active' AND ($2::text IS NULL OR kid = $2)`,
+        [String(PASSPORT_TTL.maxSeconds * 1000 + PUBLISH_MARGIN_MS), kid ?? null],
+      );
+      if (kid !== undefined && r.affected !== 1) return false;
       await m.query(`INSERT INTO ${this.table()} (kid, status, public_x, private_sealed) VALUES ($1, 'active', $2, $3::jsonb)`, [fresh.kid, fresh.x, JSON.stringify(fresh.sealed)]);
+      return true;
     });
     await this.reload();
-    this.kit.logger.info({ kid: fresh.kid }, 'passport signing key rotated');
-    return fresh.kid;
+    return replaced ? fresh.kid : undefined;
   }
 
   private async tick(): Promise<void> {
     try {
       await this.reload();
-      if (this.active && Date.now() - this.active.createdAt >= this.kit.config.passportKeyRotationMs) {
-        // Only the replica whose UPDATE retires this very key goes on to insert the next one.
-        const kid = this.active.kid;
-        const fresh = await this.generate();
-        await this.kit.dataSource.transaction(async (m) => {
-          const r = await runStatement(m, `UPDATE ${this.table()} SET status = 'retired', retired_at = now(), publish_until = now() + ($2::text || ' milliseconds')::interval WHERE kid = $1 AND status = 'active'`, [
-            kid,
-            String(PASSPORT_TTL.maxSeconds * 1000 + PUBLISH_MARGIN_MS),
-          ]);
-          if (r.affected === 1) await m.query(`INSERT INTO ${this.table()} (kid, status, public_x, private_sealed) VALUES ($1, 'active', $2, $3::jsonb)`, [fresh.kid, fresh.x, JSON.stringify(fresh.sealed)]);
-        });
-        await this.reload();
-      }
+      if (this.active && Date.now() - this.active.createdAt >= this.kit.config.passportKeyRotationMs) await this.retireAndReplace(this.active.kid);
       await this.kit.dataSource.query(`DELETE FROM ${this.table()} WHERE status = 'retired' AND publish_until < now()`);
     } catch (err) {
       this.kit.logger.warn({ err: (err as Error).message }, 'passport signing key maintenance failed; will retry');

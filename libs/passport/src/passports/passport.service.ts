@@ -34,8 +34,8 @@ import {
   type VerifyPassportResult,
 } from '@stack/contracts';
 import { Outbox } from '@stack/persistence';
-import { AuditRecorder, RevocationHost, serviceKitToken, type AuditEntryInput, type ServiceKit } from '@stack/runtime';
-import { PassportVerifier, signPassport, subjectOfPassport, type RevocationEntry, type RevocationKind, type VerifiedPassport } from '@stack/security';
+import { RevocationHost, serviceKitToken, type AuditEntryInput, type ServiceKit } from '@stack/runtime';
+import { PassportVerifier, signPassport, type RevocationEntry, type RevocationKind, type VerifiedPassport } from '@stack/security';
 
 import { SigningKeys } from '../keys/signing-keys.service';
 import { PassportStore, type PassportRow } from '../store/passport.store';
@@ -53,7 +53,6 @@ export type RevokeTarget = { kind: 'jti'; value: string } | { kind: 'agent'; val
 @Injectable()
 export class PassportService {
   readonly verifier: PassportVerifier;
-  private readonly audit: AuditRecorder;
   private readonly audience: string;
 
   constructor(
@@ -63,7 +62,6 @@ export class PassportService {
     private readonly revocations: RevocationHost,
   ) {
     this.audience = kit.config.publicUrl;
-    this.audit = new AuditRecorder(kit.bus);
     this.verifier = new PassportVerifier({ audience: this.audience, keys: (kid) => keys.publicKey(kid), revocations: revocations.state });
   }
 
@@ -110,7 +108,7 @@ export class PassportService {
       await this.store.deleteAgent(m, operatorId, agentId);
       await this.store.insertRevocation(m, entry);
       await Outbox.enqueue(m, RevocationRecordedEvent, entry, { id: entry.id });
-      await this.audit.enqueue(m, { caller, layer: 'passport', action: 'agent.delete', outcome: 'success', agent_id: agentId });
+      await this.kit.audit.enqueue(m, { caller, layer: 'passport', action: 'agent.delete', outcome: 'success', agent_id: agentId });
     });
     await this.afterRevocation(entry);
     return { deleted: true };
@@ -310,7 +308,7 @@ export class PassportService {
     await this.store.transaction(async (m) => {
       await this.store.insertRevocation(m, entry);
       await Outbox.enqueue(m, RevocationRecordedEvent, entry, { id: entry.id });
-      await this.audit.enqueue(m, {
+      await this.kit.audit.enqueue(m, {
         caller,
         layer: 'passport',
         action: `passport.revoke_${target.kind === 'jti' ? 'passport' : target.kind === 'operator' ? 'all' : target.kind}`,
@@ -365,8 +363,9 @@ export class PassportService {
     };
     const token = signPassport(claims, key);
     const expiresAt = new Date(p.exp * 1000);
-    await this.store.transaction(async (m) => {
-      await this.store.insertPassport(m, {
+    // The passport and its audit entry: one statement.
+    await this.store.insertPassport(
+      {
         jti,
         operator_id: p.operatorId,
         agent_id: p.agent.id,
@@ -381,9 +380,9 @@ export class PassportService {
         intent_services: p.intentServices,
         services: p.services,
         kid: key.kid,
-      });
-      await this.audit.enqueue(m, { ...whoOf(claims), ...(caller?.client_id ? { client_id: caller.client_id } : {}), layer: 'passport', action: p.action, outcome: 'success' });
-    });
+      },
+      [this.kit.audit.row({ ...whoOf(claims), ...(caller?.client_id ? { client_id: caller.client_id } : {}), layer: 'passport', action: p.action, outcome: 'success' })],
+    );
     return { token, jti, expires_at: expiresAt.toISOString() };
   }
 
@@ -427,7 +426,7 @@ export class PassportService {
   /** Refusals have no state change to ride on: published directly; a lost one is logged, the refusal stands. */
   private async recordQuietly(input: AuditEntryInput): Promise<void> {
     try {
-      await this.audit.record(input);
+      await this.kit.audit.record(input);
     } catch (err) {
       this.kit.logger.warn({ action: input.action, err: (err as Error).message }, 'audit record of a refusal failed');
     }
@@ -526,4 +525,3 @@ function summaryOf(r: PassportRow): PassportSummary {
   };
 }
 
-export { subjectOfPassport };

@@ -23,6 +23,7 @@ export class RevocationRelay implements OnModuleInit, OnApplicationBootstrap, On
   private timer?: NodeJS.Timeout;
   private handle?: Handle;
   private unsubscribe?: () => void;
+  private beatFailing = false;
   readonly heartbeatMs: number;
 
   constructor(
@@ -66,8 +67,12 @@ export class RevocationRelay implements OnModuleInit, OnApplicationBootstrap, On
     try {
       const last = await this.kit.bus.lastSequence('REVOCATIONS');
       await this.kit.bus.publish(RevocationHeartbeatEvent, { at_ms: Date.now(), last_seq: last }, { id: `hb_${randomUUID()}` });
+      this.beatFailing = false;
     } catch (err) {
-      this.kit.logger.debug({ err: (err as Error).message }, 'revocation heartbeat not published');
+      // Without heartbeats every node turns stale and refuses all credentials: say so once, loudly.
+      const log = this.beatFailing ? this.kit.logger.debug.bind(this.kit.logger) : this.kit.logger.warn.bind(this.kit.logger);
+      this.beatFailing = true;
+      log({ err: (err as Error).message }, 'revocation heartbeat not published (nodes turn stale without it); retrying every beat');
     }
   }
 }

@@ -7,7 +7,7 @@ import { Inject, Injectable } from '@nestjs/common';
 import type { EntityManager } from 'typeorm';
 
 import type { AgentView, Constraint, GrantView, PassportService as PassportServiceClaim } from '@stack/contracts';
-import { qualifiedTable, runStatement, schemaOf } from '@stack/persistence';
+import { Outbox, qualifiedTable, runStatement, schemaOf, type OutboxEventRow } from '@stack/persistence';
 import { serviceKitToken, type ServiceKit } from '@stack/runtime';
 import type { RevocationEntry } from '@stack/security';
 
@@ -124,11 +124,12 @@ export class PassportStore {
   }
 
   async updateAgent(operatorId: string, id: string, patch: { name?: string; description?: string }): Promise<AgentView | undefined> {
-    const rows = (await this.kit.dataSource.query(
+    const { rows } = await runStatement<AgentRow>(
+      this.kit.dataSource,
       `UPDATE ${this.t('agents')} SET name = COALESCE($3, name), description = COALESCE($4, description), updated_at = now() WHERE operator_id = $1 AND id = $2 RETURNING *`,
       [operatorId, id, patch.name ?? null, patch.description ?? null],
-    )) as [AgentRow[], number];
-    const row = rows[0]?.[0];
+    );
+    const row = rows[0];
     return row ? agentView(row) : undefined;
   }
 
@@ -157,10 +158,12 @@ export class PassportStore {
     return r.affected > 0;
   }
 
-  async insertPassport(m: EntityManager, p: PassportRow): Promise<void> {
-    await m.query(
+  /** Records a minted passport and its events (its audit entry) in one statement. */
+  async insertPassport(p: PassportRow, events: readonly OutboxEventRow[]): Promise<void> {
+    await Outbox.withEvents(
+      this.kit.dataSource,
       `INSERT INTO ${this.t('passports')} (jti, operator_id, agent_id, member_id, session_id, parent_jti, chain, delegation_depth, issued_at_ms, expires_at, intent_summary, intent_services, services, kid)
-       VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9, $10, $11, $12::jsonb, $13::jsonb, $14)`,
+       VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9, $10, $11, $12::jsonb, $13::jsonb, $14) RETURNING jti`,
       [
         p.jti,
         p.operator_id,
@@ -177,6 +180,7 @@ export class PassportStore {
         JSON.stringify(p.services),
         p.kid,
       ],
+      events,
     );
   }
 

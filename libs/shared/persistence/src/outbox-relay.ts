@@ -125,12 +125,7 @@ export class OutboxRelay {
 
   /** Wakes the relay now, e.g. right after committing a transaction that enqueued events. */
   notify(): void {
-    if (!this.running || this.failures > 0) return; // while failing, the backoff decides
-    if (this.inFlight) {
-      this.wakeAgain = true;
-      return;
-    }
-    this.schedule(0);
+    this.wake(0);
   }
 
   /**
@@ -138,13 +133,17 @@ export class OutboxRelay {
    * within `nudgeDelayMs`, unless one is already due sooner or in flight (then right after it).
    */
   nudge(): void {
-    if (!this.running || this.failures > 0) return;
+    this.wake(this.nudgeDelayMs);
+  }
+
+  private wake(withinMs: number): void {
+    if (!this.running || this.failures > 0) return; // while failing, the backoff decides
     if (this.inFlight) {
       this.wakeAgain = true;
       return;
     }
-    if (this.dueAt <= Date.now() + this.nudgeDelayMs) return;
-    this.schedule(this.nudgeDelayMs);
+    if (this.dueAt <= Date.now() + withinMs) return;
+    this.schedule(withinMs);
   }
 
   /**
@@ -214,8 +213,12 @@ export class OutboxRelay {
         await runStatement(this.dataSource, `UPDATE ${this.table} SET sent_at = now() WHERE id = ANY($1::text[]) AND sent_at IS NULL`, [sent]);
         published += sent.length;
       }
-      const failure = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-      if (failure) throw failure.reason;
+      const failed = results.flatMap((r, i) => (r.status === 'rejected' ? [{ row: rows[i]!, reason: r.reason as unknown }] : []));
+      if (failed.length > 0) {
+        const first = failed[0]!;
+        this.logger.warn({ schema: this.schema, failed: failed.length, published: sent.length, first_failed: { id: first.row.id, event: first.row.event, seq: first.row.seq } }, 'outbox rows the bus did not acknowledge; the next round publishes them again');
+        throw first.reason;
+      }
       if (rows.length < this.batchSize) break;
     }
     if (published > 0) this.logger.debug({ schema: this.schema, published }, 'outbox rows published');

@@ -41,6 +41,7 @@ function row<E extends EventDef>(event: E, payload: PayloadOf<E>, options: Enque
   const key = eventKey(event);
   assertValid(event.payload, payload, `event ${key}`);
   const json = JSON.stringify(payload);
+  // UTF-8 needs at most 3 bytes per UTF-16 unit: count the bytes only when the limit is within reach.
   if (json.length > MAX_OUTBOX_PAYLOAD_BYTES / 3 && Buffer.byteLength(json) > MAX_OUTBOX_PAYLOAD_BYTES) {
     throw new StackError('PAYLOAD_TOO_LARGE', `event ${key}: payload exceeds ${MAX_OUTBOX_PAYLOAD_BYTES} bytes`);
   }
@@ -92,7 +93,8 @@ export const Outbox = {
   /**
    * Inserts an event into the outbox of the manager's data source, inside the caller's
    * transaction. Validates the payload against the event's schema (StackError INVALID_REQUEST)
-   * and returns the event id. Call OutboxRelay.notify() after the commit to publish at once.
+   * and returns the event id. The relay publishes it at its next round (within its interval,
+   * 1 s by default); `withEvents` wakes the relay as soon as its statement commits.
    */
   enqueue,
   /** An event's outbox row (validated), for `withEvents`. */

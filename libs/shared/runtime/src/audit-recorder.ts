@@ -41,8 +41,15 @@ export function newAuditId(): string {
   return randomId('aud_', 16);
 }
 
-/** The event payload for an input: only allow-listed fields, the path without its query. */
+/** The event payload for an input: only allow-listed fields, the path without its query; validated. */
 export function auditEventPayload(input: AuditEntryInput): AuditEventPayload {
+  const payload = buildPayload(input);
+  assertValid(AuditRecordedEvent.payload, payload, 'audit entry');
+  return payload;
+}
+
+/** The payload, not yet validated: the outbox validates every row it is given. */
+function buildPayload(input: AuditEntryInput): AuditEventPayload {
   const c = input.caller;
   const pick = (v: string | undefined, fallback: string | undefined) => v ?? fallback;
   const payload: AuditEventPayload = {
@@ -64,7 +71,6 @@ export function auditEventPayload(input: AuditEntryInput): AuditEventPayload {
   };
   for (const k of Object.keys(payload) as (keyof AuditEventPayload)[]) if (payload[k] === undefined) delete payload[k];
   if (payload.target) for (const k of Object.keys(payload.target) as (keyof AuditTarget)[]) if (payload.target[k] === undefined) delete payload.target[k];
-  assertValid(AuditRecordedEvent.payload, payload, 'audit entry');
   return payload;
 }
 
@@ -89,13 +95,13 @@ export class AuditRecorder {
 
   /** The entry as an outbox row, to write with the data in one statement (`Outbox.withEvents`). */
   row(input: AuditEntryInput): OutboxEventRow {
-    const payload = auditEventPayload(input);
+    const payload = buildPayload(input);
     return Outbox.row(AuditRecordedEvent, payload, { id: payload.id });
   }
 
   /** Writes the entry through the outbox inside the caller's open transaction (same commit as the data). Returns its id. */
   async enqueue(manager: EntityManager, input: AuditEntryInput): Promise<string> {
-    const payload = auditEventPayload(input);
+    const payload = buildPayload(input);
     await Outbox.enqueue(manager, AuditRecordedEvent, payload, { id: payload.id });
     return payload.id;
   }

@@ -66,6 +66,7 @@ export class Credentials {
   private readonly apiKeys = new Map<string, { caller: CallerContext; until: number }>();
   private passportKeys = new Map<string, KeyObject>();
   private passportKeysFetchedAt = 0;
+  private jwksFetch?: Promise<void>;
   private readonly signer: CallerContextSigner;
 
   constructor(
@@ -93,18 +94,22 @@ export class Credentials {
   async restCaller(authorization: string | undefined): Promise<ResolvedCredential> {
     const token = bearerOf(authorization);
     if (!token) throw new StackError('UNAUTHORIZED', 'send Authorization: Bearer <API key, access token or passport>');
-    if (jwtTyp(token) === INTERNAL_CALLER_TYP) {
+    const typ = jwtTyp(token);
+    if (typ === INTERNAL_CALLER_TYP) {
       const caller = this.signer.verify(token);
       // A service acting for itself carries no scopes; lifted off the bus it must not open REST.
       if (caller.kind === 'system') throw new StackError('UNAUTHORIZED', 'a service context is not a REST credential');
       return { kind: 'internal', caller };
     }
-    return this.resolve(token, 'api');
+    return this.resolveTyped(token, typ, 'api');
   }
 
-  async resolve(token: string, resource: Resource): Promise<ResolvedCredential> {
+  resolve(token: string, resource: Resource): Promise<ResolvedCredential> {
+    return this.resolveTyped(token, jwtTyp(token), resource);
+  }
+
+  private async resolveTyped(token: string, typ: string | undefined, resource: Resource): Promise<ResolvedCredential> {
     if (token.startsWith('sk_live_')) return { kind: 'api_key', caller: await this.apiKey(token) };
-    const typ = jwtTyp(token);
     if (typ === ACCESS_TOKEN_TYP) {
       const t = await this.accessTokens[resource].verify(token);
       // The operator is left out on purpose: "revoke all passports" must not sign members out.
@@ -146,13 +151,26 @@ export class Credentials {
     return caller;
   }
 
+  /**
+   * The passport service's public key `kid`. An unknown kid fetches the key set again — at most
+   * once every JWKS_REFETCH_MS after a successful fetch, and one fetch shared by every request
+   * that misses meanwhile (they wait for it rather than being told the key is unknown). A fetch
+   * that fails fails those requests with the bus's error, and the next miss tries again.
+   */
   private async passportKey(kid: string): Promise<KeyObject | undefined> {
     const known = this.passportKeys.get(kid);
     if (known) return known;
-    if (Date.now() - this.passportKeysFetchedAt < JWKS_REFETCH_MS) return undefined;
-    this.passportKeysFetchedAt = Date.now();
-    const { keys } = await this.bus.request(PASSPORT_COMMANDS.getJwks, {});
-    this.passportKeys = new Map(keys.map((k) => [k.kid, publicKeyOfJwk(k)]));
+    if (!this.jwksFetch) {
+      if (Date.now() - this.passportKeysFetchedAt < JWKS_REFETCH_MS) return undefined;
+      this.jwksFetch = (async () => {
+        const { keys } = await this.bus.request(PASSPORT_COMMANDS.getJwks, {});
+        this.passportKeys = new Map(keys.map((k) => [k.kid, publicKeyOfJwk(k)]));
+        this.passportKeysFetchedAt = Date.now();
+      })().finally(() => {
+        this.jwksFetch = undefined;
+      });
+    }
+    await this.jwksFetch;
     return this.passportKeys.get(kid);
   }
 }

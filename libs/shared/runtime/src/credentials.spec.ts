@@ -1,9 +1,9 @@
-import { randomBytes } from 'node:crypto';
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
 
 import type { BusConnection } from '@stack/bus';
 import type { StackConfig } from '@stack/config';
-import { StackError, type CallerContext } from '@stack/contracts';
-import { CallerContextSigner } from '@stack/security';
+import { PASSPORT_COMMANDS, StackError, type CallerContext, type PassportClaims } from '@stack/contracts';
+import { CallerContextSigner, signPassport } from '@stack/security';
 
 import { Credentials } from './credentials.module';
 import type { RevocationHost } from './revocation.module';
@@ -61,5 +61,57 @@ describe('Credentials (REST callers)', () => {
   it('refuses a service’s own (system) context lifted off the bus', async () => {
     const system: CallerContext = { issuer: 'passport', kind: 'system', scopes: [] };
     await expect(credentials.restCaller(`Bearer ${new CallerContextSigner(secret).sign(system)}`)).rejects.toMatchObject({ code: 'UNAUTHORIZED' });
+  });
+
+  describe('passports signed with a key this node has not fetched yet', () => {
+    const { publicKey, privateKey } = generateKeyPairSync('ed25519');
+    const x = (publicKey.export({ format: 'jwk' }) as { x: string }).x;
+    const passport = (jti: string): string => {
+      const now = Math.floor(Date.now() / 1000);
+      const claims: PassportClaims = {
+        jti,
+        sub: 'agt_1',
+        iss: config.publicUrl,
+        aud: config.publicUrl,
+        iat: now,
+        exp: now + 900,
+        stk: { operator_id: 'op_1', agent_id: 'agt_1', agent_name: 'bot', member_id: 'mem_1', session_id: 'ses_1', issued_at_ms: Date.now(), chain: [], delegation_depth: 0, intent_summary: '', intent_services: [], services: [] },
+      };
+      return `Bearer ${signPassport(claims, { kid: 'k1', privateKey })}`;
+    };
+    const node = (answer: () => Promise<unknown>) => {
+      const asked: unknown[] = [];
+      const jwksBus = {
+        request: async (cmd: unknown) => {
+          asked.push(cmd);
+          return answer();
+        },
+      };
+      const state = { ...host.state, check: () => undefined, revocationOf: () => undefined };
+      return { creds: new Credentials({ forService: () => jwksBus } as unknown as BusConnection, config, { state } as unknown as RevocationHost), asked };
+    };
+    const jwks = async () => {
+      await new Promise((r) => setTimeout(r, 50));
+      return { keys: [{ kty: 'OKP', crv: 'Ed25519', alg: 'EdDSA', use: 'sig', kid: 'k1', x }] };
+    };
+
+    it('lets every request that arrives during the key fetch wait for it: one fetch, all accepted', async () => {
+      const { creds, asked } = node(jwks);
+      const got = await Promise.all(['ppt_a', 'ppt_b', 'ppt_c'].map((jti) => creds.restCaller(passport(jti))));
+      expect(got.map((g) => g.caller.passport_jti)).toEqual(['ppt_a', 'ppt_b', 'ppt_c']);
+      expect(asked).toEqual([PASSPORT_COMMANDS.getJwks]);
+    });
+
+    it('fails with the bus error when the fetch fails, and fetches again on the next request', async () => {
+      let fail = true;
+      const { creds, asked } = node(async () => {
+        if (fail) throw new StackError('BUS_TIMEOUT', 'passport did not answer');
+        return jwks();
+      });
+      await expect(creds.restCaller(passport('ppt_d'))).rejects.toMatchObject({ code: 'BUS_TIMEOUT' });
+      fail = false;
+      expect((await creds.restCaller(passport('ppt_e'))).caller.passport_jti).toBe('ppt_e');
+      expect(asked).toHaveLength(2);
+    });
   });
 });

@@ -58,6 +58,7 @@ export function busRevocationFeed(options: { bus: Bus; instanceId: string; local
         options.logger?.info({ refusals: refusals.join(', ') }, 'no caught-up peer gave a revocation snapshot: loading it from this service’s own tables and replaying the whole stream');
         return local();
       }
+      options.logger?.warn({ refusals: refusals.join(', ') }, 'no caught-up passport replica gave a revocation snapshot');
       throw lastError;
     },
     follow: async (fromSeq, onMessage) =>

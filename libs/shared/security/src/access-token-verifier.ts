@@ -7,7 +7,7 @@
  */
 import { createPublicKey, verify as verifySignature, type JsonWebKey, type KeyObject } from 'node:crypto';
 
-import { ACCESS_TOKEN_TYP, StackError, type AccessTokenStackClaims } from '@stack/contracts';
+import { ACCESS_TOKEN_TYP, OAUTH_JWKS_PATH, StackError, type AccessTokenStackClaims } from '@stack/contracts';
 
 export interface VerifiedAccessToken {
   jti: string;
@@ -124,7 +124,7 @@ export class AccessTokenVerifier {
     if (this.options.loadKeys) {
       jwks = await this.options.loadKeys();
     } else {
-      const url = this.options.jwksUrl ?? `${this.options.issuer}/oauth/jwks`;
+      const url = this.options.jwksUrl ?? `${this.options.issuer}${OAUTH_JWKS_PATH}`;
       const res = await (this.options.fetchImpl ?? fetch)(url, { signal: AbortSignal.timeout(5000) });
       if (!res.ok) throw new StackError('SERVICE_UNAVAILABLE', `access token keys could not be fetched (HTTP ${res.status})`);
       const body = (await res.json()) as { keys?: JsonWebKey[] };

@@ -41,7 +41,12 @@ export interface TestNatsServer {
   process(): ManagedProcess | undefined;
 }
 
-function natsBinary(explicit?: string): string {
+/**
+ * The nats-server executable tests start: `explicit`, else STACK_TEST_NATS_SERVER, else
+ * /usr/sbin/nats-server (where Debian's package puts it). A path that does not exist fails here,
+ * with what to do about it, rather than as a spawn error; a bare name is left to PATH.
+ */
+export function natsServerBinary(explicit?: string): string {
   const candidate = explicit ?? process.env.STACK_TEST_NATS_SERVER ?? '/usr/sbin/nats-server';
   if (candidate.includes('/') && !existsSync(candidate)) {
     throw new Error(`nats-server not found at ${candidate}; install it (apt-get install nats-server) or set STACK_TEST_NATS_SERVER`);
@@ -49,8 +54,59 @@ function natsBinary(explicit?: string): string {
   return candidate;
 }
 
+export interface ConfiguredNatsServerOptions {
+  /** Shown in errors and used for the log file name. */
+  name: string;
+  /** The nats-server arguments, e.g. `['-c', '<dir>/nats.conf']`. */
+  args: readonly string[];
+  /** Port of the HTTP monitoring endpoint the configuration or `args` open; polled until JetStream is ready. */
+  monitorPort: number;
+  /** Directory holding the configuration and the store: removed by stop(), or when the start fails. */
+  dir: string;
+  /** The server's whole environment besides PATH (it starts from a clean one). */
+  env?: Record<string, string>;
+  /** Default natsServerBinary(). */
+  binary?: string;
+}
+
+export interface ConfiguredNatsServer {
+  process: ManagedProcess;
+  /** Stops the server and deletes `dir`. */
+  stop(): Promise<void>;
+}
+
+/**
+ * A nats-server run from a configuration a test wrote into `dir` (JetStream required), for
+ * tests that need the server configured as a deployment configures it rather than
+ * startNatsServer()'s plain one. Resolves once /healthz reports JetStream ready.
+ */
+export async function startConfiguredNatsServer(options: ConfiguredNatsServerOptions): Promise<ConfiguredNatsServer> {
+  let proc: ManagedProcess;
+  try {
+    proc = await startProcess({
+      name: options.name,
+      command: natsServerBinary(options.binary),
+      args: options.args,
+      env: options.env,
+      cleanEnv: true,
+      readyUrl: `http://127.0.0.1:${options.monitorPort}/healthz?js-enabled-only=true`,
+      readyTimeoutMs: 30_000,
+    });
+  } catch (e) {
+    await rm(options.dir, { recursive: true, force: true });
+    throw e;
+  }
+  return {
+    process: proc,
+    async stop() {
+      await proc.stop({ timeoutMs: 10_000 });
+      await rm(options.dir, { recursive: true, force: true });
+    },
+  };
+}
+
 export async function startNatsServer(options: NatsServerOptions = {}): Promise<TestNatsServer> {
-  const binary = natsBinary(options.binary);
+  const binary = natsServerBinary(options.binary);
   const jetstream = options.jetstream ?? true;
   const port = options.port ?? (await freePort());
   const monitorPort = await freePort();

@@ -6,7 +6,6 @@
  */
 import { createHash } from 'node:crypto';
 
-export const HASH_SIZE = 32;
 const LEAF_PREFIX = Buffer.from([0x00]);
 const NODE_PREFIX = Buffer.from([0x01]);
 

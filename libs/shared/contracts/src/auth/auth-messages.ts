@@ -5,8 +5,9 @@
 import { Type } from '@sinclair/typebox';
 
 import { defineCommand, defineEvent } from '../bus/definitions';
+import { MEMBER_ROLES } from './auth-scopes';
 
-const RoleSchema = Type.Union([Type.Literal('owner'), Type.Literal('admin'), Type.Literal('standard'), Type.Literal('readonly')]);
+const RoleSchema = Type.Union(MEMBER_ROLES.map((r) => Type.Literal(r)));
 
 /** `sk_live_…` → who it acts as. Unknown or revoked keys fail with UNAUTHORIZED. */
 export const ResolveApiKeyCommand = defineCommand({

@@ -13,7 +13,6 @@ import {
   ConstraintSchema,
   MAX_CONSTRAINTS_PER_CONNECTION,
   MAX_INTENT_SUMMARY,
-  PASSPORT_TTL,
   PassportClaimsSchema,
   PassportJwkSchema,
   SCOPE_PATTERN,
@@ -166,5 +165,3 @@ export const PASSPORT_COMMANDS = {
 } as const;
 
 export const PASSPORT_COMMAND_LIST = Object.values(PASSPORT_COMMANDS);
-
-export const PASSPORT_TTL_LIMITS = PASSPORT_TTL;
