@@ -11,7 +11,7 @@ import { Credentials, CredentialsModule, serviceKitToken, type ServiceDefinition
 
 import { ConnectPageController, CONNECT_PATH } from './api/connect-page.controller';
 import { ConnectionsController } from './api/connections.controller';
-import { PROXY_PATH, ProxyController } from './api/proxy.controller';
+import { PROXY_PATH, ProxyController, proxyFastRoute } from './api/proxy.controller';
 import { serveProxyCommands } from './api/proxy-bus.handlers';
 import type { CredentialProxySeams, FilledSeams } from './caller/caller-seams';
 import { CredentialProxyInit1764400000000 } from './connections/credential-proxy-init.migration';
@@ -115,5 +115,6 @@ export function createCredentialProxyService(seams: CredentialProxySeams = {}): 
     entities: [],
     migrations: [CredentialProxyInit1764400000000],
     rawBodyPaths: [PROXY_PATH, CONNECT_PATH],
+    fastRoutes: (app) => [proxyFastRoute(app.get(CredentialProxyCore, { strict: false }))],
   };
 }

@@ -5,9 +5,12 @@
  * rather than cut: a REST caller asked for the resource, and half a JSON document is not it.
  */
 import { Controller, HttpCode, Inject, Post, Req, Res } from '@nestjs/common';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+
 import type { Request, Response } from 'express';
 
 import { assertValid } from '@stack/bus';
+import type { FastRoute } from '@stack/runtime';
 import { PROXY_REST_RESPONSE_MAX_BYTES, ProxyRequestSchema, StackError, type ProxyRequest, type ProxyResponse } from '@stack/contracts';
 
 import { CredentialProxyCore } from '../credential-proxy.core';
@@ -17,28 +20,39 @@ import { readBody } from './read-body';
 export const PROXY_PATH = '/v1/proxy';
 const MAX_REQUEST_BYTES = 10 * 1024 * 1024;
 
+/** One proxy call over REST: the same for the lean lane (proxyFastRoute) and the Nest route. */
+export async function serveProxyRequest(core: CredentialProxyCore, req: IncomingMessage, res: ServerResponse): Promise<ProxyResponse> {
+  const caller = await core.rest.authenticate(req.headers.authorization);
+  if (!/^application\/json\b/i.test(req.headers['content-type'] ?? '')) throw new StackError('INVALID_REQUEST', 'send the proxy request as application/json');
+  const raw = await readBody(req, MAX_REQUEST_BYTES);
+  let parsed: unknown;
+  try {
+    parsed = parseStrictJson(raw.toString('utf8'));
+  } catch (err) {
+    throw new StackError('INVALID_REQUEST', err instanceof DuplicateKeyError ? `the request has a ${err.message}` : 'request body is not valid JSON');
+  }
+  assertValid(ProxyRequestSchema, parsed, 'proxy request');
+  const abort = new AbortController();
+  // A caller that hangs up cancels the upstream call too.
+  res.once('close', () => {
+    if (!res.writableFinished) abort.abort();
+  });
+  return core.pipeline.run(caller, parsed as ProxyRequest, { name: 'rest', maxBytes: PROXY_REST_RESPONSE_MAX_BYTES, overflow: 'refuse' }, abort.signal);
+}
+
+/** `POST /v1/proxy` on the runtime's lean lane: the hottest route skips Express and Nest. */
+export function proxyFastRoute(core: CredentialProxyCore): FastRoute {
+  return { method: 'POST', path: PROXY_PATH, handle: async (req, res) => ({ status: 200, body: await serveProxyRequest(core, req, res) }) };
+}
+
+/** The Nest route: what the OpenAPI document describes, and what answers when the lean lane is not installed. */
 @Controller('v1/proxy')
 export class ProxyController {
   constructor(@Inject(CredentialProxyCore) private readonly core: CredentialProxyCore) {}
 
   @Post()
   @HttpCode(200)
-  async proxy(@Req() req: Request, @Res({ passthrough: true }) res: Response): Promise<ProxyResponse> {
-    const caller = await this.core.rest.authenticate(req.headers.authorization);
-    if (!/^application\/json\b/i.test(req.headers['content-type'] ?? '')) throw new StackError('INVALID_REQUEST', 'send the proxy request as application/json');
-    const raw = await readBody(req, MAX_REQUEST_BYTES);
-    let parsed: unknown;
-    try {
-      parsed = parseStrictJson(raw.toString('utf8'));
-    } catch (err) {
-      throw new StackError('INVALID_REQUEST', err instanceof DuplicateKeyError ? `the request has a ${err.message}` : 'request body is not valid JSON');
-    }
-    assertValid(ProxyRequestSchema, parsed, 'proxy request');
-    const abort = new AbortController();
-    // A caller that hangs up cancels the upstream call too.
-    res.once('close', () => {
-      if (!res.writableFinished) abort.abort();
-    });
-    return this.core.pipeline.run(caller, parsed as ProxyRequest, { name: 'rest', maxBytes: PROXY_REST_RESPONSE_MAX_BYTES, overflow: 'refuse' }, abort.signal);
+  proxy(@Req() req: Request, @Res({ passthrough: true }) res: Response): Promise<ProxyResponse> {
+    return serveProxyRequest(this.core, req, res);
   }
 }

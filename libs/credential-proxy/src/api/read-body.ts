@@ -3,11 +3,11 @@
  * to a limit: the proxy parses its own JSON so duplicate keys are refused, and the connect page
  * reads a form.
  */
-import type { Request } from 'express';
+import type { IncomingMessage } from 'node:http';
 
 import { StackError } from '@stack/contracts';
 
-export async function readBody(req: Request, limit: number): Promise<Buffer> {
+export async function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of req as AsyncIterable<Buffer>) {

@@ -267,6 +267,38 @@ describe('initTracing called more than once', () => {
     }
   });
 
+  // A fresh process: this file's other tests registered exporters in the shared provider.
+  it('records no span while no exporter listens, yet makes and propagates trace ids; records once one joins', async () => {
+    const script = `
+      const { initTracing, withSpan, injectTraceHeaders, currentTraceId } = require(${JSON.stringify(require.resolve('./tracing.ts'))});
+      const { InMemorySpanExporter } = require('@opentelemetry/sdk-trace-node');
+      initTracing({ serviceName: 'quiet', instance: 'q1' });
+      (async () => {
+        const before = await withSpan('unexported', {}, (span) => ({ recording: span.isRecording(), traceId: currentTraceId(), headers: injectTraceHeaders({}) }));
+        const exporter = new InMemorySpanExporter();
+        initTracing({ serviceName: 'quiet', instance: 'q1', exporter });
+        const after = await withSpan('exported', {}, (span) => ({ recording: span.isRecording() }));
+        process.stdout.write(JSON.stringify({ before, after, exported: exporter.getFinishedSpans().map((s) => s.name) }));
+      })().catch((e) => { console.error(e); process.exit(1); });
+    `;
+    const { code, stdout, stderr } = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
+      const child = spawn(process.execPath, ['-r', 'ts-node/register/transpile-only', '-e', script], { cwd: process.cwd(), stdio: ['ignore', 'pipe', 'pipe'] });
+      let out = '';
+      let err = '';
+      child.stdout.on('data', (chunk: Buffer) => (out += chunk.toString('utf8')));
+      child.stderr.on('data', (chunk: Buffer) => (err += chunk.toString('utf8')));
+      child.on('close', (exitCode) => resolve({ code: exitCode, stdout: out, stderr: err }));
+    });
+    expect(stderr).toBe('');
+    expect(code).toBe(0);
+    const result = JSON.parse(stdout) as { before: { recording: boolean; traceId?: string; headers: { traceparent?: string } }; after: { recording: boolean }; exported: string[] };
+    expect(result.before.recording).toBe(false);
+    expect(result.before.traceId).toMatch(/^[0-9a-f]{32}$/);
+    expect(result.before.headers.traceparent).toContain(result.before.traceId);
+    expect(result.after.recording).toBe(true);
+    expect(result.exported).toEqual(['exported']);
+  });
+
   it('names a missing option', () => {
     expect(() => initTracing({ serviceName: '', instance: 'i' })).toThrow(/serviceName must be a non-empty string/);
   });

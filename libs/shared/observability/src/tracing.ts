@@ -30,6 +30,9 @@ import {
   BatchSpanProcessor,
   NodeTracerProvider,
   type ReadableSpan,
+  type Sampler,
+  SamplingDecision,
+  type SamplingResult,
   SimpleSpanProcessor,
   type Span as SdkSpan,
   type SpanExporter,
@@ -72,6 +75,10 @@ class FanOutSpanProcessor implements SpanProcessor {
     this.processors.delete(processor);
   }
 
+  get size(): number {
+    return this.processors.size;
+  }
+
   onStart(span: SdkSpan, parentContext: Context): void {
     for (const p of this.processors) p.onStart(span, parentContext);
   }
@@ -91,6 +98,23 @@ class FanOutSpanProcessor implements SpanProcessor {
   async shutdown(): Promise<void> {
     await Promise.all([...this.processors].map((p) => p.shutdown()));
     this.processors.clear();
+  }
+}
+
+/**
+ * Records a span only while some exporter listens. Without one (OTEL_EXPORTER_OTLP_ENDPOINT unset),
+ * spans are non-recording: trace ids are still made, propagated and logged, but no span objects,
+ * attributes or events are built on every request and bus message for nobody to read.
+ */
+class WhileExportingSampler implements Sampler {
+  constructor(private readonly fanOut: FanOutSpanProcessor) {}
+
+  shouldSample(): SamplingResult {
+    return { decision: this.fanOut.size > 0 ? SamplingDecision.RECORD_AND_SAMPLED : SamplingDecision.NOT_RECORD };
+  }
+
+  toString(): string {
+    return 'WhileExportingSampler';
   }
 }
 
@@ -121,6 +145,7 @@ export function initTracing(options: InitTracingOptions): TracingHandle {
       // The first caller names the process; in the one-process mode that is the whole of STACK.
       resource: resourceFromAttributes({ 'service.name': options.serviceName, 'service.instance.id': options.instance }),
       spanProcessors: [fanOut],
+      sampler: new WhileExportingSampler(fanOut),
     });
     // register() installs the AsyncLocalStorage context manager and the propagator globally.
     provider.register({

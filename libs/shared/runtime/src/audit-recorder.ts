@@ -48,29 +48,45 @@ export function auditEventPayload(input: AuditEntryInput): AuditEventPayload {
   return payload;
 }
 
-/** The payload, not yet validated: the outbox validates every row it is given. */
+/**
+ * The payload, not yet validated: the outbox validates every row it is given. Built field by
+ * field, absent ones never set (deleting keys afterwards would turn every payload into a slow
+ * dictionary object on the proxy's hot path).
+ */
 function buildPayload(input: AuditEntryInput): AuditEventPayload {
   const c = input.caller;
-  const pick = (v: string | undefined, fallback: string | undefined) => v ?? fallback;
-  const payload: AuditEventPayload = {
+  const payload = {
     id: input.id ?? newAuditId(),
     occurred_at: (input.occurred_at ?? new Date()).toISOString(),
-    operator_id: pick(input.operator_id, c?.operator_id),
-    member_id: pick(input.member_id, c?.member_id),
-    agent_id: pick(input.agent_id, c?.agent_id),
-    client_id: pick(input.client_id, c?.client_id),
-    passport_jti: pick(input.passport_jti, c?.passport_jti),
-    session_id: pick(input.session_id, c?.session_id),
-    layer: input.layer,
-    action: input.action,
-    outcome: input.outcome,
-    target: input.target ? { ...input.target, ...(input.target.path !== undefined ? { path: input.target.path.split(/[?#]/, 1)[0] } : {}) } : undefined,
-    error_code: input.error_code,
-    duration_ms: input.duration_ms === undefined ? undefined : Math.max(0, Math.round(input.duration_ms)),
-    trace_id: input.trace_id,
-  };
-  for (const k of Object.keys(payload) as (keyof AuditEventPayload)[]) if (payload[k] === undefined) delete payload[k];
-  if (payload.target) for (const k of Object.keys(payload.target) as (keyof AuditTarget)[]) if (payload.target[k] === undefined) delete payload.target[k];
+  } as AuditEventPayload;
+  const operator = input.operator_id ?? c?.operator_id;
+  if (operator !== undefined) payload.operator_id = operator;
+  const member = input.member_id ?? c?.member_id;
+  if (member !== undefined) payload.member_id = member;
+  const agent = input.agent_id ?? c?.agent_id;
+  if (agent !== undefined) payload.agent_id = agent;
+  const client = input.client_id ?? c?.client_id;
+  if (client !== undefined) payload.client_id = client;
+  const passport = input.passport_jti ?? c?.passport_jti;
+  if (passport !== undefined) payload.passport_jti = passport;
+  const session = input.session_id ?? c?.session_id;
+  if (session !== undefined) payload.session_id = session;
+  payload.layer = input.layer;
+  payload.action = input.action;
+  payload.outcome = input.outcome;
+  const t = input.target;
+  if (t) {
+    const target: AuditTarget = {};
+    if (t.service !== undefined) target.service = t.service;
+    if (t.connection !== undefined) target.connection = t.connection;
+    if (t.method !== undefined) target.method = t.method;
+    if (t.host !== undefined) target.host = t.host;
+    if (t.path !== undefined) target.path = t.path.split(/[?#]/, 1)[0]!;
+    payload.target = target;
+  }
+  if (input.error_code !== undefined) payload.error_code = input.error_code;
+  if (input.duration_ms !== undefined) payload.duration_ms = Math.max(0, Math.round(input.duration_ms));
+  if (input.trace_id !== undefined) payload.trace_id = input.trace_id;
   return payload;
 }
 

@@ -3,10 +3,12 @@
  * The runtime gives it back, under tokens below, the service's own bus facade, data source
  * and outbox — so a service never reaches for another's.
  */
-import type { DynamicModule, Type } from '@nestjs/common';
+import type { DynamicModule, INestApplicationContext, Type } from '@nestjs/common';
 
 import type { ServiceName } from '@stack/contracts';
 import type { EntityDefinition, MigrationClass } from '@stack/persistence';
+
+import type { FastRoute } from './fast-routes';
 
 export interface ServiceDefinition {
   service: ServiceName;
@@ -16,6 +18,8 @@ export interface ServiceDefinition {
   migrations: readonly MigrationClass[];
   /** Paths whose request bodies the service reads itself (the runtime's JSON parser leaves them alone). */
   rawBodyPaths?: readonly string[];
+  /** Hot routes served before Express and Nest (fast-routes.ts), built from the started app's providers. */
+  fastRoutes?: (app: INestApplicationContext) => readonly FastRoute[];
 }
 
 export const TOKENS = {

@@ -8,6 +8,8 @@ import { request } from 'node:http';
 
 import { Controller, Get, Module, Query } from '@nestjs/common';
 
+import { StackError } from '@stack/contracts';
+import { currentRequestContext } from '@stack/observability';
 import { TEST_NATS_URL, TEST_REDIS_URL, createTestDatabase, uniqueName, type TestDatabase } from '@stack/testing';
 
 import type { ServiceDefinition } from './service-definition';
@@ -25,7 +27,25 @@ class SlowController {
 @Module({ controllers: [SlowController] })
 class SlowAuditModule {}
 
-const slowAudit: ServiceDefinition = { service: 'audit', module: SlowAuditModule, entities: [], migrations: [] };
+/** A hot route on the lean lane; `?fail=1` throws a StackError, `?crash=1` a plain error. */
+const slowAudit: ServiceDefinition = {
+  service: 'audit',
+  module: SlowAuditModule,
+  entities: [],
+  migrations: [],
+  fastRoutes: () => [
+    {
+      method: 'POST',
+      path: '/v1/audit/fast',
+      handle: async (req) => {
+        if (req.url?.includes('fail=1')) throw new StackError('RATE_LIMITED', 'slow down', { retry_after_s: 7 });
+        if (req.url?.includes('crash=1')) throw new Error('boom: not for the caller');
+        // Express never saw this request: its helpers are absent.
+        return { status: 201, body: { lane: 'fast', express: 'path' in req, request_id: currentRequestContext()?.requestId } };
+      },
+    },
+  ],
+};
 
 function get(url: string): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
@@ -122,5 +142,36 @@ describe('startStack (one service, real servers)', () => {
     const body = JSON.parse(down.body) as { checks: Record<string, { ok: boolean }> };
     expect(body.checks['database:audit']!.ok).toBe(false);
     expect(body.checks.bus!.ok).toBe(true);
+  });
+
+  it('serves a hot route before Express, with the same request id, headers, metrics and error envelope', async () => {
+    stack = await start();
+    const ok = await fetch(`${stack.url}/v1/audit/fast?q=ignored`, { method: 'POST', headers: { 'x-request-id': 'req-lean-1' } });
+    expect(ok.status).toBe(201);
+    expect(ok.headers.get('x-request-id')).toBe('req-lean-1');
+    expect(ok.headers.get('x-stack-services')).toBe('audit');
+    expect(ok.headers.get('x-stack-instance')).toBe(stack.config.instanceId);
+    expect(ok.headers.get('content-type')).toBe('application/json; charset=utf-8');
+    expect(await ok.json()).toEqual({ lane: 'fast', express: false, request_id: 'req-lean-1' });
+
+    const limited = await fetch(`${stack.url}/v1/audit/fast?fail=1`, { method: 'POST' });
+    expect(limited.status).toBe(429);
+    expect(limited.headers.get('retry-after')).toBe('7');
+    expect(limited.headers.get('x-request-id')).toMatch(/^req_/);
+    expect(await limited.json()).toEqual({ error: { code: 'RATE_LIMITED', message: 'slow down', details: { retry_after_s: 7 } } });
+
+    const crashed = await fetch(`${stack.url}/v1/audit/fast?crash=1`, { method: 'POST' });
+    expect(crashed.status).toBe(500);
+    expect(await crashed.json()).toEqual({ error: { code: 'INTERNAL_ERROR', message: 'internal error' } });
+
+    // Another method on the same path, and every other route, still go through Express and Nest.
+    const other = await get(`${stack.url}/v1/audit/fast`);
+    expect(other.status).toBe(404);
+    expect(JSON.parse(other.body)).toEqual({ error: { code: 'NOT_FOUND', message: expect.any(String) } });
+    expect((await get(`${stack.url}/v1/audit/slow?ms=1`)).status).toBe(200);
+
+    const metrics = await (await fetch(`${stack.url}/metrics`)).text();
+    expect(metrics).toMatch(/stack_http_requests_total\{[^}]*method="POST",route="\/v1\/audit\/fast",status="201"[^}]*\} 1/);
+    expect(metrics).toMatch(/stack_http_requests_total\{[^}]*method="POST",route="\/v1\/audit\/fast",status="429"[^}]*\} 1/);
   });
 });

@@ -29,6 +29,7 @@ import {
   initTracing,
   requestIdMiddleware,
   tracingMiddleware,
+  type HttpMiddleware,
   type StackLogger,
   type StackMetrics,
   type TracingHandle,
@@ -36,6 +37,7 @@ import {
 import { Outbox, OutboxRelay, createServiceDataSource, migrateUnderLock, startEmbeddedPostgres, waitForSchema } from '@stack/persistence';
 
 import { AuditRecorder } from './audit-recorder';
+import { installFastRoutes, pathOf } from './fast-routes';
 import { withLocalSecrets } from './local-secrets';
 import { ProcessState } from './process-state';
 import { TOKENS, serviceKitToken, type ServiceDefinition } from './service-definition';
@@ -228,28 +230,32 @@ export async function startStack(options: StartStackOptions): Promise<RunningSta
       if (!e) return next(err);
       res.status(e.status).json({ error: e.toBody() });
     });
-    app.use(requestIdMiddleware);
-    app.use(tracingMiddleware());
-    app.use(metrics.httpMiddleware());
-    // One access line per request (probes and scrapes excepted), without the query string,
-    // which may carry tokens.
+    // The same chain serves the ordinary routes (through Express) and the hot ones (fast-routes.ts).
     const quiet = new Set(['/healthz', '/readyz', '/metrics']);
-    app.use((req: Request, res: Response, next: NextFunction) => {
-      const path = req.path;
-      if (quiet.has(path)) return next();
-      const started = performance.now();
-      const requestId = res.getHeader('X-Request-Id');
-      res.once('finish', () => {
-        logger.info({ request_id: requestId, method: req.method, path, status: res.statusCode, ms: Math.round((performance.now() - started) * 100) / 100 }, 'http request');
-      });
-      next();
-    });
     const servicesHeader = runsAllServices(config) ? 'all' : config.services.join(',');
-    app.use((_req: Request, res: Response, next: NextFunction) => {
-      res.setHeader('X-Stack-Services', servicesHeader);
-      res.setHeader('X-Stack-Instance', config.instanceId);
-      next();
-    });
+    const chain: HttpMiddleware[] = [
+      requestIdMiddleware,
+      tracingMiddleware(),
+      metrics.httpMiddleware(),
+      // One access line per request (probes and scrapes excepted), without the query string,
+      // which may carry tokens.
+      (req, res, next) => {
+        const path = pathOf(req.url);
+        if (quiet.has(path) || !logger.isLevelEnabled('info')) return next();
+        const started = performance.now();
+        const requestId = res.getHeader('X-Request-Id');
+        res.once('finish', () => {
+          logger.info({ request_id: requestId, method: req.method, path, status: res.statusCode, ms: Math.round((performance.now() - started) * 100) / 100 }, 'http request');
+        });
+        next();
+      },
+      (_req, res, next) => {
+        res.setHeader('X-Stack-Services', servicesHeader);
+        res.setHeader('X-Stack-Instance', config.instanceId);
+        next();
+      },
+    ];
+    for (const mw of chain) app.use(mw);
     app.useGlobalFilters(new StackErrorFilter(logger));
 
     state.openApiDocument = SwaggerModule.createDocument(
@@ -261,8 +267,15 @@ export async function startStack(options: StartStackOptions): Promise<RunningSta
     closers.push({ name: 'bus handlers', close: () => Promise.all(handles.map((h) => h.stop())) });
     await bus.flush();
 
-    await app.listen(config.port, config.host);
+    await app.init();
     const server = app.getHttpServer() as Server;
+    installFastRoutes(
+      server,
+      chosen.flatMap((def) => def.fastRoutes?.(app) ?? []),
+      chain,
+      logger,
+    );
+    await app.listen(config.port, config.host);
     server.keepAliveTimeout = 65_000;
     const port = (server.address() as AddressInfo).port;
     const url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`;
