@@ -12,9 +12,9 @@
  * `--concurrency` in flight), rounds interleaved. STACK runs the whole pipeline on every call:
  * connection lookup, canonical request, scope rules, allowed hosts, network guard, audit record
  * (acknowledged), vault decrypt (kept with its row after the first call), injection, scrub. The
- * caller is a member (a signed caller context), not yet an agent with a passport: the passport
- * check (a cached signature, DESIGN.md §3, ~3 µs warm — `npm run bench -- passport-check`) is not
- * in these figures.
+ * caller is an agent with a passport granting read on the connection: the passport authenticates
+ * the request and is checked as the call's authority (signature, audience, expiry, revocation),
+ * as a script or an MCP client holding it would call.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -113,21 +113,30 @@ function getter(pool: Pool, path: string): Operation {
   };
 }
 
-/** `bearer()` re-signs the caller context as it ages (it lives 60 s; the signer reuses one for 20 s). */
-function stackCall(pool: Pool, bearer: () => string, connectionId: string): Operation {
-  const body = JSON.stringify({ service: connectionId, method: 'GET', path: '/user' });
+/** The agent's call: its passport both authenticates the request and is the authority the proxy checks. */
+function stackCall(pool: Pool, passport: string, connectionId: string): Operation {
+  const body = JSON.stringify({ service: connectionId, method: 'GET', path: '/user', passport_token: passport });
   return async () => {
-    const r = await pool.request({ method: 'POST', path: '/v1/proxy', headers: { 'content-type': 'application/json', authorization: `Bearer ${bearer()}` }, body });
+    const r = await pool.request({ method: 'POST', path: '/v1/proxy', headers: { 'content-type': 'application/json', authorization: `Bearer ${passport}` }, body });
     const text = await r.body.text();
     if (r.statusCode !== 200) throw new Error(`status ${r.statusCode}: ${text.slice(0, 200)}`);
     if ((JSON.parse(text) as { status: number }).status !== 200) throw new Error(`upstream status in ${text.slice(0, 200)}`);
   };
 }
 
-async function connect(url: string, bearer: () => string): Promise<string> {
-  const res = await fetch(`${url}/v1/connections`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${bearer()}` }, body: JSON.stringify({ service_id: 'github', name: 'bench', credential: { token: `ghp_${randomBytes(16).toString('hex')}` } }) });
-  if (res.status !== 201) throw new Error(`could not create the bench connection: ${res.status} ${await res.text()}`);
-  return ((await res.json()) as { id: string }).id;
+async function call<T>(url: string, bearer: string, path: string, body: unknown, expect = 201): Promise<T> {
+  const res = await fetch(`${url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${bearer}` }, body: JSON.stringify(body) });
+  if (res.status !== expect) throw new Error(`bench set-up: POST ${path} → ${res.status} ${await res.text()}`);
+  return (await res.json()) as T;
+}
+
+/** A GitHub connection (by a member), an agent granted read on it, and that agent's passport for it. */
+async function agentWithPassport(url: string, member: string): Promise<{ connectionId: string; passport: string }> {
+  const { id: connectionId } = await call<{ id: string }>(url, member, '/v1/connections', { service_id: 'github', name: 'bench', credential: { token: `ghp_${randomBytes(16).toString('hex')}` } });
+  const agent = await call<{ id: string }>(url, member, '/v1/agents/register', { name: `bench-${randomBytes(3).toString('hex')}` });
+  await call(url, member, `/v1/agents/${agent.id}/grants`, { connection_id: connectionId, service_id: 'github', service_name: 'GitHub', scopes: ['read'] });
+  const { token } = await call<{ token: string }>(url, member, '/v1/passports/issue', { agent_id: agent.id, ttl_seconds: 3600, intent_summary: 'proxy bench', services: [{ connection_id: connectionId, scopes: ['read'] }] });
+  return { connectionId, passport: token };
 }
 
 export const proxyBenchmark: Benchmark = {
@@ -154,8 +163,7 @@ export const proxyBenchmark: Benchmark = {
 
     const internalSecret = randomBytes(32).toString('base64');
     const signer = new CallerContextSigner(Buffer.from(internalSecret, 'base64'));
-    const caller = { issuer: 'auth' as const, kind: 'member' as const, operator_id: 'op_bench', member_id: 'mem_bench', scopes: ['stack:services'] };
-    const bearer = () => signer.sign(caller);
+    const member = signer.sign({ issuer: 'auth', kind: 'member', operator_id: 'op_bench', member_id: 'mem_bench', scopes: ['stack:services', 'stack:passports', 'stack:admin'] });
     const children: ChildProcess[] = [];
     const pools: Pool[] = [];
     let one: OneProcessStack | undefined;
@@ -174,11 +182,13 @@ export const proxyBenchmark: Benchmark = {
         pools.push(p);
         return p;
       };
+      const oneAgent = await agentWithPassport(one.publicUrl, member);
+      const distAgent = await agentWithPassport(dist.publicUrl, member);
       const variants: Array<{ label: string; call: Operation }> = [
         { label: 'direct', call: getter(pool(upstream.url), '/user') },
         { label: 'floor (minimal Node proxy)', call: getter(pool(floor.url), '/user') },
-        { label: 'stack /v1/proxy, one process', call: stackCall(pool(one.publicUrl), bearer, await connect(one.publicUrl, bearer)) },
-        { label: 'stack /v1/proxy, distributed', call: stackCall(pool(distUrl), bearer, await connect(distUrl, bearer)) },
+        { label: 'stack /v1/proxy, one process', call: stackCall(pool(one.publicUrl), oneAgent.passport, oneAgent.connectionId) },
+        { label: 'stack /v1/proxy, distributed', call: stackCall(pool(distUrl), distAgent.passport, distAgent.connectionId) },
       ];
 
       out.heading('proxy — what the credential proxy adds to an upstream call');
