@@ -220,11 +220,18 @@ export class ProxyPipeline {
     };
   }
 
-  /** Completion and refusal records: the caller's answer does not wait for them. */
+  /**
+   * Completion and refusal records: the caller's answer does not wait for them. The entry is
+   * taken now (its duration ends here); building and publishing it waits for the next turn of the
+   * event loop, after the answer has been written.
+   */
   private audit(auth: Authority, action: string, outcome: AuditEntryInput['outcome'], t: { conn?: ConnectionRow; req?: CanonicalRequest }, started: number, errorCode?: string): void {
     const input = this.entry(auth, action, outcome, t, errorCode);
     input.duration_ms = performance.now() - started;
-    this.d.audit.record(input).catch((err: unknown) => this.d.logger.warn({ err, action }, 'audit record of a proxy call failed'));
+    input.occurred_at = new Date();
+    setImmediate(() => {
+      this.d.audit.record(input).catch((err: unknown) => this.d.logger.warn({ err, action }, 'audit record of a proxy call failed'));
+    });
   }
 }
 
