@@ -1,9 +1,10 @@
 /**
  * Every read and write of the audit tables. A tree is (operator, tree id): each operator has one
- * live tree (its head) and the closed trees of earlier periods. Appends run in one transaction per
- * batch: lock the heads of the batch's operators (sorted, so two replicas never deadlock), drop
- * ids already in the log, number the rest after the head, insert them in one statement, move the
- * heads.
+ * live tree (its head) and the closed trees of earlier periods. An append numbers the batch's new
+ * entries after their operator's head and moves the head, all or nothing: in one statement when
+ * this instance knows where the head stands (checked by the statement itself), otherwise in a
+ * transaction that locks the heads (sorted, so two replicas never deadlock) and drops ids already
+ * in the log (appendBatch).
  */
 import type { DataSource, EntityManager } from 'typeorm';
 
@@ -75,66 +76,160 @@ const CP = 'operator_id, tree_id, tree_size, root_hash, note, signed_at';
 export class AuditLogRepository {
   constructor(private readonly ds: DataSource) {}
 
+  /** Where each operator's live tree stood after this instance's last append (a hint: checked by every fast append). */
+  private readonly knownHeads = new Map<string, { treeId: number; size: number }>();
+
   /**
-   * Appends in one transaction. `finish(entry, leafIndex)` returns the canonical JSON and leaf hash
-   * of the entry at that index. Returns what was appended (duplicates are left out).
+   * Appends a batch. `finish(entry, leafIndex)` returns the canonical JSON and leaf hash of the
+   * entry at that index. Returns what was appended (duplicates are left out).
+   *
+   * Fast path, per operator whose head this instance knows: one autocommit statement moves the
+   * head from the size it expects and inserts the entries numbered after it — only if the head is
+   * still there and none of the ids is already in the log; otherwise it changes nothing. That is
+   * one statement instead of seven and no transaction held across round trips (the embedded
+   * Postgres runs one transaction at a time for the whole process). Slow path — an unknown
+   * operator, a head another replica or a retention close moved, a redelivered id — the locking
+   * transaction below, which also teaches the fast path the new head.
    */
   async appendBatch(entries: readonly PreparedEntry[], finish: (entry: PreparedEntry['entry'], leafIndex: number) => { canonical: string; leafHash: Buffer }): Promise<AppendedLeaf[]> {
-    return this.ds.transaction(async (m) => {
-      const ids = [...new Set(entries.map((e) => e.entry.id))];
+    const fresh = new Map<string, PreparedEntry>();
+    for (const e of entries) if (!fresh.has(e.entry.id)) fresh.set(e.entry.id, e);
+    const byOperator = new Map<string, PreparedEntry[]>();
+    for (const e of fresh.values()) {
+      const list = byOperator.get(e.entry.operator_id);
+      if (list) list.push(e);
+      else byOperator.set(e.entry.operator_id, [e]);
+    }
+    const appended: AppendedLeaf[] = [];
+    const slow: PreparedEntry[] = [];
+    for (const [operatorId, list] of byOperator) {
+      const head = this.knownHeads.get(operatorId);
+      const done = head ? await this.appendFast(operatorId, head, list, finish) : undefined;
+      if (done) appended.push(...done);
+      else slow.push(...list);
+    }
+    if (slow.length) appended.push(...(await this.appendLocked(slow, finish)));
+    return appended;
+  }
+
+  private async appendFast(
+    operatorId: string,
+    head: { treeId: number; size: number },
+    list: readonly PreparedEntry[],
+    finish: (entry: PreparedEntry['entry'], leafIndex: number) => { canonical: string; leafHash: Buffer },
+  ): Promise<AppendedLeaf[] | undefined> {
+    const { cols, appended } = this.columns(list.map((e) => ({ e, treeId: head.treeId })), head.size, finish);
+    const next = head.size + list.length;
+    let inserted: number;
+    try {
+      const { rows } = await runStatement<{ n: number }>(
+        this.ds,
+        `WITH moved AS (
+           UPDATE audit.heads SET tree_size = $4
+           WHERE operator_id = $1 AND tree_id = $2 AND tree_size = $3
+             AND NOT EXISTS (SELECT 1 FROM audit.entries WHERE id = ANY($5::text[]))
+           RETURNING operator_id
+         ), ins AS (
+           INSERT INTO audit.entries (id, operator_id, tree_id, leaf_index, entry, leaf_hash, occurred_at, member_id, agent_id, passport_jti, session_id, action, outcome)
+           SELECT id, $1, $2, idx, entry, decode(hash, 'hex'), at, mem, agt, ppt, ses, act, out
+           FROM unnest($5::text[], $6::bigint[], $7::text[], $8::text[], $9::timestamptz[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[], $15::text[])
+             AS t(id, idx, entry, hash, at, mem, agt, ppt, ses, act, out)
+           WHERE EXISTS (SELECT 1 FROM moved)
+           RETURNING 1
+         )
+         SELECT count(*)::int AS n FROM ins`,
+        [operatorId, head.treeId, head.size, next, cols.id, cols.idx, cols.entry, cols.hash, cols.at, cols.mem, cols.agt, cols.ppt, cols.ses, cols.act, cols.out],
+      );
+      inserted = Number(rows[0]?.n ?? 0);
+    } catch {
+      // A concurrent append of the same id (unique violation): the locking path sorts it out.
+      inserted = 0;
+    }
+    if (inserted !== list.length) {
+      this.knownHeads.delete(operatorId);
+      return undefined;
+    }
+    this.knownHeads.set(operatorId, { treeId: head.treeId, size: next });
+    return appended;
+  }
+
+  /** The locking append: heads locked (sorted, so two replicas never deadlock), known ids dropped, the rest numbered after the heads. */
+  private async appendLocked(entries: readonly PreparedEntry[], finish: (entry: PreparedEntry['entry'], leafIndex: number) => { canonical: string; leafHash: Buffer }): Promise<AppendedLeaf[]> {
+    const result = await this.ds.transaction(async (m) => {
+      const ids = entries.map((e) => e.entry.id);
       const existing = new Set(((await m.query(`SELECT id FROM audit.entries WHERE id = ANY($1::text[])`, [ids])) as { id: string }[]).map((r) => r.id));
-      const fresh = new Map<string, PreparedEntry>();
-      for (const e of entries) if (!existing.has(e.entry.id) && !fresh.has(e.entry.id)) fresh.set(e.entry.id, e);
-      if (!fresh.size) return [];
       const byOperator = new Map<string, PreparedEntry[]>();
-      for (const e of fresh.values()) {
+      for (const e of entries) {
+        if (existing.has(e.entry.id)) continue;
         const list = byOperator.get(e.entry.operator_id) ?? [];
         list.push(e);
         byOperator.set(e.entry.operator_id, list);
       }
       const operators = [...byOperator.keys()].sort();
+      if (!operators.length) return { appended: [] as AppendedLeaf[], heads: [] as { operatorId: string; treeId: number; size: number }[] };
       await m.query(`INSERT INTO audit.heads (operator_id) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING`, [operators]);
       const heads = (await m.query(`SELECT operator_id, tree_id, tree_size FROM audit.heads WHERE operator_id = ANY($1::text[]) ORDER BY operator_id FOR UPDATE`, [operators])) as {
         operator_id: string;
         tree_id: number;
         tree_size: string;
       }[];
-      const cols: Record<string, unknown[]> = { id: [], op: [], tree: [], idx: [], entry: [], hash: [], at: [], mem: [], agt: [], ppt: [], ses: [], act: [], out: [] };
-      const appended: AppendedLeaf[] = [];
-      const sizes: number[] = [];
+      const all: AppendedLeaf[] = [];
+      const moved: { operatorId: string; treeId: number; size: number }[] = [];
+      const colsAll: Record<string, unknown[]> = { id: [], op: [], tree: [], idx: [], entry: [], hash: [], at: [], mem: [], agt: [], ppt: [], ses: [], act: [], out: [] };
       for (const h of heads) {
-        let next = Number(h.tree_size);
-        for (const e of byOperator.get(h.operator_id)!) {
-          const { canonical, leafHash } = finish(e.entry, next);
-          const x = e.entry;
-          cols.id!.push(x.id);
-          cols.op!.push(x.operator_id);
-          cols.tree!.push(h.tree_id);
-          cols.idx!.push(next);
-          cols.entry!.push(canonical);
-          cols.hash!.push(leafHash.toString('hex'));
-          cols.at!.push(x.occurred_at);
-          cols.mem!.push(x.member_id ?? null);
-          cols.agt!.push(x.agent_id ?? null);
-          cols.ppt!.push(x.passport_jti ?? null);
-          cols.ses!.push(x.session_id ?? null);
-          cols.act!.push(x.action);
-          cols.out!.push(x.outcome);
-          appended.push({ id: x.id, operatorId: x.operator_id, treeId: Number(h.tree_id), leafIndex: next, leafHash });
-          next += 1;
+        const list = byOperator.get(h.operator_id)!;
+        const start = Number(h.tree_size);
+        const { cols, appended } = this.columns(list.map((e) => ({ e, treeId: Number(h.tree_id) })), start, finish);
+        for (const k of Object.keys(cols) as (keyof typeof cols)[]) colsAll[k]!.push(...cols[k]);
+        for (let i = 0; i < list.length; i++) {
+          colsAll.op!.push(h.operator_id);
+          colsAll.tree!.push(h.tree_id);
         }
-        sizes.push(next);
+        all.push(...appended);
+        moved.push({ operatorId: h.operator_id, treeId: Number(h.tree_id), size: start + list.length });
       }
       await m.query(
         `INSERT INTO audit.entries (id, operator_id, tree_id, leaf_index, entry, leaf_hash, occurred_at, member_id, agent_id, passport_jti, session_id, action, outcome)
          SELECT id, op, tree, idx, entry, decode(hash, 'hex'), at, mem, agt, ppt, ses, act, out
          FROM unnest($1::text[], $2::text[], $3::int[], $4::bigint[], $5::text[], $6::text[], $7::timestamptz[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[])
            AS t(id, op, tree, idx, entry, hash, at, mem, agt, ppt, ses, act, out)`,
-        [cols.id, cols.op, cols.tree, cols.idx, cols.entry, cols.hash, cols.at, cols.mem, cols.agt, cols.ppt, cols.ses, cols.act, cols.out],
+        [colsAll.id, colsAll.op, colsAll.tree, colsAll.idx, colsAll.entry, colsAll.hash, colsAll.at, colsAll.mem, colsAll.agt, colsAll.ppt, colsAll.ses, colsAll.act, colsAll.out],
       );
-      await m.query(`UPDATE audit.heads h SET tree_size = t.size FROM unnest($1::text[], $2::bigint[]) AS t(op, size) WHERE h.operator_id = t.op`, [heads.map((h) => h.operator_id), sizes]);
-      return appended;
+      await m.query(`UPDATE audit.heads h SET tree_size = t.size FROM unnest($1::text[], $2::bigint[]) AS t(op, size) WHERE h.operator_id = t.op`, [moved.map((h) => h.operatorId), moved.map((h) => h.size)]);
+      return { appended: all, heads: moved };
     });
+    // Committed: the fast path may continue from here.
+    for (const h of result.heads) this.knownHeads.set(h.operatorId, { treeId: h.treeId, size: h.size });
+    return result.appended;
+  }
+
+  /** One operator's entries as insert columns, numbered from `start`, with what they become. */
+  private columns(
+    list: readonly { e: PreparedEntry; treeId: number }[],
+    start: number,
+    finish: (entry: PreparedEntry['entry'], leafIndex: number) => { canonical: string; leafHash: Buffer },
+  ): { cols: Record<'id' | 'idx' | 'entry' | 'hash' | 'at' | 'mem' | 'agt' | 'ppt' | 'ses' | 'act' | 'out', unknown[]>; appended: AppendedLeaf[] } {
+    const cols = { id: [] as unknown[], idx: [] as unknown[], entry: [] as unknown[], hash: [] as unknown[], at: [] as unknown[], mem: [] as unknown[], agt: [] as unknown[], ppt: [] as unknown[], ses: [] as unknown[], act: [] as unknown[], out: [] as unknown[] };
+    const appended: AppendedLeaf[] = [];
+    let next = start;
+    for (const { e, treeId } of list) {
+      const { canonical, leafHash } = finish(e.entry, next);
+      const x = e.entry;
+      cols.id.push(x.id);
+      cols.idx.push(next);
+      cols.entry.push(canonical);
+      cols.hash.push(leafHash.toString('hex'));
+      cols.at.push(x.occurred_at);
+      cols.mem.push(x.member_id ?? null);
+      cols.agt.push(x.agent_id ?? null);
+      cols.ppt.push(x.passport_jti ?? null);
+      cols.ses.push(x.session_id ?? null);
+      cols.act.push(x.action);
+      cols.out.push(x.outcome);
+      appended.push({ id: x.id, operatorId: x.operator_id, treeId, leafIndex: next, leafHash });
+      next += 1;
+    }
+    return { cols, appended };
   }
 
   async head(operatorId: string): Promise<Head | undefined> {

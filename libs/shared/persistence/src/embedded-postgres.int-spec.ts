@@ -5,6 +5,8 @@ import { join } from 'node:path';
 import { Client, Pool } from 'pg';
 
 import { startEmbeddedPostgres } from './embedded-postgres';
+import { queryMessage, syncMessage } from './pg-wire';
+import { startPgliteHost, type PgliteHost } from './pglite-host';
 import { startTestEmbeddedPostgres, type TestEmbeddedPostgres } from './testing/embedded-postgres.test-helper';
 
 describe('startEmbeddedPostgres', () => {
@@ -140,6 +142,82 @@ describe('embedded Postgres with many connections', () => {
     } finally {
       await one.end();
       await small.dispose();
+    }
+  });
+});
+
+describe('PGlite host: several connections in one trip (execMany)', () => {
+  let host: PgliteHost;
+  let dir: string;
+  const statusOf = (out: Buffer) => String.fromCharCode(out[out.length - 1]!);
+  const rowsText = (out: Buffer) => out.toString('latin1');
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'stack-pglite-host-'));
+    host = await startPgliteHost(join(dir, 'pgdata'));
+    await host.exec(queryMessage('CREATE TABLE t (n int)'));
+  });
+  afterAll(async () => {
+    await host?.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('runs idle-leaving exchanges back to back and stops at the first that opens a transaction', async () => {
+    const { results, error } = await host.execMany([queryMessage('INSERT INTO t VALUES (1)'), queryMessage("SELECT 'first-answer'"), queryMessage('BEGIN'), queryMessage('INSERT INTO t VALUES (2)')]);
+    expect(error).toBeUndefined();
+    expect(results).toHaveLength(3);
+    expect(results.map((r) => statusOf(r.output))).toEqual(['I', 'I', 'T']);
+    expect(results.map((r) => r.inTransaction)).toEqual([false, false, true]);
+    expect(rowsText(results[1]!.output)).toContain('first-answer');
+    // The fourth input never ran: only the transaction's owner goes on.
+    await host.exec(queryMessage('ROLLBACK'));
+    const count = await host.exec(queryMessage('SELECT count(*)::text || \'-rows\' FROM t'));
+    expect(rowsText(count.output)).toContain('1-rows');
+  });
+
+  it('stops after an unfinished exchange (no Sync yet): nothing after it runs until that connection finishes', async () => {
+    const sql = Buffer.from('INSERT INTO t VALUES (9)\0', 'utf8');
+    const parse = Buffer.concat([Buffer.from([0x50]), Buffer.alloc(4), Buffer.from([0]), sql, Buffer.from([0, 0])]);
+    parse.writeInt32BE(parse.length - 1, 1);
+    const { results, error } = await host.execMany([queryMessage('INSERT INTO t VALUES (3)'), parse, queryMessage('INSERT INTO t VALUES (4)')]);
+    expect(error).toBeUndefined();
+    expect(results).toHaveLength(2);
+    // ParseComplete and no ReadyForQuery: the exchange goes on, so the run stops with it.
+    expect([...results[1]!.output]).toEqual([0x31, 0, 0, 0, 4]);
+    const synced = await host.exec(syncMessage());
+    expect(statusOf(synced.output)).toBe('I');
+    const count = await host.exec(queryMessage('SELECT count(*)::text || \'-rows\' FROM t'));
+    expect(rowsText(count.output)).toContain('2-rows');
+  });
+
+  it('keeps every answer with its own connection when many run at once through the server', async () => {
+    const pg = await startTestEmbeddedPostgres();
+    const pool = new Pool({ connectionString: pg.url, max: 16 });
+    try {
+      await pool.query('CREATE TABLE c (id int PRIMARY KEY)');
+      // Autocommit statements and whole transactions from 16 connections at once: batches form and
+      // stop at each BEGIN; every answer must reach the connection that asked.
+      const work = Array.from({ length: 160 }, async (_, i) => {
+        if (i % 10 === 0) {
+          const client = await pool.connect();
+          try {
+            await client.query('BEGIN');
+            await client.query('INSERT INTO c VALUES ($1)', [i]);
+            const r = await client.query<{ n: number }>('SELECT count(*)::int AS n FROM c WHERE id = $1', [i]);
+            await client.query('COMMIT');
+            return r.rows[0]!.n === 1 ? i : -1;
+          } finally {
+            client.release();
+          }
+        }
+        const r = await pool.query<{ n: number }>('SELECT $1::int AS n', [i]);
+        return r.rows[0]!.n;
+      });
+      expect(await Promise.all(work)).toEqual(Array.from({ length: 160 }, (_, i) => i));
+      expect((await pool.query<{ n: number }>('SELECT count(*)::int AS n FROM c')).rows[0]!.n).toBe(16);
+    } finally {
+      await pool.end();
+      await pg.dispose();
     }
   });
 });

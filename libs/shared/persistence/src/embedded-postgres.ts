@@ -26,6 +26,9 @@ import { BackendStatusTracker, ClientFrameSplitter, errorResponse, queryMessage,
 import { SILENT_LOGGER, errorMessage, type PersistenceLogger } from './persistence-logger';
 import { startPgliteHost, type PgliteHost } from './pglite-host';
 
+/** Connections' exchanges run in one trip to the worker at most. */
+const MAX_BATCH = 32;
+
 export interface EmbeddedPostgresOptions {
   /** STACK_DATA_DIR; the database lives in `${dataDir}/pgdata`. */
   dataDir: string;
@@ -210,13 +213,15 @@ class EmbeddedServer {
   private async run(): Promise<void> {
     for (;;) {
       if (!this.owner) {
-        const next = this.waiting.shift();
-        if (!next) return;
-        this.owner = next;
-        this.ownerSince = Date.now();
-        this.stallWarned = false;
+        const batch = this.takeWaiting();
+        if (batch.length === 0) return;
+        if (batch.length > 1) {
+          await this.runBatch(batch);
+          continue;
+        }
+        this.own(batch[0]!);
       }
-      const session = this.owner;
+      const session = this.owner!;
       if (session.closed) {
         if (session.holding) await this.abandon(session);
         this.release();
@@ -244,6 +249,78 @@ class EmbeddedServer {
         // Others may be waiting: the session queues again behind them with what it sent meanwhile.
         if (session.pending.length > 0 && !session.closed) this.waiting.push(session);
       }
+    }
+  }
+
+  /** The waiting sessions that have something to run, oldest first, up to a batch. */
+  private takeWaiting(): Session[] {
+    const batch: Session[] = [];
+    while (this.waiting.length > 0 && batch.length < MAX_BATCH) {
+      const s = this.waiting.shift()!;
+      if (s.closed || s.pending.length === 0 || batch.includes(s)) continue;
+      batch.push(s);
+    }
+    return batch;
+  }
+
+  private own(session: Session): void {
+    this.owner = session;
+    this.ownerSince = Date.now();
+    this.stallWarned = false;
+    const i = this.waiting.indexOf(session);
+    if (i >= 0) this.waiting.splice(i, 1);
+  }
+
+  /**
+   * Several connections' next exchanges in one trip to the worker (PgliteHost.execMany): it runs
+   * them in order while each leaves the backend idle. The one that leaves it busy (a transaction,
+   * an unfinished exchange) becomes the owner, exactly as if it had run alone; those after it, not
+   * run, go back to the head of the queue with their input.
+   */
+  private async runBatch(batch: Session[]): Promise<void> {
+    const inputs = batch.map((s) => {
+      const input = s.pending.length === 1 ? s.pending[0]! : Buffer.concat(s.pending);
+      s.pending = [];
+      return input;
+    });
+    let outcome: Awaited<ReturnType<PgliteHost['execMany']>>;
+    try {
+      outcome = await this.db.execMany(inputs);
+    } catch (err) {
+      this.logger.error({ err: errorMessage(err) }, 'embedded Postgres: PGlite failed on a batch; closing those connections');
+      for (const s of batch) this.drop(s);
+      return;
+    }
+    const { results, error } = outcome;
+    let owner: Session | undefined;
+    results.forEach((r, i) => {
+      const s = batch[i]!;
+      if (r.output.length > 0 && !s.closed) s.socket.write(r.output);
+      if (i === results.length - 1 && !error) {
+        const tracker = new BackendStatusTracker();
+        tracker.feed(r.output);
+        if (r.output.length === 0 || !tracker.idle || r.inTransaction) owner = s;
+      }
+    });
+    let ran = results.length;
+    if (error) {
+      const failed = batch[error.index]!;
+      this.logger.error({ session: failed.id, err: error.message }, 'embedded Postgres: PGlite failed on a message; closing that connection');
+      owner = failed;
+      ran = error.index + 1;
+    }
+    // Not run: back to the head of the queue, their input first.
+    const notRun = batch.slice(ran);
+    notRun.forEach((s, i) => {
+      s.pending.unshift(inputs[ran + i]!);
+      const at = this.waiting.indexOf(s);
+      if (at >= 0) this.waiting.splice(at, 1);
+    });
+    this.waiting.unshift(...notRun.filter((s) => !s.closed));
+    if (owner) {
+      this.own(owner);
+      owner.holding = true;
+      if (error) this.drop(owner);
     }
   }
 

@@ -18,16 +18,30 @@ export interface ExecResult {
   inTransaction: boolean;
 }
 
+/** What a run of several connections' inputs did: the results of those executed, in order, and the error that stopped it, if any. */
+export interface ExecManyResult {
+  results: ExecResult[];
+  /** The input at `index` failed (nothing after it ran). */
+  error?: { index: number; message: string };
+}
+
 export interface PgliteHost {
   exec(input: Buffer): Promise<ExecResult>;
+  /**
+   * Runs the inputs one after another in one trip to the worker, as long as each leaves the
+   * backend idle (ReadyForQuery 'I', no transaction block): the first that leaves it busy — a
+   * transaction, an unfinished exchange — is the last run, and so is one that fails. Several
+   * connections' autocommit statements thus run back to back, without the backend waiting on
+   * the main thread between them.
+   */
+  execMany(inputs: readonly Buffer[]): Promise<ExecManyResult>;
   close(): Promise<void>;
 }
 
 type WorkerReply =
   | { type: 'ready' }
   | { type: 'failed'; message: string }
-  | { type: 'result'; id: number; output: Uint8Array; inTransaction: boolean }
-  | { type: 'error'; id: number; message: string }
+  | { type: 'results'; id: number; results: { output: Uint8Array; inTransaction: boolean }[]; error?: { index: number; message: string } }
   | { type: 'closed' };
 
 const WORKER_SOURCE = `
@@ -49,17 +63,39 @@ PGlite.create({ dataDir: workerData.dataDir }).then(
   (created) => { db = created; parentPort.postMessage({ type: 'ready' }); },
   (err) => parentPort.postMessage({ type: 'failed', message: String((err && err.stack) || err) }),
 );
+// True when a complete run of backend messages ends with ReadyForQuery 'I' (idle, no transaction block).
+function endsIdle(out) {
+  let i = 0, lastType = 0, lastStatus = 0;
+  while (i + 5 <= out.length) {
+    const type = out[i];
+    const len = ((out[i + 1] << 24) | (out[i + 2] << 16) | (out[i + 3] << 8) | out[i + 4]) >>> 0;
+    if (type === 0x5a && i + 5 < out.length) lastStatus = out[i + 5];
+    lastType = type;
+    i += 1 + len;
+  }
+  return i === out.length && lastType === 0x5a && lastStatus === 0x49;
+}
 parentPort.on('message', async (msg) => {
   if (msg.type === 'exec') {
-    try {
-      const chunks = [];
-      // PGlite reuses its output buffer after the callback returns, hence the copy.
-      await db.runExclusive(() => db.execProtocolRawStream(msg.input, { onRawData: (d) => chunks.push(d.slice()) }));
-      const output = own(chunks);
-      parentPort.postMessage({ type: 'result', id: msg.id, output, inTransaction: db.isInTransaction() }, [output.buffer]);
-    } catch (err) {
-      parentPort.postMessage({ type: 'error', id: msg.id, message: String((err && err.message) || err) });
+    const results = [];
+    const transfer = [];
+    let error;
+    for (let k = 0; k < msg.inputs.length; k++) {
+      try {
+        const chunks = [];
+        // PGlite reuses its output buffer after the callback returns, hence the copy.
+        await db.runExclusive(() => db.execProtocolRawStream(msg.inputs[k], { onRawData: (d) => chunks.push(d.slice()) }));
+        const output = own(chunks);
+        const inTransaction = db.isInTransaction();
+        results.push({ output, inTransaction });
+        transfer.push(output.buffer);
+        if (inTransaction || !endsIdle(output)) break;
+      } catch (err) {
+        error = { index: k, message: String((err && err.message) || err) };
+        break;
+      }
     }
+    parentPort.postMessage({ type: 'results', id: msg.id, results, error }, transfer);
   } else if (msg.type === 'close') {
     try { if (db) await db.close(); } finally { parentPort.postMessage({ type: 'closed' }); }
   }
@@ -69,7 +105,7 @@ parentPort.on('message', async (msg) => {
 /** Starts PGlite on a worker thread with its data in `dataDir`; resolves once the database is open. */
 export async function startPgliteHost(dataDir: string): Promise<PgliteHost> {
   const worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { base: __filename, dataDir } });
-  const pending = new Map<number, { resolve(r: ExecResult): void; reject(e: Error): void }>();
+  const pending = new Map<number, { resolve(r: ExecManyResult): void; reject(e: Error): void }>();
   let nextId = 1;
   let dead: Error | undefined;
   let onClosed: (() => void) | undefined;
@@ -89,16 +125,13 @@ export async function startPgliteHost(dataDir: string): Promise<PgliteHost> {
         case 'failed':
           reject(new Error(`embedded Postgres: PGlite did not open ${dataDir}: ${msg.message}`));
           break;
-        case 'result': {
+        case 'results': {
           const p = pending.get(msg.id);
           pending.delete(msg.id);
-          p?.resolve({ output: Buffer.from(msg.output.buffer, msg.output.byteOffset, msg.output.byteLength), inTransaction: msg.inTransaction });
-          break;
-        }
-        case 'error': {
-          const p = pending.get(msg.id);
-          pending.delete(msg.id);
-          p?.reject(new Error(`PGlite: ${msg.message}`));
+          p?.resolve({
+            results: msg.results.map((r) => ({ output: Buffer.from(r.output.buffer, r.output.byteOffset, r.output.byteLength), inTransaction: r.inTransaction })),
+            ...(msg.error ? { error: msg.error } : {}),
+          });
           break;
         }
         case 'closed':
@@ -124,17 +157,27 @@ export async function startPgliteHost(dataDir: string): Promise<PgliteHost> {
     throw err;
   }
 
-  return {
-    exec(input) {
-      if (dead) return Promise.reject(dead);
-      const id = nextId++;
-      // Copy into a fresh ArrayBuffer that can be transferred: `input` may be a view on a pooled one.
+  const execMany = (inputs: readonly Buffer[]): Promise<ExecManyResult> => {
+    if (dead) return Promise.reject(dead);
+    const id = nextId++;
+    // Copies into fresh ArrayBuffers that can be transferred: an input may be a view on a pooled one.
+    const copies = inputs.map((input) => {
       const bytes = new Uint8Array(input.length);
       bytes.set(input);
-      return new Promise<ExecResult>((resolve, reject) => {
-        pending.set(id, { resolve, reject });
-        worker.postMessage({ type: 'exec', id, input: bytes }, [bytes.buffer]);
-      });
+      return bytes;
+    });
+    return new Promise<ExecManyResult>((resolve, reject) => {
+      pending.set(id, { resolve, reject });
+      worker.postMessage({ type: 'exec', id, inputs: copies }, copies.map((c) => c.buffer));
+    });
+  };
+
+  return {
+    execMany,
+    async exec(input) {
+      const { results, error } = await execMany([input]);
+      if (error) throw new Error(`PGlite: ${error.message}`);
+      return results[0]!;
     },
     async close() {
       if (!dead) {

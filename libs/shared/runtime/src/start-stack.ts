@@ -168,7 +168,10 @@ export async function startStack(options: StartStackOptions): Promise<RunningSta
 
     const dataSources = new Map<ServiceName, DataSource>();
     for (const def of chosen) {
-      const ds = createServiceDataSource({ service: def.service, url: databaseUrl, entities: [...def.entities], migrations: [...def.migrations], poolSize: config.databaseUrl ? 5 : 2 });
+      // Embedded: one backend, but several connections per service let the server run their
+      // waiting statements back to back in one trip to the PGlite worker (execMany); with two, a
+      // service's requests queued in its own pool while the backend sat idle.
+      const ds = createServiceDataSource({ service: def.service, url: databaseUrl, entities: [...def.entities], migrations: [...def.migrations], poolSize: config.databaseUrl ? 5 : 8 });
       await ds.initialize();
       closers.push({ name: `database ${def.service}`, close: () => ds.destroy() });
       if (config.migrateOnStart) {
