@@ -32,6 +32,12 @@ describe('transactional outbox and relay (real Postgres)', () => {
   }
 
   /** Writes a data row and its event in one transaction, as a service does. */
+  /** An outbox row written by plain SQL: nothing tells the relay. */
+  async function writeBehindRelay(id: string): Promise<void> {
+    const r = Outbox.row(ServiceStartedEvent, started(id), { id });
+    await ds.query('INSERT INTO passport.outbox (id, event, payload, headers) VALUES ($1, $2, $3::jsonb, $4::jsonb)', [r.id, r.event, r.payload, r.headers]);
+  }
+
   async function placeOrder(id: string, options: { rollback?: boolean } = {}): Promise<void> {
     await ds
       .transaction(async (manager) => {
@@ -179,7 +185,7 @@ describe('transactional outbox and relay (real Postgres)', () => {
     const r = relay(bus, { intervalMs: 60_000 });
     r.start();
     await new Promise((resolve) => setTimeout(resolve, 50)); // the first round, on an empty outbox
-    await placeOrder('o-notified');
+    await writeBehindRelay('o-notified');
     await new Promise((resolve) => setTimeout(resolve, 150));
     expect(bus.published).toHaveLength(0); // the next round is a minute away
     r.notify();
@@ -193,7 +199,7 @@ describe('transactional outbox and relay (real Postgres)', () => {
     r.start();
     await new Promise((resolve) => setTimeout(resolve, 50)); // the first round, on an empty outbox
     // Written behind the relay's back (no nudge): it waits for the interval.
-    await placeOrder('o-quiet');
+    await writeBehindRelay('o-quiet');
     const none = await Outbox.withEvents(ds, 'DELETE FROM passport.orders WHERE id = $1 RETURNING id', ['no-such-order'], [Outbox.row(ServiceStartedEvent, started('n-0'), { id: 'evt-none' })]);
     expect(none).toEqual([]);
     await new Promise((resolve) => setTimeout(resolve, 150));
@@ -206,6 +212,29 @@ describe('transactional outbox and relay (real Postgres)', () => {
     await Outbox.withEvents(ds, 'INSERT INTO passport.orders (id) VALUES ($1) RETURNING id', ['n-2'], [Outbox.row(ServiceStartedEvent, started('n-2'), { id: 'evt-after-stop' })]);
     await new Promise((resolve) => setTimeout(resolve, 100));
     expect(bus.ids()).toEqual(['o-quiet', 'evt-nudged']);
+  });
+
+  it('publishes what a committed transaction enqueued within its nudge delay; a rolled-back one wakes nothing', async () => {
+    const bus = new RecordingBus();
+    const r = relay(bus, { intervalMs: 60_000, nudgeDelayMs: 20 });
+    r.start();
+    await new Promise((resolve) => setTimeout(resolve, 50)); // the first round, on an empty outbox
+    await placeOrder('o-rolled-back', { rollback: true });
+    await new Promise((resolve) => setTimeout(resolve, 150));
+    expect(bus.published).toHaveLength(0);
+    // A savepoint's release inside the transaction is not its commit: the relay runs after the outer COMMIT.
+    await ds.transaction(async (manager) => {
+      await manager.transaction(async (inner) => {
+        await inner.query('INSERT INTO passport.orders (id) VALUES ($1)', ['o-nested']);
+        await Outbox.enqueue(inner, ServiceStartedEvent, started('o-nested'), { id: 'o-nested' });
+      });
+      await new Promise((resolve) => setTimeout(resolve, 150));
+    });
+    await waitUntil(() => bus.published.length === 1, 'the round after the commit', 2000);
+    await placeOrder('o-committed');
+    await waitUntil(() => bus.published.length === 2, 'the nudged round', 2000);
+    expect(bus.ids()).toEqual(['o-nested', 'o-committed']);
+    await r.stop();
   });
 
   it('keeps its background rounds going when a flush() is in flight as a round falls due', async () => {

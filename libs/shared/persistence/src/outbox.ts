@@ -10,7 +10,7 @@ import { assertValid } from '@stack/bus';
 import { MAX_BUS_PAYLOAD_BYTES, StackError, type EventDef, type PayloadOf } from '@stack/contracts';
 import { DataSource, type EntityManager } from 'typeorm';
 
-import { nudgeRelayOf } from './outbox-nudge';
+import { markOutboxWritten, nudgeRelayOf } from './outbox-nudge';
 import { qualifiedTable, runStatement, schemaOf } from './sql';
 
 /** An event must fit on the bus (well under NATS' 1 MB message limit). */
@@ -61,6 +61,8 @@ async function enqueue<E extends EventDef>(manager: EntityManager, event: E, pay
   }
   const r = row(event, payload, options);
   await manager.query(`INSERT INTO ${qualifiedTable(schemaOf(manager), 'outbox')} (id, event, payload, headers) VALUES ($1, $2, $3::jsonb, $4::jsonb)`, [r.id, r.event, r.payload, r.headers]);
+  // Its commit wakes the relay (OutboxCommitSubscriber), so the event need not wait for the relay's interval.
+  markOutboxWritten(manager.queryRunner);
   return r.id;
 }
 

@@ -9,6 +9,7 @@ import { DataSource, type EntitySchema, type LoggerOptions, type MigrationInterf
 import { StackFoundation1764000000000 } from './foundation.migration';
 import { InboxMessage } from './inbox-message.entity';
 import { OutboxMessage } from './outbox-message.entity';
+import { OutboxCommitSubscriber } from './outbox-nudge';
 
 /** An entity class (decorated with @Entity) or an EntitySchema. */
 export type EntityDefinition = (abstract new (...args: never[]) => object) | EntitySchema;
@@ -64,6 +65,7 @@ export function createServiceDataSource(options: ServiceDataSourceOptions): Serv
     applicationName: `stack-${service}`,
     poolSize,
     entities: [OutboxMessage, InboxMessage, ...options.entities],
+    subscribers: [OutboxCommitSubscriber],
     migrations: [StackFoundation1764000000000, ...options.migrations],
     migrationsTableName: MIGRATIONS_TABLE,
     migrationsTransactionMode: 'each',
