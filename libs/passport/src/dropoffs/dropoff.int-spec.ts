@@ -131,6 +131,38 @@ describe('drop-offs (real Postgres and NATS)', () => {
     expect(await rowOf(created.id)).toMatchObject({ status: 'expired', ciphertext: null });
   });
 
+  it("deposits without reading the creator's own drop-off first, and the guarded write still decides", async () => {
+    const ds = stack.dataSources.get('passport')!;
+    const created = await gw.request(D.create, { to_agent: agents.reader!, schema }, { caller: asAgent('writer') });
+    const reads = jest.spyOn(ds, 'query');
+    try {
+      expect((await gw.request(D.deposit, { dropoff_id: created.id, payload: good }, { caller: asAgent('writer') })).status).toBe('deposited');
+      expect(reads.mock.calls.filter(([sql]) => /FROM "?passport"?\."?dropoffs"?/.test(String(sql)))).toHaveLength(0);
+    } finally {
+      reads.mockRestore();
+    }
+    // Changed behind the instance's back (expired in SQL): the deposit is refused by the UPDATE's guard, nothing written.
+    const other = await gw.request(D.create, { to_agent: agents.reader!, schema }, { caller: asAgent('writer') });
+    await ds.query(`UPDATE passport.dropoffs SET expires_at = now() - interval '1 second' WHERE id = $1`, [other.id]);
+    expect(await codeOf(gw.request(D.deposit, { dropoff_id: other.id, payload: good }, { caller: asAgent('writer') }))).toMatchObject({ code: 'DROPOFF_EXPIRED' });
+    expect(await rowOf(other.id)).toMatchObject({ status: 'expired', ciphertext: null });
+  });
+
+  it('addresses an agent by id without a lookup once seen, and forgets it when the agent is deleted', async () => {
+    const temp = ((await gw.request(PASSPORT_COMMANDS.registerAgent, { name: `temp-${randomBytes(3).toString('hex')}` }, { caller: member })) as { id: string }).id;
+    await gw.request(D.create, { to_agent: temp, schema }, { caller: asAgent('writer') });
+    const ds = stack.dataSources.get('passport')!;
+    const reads = jest.spyOn(ds, 'query');
+    try {
+      await gw.request(D.create, { to_agent: temp, schema }, { caller: asAgent('writer') });
+      expect(reads.mock.calls.filter(([sql]) => /FROM "?passport"?\."?agents"?/.test(String(sql)))).toHaveLength(0);
+    } finally {
+      reads.mockRestore();
+    }
+    await gw.request(PASSPORT_COMMANDS.deleteAgent, { agent_id: temp }, { caller: { ...member, scopes: [...member.scopes, 'stack:admin'] } });
+    expect(await codeOf(gw.request(D.create, { to_agent: temp, schema }, { caller: asAgent('writer') }))).toMatchObject({ code: 'NOT_FOUND' });
+  });
+
   it('waits for a deposit: a collector that asks first gets the payload when it arrives', async () => {
     const created = await gw.request(D.create, { to_agent: 'reader', schema }, { caller: asAgent('writer') });
     const waiting = gw.request(D.collect, { dropoff_id: created.id, wait_seconds: 8 }, { caller: asAgent('reader') });

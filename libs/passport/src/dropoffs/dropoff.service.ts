@@ -93,11 +93,20 @@ function payloadJson(payload: unknown): string {
   return json;
 }
 
+const AWAITING_DEPOSIT_LIMIT = 10_000;
+const awaitingKey = (operatorId: string, id: string) => `${operatorId}\u0000${id}`;
+
 @Injectable()
 export class DropoffService implements OnApplicationBootstrap, OnModuleDestroy {
   private readonly cipher: EnvelopeCipher;
   readonly schemas = new DropoffSchemas();
   private readonly waiters = new Map<string, Set<() => void>>();
+  /**
+   * Drop-offs this instance created and that still wait for their payload: what a deposit needs
+   * of them (schema, creator, recipients, expiry) never changes after creation, so the creator's
+   * deposit needs no read first; the guarded UPDATE still decides whether it is open.
+   */
+  private readonly awaitingDeposit = new Map<string, DropoffRow>();
   private sweeper?: NodeJS.Timeout;
   private sweeping?: Promise<number>;
 
@@ -161,6 +170,10 @@ export class DropoffService implements OnApplicationBootstrap, OnModuleDestroy {
       const events = [this.kit.audit.row(this.entry(actor, 'dropoff.create', 'success', id))];
       if (values.status === 'deposited') events.push(Outbox.row(DropoffDepositedEvent, eventOf(values), { id: `${id}:deposited` }));
       const row = await this.store.insert(values, events);
+      if (row.status === 'created') {
+        if (this.awaitingDeposit.size >= AWAITING_DEPOSIT_LIMIT) this.awaitingDeposit.delete(this.awaitingDeposit.keys().next().value!);
+        this.awaitingDeposit.set(awaitingKey(row.operator_id, row.id), row);
+      }
       return dropoffView(row);
     });
   }
@@ -168,7 +181,10 @@ export class DropoffService implements OnApplicationBootstrap, OnModuleDestroy {
   async deposit(caller: CallerContext, input: DepositInput): Promise<DropoffView> {
     const actor = await this.actor(caller);
     return this.refusalsAudited(actor, 'dropoff.deposit', input.dropoff_id, async () => {
-      const row = await this.visible(actor, input.dropoff_id);
+      const key = awaitingKey(actor.operatorId, input.dropoff_id);
+      const known = this.awaitingDeposit.get(key);
+      // Unexpired as far as this instance knows; otherwise the read (which also purges an expired one).
+      const row = known && new Date(known.expires_at).getTime() > Date.now() ? known : await this.visible(actor, input.dropoff_id);
       if (row.creator_key !== actor.creatorKey) throw new StackError('FORBIDDEN', 'only the creator of a drop-off deposits its payload', { dropoff_id: row.id });
       this.assertOpenFor(row, 'deposit');
       const json = payloadJson(input.payload);
@@ -179,6 +195,7 @@ export class DropoffService implements OnApplicationBootstrap, OnModuleDestroy {
         this.kit.audit.row(this.entry(actor, 'dropoff.deposit', 'success', row.id)),
         Outbox.row(DropoffDepositedEvent, eventOf({ ...row, payload_bytes: bytes }), { id: `${row.id}:deposited` }),
       ]);
+      this.awaitingDeposit.delete(key);
       if (!done) {
         // Someone else changed it between the read and the write: say what it is now.
         this.assertOpenFor(await this.visible(actor, row.id), 'deposit');
@@ -233,6 +250,8 @@ export class DropoffService implements OnApplicationBootstrap, OnModuleDestroy {
   /** Expires every open drop-off past its TTL (ciphertext purged), in batches; returns how many. */
   sweep(): Promise<number> {
     this.sweeping ??= (async () => {
+      const now = Date.now();
+      for (const [key, row] of this.awaitingDeposit) if (new Date(row.expires_at).getTime() <= now) this.awaitingDeposit.delete(key);
       let total = 0;
       try {
         for (;;) {

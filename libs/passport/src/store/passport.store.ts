@@ -61,8 +61,15 @@ const PASSPORT_COLUMNS = 'jti, operator_id, agent_id, member_id, session_id, par
 
 type Runner = EntityManager | ServiceKit['dataSource'];
 
+const KNOWN_AGENT_TTL_MS = 30_000;
+const KNOWN_AGENT_LIMIT = 50_000;
+const knownKey = (operatorId: string, agentId: string) => `${operatorId}\u0000${agentId}`;
+
 @Injectable()
 export class PassportStore {
+  /** `operator\0agent id` → until when the id counts as known to exist (resolveAgents). */
+  private readonly knownAgentIds = new Map<string, number>();
+
   constructor(@Inject(serviceKitToken('passport')) private readonly kit: ServiceKit) {}
 
   private t(name: string): string {
@@ -106,12 +113,23 @@ export class PassportStore {
     return rows[0] ? agentView(rows[0]) : undefined;
   }
 
-  /** Agents of the operator named by id or by name: each reference found → the agent's id. */
+  /**
+   * Agents of the operator named by id or by name: each reference found → the agent's id. Ids
+   * seen to exist are remembered for a while (ids are random and never reused), so addressing the
+   * same agents again — every drop-off to a worker — costs no query. A deletion through this
+   * store forgets the id at once; one on another replica is noticed within KNOWN_AGENT_TTL_MS.
+   */
   async resolveAgents(operatorId: string, refs: readonly string[]): Promise<Map<string, string>> {
+    const now = Date.now();
+    if (refs.length > 0 && refs.every((r) => (this.knownAgentIds.get(knownKey(operatorId, r)) ?? 0) > now)) return new Map(refs.map((r) => [r, r]));
     const rows = (await this.kit.dataSource.query(`SELECT id, name FROM ${this.t('agents')} WHERE operator_id = $1 AND (id = ANY($2::text[]) OR name = ANY($2::text[]))`, [operatorId, refs])) as Array<{ id: string; name: string }>;
     const found = new Map<string, string>();
+    if (this.knownAgentIds.size > KNOWN_AGENT_LIMIT) this.knownAgentIds.clear();
     for (const r of rows) {
-      if (refs.includes(r.id)) found.set(r.id, r.id);
+      if (refs.includes(r.id)) {
+        found.set(r.id, r.id);
+        this.knownAgentIds.set(knownKey(operatorId, r.id), now + KNOWN_AGENT_TTL_MS);
+      }
       if (refs.includes(r.name)) found.set(r.name, r.id);
     }
     return found;
@@ -134,6 +152,7 @@ export class PassportStore {
   }
 
   async deleteAgent(m: EntityManager, operatorId: string, id: string): Promise<boolean> {
+    this.knownAgentIds.delete(knownKey(operatorId, id));
     const r = await runStatement(m, `DELETE FROM ${this.t('agents')} WHERE operator_id = $1 AND id = $2`, [operatorId, id]);
     return r.affected > 0;
   }
