@@ -1,12 +1,14 @@
-import type { ServiceDefinition } from '@stack/runtime';
+import { Credentials, type ServiceDefinition } from '@stack/runtime';
 
+import { DropoffRest, dropoffFastRoutes } from './dropoffs/dropoff.controller';
+import { DropoffService } from './dropoffs/dropoff.service';
 import { PassportModule } from './passport.module';
 import { PassportDropoffs1764900000000 } from './dropoffs/dropoff.migration';
 import { PassportInit1764300000000 } from './store/passport-init.migration';
 
 export { PassportModule };
 export { PassportService } from './passports/passport.service';
-export { DropoffService } from './dropoffs/dropoff.service';
+export { DropoffService };
 export { CALLER_RESOLVER, type CallerResolver } from './api/caller-resolver';
 
 export const passportService: ServiceDefinition = {
@@ -14,4 +16,5 @@ export const passportService: ServiceDefinition = {
   module: PassportModule,
   entities: [],
   migrations: [PassportInit1764300000000, PassportDropoffs1764900000000],
+  fastRoutes: (app) => dropoffFastRoutes(new DropoffRest(app.get(DropoffService, { strict: false }), app.get(Credentials, { strict: false }))),
 };

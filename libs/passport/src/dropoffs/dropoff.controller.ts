@@ -10,7 +10,7 @@ import { Type } from '@sinclair/typebox';
 
 import { assertValid } from '@stack/bus';
 import { CollectRequest, CreateDropoffRequest, DROPOFF_LIMITS, StackError, type CallerContext, type CollectResult, type DropoffView } from '@stack/contracts';
-import { Credentials } from '@stack/runtime';
+import { Credentials, readJsonBody, type FastRoute } from '@stack/runtime';
 
 import { DropoffService } from './dropoff.service';
 
@@ -23,8 +23,8 @@ function waitOf(value: string | undefined): number {
   return n;
 }
 
-@Controller('v1/dropoffs')
-export class DropoffController {
+/** The REST operations, shared by the Nest routes and the runtime's lean lane (dropoffFastRoutes). */
+export class DropoffRest {
   constructor(
     private readonly dropoffs: DropoffService,
     private readonly credentials: Credentials,
@@ -34,36 +34,77 @@ export class DropoffController {
     return (await this.credentials.restCaller(authorization)).caller;
   }
 
-  @Post()
-  @HttpCode(201)
-  async create(@Headers('authorization') authorization: string | undefined, @Body() body: unknown): Promise<DropoffView> {
+  async create(authorization: string | undefined, body: unknown): Promise<DropoffView> {
     const caller = await this.caller(authorization);
     assertValid(CreateDropoffRequest, body ?? {}, 'request body');
     return this.dropoffs.create(caller, body as never);
   }
 
-  @Get(':id')
-  async get(@Headers('authorization') authorization: string | undefined, @Param('id') id: string, @Query('wait') wait?: string): Promise<DropoffView> {
+  async get(authorization: string | undefined, id: string, wait: string | undefined): Promise<DropoffView> {
     const caller = await this.caller(authorization);
     return this.dropoffs.get(caller, id, waitOf(wait));
   }
 
-  @Post(':id/deposit')
-  @HttpCode(200)
-  async deposit(@Headers('authorization') authorization: string | undefined, @Param('id') id: string, @Body() body: unknown): Promise<DropoffView> {
+  async deposit(authorization: string | undefined, id: string, body: unknown): Promise<DropoffView> {
     const caller = await this.caller(authorization);
     assertValid(DepositBody, body ?? {}, 'request body');
     if (!Object.prototype.hasOwnProperty.call(body, 'payload')) throw new StackError('INVALID_REQUEST', 'send {"payload": …}', { field: 'payload' });
     return this.dropoffs.deposit(caller, { dropoff_id: id, payload: (body as { payload: unknown }).payload });
   }
 
-  @Post(':id/collect')
-  @HttpCode(200)
-  async collect(@Headers('authorization') authorization: string | undefined, @Param('id') id: string, @Body() body: unknown, @Query('wait') wait?: string): Promise<CollectResult> {
+  async collect(authorization: string | undefined, id: string, body: unknown, wait: string | undefined): Promise<CollectResult> {
     const caller = await this.caller(authorization);
     const input = { ...((body as object | undefined) ?? {}), dropoff_id: id } as { dropoff_id: string; wait_seconds?: number };
     if (wait !== undefined) input.wait_seconds = waitOf(wait);
     assertValid(CollectRequest, input, 'request');
     return this.dropoffs.collect(caller, input);
+  }
+}
+
+/** The runtime's JSON body limit, as on the Express routes. */
+const BODY_LIMIT_BYTES = 2 * 1024 * 1024;
+
+/** Create, deposit and collect on the lean lane (the hot path of a hand-off); reads and long-polls stay on Nest. */
+export function dropoffFastRoutes(rest: DropoffRest): FastRoute[] {
+  return [
+    { method: 'POST', path: '/v1/dropoffs', handle: async (req) => ({ status: 201, body: await rest.create(req.headers.authorization, await readJsonBody(req, BODY_LIMIT_BYTES)) }) },
+    { method: 'POST', path: '/v1/dropoffs/:id/deposit', handle: async (req, _res, { params }) => ({ status: 200, body: await rest.deposit(req.headers.authorization, params.id!, await readJsonBody(req, BODY_LIMIT_BYTES)) }) },
+    {
+      method: 'POST',
+      path: '/v1/dropoffs/:id/collect',
+      handle: async (req, _res, { params, query }) => ({ status: 200, body: await rest.collect(req.headers.authorization, params.id!, await readJsonBody(req, BODY_LIMIT_BYTES), query.get('wait') ?? undefined) }),
+    },
+  ];
+}
+
+@Controller('v1/dropoffs')
+export class DropoffController {
+  private readonly rest: DropoffRest;
+
+  constructor(dropoffs: DropoffService, credentials: Credentials) {
+    this.rest = new DropoffRest(dropoffs, credentials);
+  }
+
+  @Post()
+  @HttpCode(201)
+  create(@Headers('authorization') authorization: string | undefined, @Body() body: unknown): Promise<DropoffView> {
+    return this.rest.create(authorization, body);
+  }
+
+  @Get(':id')
+  get(@Headers('authorization') authorization: string | undefined, @Param('id') id: string, @Query('wait') wait?: string): Promise<DropoffView> {
+    return this.rest.get(authorization, id, wait);
+  }
+
+  @Post(':id/deposit')
+  @HttpCode(200)
+  deposit(@Headers('authorization') authorization: string | undefined, @Param('id') id: string, @Body() body: unknown): Promise<DropoffView> {
+    return this.rest.deposit(authorization, id, body);
+  }
+
+  @Post(':id/collect')
+  @HttpCode(200)
+  collect(@Headers('authorization') authorization: string | undefined, @Param('id') id: string, @Body() body: unknown, @Query('wait') wait?: string): Promise<CollectResult> {
+    return this.rest.collect(authorization, id, body, wait);
   }
 }

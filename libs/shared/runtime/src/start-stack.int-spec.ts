@@ -5,6 +5,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { request } from 'node:http';
+import { gzipSync } from 'node:zlib';
 
 import { Controller, Get, Module, Query } from '@nestjs/common';
 
@@ -13,6 +14,7 @@ import { currentRequestContext } from '@stack/observability';
 import { TEST_NATS_URL, TEST_REDIS_URL, createTestDatabase, uniqueName, type TestDatabase } from '@stack/testing';
 
 import type { ServiceDefinition } from './service-definition';
+import { readJsonBody } from './fast-routes';
 import { startStack, type RunningStack } from './start-stack';
 
 @Controller('v1/audit')
@@ -34,6 +36,11 @@ const slowAudit: ServiceDefinition = {
   entities: [],
   migrations: [],
   fastRoutes: () => [
+    {
+      method: 'POST',
+      path: '/v1/audit/items/:id/echo',
+      handle: async (req, _res, { params, query }) => ({ status: 200, body: { params, wait: query.get('wait'), body: (await readJsonBody(req, 1024)) ?? null } }),
+    },
     {
       method: 'POST',
       path: '/v1/audit/fast',
@@ -173,5 +180,30 @@ describe('startStack (one service, real servers)', () => {
     const metrics = await (await fetch(`${stack.url}/metrics`)).text();
     expect(metrics).toMatch(/stack_http_requests_total\{[^}]*method="POST",route="\/v1\/audit\/fast",status="201"[^}]*\} 1/);
     expect(metrics).toMatch(/stack_http_requests_total\{[^}]*method="POST",route="\/v1\/audit\/fast",status="429"[^}]*\} 1/);
+  });
+
+  it('hands a hot route its path parameters, query and JSON body the way Express would', async () => {
+    stack = await start();
+    const echo = (path: string, init: RequestInit) => fetch(`${stack!.url}${path}`, { method: 'POST', ...init });
+    const ok = await echo('/v1/audit/items/a%2Fb%20c/echo?wait=5', { headers: { 'content-type': 'application/json' }, body: '{"x":[1,2]}' });
+    expect(ok.status).toBe(200);
+    expect(await ok.json()).toEqual({ params: { id: 'a/b c' }, wait: '5', body: { x: [1, 2] } });
+    const empty = await echo('/v1/audit/items/i1/echo', { headers: { 'content-type': 'application/json' } });
+    expect(await empty.json()).toMatchObject({ body: {} });
+    const notJson = await echo('/v1/audit/items/i1/echo', { headers: { 'content-type': 'text/plain' }, body: '{"x":1}' });
+    expect(await notJson.json()).toMatchObject({ body: null });
+    const gz = await echo('/v1/audit/items/i1/echo', { headers: { 'content-type': 'application/json', 'content-encoding': 'gzip' }, body: gzipSync('{"zipped":true}') });
+    expect(await gz.json()).toMatchObject({ body: { zipped: true } });
+    const bad = await echo('/v1/audit/items/i1/echo', { headers: { 'content-type': 'application/json' }, body: '{"x":' });
+    expect(bad.status).toBe(400);
+    expect(await bad.json()).toEqual({ error: { code: 'INVALID_REQUEST', message: 'request body is not valid JSON' } });
+    const big = await echo('/v1/audit/items/i1/echo', { headers: { 'content-type': 'application/json' }, body: JSON.stringify({ x: 'y'.repeat(2000) }) });
+    expect(big.status).toBe(413);
+    expect(((await big.json()) as { error: { code: string } }).error.code).toBe('PAYLOAD_TOO_LARGE');
+    const brokenZip = await echo('/v1/audit/items/i1/echo', { headers: { 'content-type': 'application/json', 'content-encoding': 'gzip' }, body: 'not gzip at all' });
+    expect(brokenZip.status).toBe(400);
+    // A path with another shape is not this route: Express answers it.
+    expect((await echo('/v1/audit/items//echo', {})).status).toBe(404);
+    expect((await echo('/v1/audit/items/a/b/echo', {})).status).toBe(404);
   });
 });
