@@ -51,4 +51,55 @@ describe('network guard', () => {
     expect(new URL('http://0177.0.0.1/').hostname).toBe('127.0.0.1');
     expect(new URL('http://2852039166/').hostname).toBe('169.254.169.254');
   });
+
+  describe('answer cache', () => {
+    const answer = (address: string) => [{ address, family: 4 as const }];
+
+    it('asks DNS once for concurrent and repeated calls while the answer is fresh, then again', async () => {
+      const resolver = jest.fn(async () => {
+        await new Promise((r) => setTimeout(r, 10));
+        return answer('140.82.112.5');
+      });
+      const guard = new NetworkGuard({ privateAllowlist: [], resolver, answerTtlMs: 60 });
+      const first = await Promise.all([guard.resolve('api.github.com'), guard.resolve('API.github.com.'), guard.resolve('api.github.com')]);
+      expect(first).toEqual([answer('140.82.112.5')[0], answer('140.82.112.5')[0], answer('140.82.112.5')[0]]);
+      await guard.resolve('api.github.com');
+      expect(resolver).toHaveBeenCalledTimes(1);
+      await new Promise((r) => setTimeout(r, 80));
+      await guard.resolve('api.github.com');
+      expect(resolver).toHaveBeenCalledTimes(2);
+    });
+
+    it('keeps no failure and no empty answer: the next call asks again', async () => {
+      let calls = 0;
+      const guard = new NetworkGuard({
+        privateAllowlist: [],
+        resolver: async () => {
+          calls += 1;
+          if (calls === 1) throw Object.assign(new Error('getaddrinfo EAI_AGAIN x'), { code: 'EAI_AGAIN' });
+          if (calls === 2) return [];
+          return answer('140.82.112.5');
+        },
+      });
+      await expect(guard.resolve('flaky.test')).rejects.toMatchObject({ code: 'UPSTREAM_ERROR', details: { cause_code: 'EAI_AGAIN' } });
+      await expect(guard.resolve('flaky.test')).rejects.toMatchObject({ code: 'UPSTREAM_ERROR' });
+      await expect(guard.resolve('flaky.test')).resolves.toEqual(answer('140.82.112.5')[0]);
+      expect(calls).toBe(3);
+    });
+
+    it('refuses a cached private answer on every use', async () => {
+      const resolver = jest.fn(async () => answer('10.0.0.7'));
+      const guard = new NetworkGuard({ privateAllowlist: [], resolver });
+      for (let i = 0; i < 3; i++) await expect(guard.resolve('sneaky.test')).rejects.toMatchObject({ code: 'FORBIDDEN' });
+      expect(resolver).toHaveBeenCalledTimes(1);
+    });
+
+    it('with a zero TTL asks on every call', async () => {
+      const resolver = jest.fn(async () => answer('140.82.112.5'));
+      const guard = new NetworkGuard({ privateAllowlist: [], resolver, answerTtlMs: 0 });
+      await guard.resolve('a.test');
+      await guard.resolve('a.test');
+      expect(resolver).toHaveBeenCalledTimes(2);
+    });
+  });
 });

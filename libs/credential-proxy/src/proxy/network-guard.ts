@@ -68,15 +68,55 @@ export interface NetworkGuardOptions {
   /** STACK_PROXY_PRIVATE_ALLOWLIST: CIDRs of private addresses that may be reached. */
   privateAllowlist: readonly string[];
   resolver?: HostResolver;
+  /**
+   * How long a name's answers are reused, ms (default 30 s; 0: resolve on every call). Without
+   * it every call to api.github.com waits for getaddrinfo on libuv's four-thread pool — in a
+   * cluster, a round of search-domain queries to its DNS — before it may connect.
+   */
+  answerTtlMs?: number;
 }
+
+/** Names whose answers are kept at most; past it the oldest go first. */
+const MAX_CACHED_NAMES = 1024;
 
 export class NetworkGuard {
   private readonly allow: BlockList;
   private readonly resolver: HostResolver;
+  private readonly answerTtlMs: number;
+  /** Answers by name, until when they are reused; a lookup in flight is shared by every call that needs it. */
+  private readonly answers = new Map<string, { until: number; answers: Promise<ResolvedAddress[]> }>();
 
   constructor(options: NetworkGuardOptions) {
     this.allow = blockList(options.privateAllowlist);
     this.resolver = options.resolver ?? systemResolver;
+    this.answerTtlMs = options.answerTtlMs ?? 30_000;
+  }
+
+  /**
+   * The name's addresses: from the cache while fresh, else one lookup shared by concurrent
+   * callers. Failures are not kept. Every use still checks every address (resolve below), so
+   * a cached answer can never reach what the guard refuses, and a name that changes its answer
+   * (DNS rebinding) is seen only at the next lookup — never between the check and the connect.
+   */
+  private lookup(host: string): Promise<ResolvedAddress[]> {
+    if (this.answerTtlMs <= 0) return this.resolver(host);
+    const now = Date.now();
+    const hit = this.answers.get(host);
+    if (hit && hit.until > now) return hit.answers;
+    if (hit) this.answers.delete(host);
+    if (this.answers.size >= MAX_CACHED_NAMES) this.answers.delete(this.answers.keys().next().value!);
+    const answers = this.resolver(host);
+    const entry = { until: now + this.answerTtlMs, answers };
+    this.answers.set(host, entry);
+    answers.then(
+      (found) => {
+        if (found.length === 0 && this.answers.get(host) === entry) this.answers.delete(host);
+      },
+      () => {
+        if (this.answers.get(host) === entry) this.answers.delete(host);
+      },
+    );
+    return answers;
   }
 
   isAllowed(address: string): boolean {
@@ -97,7 +137,7 @@ export class NetworkGuard {
       answers = [{ address: host, family: literal === 6 ? 6 : 4 }];
     } else {
       try {
-        answers = await this.resolver(host);
+        answers = await this.lookup(host);
       } catch (err) {
         // ENOTFOUND (no such name) and EAI_AGAIN (the resolver failed) call for different fixes.
         const cause = causeCode(err);
