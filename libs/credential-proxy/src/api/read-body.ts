@@ -6,14 +6,8 @@
 import type { IncomingMessage } from 'node:http';
 
 import { StackError } from '@stack/contracts';
+import { readRawBody } from '@stack/runtime';
 
-export async function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > limit) throw new StackError('PAYLOAD_TOO_LARGE', `the request body is larger than ${limit} bytes`, { limit_bytes: limit });
-    chunks.push(chunk);
-  }
-  return Buffer.concat(chunks, size);
+export function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
+  return readRawBody(req, limit, { tooLarge: () => new StackError('PAYLOAD_TOO_LARGE', `the request body is larger than ${limit} bytes`, { limit_bytes: limit }) });
 }

@@ -72,7 +72,12 @@ export function dropoffFastRoutes(rest: DropoffRest): FastRoute[] {
     {
       method: 'POST',
       path: '/v1/dropoffs/:id/collect',
-      handle: async (req, _res, { params, query }) => ({ status: 200, body: await rest.collect(req.headers.authorization, params.id!, await readJsonBody(req, BODY_LIMIT_BYTES), query.get('wait') ?? undefined) }),
+      handle: async (req, _res, { params, query }) => {
+        // A repeated ?wait= is refused as Express's array would be (waitOf sees no whole number).
+        const waits = query.getAll('wait');
+        const wait = waits.length > 1 ? waits.join(',') : waits[0];
+        return { status: 200, body: await rest.collect(req.headers.authorization, params.id!, await readJsonBody(req, BODY_LIMIT_BYTES), wait) };
+      },
     },
   ];
 }

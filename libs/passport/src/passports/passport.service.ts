@@ -110,6 +110,8 @@ export class PassportService {
       await Outbox.enqueue(m, RevocationRecordedEvent, entry, { id: entry.id });
       await this.kit.audit.enqueue(m, { caller, layer: 'passport', action: 'agent.delete', outcome: 'success', agent_id: agentId });
     });
+    // Again after the commit: a lookup that ran while the transaction was open may have remembered the id.
+    this.store.forgetAgent(operatorId, agentId);
     await this.afterRevocation(entry);
     return { deleted: true };
   }

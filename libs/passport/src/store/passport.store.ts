@@ -151,8 +151,13 @@ export class PassportStore {
     return row ? agentView(row) : undefined;
   }
 
-  async deleteAgent(m: EntityManager, operatorId: string, id: string): Promise<boolean> {
+  /** Drops an agent id from what resolveAgents remembers. */
+  forgetAgent(operatorId: string, id: string): void {
     this.knownAgentIds.delete(knownKey(operatorId, id));
+  }
+
+  async deleteAgent(m: EntityManager, operatorId: string, id: string): Promise<boolean> {
+    this.forgetAgent(operatorId, id);
     const r = await runStatement(m, `DELETE FROM ${this.t('agents')} WHERE operator_id = $1 AND id = $2`, [operatorId, id]);
     return r.affected > 0;
   }

@@ -8,7 +8,8 @@
  * proxy call.
  */
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
-import { createGunzip, createInflate } from 'node:zlib';
+import type { Transform } from 'node:stream';
+import { createBrotliDecompress, createGunzip, createInflate } from 'node:zlib';
 
 import { StackError } from '@stack/contracts';
 import type { HttpMiddleware, StackLogger } from '@stack/observability';
@@ -39,38 +40,102 @@ export interface FastRoute {
   handle(req: IncomingMessage, res: ServerResponse, parts: FastRequestParts): Promise<FastAnswer>;
 }
 
-const JSON_TYPE = /^application\/json\b/i;
+export interface ReadRawBodyOptions {
+  /** Decode gzip, deflate and br per Content-Encoding (others refused). Default: the bytes as sent. */
+  decompress?: boolean;
+  /** The error past the limit; default PAYLOAD_TOO_LARGE "request body is too large". */
+  tooLarge?: () => StackError;
+}
 
 /**
- * The request body as the runtime's JSON parser would give it to a controller: parsed when the
- * content type is JSON (an empty body is `{}`), `undefined` otherwise; too large →
- * PAYLOAD_TOO_LARGE, malformed → INVALID_REQUEST, with the parser's messages.
+ * A request body's bytes, up to `limitBytes`. A body refused half-way (too large, bad
+ * compression) is read to its end and dropped rather than destroyed, so the answer reaches the
+ * client and the connection can carry the next request; an upload the client aborts rejects
+ * instead of hanging.
+ */
+export function readRawBody(req: IncomingMessage, limitBytes: number, options: ReadRawBodyOptions = {}): Promise<Buffer> {
+  const tooLarge = options.tooLarge ?? (() => new StackError('PAYLOAD_TOO_LARGE', 'request body is too large'));
+  if (Number(req.headers['content-length']) > limitBytes) return Promise.reject(tooLarge());
+  let inflater: Transform | undefined;
+  if (options.decompress) {
+    const encoding = (req.headers['content-encoding'] ?? 'identity').toLowerCase();
+    if (encoding === 'gzip') inflater = createGunzip();
+    else if (encoding === 'deflate') inflater = createInflate();
+    else if (encoding === 'br') inflater = createBrotliDecompress();
+    else if (encoding !== 'identity') return Promise.reject(new StackError('INVALID_REQUEST', `unsupported content encoding "${encoding.slice(0, 32)}"`));
+  }
+  return new Promise<Buffer>((resolve, reject) => {
+    const source: NodeJS.ReadableStream = inflater ?? req;
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let settled = false;
+    const cleanup = () => {
+      source.removeListener('data', onData);
+      source.removeListener('end', onEnd);
+      source.removeListener('error', onBroken);
+      req.removeListener('error', onBroken);
+      req.removeListener('close', onClose);
+    };
+    const fail = (err: StackError) => {
+      if (settled) return;
+      settled = true;
+      cleanup();
+      if (inflater) {
+        req.unpipe(inflater);
+        inflater.destroy();
+      }
+      // The rest of the body is read and dropped, so the connection can carry the next request.
+      req.on('error', () => undefined);
+      req.resume();
+      reject(err);
+    };
+    const onData = (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > limitBytes) return fail(tooLarge());
+      chunks.push(chunk);
+    };
+    const onBroken = () => fail(new StackError('INVALID_REQUEST', 'request body could not be read (bad compression or an aborted upload)'));
+    const onClose = () => {
+      if (!req.complete) onBroken();
+    };
+    const onEnd = () => {
+      if (settled) return;
+      settled = true;
+      cleanup();
+      resolve(Buffer.concat(chunks, size));
+    };
+    source.on('data', onData);
+    source.once('end', onEnd);
+    source.once('error', onBroken);
+    req.once('error', onBroken);
+    req.once('close', onClose);
+    if (inflater) req.pipe(inflater);
+  });
+}
+
+const JSON_TYPE = /^application\/json\s*(;|$)/i;
+const CHARSET = /;\s*charset\s*=\s*"?([^";\s]+)"?/i;
+const FIRST_CHAR = /^[\x20\x09\x0a\x0d]*(.)/s;
+
+/**
+ * The request body as the runtime's JSON parser (express.json) gives it to a controller: parsed
+ * when the content type is `application/json` (an empty body is `{}`; otherwise strict — an
+ * object or an array), `undefined` for any other type; gzip, deflate and br decoded; a charset
+ * other than UTF-8 refused. Too large → PAYLOAD_TOO_LARGE, malformed → INVALID_REQUEST, with the
+ * parser's messages.
  */
 export async function readJsonBody(req: IncomingMessage, limitBytes: number): Promise<unknown> {
-  if (!JSON_TYPE.test(req.headers['content-type'] ?? '')) {
+  const type = req.headers['content-type'] ?? '';
+  if (!JSON_TYPE.test(type)) {
     req.resume();
     return undefined;
   }
-  const declared = Number(req.headers['content-length']);
-  if (declared > limitBytes) throw new StackError('PAYLOAD_TOO_LARGE', 'request body is too large');
-  const encoding = (req.headers['content-encoding'] ?? 'identity').toLowerCase();
-  let source: AsyncIterable<Buffer> = req;
-  if (encoding === 'gzip' || encoding === 'deflate') source = req.pipe(encoding === 'gzip' ? createGunzip() : createInflate());
-  else if (encoding !== 'identity') throw new StackError('INVALID_REQUEST', `unsupported content encoding "${encoding.slice(0, 32)}"`);
-  const chunks: Buffer[] = [];
-  let size = 0;
-  try {
-    for await (const chunk of source) {
-      size += chunk.length;
-      if (size > limitBytes) throw new StackError('PAYLOAD_TOO_LARGE', 'request body is too large');
-      chunks.push(chunk);
-    }
-  } catch (err) {
-    if (err instanceof StackError) throw err;
-    throw new StackError('INVALID_REQUEST', 'request body could not be read (bad compression or an aborted upload)');
-  }
-  const text = Buffer.concat(chunks, size).toString('utf8');
-  if (text.trim() === '') return {};
+  const charset = CHARSET.exec(type)?.[1]?.toLowerCase();
+  if (charset && charset !== 'utf-8' && charset !== 'utf8') throw new StackError('INVALID_REQUEST', `unsupported charset "${charset.slice(0, 32).toUpperCase()}"`);
+  const text = (await readRawBody(req, limitBytes, { decompress: true })).toString('utf8');
+  if (text.length === 0) return {};
+  const first = FIRST_CHAR.exec(text)?.[1];
+  if (first !== '{' && first !== '[') throw new StackError('INVALID_REQUEST', 'request body is not valid JSON');
   try {
     return JSON.parse(text) as unknown;
   } catch {
@@ -171,10 +236,14 @@ export function installFastRoutes(server: Server, routes: readonly FastRoute[], 
       }
       const url = req.url ?? '/';
       const q = url.indexOf('?');
-      route.handle(req, res, { params, query: new URLSearchParams(q === -1 ? '' : url.slice(q + 1)) }).then(
-        (answer) => writeJson(res, answer.status, answer.body),
-        (e: unknown) => writeError(res, e, logger),
-      );
+      route
+        .handle(req, res, { params, query: new URLSearchParams(q === -1 ? '' : url.slice(q + 1)) })
+        .then((answer) => writeJson(res, answer.status, answer.body))
+        .catch((e: unknown) => {
+          // Answered before the whole body was read: the connection is not reused for another request.
+          if (!req.complete && !res.headersSent) res.setHeader('Connection', 'close');
+          writeError(res, e, logger);
+        });
     };
     next();
   };

@@ -5,7 +5,8 @@
  */
 import { randomBytes } from 'node:crypto';
 import { request } from 'node:http';
-import { gzipSync } from 'node:zlib';
+import { connect } from 'node:net';
+import { brotliCompressSync, gzipSync } from 'node:zlib';
 
 import { Controller, Get, Module, Query } from '@nestjs/common';
 
@@ -202,8 +203,49 @@ describe('startStack (one service, real servers)', () => {
     expect(((await big.json()) as { error: { code: string } }).error.code).toBe('PAYLOAD_TOO_LARGE');
     const brokenZip = await echo('/v1/audit/items/i1/echo', { headers: { 'content-type': 'application/json', 'content-encoding': 'gzip' }, body: 'not gzip at all' });
     expect(brokenZip.status).toBe(400);
+    const br = await echo('/v1/audit/items/i1/echo', { headers: { 'content-type': 'application/json', 'content-encoding': 'br' }, body: brotliCompressSync('{"brotli":1}') });
+    expect(await br.json()).toMatchObject({ body: { brotli: 1 } });
+    // Strict, as express.json: a top-level string or number is not a request body.
+    for (const text of ['"abc"', '12', ' null']) {
+      const scalar = await echo('/v1/audit/items/i1/echo', { headers: { 'content-type': 'application/json' }, body: text });
+      expect({ text, status: scalar.status }).toEqual({ text, status: 400 });
+    }
+    const latin = await echo('/v1/audit/items/i1/echo', { headers: { 'content-type': 'application/json; charset=iso-8859-1' }, body: '{}' });
+    expect(latin.status).toBe(400);
+    expect(await latin.json()).toEqual({ error: { code: 'INVALID_REQUEST', message: 'unsupported charset "ISO-8859-1"' } });
+    const patch = await echo('/v1/audit/items/i1/echo', { headers: { 'content-type': 'application/json-patch+json' }, body: '[]' });
+    expect(await patch.json()).toMatchObject({ body: null });
     // A path with another shape is not this route: Express answers it.
     expect((await echo('/v1/audit/items//echo', {})).status).toBe(404);
     expect((await echo('/v1/audit/items/a/b/echo', {})).status).toBe(404);
+  });
+
+  it('keeps a kept-alive connection usable after refusing a body half-way, and does not hang on an aborted upload', async () => {
+    stack = await start();
+    const { port } = new URL(stack.url);
+    const raw = (payload: string) =>
+      new Promise<string>((resolve, reject) => {
+        const socket = connect(Number(port), '127.0.0.1', () => socket.write(payload));
+        let got = '';
+        socket.on('data', (c: Buffer) => (got += c.toString('latin1')));
+        socket.on('end', () => resolve(got));
+        socket.on('close', () => resolve(got));
+        socket.on('error', reject);
+        setTimeout(() => socket.destroy(), 3000);
+      });
+    // A chunked body over the limit, then a second request on the same connection.
+    const big = 'x'.repeat(1500);
+    const first = `POST /v1/audit/items/i1/echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n${big.length.toString(16)}\r\n${big}\r\n0\r\n\r\n`;
+    const second = `POST /v1/audit/items/i2/echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}`;
+    const answers = await raw(first + second);
+    expect(answers).toMatch(/^HTTP\/1\.1 413/);
+    // Either the connection carried the second request, or the server said it would close it.
+    expect(/HTTP\/1\.1 200[\s\S]*"i2"/.test(answers) || /connection: close/i.test(answers)).toBe(true);
+    // A gzip upload cut off half-way: the server answers nothing to it, and still serves others.
+    const cut = connect(Number(port), '127.0.0.1', () => cut.write(`POST /v1/audit/items/i3/echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Encoding: gzip\r\nContent-Length: 1000\r\n\r\n${gzipSync('{"a":1}').subarray(0, 10).toString('latin1')}`));
+    await new Promise((r) => setTimeout(r, 100));
+    cut.destroy();
+    const after = await fetch(`${stack.url}/v1/audit/items/i4/echo`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"ok":true}' });
+    expect(await after.json()).toMatchObject({ params: { id: 'i4' }, body: { ok: true } });
   });
 });
