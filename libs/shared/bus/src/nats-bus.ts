@@ -86,6 +86,9 @@ export async function connectNatsBus(options: NatsBusOptions): Promise<BusConnec
     maxReconnectAttempts: -1,
     reconnectTimeWait: 500,
     pingInterval: 10_000,
+    // Without it every request and JetStream publish builds an Error for its stack trace, in case
+    // it times out: a measurable share of a busy process's CPU. Our errors name the subject instead.
+    noAsyncTraces: true,
   });
   return new NatsBusConnection(nc, options);
 }
