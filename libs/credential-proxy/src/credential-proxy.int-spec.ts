@@ -432,6 +432,9 @@ describe('credential proxy over HTTP (real servers, fake upstreams on loopback)'
     let oauthConn: string;
 
     beforeAll(async () => {
+      // Starting an upstream OAuth connection needs the stack:services grant, as the other ways of connecting do.
+      const unscoped = await call<{ error: { code: string } }>(A, 'POST', '/v1/connections/oauth/start', { service_id: 'github', name: 'oauth' }, member(OP, ['stack:passports']));
+      expect({ status: unscoped.status, code: unscoped.body.error.code }).toEqual({ status: 403, code: 'FORBIDDEN' });
       const start = await call<{ authorize_url: string }>(A, 'POST', '/v1/connections/oauth/start', { service_id: 'github', name: 'oauth' });
       expect(start.status).toBe(201);
       const authorize = new URL(start.body.authorize_url);

@@ -9,7 +9,7 @@ import type { Request, Response } from 'express';
 import { StackError } from '@stack/contracts';
 
 import { CredentialProxyCore } from '../credential-proxy.core';
-import { CONNECTION_NAME, operatorOf } from '../connections/connections.service';
+import { CONNECTION_NAME, operatorOf, requireScope } from '../connections/connections.service';
 
 type Json = Record<string, unknown>;
 
@@ -54,6 +54,8 @@ export class ConnectionsController {
   async oauthStart(@Req() req: Request, @Body() body: Json) {
     const caller = await this.caller(req);
     const operatorId = operatorOf(caller);
+    // The same grant as creating a connection by API key or asking for a connect link.
+    requireScope(caller, 'stack:services');
     const entry = typeof body?.service_id === 'string' ? await this.core.catalog.find(operatorId, body.service_id) : undefined;
     if (!entry) throw new StackError('NOT_FOUND', 'no such service in the catalog');
     const name = body.name === undefined ? 'default' : body.name;

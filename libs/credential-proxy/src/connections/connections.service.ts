@@ -52,7 +52,7 @@ export function operatorOf(caller: CallerContext): string {
   return caller.operator_id;
 }
 
-function requireScope(caller: CallerContext, scope: string): void {
+export function requireScope(caller: CallerContext, scope: string): void {
   if (!caller.scopes.includes(scope) && !caller.scopes.includes('stack:admin')) throw new StackError('FORBIDDEN', `this call needs the ${scope} scope`, { required_scopes: [scope] });
 }
 
