@@ -1,13 +1,16 @@
 /**
  * The only way auth fetches a URL someone else chose (a Client ID Metadata Document): https only,
- * DNS resolved once and every special-use address refused (private, loopback, link-local, CGNAT,
- * IPv4-mapped, NAT64, cloud metadata) unless STACK_PROXY_PRIVATE_ALLOWLIST covers it, the
+ * DNS resolved once and refused if any answer is special-use (private, loopback, link-local, CGNAT,
+ * IPv4-mapped, NAT64, cloud metadata — the proxy's AddressPolicy) unless
+ * STACK_PROXY_PRIVATE_ALLOWLIST covers it (never a translated address), the
  * connection pinned to the checked address, no redirects followed, a size cap and a timeout.
  * It has fetch's shape because oidc-provider calls it as its `fetch`.
  */
 import { lookup } from 'node:dns/promises';
 import { request } from 'node:https';
-import { BlockList, isIP } from 'node:net';
+import { isIP } from 'node:net';
+
+import { AddressPolicy, METADATA_HOSTNAMES } from '@stack/security';
 
 export interface GuardedFetchOptions {
   /** CIDRs that may be reached even though they are special-use (tests' loopback fakes). */
@@ -16,46 +19,25 @@ export interface GuardedFetchOptions {
   timeoutMs?: number;
 }
 
-const SPECIAL_V4 = ['0.0.0.0/8', '10.0.0.0/8', '100.64.0.0/10', '127.0.0.0/8', '169.254.0.0/16', '172.16.0.0/12', '192.0.0.0/24', '192.0.2.0/24', '192.88.99.0/24', '192.168.0.0/16', '198.18.0.0/15', '198.51.100.0/24', '203.0.113.0/24', '224.0.0.0/4', '240.0.0.0/4'];
-const SPECIAL_V6 = ['::/128', '::1/128', '::ffff:0:0/96', '64:ff9b::/96', '64:ff9b:1::/48', '100::/64', '2001::/23', '2001:db8::/32', '2002::/16', 'fc00::/7', 'fe80::/10', 'ff00::/8'];
-
-function blockList(cidrs: readonly string[]): BlockList {
-  const list = new BlockList();
-  for (const cidr of cidrs) {
-    const [addr = '', bits] = cidr.split('/');
-    const family = isIP(addr) === 6 ? 'ipv6' : 'ipv4';
-    if (bits === undefined) list.addAddress(addr, family);
-    else list.addSubnet(addr, Number(bits), family);
-  }
-  return list;
-}
-
-const special = blockList([...SPECIAL_V4, ...SPECIAL_V6]);
-
 export class FetchRefused extends Error {
   override readonly name = 'FetchRefused';
 }
 
 export function createGuardedFetch(options: GuardedFetchOptions): (url: string | URL, init?: RequestInit) => Promise<Response> {
-  const allowed = blockList(options.privateAllowlist);
+  // The proxy's own address policy (@stack/security), so the two never drift apart.
+  const policy = new AddressPolicy(options.privateAllowlist);
   const maxBytes = options.maxBytes ?? 64 * 1024;
   const timeoutMs = options.timeoutMs ?? 5000;
-
-  const permitted = (address: string): boolean => {
-    const family = isIP(address) === 6 ? 'ipv6' : 'ipv4';
-    // An IPv4-mapped IPv6 address is judged as the IPv4 address it carries.
-    const mapped = family === 'ipv6' && /^::ffff:\d+\.\d+\.\d+\.\d+$/i.test(address) ? address.slice(7) : undefined;
-    if (mapped) return permitted(mapped);
-    return !special.check(address, family) || allowed.check(address, family);
-  };
 
   return async (input, init = {}) => {
     const url = new URL(String(input));
     if (url.protocol !== 'https:') throw new FetchRefused('only https URLs are fetched');
-    const hostname = url.hostname.replace(/^\[|\]$/g, '');
+    const hostname = url.hostname.replace(/^\[|\]$/g, '').toLowerCase().replace(/\.$/, '');
+    if (METADATA_HOSTNAMES.has(hostname)) throw new FetchRefused(`${hostname} is a special-use (metadata) name`);
     const addresses = isIP(hostname) ? [{ address: hostname }] : await lookup(hostname, { all: true, verbatim: true });
-    const target = addresses.find((a) => permitted(a.address));
-    if (!target) throw new FetchRefused(`${hostname} resolves only to special-use addresses`);
+    // Every answer must pass, as in the proxy: a name with one public and one special-use address is refused, not raced.
+    if (addresses.length === 0 || !addresses.every((a) => policy.isAllowed(a.address))) throw new FetchRefused(`${hostname} resolves to a special-use address`);
+    const target = addresses[0]!;
     const headers: Record<string, string> = { host: url.host, 'user-agent': 'STACK', accept: 'application/json' };
     new Headers(init.headers).forEach((v, k) => {
       if (k !== 'host') headers[k] = v;

@@ -7,9 +7,10 @@
  * `0x7f.1` are normalised by the WHATWG URL parser before they arrive here.
  */
 import { lookup as dnsLookup } from 'node:dns/promises';
-import { BlockList, isIP } from 'node:net';
+import { isIP } from 'node:net';
 
 import { StackError } from '@stack/contracts';
+import { AddressPolicy, METADATA_HOSTNAMES } from '@stack/security';
 
 import { causeCode } from './cause-code';
 
@@ -26,43 +27,7 @@ export const systemResolver: HostResolver = async (hostname) => {
   return answers.map((a) => ({ address: a.address, family: a.family === 6 ? 6 : 4 }));
 };
 
-const V4_BLOCKED = [
-  '0.0.0.0/8', '10.0.0.0/8', '100.64.0.0/10', '127.0.0.0/8', '169.254.0.0/16', '172.16.0.0/12', '192.0.0.0/24', '192.0.2.0/24',
-  '192.88.99.0/24', '192.168.0.0/16', '198.18.0.0/15', '198.51.100.0/24', '203.0.113.0/24', '224.0.0.0/4', '240.0.0.0/4',
-];
-const V6_BLOCKED = [
-  '::/128', '::1/128', '::/96', '100::/64', '2001::/32', '2001:db8::/32', '2002::/16', 'fc00::/7', 'fe80::/10', 'fec0::/10', 'ff00::/8',
-];
-/** Translated forms of IPv4 in IPv6: refused outright (the allowlist does not apply to them). */
-const V6_TRANSLATED = ['::ffff:0:0/96', '64:ff9b::/96', '64:ff9b:1::/48'];
-const METADATA_HOSTNAMES = new Set(['metadata.google.internal', 'metadata', 'metadata.goog', 'instance-data', 'instance-data.ec2.internal']);
-
-function blockList(cidrs: readonly string[]): BlockList {
-  const list = new BlockList();
-  for (const cidr of cidrs) {
-    const [net, bits] = cidr.split('/');
-    const family = isIP(net!) === 6 ? 'ipv6' : 'ipv4';
-    list.addSubnet(net!, Number(bits ?? (family === 'ipv6' ? 128 : 32)), family);
-  }
-  return list;
-}
-
-const blockedV4 = blockList(V4_BLOCKED);
-const blockedV6 = blockList(V6_BLOCKED);
-const translatedV6 = blockList(V6_TRANSLATED);
-
-export type AddressVerdict = 'public' | 'private' | 'translated';
-
-/** Classifies one IP address (no allowlist). */
-export function classifyAddress(address: string): AddressVerdict {
-  const family = isIP(address);
-  if (family === 4) return blockedV4.check(address, 'ipv4') ? 'private' : 'public';
-  if (family === 6) {
-    if (translatedV6.check(address, 'ipv6')) return 'translated';
-    return blockedV6.check(address, 'ipv6') ? 'private' : 'public';
-  }
-  return 'private';
-}
+export { classifyAddress, type AddressVerdict } from '@stack/security';
 
 export interface NetworkGuardOptions {
   /** STACK_PROXY_PRIVATE_ALLOWLIST: CIDRs of private addresses that may be reached. */
@@ -80,14 +45,14 @@ export interface NetworkGuardOptions {
 const MAX_CACHED_NAMES = 1024;
 
 export class NetworkGuard {
-  private readonly allow: BlockList;
+  private readonly policy: AddressPolicy;
   private readonly resolver: HostResolver;
   private readonly answerTtlMs: number;
   /** Answers by name, until when they are reused; a lookup in flight is shared by every call that needs it. */
   private readonly answers = new Map<string, { until: number; answers: Promise<ResolvedAddress[]> }>();
 
   constructor(options: NetworkGuardOptions) {
-    this.allow = blockList(options.privateAllowlist);
+    this.policy = new AddressPolicy(options.privateAllowlist);
     this.resolver = options.resolver ?? systemResolver;
     this.answerTtlMs = options.answerTtlMs ?? 30_000;
   }
@@ -120,11 +85,7 @@ export class NetworkGuard {
   }
 
   isAllowed(address: string): boolean {
-    const verdict = classifyAddress(address);
-    if (verdict === 'public') return true;
-    if (verdict === 'translated') return false;
-    const family = isIP(address) === 6 ? 'ipv6' : 'ipv4';
-    return this.allow.check(address, family);
+    return this.policy.isAllowed(address);
   }
 
   /** Resolves `hostname` once and returns the address to connect to, or throws FORBIDDEN. */

@@ -7,3 +7,4 @@ export * from './revocation/revocation-state';
 export * from './revocation/in-flight-registry';
 export * from './passport/passport-token';
 export * from './passport/passport-verifier';
+export * from './network/address-policy';

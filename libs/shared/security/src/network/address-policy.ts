@@ -1,0 +1,67 @@
+/**
+ * Which IP addresses a STACK component may connect to when someone else chose the URL — the
+ * credential proxy's upstreams, auth's client metadata documents. One list for both, so the two
+ * cannot drift: private, loopback, link-local, CGNAT, benchmarking, documentation, multicast and
+ * reserved ranges are refused, and so is every address that translates to an IPv4 one
+ * (IPv4-mapped, NAT64), since what it reaches depends on the network; only the deployment's
+ * allowlist (STACK_PROXY_PRIVATE_ALLOWLIST, CIDRs) reopens a private range, never a translated one.
+ */
+import { BlockList, isIP } from 'node:net';
+
+const V4_BLOCKED = [
+  '0.0.0.0/8', '10.0.0.0/8', '100.64.0.0/10', '127.0.0.0/8', '169.254.0.0/16', '172.16.0.0/12', '192.0.0.0/24', '192.0.2.0/24',
+  '192.88.99.0/24', '192.168.0.0/16', '198.18.0.0/15', '198.51.100.0/24', '203.0.113.0/24', '224.0.0.0/4', '240.0.0.0/4',
+];
+// IPv4-compatible (::/96), discard, IETF protocol assignments (Teredo, benchmarking, ORCHID…),
+// documentation, 6to4, unique local, link-local, site-local and multicast.
+const V6_BLOCKED = ['::/128', '::1/128', '::/96', '100::/64', '2001::/23', '2001:db8::/32', '2002::/16', 'fc00::/7', 'fe80::/10', 'fec0::/10', 'ff00::/8'];
+const V6_TRANSLATED = ['::ffff:0:0/96', '64:ff9b::/96', '64:ff9b:1::/48'];
+
+/** Cloud metadata endpoints reached by name (their addresses are link-local and refused anyway). */
+export const METADATA_HOSTNAMES: ReadonlySet<string> = new Set(['metadata.google.internal', 'metadata', 'metadata.goog', 'instance-data', 'instance-data.ec2.internal']);
+
+export function blockListOf(cidrs: readonly string[]): BlockList {
+  const list = new BlockList();
+  for (const cidr of cidrs) {
+    const [net = '', bits] = cidr.split('/');
+    const family = isIP(net) === 6 ? 'ipv6' : 'ipv4';
+    if (bits === undefined) list.addAddress(net, family);
+    else list.addSubnet(net, Number(bits), family);
+  }
+  return list;
+}
+
+const blockedV4 = blockListOf(V4_BLOCKED);
+const blockedV6 = blockListOf(V6_BLOCKED);
+const translatedV6 = blockListOf(V6_TRANSLATED);
+
+export type AddressVerdict = 'public' | 'private' | 'translated';
+
+/** What an address is; anything that is not an IP literal counts as private. */
+export function classifyAddress(address: string): AddressVerdict {
+  const family = isIP(address);
+  if (family === 4) return blockedV4.check(address, 'ipv4') ? 'private' : 'public';
+  if (family === 6) {
+    if (translatedV6.check(address, 'ipv6')) return 'translated';
+    return blockedV6.check(address, 'ipv6') ? 'private' : 'public';
+  }
+  return 'private';
+}
+
+/** The verdict plus the deployment's allowlist. */
+export class AddressPolicy {
+  private readonly allow: BlockList;
+
+  constructor(privateAllowlist: readonly string[]) {
+    this.allow = blockListOf(privateAllowlist);
+  }
+
+  isAllowed(address: string): boolean {
+    const verdict = classifyAddress(address);
+    if (verdict === 'public') return true;
+    if (verdict === 'translated') return false;
+    const family = isIP(address);
+    if (family === 0) return false;
+    return this.allow.check(address, family === 6 ? 'ipv6' : 'ipv4');
+  }
+}
