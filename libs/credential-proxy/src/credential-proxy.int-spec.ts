@@ -461,6 +461,19 @@ describe('credential proxy over HTTP (real servers, fake upstreams on loopback)'
       oauth.refreshDelayMs = 0;
     });
 
+    it('keeps the connection when the provider is down during a refresh, and refreshes once it is back', async () => {
+      await A.dataSources.get('credential-proxy')!.query(`UPDATE credential_proxy.connections SET expires_at = now() - interval '1 second' WHERE id = $1`, [oauthConn]);
+      for (const status of [503, 429]) {
+        oauth.outageStatus = status;
+        const res = await proxy(A, { service: oauthConn, method: 'GET', path: '/user' });
+        expect({ status: res.status, code: res.body.error?.code, upstream: res.body.error?.details?.upstream_status }).toEqual({ status: 502, code: 'UPSTREAM_ERROR', upstream: status });
+        expect((await call<{ status: string }>(A, 'GET', `/v1/connections/${oauthConn}`)).body.status).not.toBe('needs_reauth');
+      }
+      oauth.outageStatus = undefined;
+      const back = await proxy(A, { service: oauthConn, method: 'GET', path: '/user' });
+      expect(back.body.status).toBe(200);
+    });
+
     it('marks the connection needs_reauth when the provider refuses the refresh', async () => {
       await A.dataSources.get('credential-proxy')!.query(`UPDATE credential_proxy.connections SET expires_at = now() - interval '1 second' WHERE id = $1`, [oauthConn]);
       oauth.failRefresh = true;

@@ -4,7 +4,8 @@
  * refresh at a time across every replica. In this process concurrent callers share one promise;
  * across processes a cache lock (`setIfAbsent`, Redis when configured) elects one refresher while
  * the others poll the connection row until the new token lands. A refresh the provider refuses
- * marks the connection `needs_reauth`.
+ * marks the connection `needs_reauth`; a provider that is down or rate-limiting (5xx, 429) does not —
+ * the call fails with UPSTREAM_ERROR and the next one tries again.
  */
 import { createHash, randomBytes } from 'node:crypto';
 
@@ -192,6 +193,11 @@ export class UpstreamOAuthManager {
     } catch (err) {
       this.o.logger.warn({ connection_id: conn.id, service: entry.service_id, cause_code: causeCode(err) ?? (err instanceof Error ? err.name : undefined) }, 'oauth: the token endpoint could not be reached to refresh a token');
       throw new StackError('UPSTREAM_ERROR', `${entry.name} could not be reached to refresh the token`);
+    }
+    if (answer.status >= 500 || answer.status === 429) {
+      // The provider is down or busy, not refusing: the refresh token stays good, the next call tries again.
+      this.o.logger.warn({ connection_id: conn.id, service: entry.service_id, status: answer.status }, 'oauth: the provider could not refresh a token just now; the connection is kept');
+      throw new StackError('UPSTREAM_ERROR', `${entry.name} could not refresh the token just now (status ${answer.status}); try again`, { upstream_status: answer.status });
     }
     if (!answer.ok || !answer.body.access_token) {
       this.o.logger.warn({ connection_id: conn.id, service: entry.service_id, status: answer.status, oauth_error: oauthError(answer.body) }, 'oauth: the provider refused the token refresh; the connection needs a new authorization');

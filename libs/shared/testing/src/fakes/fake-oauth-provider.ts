@@ -30,6 +30,8 @@ export class FakeOAuthProvider {
   expiresIn: number;
   refreshDelayMs = 0;
   failRefresh = false;
+  /** The token endpoint answers this status (a provider outage or rate limit) while set, refreshing nothing. */
+  outageStatus: number | undefined;
   refreshCount = 0;
   private readonly codes = new Map<string, Grant>();
   private readonly access = new Map<string, number>();
@@ -103,6 +105,10 @@ export class FakeOAuthProvider {
       if (f.get('grant_type') === 'refresh_token') {
         this.refreshCount++;
         if (this.refreshDelayMs) await new Promise((r) => setTimeout(r, this.refreshDelayMs));
+        if (this.outageStatus) {
+          json(this.outageStatus, { message: 'the service is unavailable' });
+          return true;
+        }
         const rt = f.get('refresh_token') ?? '';
         if (this.failRefresh || !this.refresh.has(rt)) {
           json(400, { error: 'invalid_grant' });
