@@ -8,6 +8,7 @@ import { Inject, Injectable, Module, type DynamicModule, type OnApplicationBoots
 
 import type { Handle } from '@stack/bus';
 import { Credentials, CredentialsModule, serviceKitToken, type ServiceDefinition, type ServiceKit } from '@stack/runtime';
+import { KeyRotation } from '@stack/security';
 
 import { ConnectPageController, CONNECT_PATH } from './api/connect-page.controller';
 import { ConnectionsController } from './api/connections.controller';
@@ -15,8 +16,9 @@ import { PROXY_PATH, ProxyController, proxyFastRoute } from './api/proxy.control
 import { serveProxyCommands } from './api/proxy-bus.handlers';
 import type { CredentialProxySeams, FilledSeams } from './caller/caller-seams';
 import { CredentialProxyInit1764400000000 } from './connections/credential-proxy-init.migration';
+import { ConnectionRepository } from './connections/connection.repository';
 import { CredentialProxyCore } from './credential-proxy.core';
-import { VaultRotation } from './vault/vault-rotation';
+
 
 const KIT = serviceKitToken('credential-proxy');
 const SEAMS = Symbol.for('stack.credential-proxy.seams');
@@ -46,7 +48,7 @@ class CredentialProxyLifecycle implements OnApplicationBootstrap, OnModuleDestro
     try {
       if (!(await this.kit.cache.setIfAbsent(lock, this.kit.config.instanceId, { ttlMs: 5 * 60_000 }))) return;
       try {
-        const report = await new VaultRotation(this.core.repo, this.core.vault.cipher).rewrapAll({
+        const report = await new KeyRotation(this.core.repo, this.core.vault.cipher).rewrapAll({
           // The message only: a vault or SQL error object may carry the sealed row as query parameters.
           onError: (id, err) => this.kit.logger.warn({ connection_id: id, error: errorMessage(err) }, 'vault: a connection could not be re-wrapped'),
         });
@@ -116,5 +118,6 @@ export function createCredentialProxyService(seams: CredentialProxySeams = {}): 
     migrations: [CredentialProxyInit1764400000000],
     rawBodyPaths: [PROXY_PATH, CONNECT_PATH],
     fastRoutes: (app) => [proxyFastRoute(app.get(CredentialProxyCore, { strict: false }))],
+    sealedValues: (dataSource) => [{ label: 'connection(s)', store: new ConnectionRepository(dataSource) }],
   };
 }

@@ -2,6 +2,7 @@ import { Credentials, type ServiceDefinition } from '@stack/runtime';
 
 import { DropoffRest, dropoffFastRoutes } from './dropoffs/dropoff.controller';
 import { DropoffService } from './dropoffs/dropoff.service';
+import { DropoffKeyStore } from './dropoffs/dropoff.store';
 import { PassportModule } from './passport.module';
 import { PassportDropoffs1764900000000 } from './dropoffs/dropoff.migration';
 import { PassportInit1764300000000 } from './store/passport-init.migration';
@@ -16,5 +17,6 @@ export const passportService: ServiceDefinition = {
   module: PassportModule,
   entities: [],
   migrations: [PassportInit1764300000000, PassportDropoffs1764900000000],
+  sealedValues: (dataSource) => [{ label: 'drop-off payload(s)', store: new DropoffKeyStore(dataSource) }],
   fastRoutes: (app) => dropoffFastRoutes(new DropoffRest(app.get(DropoffService, { strict: false }), app.get(Credentials, { strict: false }))),
 };

@@ -1,18 +1,17 @@
 /**
  * `stack admin rotate-master-key`: the operator's side of key rotation.
  *   (no flag)   prints a fresh key entry and the three steps;
- *   --status    how many connections each key id still wraps;
- *   --rewrap    re-wraps every connection under the current (first) key now, then prints --status.
+ *   --status    how many connections and deposited drop-off payloads each key id still wraps;
+ *   --rewrap    re-wraps all of them under the current (first) key now, then prints --status.
  * Running services re-wrap in the background on their own (at start and every 10 minutes), so
  * --rewrap only hurries it. Key material is never printed except the newly generated entry.
  */
 import { loadConfig } from '@stack/config';
 import { createLogger } from '@stack/observability';
 import { definitionOf, withServiceDatabases, type CliCommand, type ServiceDefinition } from '@stack/runtime';
-import { EnvelopeCipher, Keyring } from '@stack/security';
+import { EnvelopeCipher, KeyRotation, Keyring } from '@stack/security';
 
-import { ConnectionRepository } from '../connections/connection.repository';
-import { VaultRotation } from '../vault/vault-rotation';
+
 
 export const rotateMasterKeyCommand: CliCommand = {
   summary: '`admin rotate-master-key [--status|--rewrap]` rotates the vault key-encryption key without downtime',
@@ -26,17 +25,18 @@ export const rotateMasterKeyCommand: CliCommand = {
           '',
           `  ${Keyring.generateEntry(id)}`,
           '',
-          '1. Put it FIRST in STACK_MASTER_KEYS, keeping the old entries after it, and roll the credential-proxy out.',
+          '1. Put it FIRST in STACK_MASTER_KEYS, keeping the old entries after it, and roll the credential-proxy and passport services out.',
           '   New secrets use it at once; old ones still open with the old key.',
           '2. The services re-wrap every data key in the background. Hurry it or watch it with',
-          '   `stack admin rotate-master-key --rewrap` / `--status` until no connection names the old key id.',
+          '   `stack admin rotate-master-key --rewrap` / `--status` until no connection or drop-off payload names the old key id.',
           '3. Remove the old entry from STACK_MASTER_KEYS and roll out again.',
           '',
         ].join('\n'),
       );
       return 0;
     }
-    const def = definitionOf(available, 'credential-proxy');
+    const defs = available.filter((d) => d.sealedValues);
+    if (!defs.some((d) => d.service === 'credential-proxy')) definitionOf(available, 'credential-proxy'); // names what is missing
     const config = loadConfig();
     if (!config.masterKeys) {
       process.stderr.write('stack admin rotate-master-key: STACK_MASTER_KEYS is not set\n');
@@ -44,19 +44,29 @@ export const rotateMasterKeyCommand: CliCommand = {
     }
     const masterKeys = config.masterKeys;
     const logger = createLogger({ level: config.logLevel, service: 'admin', instance: config.instanceId });
-    return withServiceDatabases(config, logger, [def], async (databases) => {
-      const repo = new ConnectionRepository(databases.get('credential-proxy')!.dataSource);
+    // Every table of sealed values in this binary: connections (credential-proxy), drop-off payloads (passport).
+    return withServiceDatabases(config, logger, defs, async (databases) => {
+      const tables = defs.flatMap((d) => d.sealedValues!(databases.get(d.service)!.dataSource));
       const keyring = Keyring.parse(masterKeys);
       if (mode === 'rewrap') {
-        const report = await new VaultRotation(repo, new EnvelopeCipher(keyring)).rewrapAll({
-          onError: (id, err) => process.stderr.write(`  could not re-wrap ${id}: ${err instanceof Error ? err.message : String(err)} (is its key still in STACK_MASTER_KEYS?)\n`),
-        });
-        process.stdout.write(`re-wrapped ${report.rewrapped}, skipped ${report.skipped} (changed meanwhile), failed ${report.failed}\n`);
+        const cipher = new EnvelopeCipher(keyring);
+        for (const t of tables) {
+          const report = await new KeyRotation(t.store, cipher).rewrapAll({
+            onError: (id, err) => process.stderr.write(`  could not re-wrap ${id}: ${err instanceof Error ? err.message : String(err)} (is its key still in STACK_MASTER_KEYS?)\n`),
+          });
+          process.stdout.write(`${t.label}: re-wrapped ${report.rewrapped}, skipped ${report.skipped} (changed meanwhile), failed ${report.failed}\n`);
+        }
       }
-      const byKey = await repo.countByKey();
       process.stdout.write(`current key: ${keyring.currentKeyId}\n`);
-      for (const [kid, n] of Object.entries(byKey)) process.stdout.write(`  ${kid}: ${n} connection(s)${kid === keyring.currentKeyId ? '' : ' — still to re-wrap'}\n`);
-      return Object.keys(byKey).every((k) => k === keyring.currentKeyId) ? 0 : mode === 'rewrap' ? 1 : 0;
+      let pending = false;
+      for (const t of tables) {
+        const byKey = await t.store.countByKey();
+        for (const [kid, n] of Object.entries(byKey)) {
+          if (kid !== keyring.currentKeyId) pending = true;
+          process.stdout.write(`  ${kid}: ${n} ${t.label}${kid === keyring.currentKeyId ? '' : ' — still to re-wrap'}\n`);
+        }
+      }
+      return pending && mode === 'rewrap' ? 1 : 0;
     });
   },
 };

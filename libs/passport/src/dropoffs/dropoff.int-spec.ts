@@ -10,7 +10,10 @@ import { AuditRecordedEvent, DROPOFF_COMMANDS, DropoffDepositedEvent, PASSPORT_C
 import type { RunningStack } from '@stack/runtime';
 import { uniqueName } from '@stack/testing';
 
+import { EnvelopeCipher, KeyRotation, Keyring } from '@stack/security';
+
 import { startPassportUnderTest, type PassportUnderTest } from '../testing/passport-under-test';
+import { DropoffKeyStore } from './dropoff.store';
 
 const D = DROPOFF_COMMANDS;
 const SECRET_MARK = `s3cret-${randomBytes(8).toString('hex')}`;
@@ -161,6 +164,32 @@ describe('drop-offs (real Postgres and NATS)', () => {
     }
     await gw.request(PASSPORT_COMMANDS.deleteAgent, { agent_id: temp }, { caller: { ...member, scopes: [...member.scopes, 'stack:admin'] } });
     expect(await codeOf(gw.request(D.create, { to_agent: temp, schema }, { caller: asAgent('writer') }))).toMatchObject({ code: 'NOT_FOUND' });
+  });
+
+  it('rotates the master key under deposited payloads: re-wrapped to the new key, still collected once, nothing else touched', async () => {
+    const ds = stack.dataSources.get('passport')!;
+    const sealed = await gw.request(D.create, { to_agent: agents.reader!, schema, payload: good }, { caller: asAgent('writer') });
+    const waiting = await gw.request(D.create, { to_agent: agents.reader!, schema }, { caller: asAgent('writer') });
+    const oldKeys = stack.config.masterKeys!;
+    const oldKid = oldKeys.split(',')[0]!.split(':')[0]!;
+    const next = Keyring.generateEntry('rot2');
+    const store = new DropoffKeyStore(ds);
+    const before = (await rowOf(sealed.id)).ciphertext as { kid: string; ct: string };
+    expect(before.kid).toBe(oldKid);
+    const report = await new KeyRotation(store, new EnvelopeCipher(Keyring.parse(`${next},${oldKeys}`))).rewrapAll();
+    expect(report.failed).toBe(0);
+    expect(report.rewrapped).toBeGreaterThanOrEqual(1);
+    const after = (await rowOf(sealed.id)).ciphertext as { kid: string; ct: string };
+    expect(after.kid).toBe('rot2');
+    expect(after.ct).toBe(before.ct); // the payload's own ciphertext is untouched: only its data key is re-wrapped
+    expect(await rowOf(waiting.id)).toMatchObject({ status: 'created', ciphertext: null });
+    expect(Object.keys(await store.countByKey())).toEqual(['rot2']);
+    // The new key alone opens it (the old one can be retired).
+    const opened = await new EnvelopeCipher(Keyring.parse(next)).open({ operatorId: operator, recordId: sealed.id }, after as never);
+    expect(JSON.parse(opened)).toEqual(good);
+    // Put back under the running service's key, and collected as usual.
+    await new KeyRotation(store, new EnvelopeCipher(Keyring.parse(`${oldKeys},${next}`))).rewrapAll();
+    expect((await gw.request(D.collect, { dropoff_id: sealed.id }, { caller: asAgent('reader') })).payload).toEqual(good);
   });
 
   it('waits for a deposit: a collector that asks first gets the payload when it arrives', async () => {

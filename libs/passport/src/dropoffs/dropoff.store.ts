@@ -4,11 +4,11 @@
  * collectors (or a collector and the sweeper) can never both win.
  */
 import { Inject, Injectable } from '@nestjs/common';
-import type { EntityManager } from 'typeorm';
+import type { DataSource, EntityManager } from 'typeorm';
 
 import { Outbox, qualifiedTable, runStatement, schemaOf, type OutboxEventRow } from '@stack/persistence';
 import { serviceKitToken, type ServiceKit } from '@stack/runtime';
-import type { SealedSecret } from '@stack/security';
+import type { RewrapStore, SealedRow, SealedSecret } from '@stack/security';
 
 import type { DropoffStatus } from '@stack/contracts';
 
@@ -33,6 +33,32 @@ export interface DropoffRow {
 }
 
 
+
+/**
+ * Deposited payloads as sealed values, for master-key rotation (KeyRotation): only a deposited
+ * drop-off holds a ciphertext; a swap applies only while it is still deposited and unchanged.
+ */
+export class DropoffKeyStore implements RewrapStore {
+  constructor(private readonly ds: DataSource) {}
+
+  private get table(): string {
+    return qualifiedTable(schemaOf(this.ds), 'dropoffs');
+  }
+
+  async wrappedByOtherKeys(currentKeyId: string, limit: number): Promise<SealedRow[]> {
+    return (await this.ds.query(`SELECT id, operator_id, ciphertext AS secret FROM ${this.table} WHERE status = 'deposited' AND ciphertext->>'kid' <> $1 ORDER BY id LIMIT $2`, [currentKeyId, limit])) as SealedRow[];
+  }
+
+  async swapSecret(id: string, before: SealedSecret, after: SealedSecret): Promise<boolean> {
+    const { rows } = await runStatement(this.ds, `UPDATE ${this.table} SET ciphertext = $3 WHERE id = $1 AND status = 'deposited' AND ciphertext = $2::jsonb RETURNING id`, [id, JSON.stringify(before), JSON.stringify(after)]);
+    return rows.length > 0;
+  }
+
+  async countByKey(): Promise<Record<string, number>> {
+    const rows = (await this.ds.query(`SELECT ciphertext->>'kid' AS key_id, count(*)::int AS n FROM ${this.table} WHERE status = 'deposited' GROUP BY 1`)) as Array<{ key_id: string; n: number }>;
+    return Object.fromEntries(rows.map((r) => [r.key_id, Number(r.n)]));
+  }
+}
 
 @Injectable()
 export class DropoffStore {

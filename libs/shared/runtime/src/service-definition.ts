@@ -7,6 +7,8 @@ import type { DynamicModule, INestApplicationContext, Type } from '@nestjs/commo
 
 import type { ServiceName } from '@stack/contracts';
 import type { EntityDefinition, MigrationClass } from '@stack/persistence';
+import type { RewrapStore } from '@stack/security';
+import type { DataSource } from 'typeorm';
 
 import type { FastRoute } from './fast-routes';
 
@@ -18,8 +20,20 @@ export interface ServiceDefinition {
   migrations: readonly MigrationClass[];
   /** Paths whose request bodies the service reads itself (the runtime's JSON parser leaves them alone). */
   rawBodyPaths?: readonly string[];
+  /**
+   * The service's tables of envelope-sealed values, for master-key rotation
+   * (`stack admin rotate-master-key --status|--rewrap` counts and re-wraps every one).
+   */
+  sealedValues?: (dataSource: DataSource) => readonly SealedValues[];
   /** Hot routes served before Express and Nest (fast-routes.ts), built from the started app's providers. */
   fastRoutes?: (app: INestApplicationContext) => readonly FastRoute[];
+}
+
+/** One table of sealed values: what it holds (for the operator), and how to count and re-wrap it. */
+export interface SealedValues {
+  /** Plural noun for reports: `connection(s)`, `drop-off payload(s)`. */
+  label: string;
+  store: RewrapStore & { countByKey(): Promise<Record<string, number>> };
 }
 
 export const TOKENS = {

@@ -8,3 +8,4 @@ export * from './revocation/in-flight-registry';
 export * from './passport/passport-token';
 export * from './passport/passport-verifier';
 export * from './network/address-policy';
+export * from './vault/key-rotation';
