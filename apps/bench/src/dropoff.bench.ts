@@ -92,8 +92,7 @@ export const dropoffBenchmark: Benchmark = {
           const got = await json<{ payload: { ticket: string } }>(p, who.b, 'POST', `/v1/dropoffs/${d.id}/collect`);
           if (got.payload.ticket !== payload.ticket) throw new Error('collected someone else’s payload');
         };
-        await runConcurrent(Math.max(1, warmup), Math.min(concurrency, 8), threeCalls);
-        const three = summarize(await runConcurrent(n, concurrency, threeCalls, { maxMs }));
+        const three = summarize(await runConcurrent(n, concurrency, threeCalls, { maxMs, warmup }));
         const two = summarize(await runConcurrent(n, concurrency, twoCalls, { maxMs }));
         rows.push({ labels: [shape.label, 'create + deposit + collect'], summary: three });
         rows.push({ labels: [shape.label, 'create(payload) + collect'], summary: two });

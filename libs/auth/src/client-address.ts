@@ -4,20 +4,17 @@
  * that is not itself a trusted proxy (walking from the right), so a client cannot choose its
  * own address by sending the header.
  */
-import { BlockList, isIP } from 'node:net';
+import { isIP, type BlockList } from 'node:net';
 
 import type { Request } from 'express';
 
+import { blockListOf } from '@stack/security';
+
 export class ClientAddressResolver {
-  private readonly trusted = new BlockList();
+  private readonly trusted: BlockList;
 
   constructor(cidrs: readonly string[]) {
-    for (const cidr of cidrs) {
-      const [addr = '', bits] = cidr.split('/');
-      const family = isIP(addr) === 6 ? 'ipv6' : 'ipv4';
-      if (bits === undefined) this.trusted.addAddress(addr, family);
-      else this.trusted.addSubnet(addr, Number(bits), family);
-    }
+    this.trusted = blockListOf(cidrs);
   }
 
   isTrusted(address: string | undefined): boolean {

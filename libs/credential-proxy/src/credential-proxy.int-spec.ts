@@ -15,14 +15,12 @@ import fs from 'node:fs';
 
 import { CredentialProxyCommands, StackError, type CallerContext, type Constraint, type PassportClaims, type ProxyResponse } from '@stack/contracts';
 import { startStack, type RunningStack } from '@stack/runtime';
-import { CallerContextSigner, InFlightRegistry, type CredentialSubject } from '@stack/security';
+import { CallerContextSigner, InFlightRegistry, systemResolver, type CredentialSubject, type HostResolver } from '@stack/security';
 import { FakeOAuthProvider, TEST_NATS_URL, TEST_REDIS_URL, createTestDatabase, startFakeGitHub, uniqueName, type FakeGitHub, type TestDatabase } from '@stack/testing';
 
 import type { PassportAuthority } from './caller/caller-seams';
 import { rotateMasterKeyCommand } from './cli/rotate-master-key.command';
 import { createCredentialProxyService } from './credential-proxy.module';
-import type { HostResolver } from './proxy/network-guard';
-import { systemResolver } from './proxy/network-guard';
 
 const GITHUB_TOKEN = `ghp_${randomBytes(16).toString('hex')}`;
 const OTHER_TOKEN = `ghp_${randomBytes(16).toString('hex')}`;

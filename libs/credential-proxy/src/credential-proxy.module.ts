@@ -8,7 +8,6 @@ import { Inject, Injectable, Module, type DynamicModule, type OnApplicationBoots
 
 import type { Handle } from '@stack/bus';
 import { Credentials, CredentialsModule, serviceKitToken, type ServiceDefinition, type ServiceKit } from '@stack/runtime';
-import { KeyRotation } from '@stack/security';
 
 import { ConnectPageController, CONNECT_PATH } from './api/connect-page.controller';
 import { ConnectionsController } from './api/connections.controller';
@@ -19,15 +18,12 @@ import { CredentialProxyInit1764400000000 } from './connections/credential-proxy
 import { ConnectionRepository } from './connections/connection.repository';
 import { CredentialProxyCore } from './credential-proxy.core';
 
-
 const KIT = serviceKitToken('credential-proxy');
 const SEAMS = Symbol.for('stack.credential-proxy.seams');
-const REWRAP_EVERY_MS = 10 * 60_000;
 
 @Injectable()
 class CredentialProxyLifecycle implements OnApplicationBootstrap, OnModuleDestroy {
   private handles: Handle[] = [];
-  private timer?: NodeJS.Timeout;
 
   constructor(
     @Inject(CredentialProxyCore) private readonly core: CredentialProxyCore,
@@ -36,33 +32,9 @@ class CredentialProxyLifecycle implements OnApplicationBootstrap, OnModuleDestro
 
   async onApplicationBootstrap(): Promise<void> {
     this.handles = serveProxyCommands(this.kit.bus, this.core);
-    const rewrap = () => void this.rewrapInBackground();
-    setImmediate(rewrap);
-    this.timer = setInterval(rewrap, REWRAP_EVERY_MS);
-    this.timer.unref();
-  }
-
-  /** One replica at a time re-wraps data keys left under a retired-to-be key (rotation step 2). */
-  private async rewrapInBackground(): Promise<void> {
-    const lock = 'cp:vault-rewrap';
-    try {
-      if (!(await this.kit.cache.setIfAbsent(lock, this.kit.config.instanceId, { ttlMs: 5 * 60_000 }))) return;
-      try {
-        const report = await new KeyRotation(this.core.repo, this.core.vault.cipher).rewrapAll({
-          // The message only: a vault or SQL error object may carry the sealed row as query parameters.
-          onError: (id, err) => this.kit.logger.warn({ connection_id: id, error: errorMessage(err) }, 'vault: a connection could not be re-wrapped'),
-        });
-        if (report.rewrapped || report.failed) this.kit.logger.info({ ...report, byKey: await this.core.repo.countByKey() }, 'vault: data keys re-wrapped under the current key');
-      } finally {
-        await this.kit.cache.delIfEquals(lock, this.kit.config.instanceId);
-      }
-    } catch (err) {
-      this.kit.logger.warn({ err }, 'vault: background re-wrap failed; it runs again later');
-    }
   }
 
   async onModuleDestroy(): Promise<void> {
-    if (this.timer) clearInterval(this.timer);
     await Promise.all(this.handles.map((h) => h.stop()));
     await this.core.close();
   }
@@ -81,10 +53,6 @@ function credentialSeams(credentials: Credentials, seams: CredentialProxySeams):
     inFlight: seams.inFlight ?? credentials.revocations.state.inFlight,
     resolver: seams.resolver,
   };
-}
-
-function errorMessage(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }
 
 export function createCredentialProxyModule(seams: CredentialProxySeams = {}): DynamicModule {

@@ -2,7 +2,7 @@ import { createCredentialProxyService } from './credential-proxy.module';
 
 export { createCredentialProxyService, createCredentialProxyModule } from './credential-proxy.module';
 export type { CredentialProxySeams, PassportAuthority, RestCallerAuthenticator, InFlightTracker } from './caller/caller-seams';
-export type { HostResolver, ResolvedAddress } from './proxy/network-guard';
+export type { HostResolver, ResolvedAddress } from '@stack/security';
 export { rotateMasterKeyCommand } from './cli/rotate-master-key.command';
 export { BUILTIN_CATALOG } from './catalog/builtin-catalog';
 

@@ -8,6 +8,7 @@ import type { IncomingMessage } from 'node:http';
 
 import type { StackConfig } from '@stack/config';
 import { DEFAULT_SCOPES, StackError } from '@stack/contracts';
+import { readRawBody } from '@stack/runtime';
 
 import { DEFAULT_PROTOCOL_VERSION, SUPPORTED_PROTOCOL_VERSIONS } from './mcp-protocol';
 
@@ -94,20 +95,10 @@ export function insufficientScope(config: StackConfig, scope: string, tool: stri
 
 /** Reads the body up to the limit; undefined when it is larger. */
 export async function readBody(req: IncomingMessage, limit = MAX_MCP_BODY_BYTES): Promise<Buffer | undefined> {
-  const declared = Number(req.headers['content-length'] ?? 0);
-  if (declared > limit) {
-    req.resume();
-    return undefined;
+  try {
+    return await readRawBody(req, limit);
+  } catch (err) {
+    if (err instanceof StackError && err.code === 'PAYLOAD_TOO_LARGE') return undefined;
+    throw err;
   }
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req) {
-    size += (chunk as Buffer).length;
-    if (size > limit) {
-      req.resume();
-      return undefined;
-    }
-    chunks.push(chunk as Buffer);
-  }
-  return Buffer.concat(chunks);
 }

@@ -46,7 +46,9 @@ export class McpController {
     } catch (err) {
       if (err instanceof StackError) return send(res, unauthorized(config, err));
       // Not a verdict on the token (auth's keys unreachable, say): a 503 without a challenge, so the client does not discard a good token.
-      this.kit.logger.warn({ err: (err as Error).message }, 'the bearer token could not be checked');
+      // fetch keeps the real reason (ECONNREFUSED, a TLS failure…) in its cause.
+      const cause = (err as Error).cause as { code?: string; message?: string } | undefined;
+      this.kit.logger.warn({ err: (err as Error).message, cause: cause?.code ?? cause?.message }, 'the bearer token could not be checked');
       return send(res, unauthorized(config, new StackError('SERVICE_UNAVAILABLE', 'cannot check the access token right now')));
     }
 

@@ -6,6 +6,7 @@
 import { createPublicKey, verify as cryptoVerify } from 'node:crypto';
 
 import type { PassportClient } from './passport-client';
+import { eventually } from './wait';
 
 export async function expectAgentsAndGrants(api: PassportClient): Promise<void> {
   const bad = await api.call('POST', '/v1/agents/register', { name: 'Not-Valid-' });
@@ -144,19 +145,16 @@ export async function expectDelegation(api: PassportClient): Promise<void> {
   await api.ok('POST', '/v1/passports/revoke', { jti: chain[1] });
   // Through the public origin the next call may reach another node, which learns the revocation
   // from the stream a moment later (as the other revocation checks allow for).
-  const deadline = Date.now() + 2000;
-  let verdict = (await api.verify(leaf.token)).body;
-  while (verdict.revoked !== true && Date.now() < deadline) {
-    await new Promise((r) => setTimeout(r, 50));
-    verdict = (await api.verify(leaf.token)).body;
-  }
+  const verdict = await eventually(async () => {
+    const body = (await api.verify(leaf.token)).body;
+    return body.revoked === true ? body : undefined;
+  }, 2000, 'the leaf refused on every node');
   expect(verdict).toMatchObject({ valid: false, revoked: true, code: 'PASSPORT_REVOKED' });
   expect((await api.verify(root.token)).body.valid).toBe(true);
-  let refused = await delegate(leaf.token, agents[5]!);
-  while (refused.status !== 401 && Date.now() < deadline) {
-    await new Promise((r) => setTimeout(r, 50));
-    refused = await delegate(leaf.token, agents[5]!);
-  }
+  const refused = await eventually(async () => {
+    const answer = await delegate(leaf.token, agents[5]!);
+    return answer.status === 401 ? answer : undefined;
+  }, 2000, 'delegation from the revoked leaf refused on every node');
   expect({ status: refused.status, code: refused.body.error?.code }).toEqual({ status: 401, code: 'PASSPORT_REVOKED' });
 }
 

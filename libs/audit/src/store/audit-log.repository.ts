@@ -100,14 +100,15 @@ export class AuditLogRepository {
       if (list) list.push(e);
       else byOperator.set(e.entry.operator_id, [e]);
     }
-    const appended: AppendedLeaf[] = [];
-    const slow: PreparedEntry[] = [];
-    for (const [operatorId, list] of byOperator) {
-      const head = this.knownHeads.get(operatorId);
-      const done = head ? await this.appendFast(operatorId, head, list, finish) : undefined;
-      if (done) appended.push(...done);
-      else slow.push(...list);
-    }
+    // Operators' trees are independent: their one-statement appends run side by side.
+    const fast = await Promise.all(
+      [...byOperator].map(async ([operatorId, list]) => {
+        const head = this.knownHeads.get(operatorId);
+        return { list, done: head ? await this.appendFast(operatorId, head, list, finish) : undefined };
+      }),
+    );
+    const appended = fast.flatMap((f) => f.done ?? []);
+    const slow = fast.flatMap((f) => (f.done ? [] : f.list));
     if (slow.length) appended.push(...(await this.appendLocked(slow, finish)));
     return appended;
   }
@@ -118,7 +119,7 @@ export class AuditLogRepository {
     list: readonly PreparedEntry[],
     finish: (entry: PreparedEntry['entry'], leafIndex: number) => { canonical: string; leafHash: Buffer },
   ): Promise<AppendedLeaf[] | undefined> {
-    const { cols, appended } = this.columns(list.map((e) => ({ e, treeId: head.treeId })), head.size, finish);
+    const { cols, appended } = this.columns(list, head.treeId, head.size, finish);
     const next = head.size + list.length;
     let inserted: number;
     try {
@@ -141,8 +142,9 @@ export class AuditLogRepository {
         [operatorId, head.treeId, head.size, next, cols.id, cols.idx, cols.entry, cols.hash, cols.at, cols.mem, cols.agt, cols.ppt, cols.ses, cols.act, cols.out],
       );
       inserted = Number(rows[0]?.n ?? 0);
-    } catch {
+    } catch (err) {
       // A concurrent append of the same id (unique violation): the locking path sorts it out.
+      if ((err as { code?: string }).code !== '23505') throw err;
       inserted = 0;
     }
     if (inserted !== list.length) {
@@ -179,7 +181,7 @@ export class AuditLogRepository {
       for (const h of heads) {
         const list = byOperator.get(h.operator_id)!;
         const start = Number(h.tree_size);
-        const { cols, appended } = this.columns(list.map((e) => ({ e, treeId: Number(h.tree_id) })), start, finish);
+        const { cols, appended } = this.columns(list, Number(h.tree_id), start, finish);
         for (const k of Object.keys(cols) as (keyof typeof cols)[]) colsAll[k]!.push(...cols[k]);
         for (let i = 0; i < list.length; i++) {
           colsAll.op!.push(h.operator_id);
@@ -205,14 +207,15 @@ export class AuditLogRepository {
 
   /** One operator's entries as insert columns, numbered from `start`, with what they become. */
   private columns(
-    list: readonly { e: PreparedEntry; treeId: number }[],
+    list: readonly PreparedEntry[],
+    treeId: number,
     start: number,
     finish: (entry: PreparedEntry['entry'], leafIndex: number) => { canonical: string; leafHash: Buffer },
   ): { cols: Record<'id' | 'idx' | 'entry' | 'hash' | 'at' | 'mem' | 'agt' | 'ppt' | 'ses' | 'act' | 'out', unknown[]>; appended: AppendedLeaf[] } {
     const cols = { id: [] as unknown[], idx: [] as unknown[], entry: [] as unknown[], hash: [] as unknown[], at: [] as unknown[], mem: [] as unknown[], agt: [] as unknown[], ppt: [] as unknown[], ses: [] as unknown[], act: [] as unknown[], out: [] as unknown[] };
     const appended: AppendedLeaf[] = [];
     let next = start;
-    for (const { e, treeId } of list) {
+    for (const e of list) {
       const { canonical, leafHash } = finish(e.entry, next);
       const x = e.entry;
       cols.id.push(x.id);

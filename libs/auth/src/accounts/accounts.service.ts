@@ -67,9 +67,6 @@ export interface ResolvedApiKey {
 
 const INVITATION_TTL_MS = 7 * 24 * 3600 * 1000;
 const RESET_TTL_MS = 3600 * 1000;
-/** API keys act with every scope their member's role allows. */
-export const ALL_API_SCOPES: string[] = [...STACK_SCOPES];
-
 const iso = (d: Date | null | undefined): string | null => (d ? new Date(d).toISOString() : null);
 
 function toMember(row: Omit<MemberRow, 'password_hash'>): MemberRecord {
@@ -278,7 +275,8 @@ export class AccountsService {
       name,
       key.slice(0, API_KEY_PREFIX.length + 6),
       sha256(key),
-      JSON.stringify(ALL_API_SCOPES),
+      // API keys act with every scope their member's role allows.
+      JSON.stringify(STACK_SCOPES),
     ]);
     const record = (await this.listApiKeys(member.operator_id, member.id)).find((k) => k.id === id)!;
     return { key, record };

@@ -5,6 +5,7 @@
  */
 import { Injectable } from '@nestjs/common';
 import { StackError } from '@stack/contracts';
+import { bearerOf } from '@stack/runtime';
 import type { Request } from 'express';
 
 import { AccountsService, canAdminister, type MemberRecord } from '../accounts/accounts.service';
@@ -26,10 +27,8 @@ export class CallerService {
   ) {}
 
   async authenticate(req: Request): Promise<Caller> {
-    const header = req.headers.authorization ?? '';
-    const match = /^Bearer\s+(\S+)$/i.exec(header);
-    if (!match) throw new StackError('UNAUTHORIZED', 'send Authorization: Bearer with an API key or an access token for the REST API');
-    const token = match[1]!;
+    const token = bearerOf(req.headers.authorization);
+    if (!token) throw new StackError('UNAUTHORIZED', 'send Authorization: Bearer with an API key or an access token for the REST API');
     if (token.startsWith(API_KEY_PREFIX)) {
       // One query: the key's member comes with it, and only while active.
       const { resolved, member } = await this.accounts.resolveApiKeyWithMember(token);

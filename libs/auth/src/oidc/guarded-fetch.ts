@@ -6,11 +6,10 @@
  * connection pinned to the checked address, no redirects followed, a size cap and a timeout.
  * It has fetch's shape because oidc-provider calls it as its `fetch`.
  */
-import { lookup } from 'node:dns/promises';
 import { request } from 'node:https';
 import { isIP } from 'node:net';
 
-import { AddressPolicy, METADATA_HOSTNAMES } from '@stack/security';
+import { AddressPolicy, systemResolver } from '@stack/security';
 
 export interface GuardedFetchOptions {
   /** CIDRs that may be reached even though they are special-use (tests' loopback fakes). */
@@ -32,12 +31,10 @@ export function createGuardedFetch(options: GuardedFetchOptions): (url: string |
   return async (input, init = {}) => {
     const url = new URL(String(input));
     if (url.protocol !== 'https:') throw new FetchRefused('only https URLs are fetched');
-    const hostname = url.hostname.replace(/^\[|\]$/g, '').toLowerCase().replace(/\.$/, '');
-    if (METADATA_HOSTNAMES.has(hostname)) throw new FetchRefused(`${hostname} is a special-use (metadata) name`);
-    const addresses = isIP(hostname) ? [{ address: hostname }] : await lookup(hostname, { all: true, verbatim: true });
-    // Every answer must pass, as in the proxy: a name with one public and one special-use address is refused, not raced.
-    if (addresses.length === 0 || !addresses.every((a) => policy.isAllowed(a.address))) throw new FetchRefused(`${hostname} resolves to a special-use address`);
-    const target = addresses[0]!;
+    const verdict = await policy.check(url.hostname, systemResolver);
+    const hostname = verdict.host;
+    if (!('address' in verdict)) throw new FetchRefused(verdict.refused === 'metadata_name' ? `${hostname} is a special-use (metadata) name` : `${hostname} resolves to a special-use address`);
+    const target = verdict.address;
     const headers: Record<string, string> = { host: url.host, 'user-agent': 'STACK', accept: 'application/json' };
     new Headers(init.headers).forEach((v, k) => {
       if (k !== 'host') headers[k] = v;

@@ -12,9 +12,7 @@
  * - Calls in flight: an `InFlightTracker`, so a revocation cuts the calls made with the passport.
  */
 import type { CallerContext, PassportClaims } from '@stack/contracts';
-import type { CredentialSubject, InFlightCall } from '@stack/security';
-
-import type { HostResolver } from '../proxy/network-guard';
+import type { CredentialSubject, HostResolver, InFlightCall } from '@stack/security';
 
 export interface RestCallerAuthenticator {
   /** The caller behind an `Authorization` header, or StackError UNAUTHORIZED. */

@@ -6,7 +6,8 @@
  */
 import { StackError } from '@stack/contracts';
 
-import type { ConnectionRepository, CustomServiceRow } from '../connections/connection.repository';
+import type { ConnectionDirectory } from '../connections/connection-directory';
+import type { CustomServiceRow } from '../connections/connection.repository';
 import { BUILTIN_CATALOG } from './builtin-catalog';
 import type { CatalogEntry, InjectionType } from './catalog.types';
 
@@ -57,7 +58,7 @@ export class Catalog {
   readonly builtins: readonly CatalogEntry[];
 
   constructor(
-    private readonly repo: Pick<ConnectionRepository, 'findService' | 'listServices'>,
+    private readonly directory: Pick<ConnectionDirectory, 'rows'>,
     overrides: Record<string, string>,
   ) {
     this.builtins = applyOverrides(BUILTIN_CATALOG, overrides);
@@ -68,10 +69,7 @@ export class Catalog {
   }
 
   async find(operatorId: string, serviceId: string): Promise<CatalogEntry | undefined> {
-    const b = this.builtin(serviceId);
-    if (b) return b;
-    const row = await this.repo.findService(operatorId, serviceId);
-    return row ? customEntry(row) : undefined;
+    return this.builtin(serviceId) ?? this.findIn((await this.directory.rows(operatorId)).services, serviceId);
   }
 
   /** As `find`, among custom services the caller already holds (one directory read). */
@@ -82,11 +80,7 @@ export class Catalog {
     return row ? customEntry(row) : undefined;
   }
 
-  async list(operatorId: string): Promise<CatalogEntry[]> {
-    return this.listIn(await this.repo.listServices(operatorId));
-  }
-
-  /** As `list`, with custom services the caller already holds. */
+  /** The built-in services and the custom ones the caller already holds. */
   listIn(services: readonly CustomServiceRow[]): CatalogEntry[] {
     return [...this.builtins, ...services.map(customEntry)];
   }

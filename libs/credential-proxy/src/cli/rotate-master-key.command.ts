@@ -8,10 +8,8 @@
  */
 import { loadConfig } from '@stack/config';
 import { createLogger } from '@stack/observability';
-import { definitionOf, withServiceDatabases, type CliCommand, type ServiceDefinition } from '@stack/runtime';
+import { withServiceDatabases, type CliCommand, type ServiceDefinition } from '@stack/runtime';
 import { EnvelopeCipher, KeyRotation, Keyring } from '@stack/security';
-
-
 
 export const rotateMasterKeyCommand: CliCommand = {
   summary: '`admin rotate-master-key [--status|--rewrap]` rotates the vault key-encryption key without downtime',
@@ -36,7 +34,10 @@ export const rotateMasterKeyCommand: CliCommand = {
       return 0;
     }
     const defs = available.filter((d) => d.sealedValues);
-    if (!defs.some((d) => d.service === 'credential-proxy')) definitionOf(available, 'credential-proxy'); // names what is missing
+    if (defs.length === 0) {
+      process.stderr.write('stack admin rotate-master-key: this binary holds no service with sealed values\n');
+      return 78;
+    }
     const config = loadConfig();
     if (!config.masterKeys) {
       process.stderr.write('stack admin rotate-master-key: STACK_MASTER_KEYS is not set\n');

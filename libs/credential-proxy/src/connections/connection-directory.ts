@@ -56,14 +56,6 @@ export class ConnectionDirectory {
     this.now = options.now ?? Date.now;
   }
 
-  async findService(operatorId: string, serviceId: string): Promise<CustomServiceRow | undefined> {
-    return (await this.rows(operatorId)).services.find((s) => s.service_id === serviceId);
-  }
-
-  async listServices(operatorId: string): Promise<CustomServiceRow[]> {
-    return (await this.rows(operatorId)).services;
-  }
-
   /** Call after a write to the operator's connections or services has committed. */
   async changed(operatorId: string): Promise<void> {
     this.snapshots.delete(operatorId);

@@ -110,7 +110,13 @@ export class UpstreamOAuthManager {
     if (!pending || !(await this.o.cache.del(key))) throw new StackError('INVALID_REQUEST', 'this authorization is unknown, expired or already used');
     const entry = await input.findEntry(pending.operator_id, pending.service_id);
     if (!entry) throw new StackError('NOT_FOUND', 'the service no longer exists');
-    const answer = await this.token(entry, { grant_type: 'authorization_code', code: input.code, redirect_uri: this.redirectUri, code_verifier: pending.verifier });
+    let answer: TokenResult;
+    try {
+      answer = await this.token(entry, { grant_type: 'authorization_code', code: input.code, redirect_uri: this.redirectUri, code_verifier: pending.verifier });
+    } catch (err) {
+      this.o.logger.warn({ operator_id: pending.operator_id, service: entry.service_id, cause_code: causeCode(err) ?? (err instanceof Error ? err.name : undefined) }, 'oauth: the token endpoint could not be reached to exchange an authorization code');
+      throw new StackError('UPSTREAM_ERROR', `${entry.name} could not be reached to complete the connection`);
+    }
     if (!answer.ok || !answer.body.access_token) {
       this.o.logger.warn({ operator_id: pending.operator_id, service: entry.service_id, status: answer.status, oauth_error: oauthError(answer.body) }, 'oauth: the provider refused the authorization code');
       throw new StackError('UPSTREAM_ERROR', `${entry.name} refused the authorization code`);

@@ -1,4 +1,6 @@
-import { NetworkGuard, classifyAddress } from './network-guard';
+import { classifyAddress } from '@stack/security';
+
+import { NetworkGuard } from './network-guard';
 
 describe('network guard', () => {
   it.each([

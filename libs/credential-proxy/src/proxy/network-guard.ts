@@ -6,28 +6,10 @@
  * second DNS answer (rebinding) can never redirect it. IPv4 spellings such as `2130706433` or
  * `0x7f.1` are normalised by the WHATWG URL parser before they arrive here.
  */
-import { lookup as dnsLookup } from 'node:dns/promises';
-import { isIP } from 'node:net';
-
 import { StackError } from '@stack/contracts';
-import { AddressPolicy, METADATA_HOSTNAMES } from '@stack/security';
+import { AddressPolicy, normaliseHost, systemResolver, type HostResolver, type ResolvedAddress } from '@stack/security';
 
 import { causeCode } from './cause-code';
-
-export interface ResolvedAddress {
-  address: string;
-  family: 4 | 6;
-}
-
-/** DNS seam: tests substitute a resolver that answers with a private address. */
-export type HostResolver = (hostname: string) => Promise<ResolvedAddress[]>;
-
-export const systemResolver: HostResolver = async (hostname) => {
-  const answers = await dnsLookup(hostname, { all: true, verbatim: true });
-  return answers.map((a) => ({ address: a.address, family: a.family === 6 ? 6 : 4 }));
-};
-
-export { classifyAddress, type AddressVerdict } from '@stack/security';
 
 export interface NetworkGuardOptions {
   /** STACK_PROXY_PRIVATE_ALLOWLIST: CIDRs of private addresses that may be reached. */
@@ -90,26 +72,17 @@ export class NetworkGuard {
 
   /** Resolves `hostname` once and returns the address to connect to, or throws FORBIDDEN. */
   async resolve(hostname: string): Promise<ResolvedAddress> {
-    const host = hostname.replace(/^\[|\]$/g, '').toLowerCase().replace(/\.$/, '');
-    if (METADATA_HOSTNAMES.has(host)) throw refused(host);
-    const literal = isIP(host);
-    let answers: ResolvedAddress[];
-    if (literal) {
-      answers = [{ address: host, family: literal === 6 ? 6 : 4 }];
-    } else {
-      try {
-        answers = await this.lookup(host);
-      } catch (err) {
-        // ENOTFOUND (no such name) and EAI_AGAIN (the resolver failed) call for different fixes.
-        const cause = causeCode(err);
-        throw new StackError('UPSTREAM_ERROR', `the upstream host '${host}' could not be resolved`, cause ? { cause_code: cause } : undefined);
-      }
-      if (answers.length === 0) throw new StackError('UPSTREAM_ERROR', `the upstream host '${host}' could not be resolved`);
+    let verdict;
+    try {
+      verdict = await this.policy.check(hostname, (host) => this.lookup(host));
+    } catch (err) {
+      // ENOTFOUND (no such name) and EAI_AGAIN (the resolver failed) call for different fixes.
+      const cause = causeCode(err);
+      throw new StackError('UPSTREAM_ERROR', `the upstream host '${normaliseHost(hostname)}' could not be resolved`, cause ? { cause_code: cause } : undefined);
     }
-    // Every answer must pass: a name that resolves to one public and one private address is refused
-    // rather than raced.
-    for (const a of answers) if (!this.isAllowed(a.address)) throw refused(host);
-    return answers[0]!;
+    if ('address' in verdict) return verdict.address;
+    if (verdict.refused === 'no_address') throw new StackError('UPSTREAM_ERROR', `the upstream host '${verdict.host}' could not be resolved`);
+    throw refused(verdict.host);
   }
 }
 

@@ -12,7 +12,7 @@ import { performance } from 'node:perf_hooks';
 import { StackError, type CallerContext, type PassportClaims, type PassportService, type ProxyRequest, type ProxyResponse } from '@stack/contracts';
 import type { StackLogger } from '@stack/observability';
 import type { AuditEntryInput } from '@stack/runtime';
-import type { CredentialSubject } from '@stack/security';
+import type { CredentialSubject, ResolvedAddress } from '@stack/security';
 
 import type { Catalog } from '../catalog/catalog';
 import { enforceAllowedHost } from '../catalog/catalog';
@@ -27,7 +27,7 @@ import { canonicalise, requestTarget, type CanonicalRequest } from './canonical-
 import { enforceConstraints } from './constraints';
 import { inject, scrub, trimSecretPrefixTail } from './credential-injection';
 import { fingerprintOf, type IdempotencyStore } from './idempotency-store';
-import type { NetworkGuard, ResolvedAddress } from './network-guard';
+import type { NetworkGuard } from './network-guard';
 import type { UpstreamClient } from './upstream-client';
 
 /** Where an answer goes: REST refuses past 10 MB, the bus/tool result truncates. */
@@ -230,7 +230,7 @@ export class ProxyPipeline {
     input.duration_ms = performance.now() - started;
     input.occurred_at = new Date();
     setImmediate(() => {
-      this.d.audit.record(input).catch((err: unknown) => this.d.logger.warn({ err, action }, 'audit record of a proxy call failed'));
+      this.d.audit.record(input).catch((err: unknown) => this.d.logger.warn({ err, action, operator_id: input.operator_id, connection: input.target?.connection }, 'audit record of a proxy call failed'));
     });
   }
 }

@@ -9,9 +9,9 @@ import type { LookupAddress, LookupOptions } from 'node:dns';
 import { Pool } from 'undici';
 
 import { StackError } from '@stack/contracts';
+import type { ResolvedAddress } from '@stack/security';
 
 import { causeCode } from './cause-code';
-import type { ResolvedAddress } from './network-guard';
 
 export interface UpstreamRequest {
   origin: string;

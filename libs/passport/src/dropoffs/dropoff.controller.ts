@@ -10,7 +10,7 @@ import { Type } from '@sinclair/typebox';
 
 import { assertValid } from '@stack/bus';
 import { CollectRequest, CreateDropoffRequest, DROPOFF_LIMITS, StackError, type CallerContext, type CollectResult, type DropoffView } from '@stack/contracts';
-import { Credentials, readJsonBody, type FastRoute } from '@stack/runtime';
+import { Credentials, JSON_BODY_LIMIT_BYTES, readJsonBody, type FastRoute } from '@stack/runtime';
 
 import { DropoffService } from './dropoff.service';
 
@@ -61,14 +61,11 @@ export class DropoffRest {
   }
 }
 
-/** The runtime's JSON body limit, as on the Express routes. */
-const BODY_LIMIT_BYTES = 2 * 1024 * 1024;
-
-/** Create, deposit and collect on the lean lane (the hot path of a hand-off); reads and long-polls stay on Nest. */
+/** Create, deposit and collect (with its ?wait=) on the lean lane — the hot path of a hand-off; GET reads stay on Nest. */
 export function dropoffFastRoutes(rest: DropoffRest): FastRoute[] {
   return [
-    { method: 'POST', path: '/v1/dropoffs', handle: async (req) => ({ status: 201, body: await rest.create(req.headers.authorization, await readJsonBody(req, BODY_LIMIT_BYTES)) }) },
-    { method: 'POST', path: '/v1/dropoffs/:id/deposit', handle: async (req, _res, { params }) => ({ status: 200, body: await rest.deposit(req.headers.authorization, params.id!, await readJsonBody(req, BODY_LIMIT_BYTES)) }) },
+    { method: 'POST', path: '/v1/dropoffs', handle: async (req) => ({ status: 201, body: await rest.create(req.headers.authorization, await readJsonBody(req, JSON_BODY_LIMIT_BYTES)) }) },
+    { method: 'POST', path: '/v1/dropoffs/:id/deposit', handle: async (req, _res, { params }) => ({ status: 200, body: await rest.deposit(req.headers.authorization, params.id!, await readJsonBody(req, JSON_BODY_LIMIT_BYTES)) }) },
     {
       method: 'POST',
       path: '/v1/dropoffs/:id/collect',
@@ -76,7 +73,7 @@ export function dropoffFastRoutes(rest: DropoffRest): FastRoute[] {
         // A repeated ?wait= is refused as Express's array would be (waitOf sees no whole number).
         const waits = query.getAll('wait');
         const wait = waits.length > 1 ? waits.join(',') : waits[0];
-        return { status: 200, body: await rest.collect(req.headers.authorization, params.id!, await readJsonBody(req, BODY_LIMIT_BYTES), wait) };
+        return { status: 200, body: await rest.collect(req.headers.authorization, params.id!, await readJsonBody(req, JSON_BODY_LIMIT_BYTES), wait) };
       },
     },
   ];

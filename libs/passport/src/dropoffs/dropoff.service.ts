@@ -31,12 +31,12 @@ import {
 } from '@stack/contracts';
 import { Outbox } from '@stack/persistence';
 import { serviceKitToken, type AuditEntryInput, type ServiceKit } from '@stack/runtime';
-import { EnvelopeCipher, KeyRotation, Keyring } from '@stack/security';
+import { EnvelopeCipher, Keyring } from '@stack/security';
 
 import { newId } from '../passports/passport.service';
 import { PassportStore } from '../store/passport.store';
 import { DropoffSchemas } from './dropoff-schema';
-import { DropoffKeyStore, DropoffStore, type DropoffRow } from './dropoff.store';
+import { DropoffStore, type DropoffRow } from './dropoff.store';
 
 const SWEEP_BATCH = 500;
 const DROPOFF_ID = new RegExp(DROPOFF_ID_PATTERN);
@@ -94,7 +94,7 @@ function payloadJson(payload: unknown): string {
 }
 
 const AWAITING_DEPOSIT_LIMIT = 10_000;
-const REWRAP_EVERY_MS = 10 * 60_000;
+const AWAITING_DEPOSIT_MAX_SCHEMA_CHARS = 4096;
 const awaitingKey = (operatorId: string, id: string) => `${operatorId}\u0000${id}`;
 
 @Injectable()
@@ -109,7 +109,6 @@ export class DropoffService implements OnApplicationBootstrap, OnModuleDestroy {
    */
   private readonly awaitingDeposit = new Map<string, DropoffRow>();
   private sweeper?: NodeJS.Timeout;
-  private rewrapper?: NodeJS.Timeout;
   private sweeping?: Promise<number>;
 
   constructor(
@@ -122,36 +121,11 @@ export class DropoffService implements OnApplicationBootstrap, OnModuleDestroy {
   }
 
   onApplicationBootstrap(): void {
-    // Rotation step 2 for drop-off payloads, as the credential proxy does for connections: at start and every 10 minutes.
-    const rewrap = () => void this.rewrapInBackground();
-    setImmediate(rewrap);
-    this.rewrapper = setInterval(rewrap, REWRAP_EVERY_MS);
-    this.rewrapper.unref();
     this.sweeper = setInterval(() => void this.sweep().catch((err: unknown) => this.kit.logger.warn({ err: (err as Error).message }, 'drop-off sweep failed; the next one retries')), this.kit.config.dropoffSweepMs);
     this.sweeper.unref();
   }
 
-  /** One replica at a time re-wraps deposited payloads left under a retired-to-be key. */
-  async rewrapInBackground(): Promise<void> {
-    const lock = 'passport:dropoff-rewrap';
-    try {
-      if (!(await this.kit.cache.setIfAbsent(lock, this.kit.config.instanceId, { ttlMs: 5 * 60_000 }))) return;
-      try {
-        const store = new DropoffKeyStore(this.kit.dataSource);
-        const report = await new KeyRotation(store, this.cipher).rewrapAll({
-          onError: (id, err) => this.kit.logger.warn({ dropoff_id: id, error: err instanceof Error ? err.message : String(err) }, 'drop-off payload could not be re-wrapped'),
-        });
-        if (report.rewrapped || report.failed) this.kit.logger.info({ ...report, byKey: await store.countByKey() }, 'drop-off payloads re-wrapped under the current key');
-      } finally {
-        await this.kit.cache.delIfEquals(lock, this.kit.config.instanceId);
-      }
-    } catch (err) {
-      this.kit.logger.warn({ err: (err as Error).message }, 'drop-off re-wrap failed; it runs again later');
-    }
-  }
-
   async onModuleDestroy(): Promise<void> {
-    clearInterval(this.rewrapper);
     clearInterval(this.sweeper);
     await this.sweeping?.catch(() => undefined);
     for (const set of this.waiters.values()) for (const wake of set) wake();
@@ -197,7 +171,8 @@ export class DropoffService implements OnApplicationBootstrap, OnModuleDestroy {
       const events = [this.kit.audit.row(this.entry(actor, 'dropoff.create', 'success', id))];
       if (values.status === 'deposited') events.push(Outbox.row(DropoffDepositedEvent, eventOf(values), { id: `${id}:deposited` }));
       const row = await this.store.insert(values, events);
-      if (row.status === 'created') {
+      // Small schemas only (the common case): a 64 KB schema per entry would make the cache the largest thing in memory.
+      if (row.status === 'created' && row.schema_json.length <= AWAITING_DEPOSIT_MAX_SCHEMA_CHARS) {
         if (this.awaitingDeposit.size >= AWAITING_DEPOSIT_LIMIT) this.awaitingDeposit.delete(this.awaitingDeposit.keys().next().value!);
         this.awaitingDeposit.set(awaitingKey(row.operator_id, row.id), row);
       }

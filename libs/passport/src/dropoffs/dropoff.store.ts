@@ -32,8 +32,6 @@ export interface DropoffRow {
   collected_by: string | null;
 }
 
-
-
 /**
  * Deposited payloads as sealed values, for master-key rotation (KeyRotation): only a deposited
  * drop-off holds a ciphertext; a swap applies only while it is still deposited and unchanged.

@@ -67,6 +67,7 @@ export class RevocationRelay implements OnModuleInit, OnApplicationBootstrap, On
     try {
       const last = await this.kit.bus.lastSequence('REVOCATIONS');
       await this.kit.bus.publish(RevocationHeartbeatEvent, { at_ms: Date.now(), last_seq: last }, { id: `hb_${randomUUID()}` });
+      if (this.beatFailing) this.kit.logger.info({}, 'revocation heartbeat published again');
       this.beatFailing = false;
     } catch (err) {
       // Without heartbeats every node turns stale and refuses all credentials: say so once, loudly.

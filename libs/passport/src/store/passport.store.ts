@@ -117,7 +117,7 @@ export class PassportStore {
    * Agents of the operator named by id or by name: each reference found → the agent's id. Ids
    * seen to exist are remembered for a while (ids are random and never reused), so addressing the
    * same agents again — every drop-off to a worker — costs no query. A deletion through this
-   * store forgets the id at once; one on another replica is noticed within KNOWN_AGENT_TTL_MS.
+   * service forgets the id once it commits (forgetAgent); one on another replica is noticed within KNOWN_AGENT_TTL_MS.
    */
   async resolveAgents(operatorId: string, refs: readonly string[]): Promise<Map<string, string>> {
     const now = Date.now();
@@ -157,7 +157,6 @@ export class PassportStore {
   }
 
   async deleteAgent(m: EntityManager, operatorId: string, id: string): Promise<boolean> {
-    this.forgetAgent(operatorId, id);
     const r = await runStatement(m, `DELETE FROM ${this.t('agents')} WHERE operator_id = $1 AND id = $2`, [operatorId, id]);
     return r.affected > 0;
   }

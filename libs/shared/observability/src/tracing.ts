@@ -29,6 +29,7 @@ import { resourceFromAttributes } from '@opentelemetry/resources';
 import {
   BatchSpanProcessor,
   NodeTracerProvider,
+  ParentBasedSampler,
   type ReadableSpan,
   type Sampler,
   SamplingDecision,
@@ -141,11 +142,13 @@ export function initTracing(options: InitTracingOptions): TracingHandle {
   let state = tracingState();
   if (!state) {
     const fanOut = new FanOutSpanProcessor();
+    const whileExporting = new WhileExportingSampler(fanOut);
     const provider = new NodeTracerProvider({
       // The first caller names the process; in the one-process mode that is the whole of STACK.
       resource: resourceFromAttributes({ 'service.name': options.serviceName, 'service.instance.id': options.instance }),
       spanProcessors: [fanOut],
-      sampler: new WhileExportingSampler(fanOut),
+      // As the default (ParentBased): a caller's sampled=0 is kept; otherwise recorded only while exporting.
+      sampler: new ParentBasedSampler({ root: whileExporting, remoteParentSampled: whileExporting, localParentSampled: whileExporting }),
     });
     // register() installs the AsyncLocalStorage context manager and the propagator globally.
     provider.register({

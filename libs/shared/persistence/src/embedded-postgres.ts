@@ -257,7 +257,7 @@ class EmbeddedServer {
     const batch: Session[] = [];
     while (this.waiting.length > 0 && batch.length < MAX_BATCH) {
       const s = this.waiting.shift()!;
-      if (s.closed || s.pending.length === 0 || batch.includes(s)) continue;
+      if (s.closed || s.pending.length === 0) continue; // receive() never queues a session twice
       batch.push(s);
     }
     return batch;
@@ -287,7 +287,7 @@ class EmbeddedServer {
     try {
       outcome = await this.db.execMany(inputs);
     } catch (err) {
-      this.logger.error({ err: errorMessage(err) }, 'embedded Postgres: PGlite failed on a batch; closing those connections');
+      this.logger.error({ sessions: batch.map((s) => s.id), err: errorMessage(err) }, 'embedded Postgres: PGlite failed on a batch; closing those connections');
       for (const s of batch) this.drop(s);
       return;
     }

@@ -11,4 +11,4 @@ export { InboxMessage } from './inbox-message.entity';
 export { Outbox, eventKey, MAX_OUTBOX_PAYLOAD_BYTES, type EnqueueOptions, type OutboxEventRow } from './outbox';
 export { OutboxRelay, type OutboxRelayOptions } from './outbox-relay';
 export { claimMessage, pruneInbox, type PruneInboxOptions } from './inbox';
-export { SILENT_LOGGER, type PersistenceLogger } from './persistence-logger';
+export { SILENT_LOGGER, errorMessage, type PersistenceLogger } from './persistence-logger';

@@ -179,7 +179,8 @@ export class OutboxRelay {
     } catch (err) {
       this.failures += 1;
       delay = Math.min(this.maxBackoffMs, this.intervalMs * 2 ** Math.min(this.failures, 16));
-      this.logger.error({ schema: this.schema, err: errorMessage(err), failures: this.failures, retryInMs: delay }, 'outbox relay round failed; will retry');
+      const rows = err instanceof UnacknowledgedRows ? err.rows : {};
+      this.logger.error({ schema: this.schema, err: errorMessage(err), ...rows, failures: this.failures, retryInMs: delay }, 'outbox relay round failed; will retry');
     }
     this.schedule(delay);
   }
@@ -216,8 +217,8 @@ export class OutboxRelay {
       const failed = results.flatMap((r, i) => (r.status === 'rejected' ? [{ row: rows[i]!, reason: r.reason as unknown }] : []));
       if (failed.length > 0) {
         const first = failed[0]!;
-        this.logger.warn({ schema: this.schema, failed: failed.length, published: sent.length, first_failed: { id: first.row.id, event: first.row.event, seq: first.row.seq } }, 'outbox rows the bus did not acknowledge; the next round publishes them again');
-        throw first.reason;
+        // One log line for the round (below) says which rows the bus did not acknowledge, and why.
+        throw new UnacknowledgedRows(first.reason, { failed: failed.length, published: sent.length, first_failed: { id: first.row.id, event: first.row.event, seq: first.row.seq } });
       }
       if (rows.length < this.batchSize) break;
     }
@@ -272,4 +273,14 @@ export class OutboxRelay {
 function positive(name: string, value: number): number {
   if (!Number.isFinite(value) || value <= 0) throw new Error(`OutboxRelay: option '${name}' must be a positive number, got ${String(value)}`);
   return value;
+}
+
+/** A round's rows the bus did not acknowledge: the first one's cause, and which rows. */
+class UnacknowledgedRows extends Error {
+  constructor(
+    cause: unknown,
+    readonly rows: { failed: number; published: number; first_failed: { id: string; event: string; seq: number | string } },
+  ) {
+    super(`the bus did not acknowledge ${rows.failed} outbox row(s): ${errorMessage(cause)}`);
+  }
 }

@@ -77,7 +77,7 @@ async function enqueue<E extends EventDef>(manager: EntityManager, event: E, pay
  */
 async function withEvents<Row>(on: DataSource | EntityManager, sql: string, params: unknown[], rows: readonly OutboxEventRow[]): Promise<Row[]> {
   if (rows.length === 0) return (await runStatement<Row>(on, sql, params)).rows;
-  const schema = schemaOf(on instanceof DataSource ? on : on.connection);
+  const schema = schemaOf(on);
   const n = params.length;
   const statement =
     `WITH changed AS (${sql}), ` +
@@ -86,8 +86,11 @@ async function withEvents<Row>(on: DataSource | EntityManager, sql: string, para
     `WHERE EXISTS (SELECT 1 FROM changed)) ` +
     `SELECT * FROM changed`;
   const result = await runStatement<Row>(on, statement, [...params, rows.map((r) => r.id), rows.map((r) => r.event), rows.map((r) => r.payload), rows.map((r) => r.headers)]);
-  // Committed (one statement outside a transaction): the relay may publish now, not at its next interval.
-  if (result.rows.length > 0 && on instanceof DataSource) nudgeRelayOf(on);
+  if (result.rows.length > 0) {
+    // Inside a transaction its commit wakes the relay (as for enqueue); on its own the statement has committed.
+    if (!(on instanceof DataSource) && on.queryRunner?.isTransactionActive) markOutboxWritten(on.queryRunner);
+    else nudgeRelayOf(on instanceof DataSource ? on : on.connection);
+  }
   return result.rows;
 }
 
@@ -95,8 +98,8 @@ export const Outbox = {
   /**
    * Inserts an event into the outbox of the manager's data source, inside the caller's
    * transaction. Validates the payload against the event's schema (StackError INVALID_REQUEST)
-   * and returns the event id. The relay publishes it at its next round (within its interval,
-   * 1 s by default); `withEvents` wakes the relay as soon as its statement commits.
+   * and returns the event id. The transaction's commit wakes the relay (OutboxCommitSubscriber),
+   * which publishes it within its nudge delay (50 ms by default).
    */
   enqueue,
   /** An event's outbox row (validated), for `withEvents`. */

@@ -53,24 +53,19 @@ export function auditEventPayload(input: AuditEntryInput): AuditEventPayload {
  * field, absent ones never set (deleting keys afterwards would turn every payload into a slow
  * dictionary object on the proxy's hot path).
  */
+const WHO = ['operator_id', 'member_id', 'agent_id', 'client_id', 'passport_jti', 'session_id'] as const;
+
 function buildPayload(input: AuditEntryInput): AuditEventPayload {
   const c = input.caller;
   const payload = {
     id: input.id ?? newAuditId(),
     occurred_at: (input.occurred_at ?? new Date()).toISOString(),
   } as AuditEventPayload;
-  const operator = input.operator_id ?? c?.operator_id;
-  if (operator !== undefined) payload.operator_id = operator;
-  const member = input.member_id ?? c?.member_id;
-  if (member !== undefined) payload.member_id = member;
-  const agent = input.agent_id ?? c?.agent_id;
-  if (agent !== undefined) payload.agent_id = agent;
-  const client = input.client_id ?? c?.client_id;
-  if (client !== undefined) payload.client_id = client;
-  const passport = input.passport_jti ?? c?.passport_jti;
-  if (passport !== undefined) payload.passport_jti = passport;
-  const session = input.session_id ?? c?.session_id;
-  if (session !== undefined) payload.session_id = session;
+  // Who acted: given explicitly, else from the caller; absent ones never set.
+  for (const k of WHO) {
+    const v = input[k] ?? c?.[k];
+    if (v !== undefined) payload[k] = v;
+  }
   payload.layer = input.layer;
   payload.action = input.action;
   payload.outcome = input.outcome;

@@ -14,7 +14,7 @@ import { createBrotliDecompress, createGunzip, createInflate } from 'node:zlib';
 import { StackError } from '@stack/contracts';
 import type { HttpMiddleware, StackLogger } from '@stack/observability';
 
-import { toStackError } from './stack-error.filter';
+import { writeError, writeJson } from './stack-error.filter';
 
 /** What a hot route answers: a status and a JSON body. Throwing a StackError answers its envelope. */
 export interface FastAnswer {
@@ -113,6 +113,9 @@ export function readRawBody(req: IncomingMessage, limitBytes: number, options: R
   });
 }
 
+/** The JSON body limit of every route, Express's and the lean lane's. */
+export const JSON_BODY_LIMIT_BYTES = 2 * 1024 * 1024;
+
 const JSON_TYPE = /^application\/json\s*(;|$)/i;
 const CHARSET = /;\s*charset\s*=\s*"?([^";\s]+)"?/i;
 const FIRST_CHAR = /^[\x20\x09\x0a\x0d]*(.)/s;
@@ -146,10 +149,12 @@ export async function readJsonBody(req: IncomingMessage, limitBytes: number): Pr
 interface CompiledRoute {
   route: FastRoute;
   segments: readonly string[];
+  /** What Express would have set on the request (`req.route`): metrics and spans name the route by its pattern. */
+  expressRoute: { path: string };
 }
 
 function compile(route: FastRoute): CompiledRoute {
-  return { route, segments: route.path.split('/') };
+  return { route, segments: route.path.split('/'), expressRoute: { path: route.path } };
 }
 
 function matchSegments(segments: readonly string[], parts: readonly string[]): Record<string, string> | undefined {
@@ -180,48 +185,25 @@ export function pathOf(url: string | undefined): string {
   return q === -1 ? url : url.slice(0, q);
 }
 
-/** Writes a JSON answer the way Express's `res.status().json()` does. */
-export function writeJson(res: ServerResponse, status: number, body: unknown): void {
-  if (res.headersSent || res.destroyed) return;
-  const text = JSON.stringify(body);
-  res.statusCode = status;
-  res.setHeader('Content-Type', 'application/json; charset=utf-8');
-  res.setHeader('Content-Length', Buffer.byteLength(text));
-  res.end(text);
-}
-
-/** The error envelope of StackErrorFilter, for errors raised outside Nest. */
-export function writeError(res: ServerResponse, err: unknown, logger: StackLogger): void {
-  let e = toStackError(err);
-  if (!e) {
-    logger.error({ err: err instanceof Error ? { message: err.message, stack: err.stack } : String(err) }, 'unhandled error');
-    e = new StackError('INTERNAL_ERROR', 'internal error');
-  }
-  if (res.headersSent || res.destroyed) return;
-  if (e.code === 'RATE_LIMITED' && typeof e.details?.retry_after_s === 'number') res.setHeader('Retry-After', String(e.details.retry_after_s));
-  writeJson(res, e.status, { error: e.toBody() });
-}
-
 /**
  * Puts `routes` in front of the server's request listener (Express): a request whose method and
  * path match one is served through `middlewares` and its handler; anything else goes on to
- * Express untouched. Returns a function that restores the original listener.
+ * Express untouched.
  */
-export function installFastRoutes(server: Server, routes: readonly FastRoute[], middlewares: readonly HttpMiddleware[], logger: StackLogger): () => void {
-  if (routes.length === 0) return () => undefined;
-  const exact = new Map<string, FastRoute>();
+export function installFastRoutes(server: Server, routes: readonly FastRoute[], middlewares: readonly HttpMiddleware[], logger: StackLogger): void {
+  if (routes.length === 0) return;
+  const exact = new Map<string, CompiledRoute>();
   const patterns = new Map<string, CompiledRoute[]>();
   for (const r of routes) {
-    if (!r.path.includes('/:')) exact.set(`${r.method} ${r.path}`, r);
+    if (!r.path.includes('/:')) exact.set(`${r.method} ${r.path}`, compile(r));
     else patterns.set(r.method, [...(patterns.get(r.method) ?? []), compile(r)]);
   }
   const listeners = server.listeners('request') as RequestListener[];
   if (listeners.length !== 1) throw new Error(`installFastRoutes expects one request listener on the server, found ${listeners.length}`);
   const fallback = listeners[0]!;
 
-  const serve = (route: FastRoute, params: Record<string, string>, req: IncomingMessage, res: ServerResponse) => {
-    // What Express would have set: metrics and spans name the route by its pattern (matchedRoute).
-    Object.assign(req, { route: { path: route.path }, baseUrl: '' });
+  const serve = ({ route, expressRoute }: CompiledRoute, params: Record<string, string>, query: string, req: IncomingMessage, res: ServerResponse) => {
+    Object.assign(req, { route: expressRoute, baseUrl: '' });
     let i = 0;
     const next = (err?: unknown): void => {
       if (err !== undefined) return writeError(res, err, logger);
@@ -234,10 +216,8 @@ export function installFastRoutes(server: Server, routes: readonly FastRoute[], 
         }
         return;
       }
-      const url = req.url ?? '/';
-      const q = url.indexOf('?');
       route
-        .handle(req, res, { params, query: new URLSearchParams(q === -1 ? '' : url.slice(q + 1)) })
+        .handle(req, res, { params, query: new URLSearchParams(query) })
         .then((answer) => writeJson(res, answer.status, answer.body))
         .catch((e: unknown) => {
           // Answered before the whole body was read: the connection is not reused for another request.
@@ -249,23 +229,22 @@ export function installFastRoutes(server: Server, routes: readonly FastRoute[], 
   };
 
   const listener: RequestListener = (req, res) => {
-    const path = pathOf(req.url);
+    const url = req.url ?? '/';
+    const q = url.indexOf('?');
+    const path = q === -1 ? url : url.slice(0, q);
+    const query = q === -1 ? '' : url.slice(q + 1);
     const route = exact.get(`${req.method} ${path}`);
-    if (route) return serve(route, {}, req, res);
+    if (route) return serve(route, {}, query, req, res);
     const candidates = patterns.get(req.method ?? '');
     if (candidates) {
       const parts = path.split('/');
       for (const c of candidates) {
         const params = matchSegments(c.segments, parts);
-        if (params) return serve(c.route, params, req, res);
+        if (params) return serve(c, params, query, req, res);
       }
     }
     fallback(req, res);
   };
   server.removeListener('request', fallback);
   server.on('request', listener);
-  return () => {
-    server.removeListener('request', listener);
-    server.on('request', fallback);
-  };
 }

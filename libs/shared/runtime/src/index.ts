@@ -7,4 +7,4 @@ export { AuditRecorder, auditEventPayload, newAuditId, type AuditEntryInput, typ
 export { RevocationModule, RevocationHost, busRevocationFeed, type LocalRevocationSnapshot } from './revocation.module';
 export { Credentials, CredentialsModule, bearerOf, jwtTyp, type CredentialKind, type ResolvedCredential, type Resource } from './credentials.module';
 export { withServiceDatabases, definitionOf, type ServiceDatabase } from './service-databases';
-export { installFastRoutes, readJsonBody, readRawBody, type ReadRawBodyOptions, writeJson, writeError, type FastRoute, type FastAnswer, type FastRequestParts } from './fast-routes';
+export { JSON_BODY_LIMIT_BYTES, readJsonBody, readRawBody, type FastRoute, type FastAnswer, type FastRequestParts } from './fast-routes';

@@ -3,6 +3,8 @@
  * (DESIGN.md §10): StackError with its fixed status, Nest's own HTTP errors mapped to the
  * nearest stable code, anything else a 500 whose message is logged, never shown.
  */
+import type { ServerResponse } from 'node:http';
+
 import { ArgumentsHost, Catch, HttpException, type ExceptionFilter } from '@nestjs/common';
 import type { Response } from 'express';
 
@@ -47,19 +49,33 @@ export function toStackError(err: unknown): StackError | undefined {
   return undefined;
 }
 
+/** Writes a JSON answer the way Express's `res.status().json()` does. */
+export function writeJson(res: ServerResponse, status: number, body: unknown): void {
+  if (res.headersSent || res.destroyed) return;
+  const text = JSON.stringify(body);
+  res.statusCode = status;
+  res.setHeader('Content-Type', 'application/json; charset=utf-8');
+  res.setHeader('Content-Length', Buffer.byteLength(text));
+  res.end(text);
+}
+
+/** The error envelope, written for Nest (StackErrorFilter) and for the lean lane (fast-routes.ts) alike. */
+export function writeError(res: ServerResponse, err: unknown, logger: StackLogger): void {
+  let e = toStackError(err);
+  if (!e) {
+    logger.error({ request_id: res.getHeader('X-Request-Id'), err: err instanceof Error ? { message: err.message, stack: err.stack } : String(err) }, 'unhandled error');
+    e = new StackError('INTERNAL_ERROR', 'internal error');
+  }
+  if (res.headersSent || res.destroyed) return;
+  if (e.code === 'RATE_LIMITED' && typeof e.details?.retry_after_s === 'number') res.setHeader('Retry-After', String(e.details.retry_after_s));
+  writeJson(res, e.status, { error: e.toBody() });
+}
+
 @Catch()
 export class StackErrorFilter implements ExceptionFilter {
   constructor(private readonly logger: StackLogger) {}
 
   catch(exception: unknown, host: ArgumentsHost): void {
-    const res = host.switchToHttp().getResponse<Response>();
-    let err = toStackError(exception);
-    if (!err) {
-      this.logger.error({ err: exception instanceof Error ? { message: exception.message, stack: exception.stack } : String(exception) }, 'unhandled error');
-      err = new StackError('INTERNAL_ERROR', 'internal error');
-    }
-    if (res.headersSent) return;
-    if (err.code === 'RATE_LIMITED' && typeof err.details?.retry_after_s === 'number') res.setHeader('Retry-After', String(err.details.retry_after_s));
-    res.status(err.status).json({ error: err.toBody() });
+    writeError(host.switchToHttp().getResponse<Response>(), exception, this.logger);
   }
 }

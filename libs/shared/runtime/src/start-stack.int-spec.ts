@@ -14,6 +14,8 @@ import { StackError } from '@stack/contracts';
 import { currentRequestContext } from '@stack/observability';
 import { TEST_NATS_URL, TEST_REDIS_URL, createTestDatabase, uniqueName, type TestDatabase } from '@stack/testing';
 
+import { EnvelopeCipher, Keyring, type SealedRow, type SealedSecret } from '@stack/security';
+
 import type { ServiceDefinition } from './service-definition';
 import { readJsonBody } from './fast-routes';
 import { startStack, type RunningStack } from './start-stack';
@@ -30,12 +32,25 @@ class SlowController {
 @Module({ controllers: [SlowController] })
 class SlowAuditModule {}
 
+/** A table of sealed values held in memory: what the background re-wrap sees of a service's table. */
+const sealedRows: SealedRow[] = [];
+const memoryTable = {
+  wrappedByOtherKeys: async (kid: string, limit: number) => sealedRows.filter((r) => r.secret.kid !== kid).slice(0, limit),
+  swapSecret: async (id: string, before: SealedSecret, after: SealedSecret) => {
+    const row = sealedRows.find((r) => r.id === id && r.secret === before);
+    if (row) row.secret = after;
+    return row !== undefined;
+  },
+  countByKey: async () => Object.fromEntries([...new Set(sealedRows.map((r) => r.secret.kid))].map((k) => [k, sealedRows.filter((r) => r.secret.kid === k).length])),
+};
+
 /** A hot route on the lean lane; `?fail=1` throws a StackError, `?crash=1` a plain error. */
 const slowAudit: ServiceDefinition = {
   service: 'audit',
   module: SlowAuditModule,
   entities: [],
   migrations: [],
+  sealedValues: () => [{ label: 'test value(s)', store: memoryTable }],
   fastRoutes: () => [
     {
       method: 'POST',
@@ -247,5 +262,18 @@ describe('startStack (one service, real servers)', () => {
     cut.destroy();
     const after = await fetch(`${stack.url}/v1/audit/items/i4/echo`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"ok":true}' });
     expect(await after.json()).toMatchObject({ params: { id: 'i4' }, body: { ok: true } });
+  });
+
+  it('re-wraps every sealed value a service declares under the current key, in the background', async () => {
+    const oldKey = Keyring.generateEntry('old');
+    const newKey = Keyring.generateEntry('new');
+    const binding = { operatorId: 'op_rewrap', recordId: 'rec_1' };
+    sealedRows.push({ id: 'rec_1', operator_id: 'op_rewrap', secret: await new EnvelopeCipher(Keyring.parse(oldKey)).seal(binding, 'the sealed value') });
+    stack = await start({ STACK_MASTER_KEYS: `${newKey},${oldKey}` });
+    const deadline = Date.now() + 5000;
+    while (sealedRows[0]!.secret.kid !== 'new' && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    expect(sealedRows[0]!.secret.kid).toBe('new');
+    // The old key can go: the new one alone opens it.
+    expect(await new EnvelopeCipher(Keyring.parse(newKey)).open(binding, sealedRows[0]!.secret)).toBe('the sealed value');
   });
 });

@@ -37,11 +37,12 @@ import {
 import { Outbox, OutboxRelay, createServiceDataSource, migrateUnderLock, startEmbeddedPostgres, waitForSchema } from '@stack/persistence';
 
 import { AuditRecorder } from './audit-recorder';
-import { installFastRoutes, pathOf } from './fast-routes';
+import { JSON_BODY_LIMIT_BYTES, installFastRoutes, pathOf } from './fast-routes';
 import { withLocalSecrets } from './local-secrets';
+import { startRewrapJobs } from './rewrap-jobs';
 import { ProcessState } from './process-state';
 import { TOKENS, serviceKitToken, type ServiceDefinition } from './service-definition';
-import { StackErrorFilter, toStackError } from './stack-error.filter';
+import { StackErrorFilter, toStackError, writeError } from './stack-error.filter';
 import { SystemController } from './system.controller';
 import { serveSystemCommands } from './system-handlers';
 
@@ -191,6 +192,11 @@ export async function startStack(options: StartStackOptions): Promise<RunningSta
     for (const r of relays) r.start();
     closers.push({ name: 'outbox relays', close: () => Promise.all(relays.map((r) => r.stop())) });
 
+    if (config.masterKeys) {
+      const stopRewrap = startRewrapJobs({ services: chosen, dataSources, masterKeys: config.masterKeys, cache, logger, instanceId: config.instanceId });
+      closers.push({ name: 'key re-wrap', close: async () => stopRewrap() });
+    }
+
     const state = new ProcessState();
     state.instanceId = config.instanceId;
     state.services = [...config.services];
@@ -226,13 +232,9 @@ export async function startStack(options: StartStackOptions): Promise<RunningSta
     // Our own JSON parser, so a malformed or oversized body gets the error envelope with a
     // stable code rather than the parser's message.
     const rawBodyPaths = new Set(chosen.flatMap((d) => d.rawBodyPaths ?? []));
-    const parseJson = json({ limit: '2mb' });
+    const parseJson = json({ limit: JSON_BODY_LIMIT_BYTES });
     app.use((req: Request, res: Response, next: NextFunction) => (rawBodyPaths.has(req.path) ? next() : parseJson(req, res, next)));
-    app.use((err: unknown, _req: Request, res: Response, next: NextFunction) => {
-      const e = toStackError(err);
-      if (!e) return next(err);
-      res.status(e.status).json({ error: e.toBody() });
-    });
+    app.use((err: unknown, _req: Request, res: Response, next: NextFunction) => (toStackError(err) ? writeError(res, err, logger) : next(err)));
     // The same chain serves the ordinary routes (through Express) and the hot ones (fast-routes.ts).
     const quiet = new Set(['/healthz', '/readyz', '/metrics']);
     const servicesHeader = runsAllServices(config) ? 'all' : config.services.join(',');

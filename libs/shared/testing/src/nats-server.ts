@@ -46,7 +46,7 @@ export interface TestNatsServer {
  * /usr/sbin/nats-server (where Debian's package puts it). A path that does not exist fails here,
  * with what to do about it, rather than as a spawn error; a bare name is left to PATH.
  */
-export function natsServerBinary(explicit?: string): string {
+function natsServerBinary(explicit?: string): string {
   const candidate = explicit ?? process.env.STACK_TEST_NATS_SERVER ?? '/usr/sbin/nats-server';
   if (candidate.includes('/') && !existsSync(candidate)) {
     throw new Error(`nats-server not found at ${candidate}; install it (apt-get install nats-server) or set STACK_TEST_NATS_SERVER`);

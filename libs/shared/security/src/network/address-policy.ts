@@ -6,7 +6,29 @@
  * (IPv4-mapped, NAT64), since what it reaches depends on the network; only the deployment's
  * allowlist (STACK_PROXY_PRIVATE_ALLOWLIST, CIDRs) reopens a private range, never a translated one.
  */
+import { lookup as dnsLookup } from 'node:dns/promises';
 import { BlockList, isIP } from 'node:net';
+
+export interface ResolvedAddress {
+  address: string;
+  family: 4 | 6;
+}
+
+/** DNS seam: tests substitute a resolver that answers with a private address. */
+export type HostResolver = (hostname: string) => Promise<ResolvedAddress[]>;
+
+export const systemResolver: HostResolver = async (hostname) => {
+  const answers = await dnsLookup(hostname, { all: true, verbatim: true });
+  return answers.map((a) => ({ address: a.address, family: a.family === 6 ? 6 : 4 }));
+};
+
+/** A URL host judged: the address to connect to, or why there is none. `host` is the name as checked. */
+export type HostVerdict = { host: string; address: ResolvedAddress } | { host: string; refused: 'metadata_name' | 'address_not_allowed' | 'no_address' };
+
+/** A URL's hostname as it is checked: brackets, case and a trailing dot removed. */
+export function normaliseHost(hostname: string): string {
+  return hostname.replace(/^\[|\]$/g, '').toLowerCase().replace(/\.$/, '');
+}
 
 const V4_BLOCKED = [
   '0.0.0.0/8', '10.0.0.0/8', '100.64.0.0/10', '127.0.0.0/8', '169.254.0.0/16', '172.16.0.0/12', '192.0.0.0/24', '192.0.2.0/24',
@@ -54,6 +76,22 @@ export class AddressPolicy {
 
   constructor(privateAllowlist: readonly string[]) {
     this.allow = blockListOf(privateAllowlist);
+  }
+
+  /**
+   * Resolves a URL's host once (an IP literal as itself) and judges it: metadata names are refused
+   * before DNS, and every answer must pass — a name with one public and one special-use address is
+   * refused rather than raced. The caller connects to the address returned, only. Lookup failures
+   * propagate.
+   */
+  async check(hostname: string, resolve: HostResolver): Promise<HostVerdict> {
+    const host = normaliseHost(hostname);
+    if (METADATA_HOSTNAMES.has(host)) return { host, refused: 'metadata_name' };
+    const literal = isIP(host);
+    const answers: ResolvedAddress[] = literal ? [{ address: host, family: literal === 6 ? 6 : 4 }] : await resolve(host);
+    if (answers.length === 0) return { host, refused: 'no_address' };
+    if (!answers.every((a) => this.isAllowed(a.address))) return { host, refused: 'address_not_allowed' };
+    return { host, address: answers[0]! };
   }
 
   isAllowed(address: string): boolean {
