@@ -4,7 +4,9 @@ import { join } from 'node:path';
 
 import { Client, Pool } from 'pg';
 
-import { startEmbeddedPostgres } from './embedded-postgres';
+import { inProcessStream, startEmbeddedPostgres } from './embedded-postgres';
+import { InProcessSocket } from './in-process-socket';
+import { createServiceDataSource } from './service-data-source';
 import { queryMessage, syncMessage } from './pg-wire';
 import { startPgliteHost, type PgliteHost } from './pglite-host';
 import { startTestEmbeddedPostgres, type TestEmbeddedPostgres } from './testing/embedded-postgres.test-helper';
@@ -39,13 +41,60 @@ describe('startEmbeddedPostgres', () => {
   });
 });
 
-describe('embedded Postgres with many connections', () => {
+describe('in-process connections to the embedded server', () => {
+  it('are offered for this process’s own servers only, and while they run', async () => {
+    const pg = await startTestEmbeddedPostgres();
+    try {
+      expect(inProcessStream(pg.url)).toBeInstanceOf(Function);
+      expect(inProcessStream(pg.url.replace(/:\d+\//, ':1/'))).toBeUndefined();
+      expect(inProcessStream('postgres://postgres@127.0.0.1:5432/postgres')).toBeUndefined();
+      // A data source given the server's URL connects in memory; the URL still works over TCP for anyone else.
+      const ds = createServiceDataSource({ service: 'audit', url: pg.url, entities: [], migrations: [] });
+      expect((ds.options as { extra?: { stream?: unknown } }).extra?.stream).toBeInstanceOf(Function);
+      await ds.initialize();
+      try {
+        const runner = ds.createQueryRunner();
+        const client = (await runner.connect()) as { connection: { stream: unknown } };
+        expect(client.connection.stream).toBeInstanceOf(InProcessSocket);
+        await expect(runner.query('SELECT $1::int + 1 AS n', [41])).resolves.toEqual([{ n: 42 }]);
+        await runner.release();
+      } finally {
+        await ds.destroy();
+      }
+      const tcp = new Client({ connectionString: pg.url });
+      await tcp.connect();
+      expect((tcp as unknown as { connection: { stream: unknown } }).connection.stream).not.toBeInstanceOf(InProcessSocket);
+      await tcp.end();
+    } finally {
+      await pg.dispose();
+    }
+    expect(inProcessStream(pg.url)).toBeUndefined();
+  });
+
+  it('end when the server closes: a connected client sees its connection go, nothing hangs', async () => {
+    const pg = await startTestEmbeddedPostgres();
+    const client = new Client({ connectionString: pg.url, stream: inProcessStream(pg.url)! });
+    await client.connect();
+    const ended = new Promise<void>((resolve) => client.on('end', () => resolve()));
+    client.on('error', () => undefined);
+    await pg.dispose();
+    await ended;
+    await expect(client.query('SELECT 1')).rejects.toThrow();
+  });
+});
+
+const transports: Array<[string, (url: string) => { connectionString: string; stream?: () => InProcessSocket }]> = [
+  ['over TCP', (url) => ({ connectionString: url })],
+  ['in process', (url) => ({ connectionString: url, stream: inProcessStream(url)! })],
+];
+
+describe.each(transports)('embedded Postgres with many connections, %s', (_transport, connection) => {
   let pg: TestEmbeddedPostgres;
   let pool: Pool;
 
   beforeAll(async () => {
     pg = await startTestEmbeddedPostgres();
-    pool = new Pool({ connectionString: pg.url, max: 12 });
+    pool = new Pool({ ...connection(pg.url), max: 12 });
     await pool.query('CREATE TABLE items (id int PRIMARY KEY, owner text NOT NULL)');
   });
 
@@ -88,7 +137,7 @@ describe('embedded Postgres with many connections', () => {
   });
 
   it('rolls back what a vanished connection left open and frees the backend for the others', async () => {
-    const doomed = new Client({ connectionString: pg.url });
+    const doomed = new Client(connection(pg.url));
     await doomed.connect();
     await doomed.query('BEGIN');
     await doomed.query('INSERT INTO items VALUES (10, $1)', ['doomed']);
@@ -112,8 +161,8 @@ describe('embedded Postgres with many connections', () => {
     const warnings: { obj: Record<string, unknown>; msg: string }[] = [];
     const logger = { debug() {}, info() {}, error() {}, warn: (obj: Record<string, unknown>, msg: string) => warnings.push({ obj, msg }) };
     const watched = await startTestEmbeddedPostgres({ stallWarningMs: 200, logger });
-    const holder = new Client({ connectionString: watched.url });
-    const waiter = new Client({ connectionString: watched.url });
+    const holder = new Client(connection(watched.url));
+    const waiter = new Client(connection(watched.url));
     try {
       await Promise.all([holder.connect(), waiter.connect()]);
       await holder.query('BEGIN');
@@ -133,8 +182,8 @@ describe('embedded Postgres with many connections', () => {
 
   it('refuses connections beyond maxConnections with a Postgres error', async () => {
     const small = await startTestEmbeddedPostgres({ maxConnections: 1 });
-    const one = new Client({ connectionString: small.url });
-    const two = new Client({ connectionString: small.url });
+    const one = new Client(connection(small.url));
+    const two = new Client(connection(small.url));
     try {
       await one.connect();
       await expect(two.connect()).rejects.toThrow(/too many connections/);

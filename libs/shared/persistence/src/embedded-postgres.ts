@@ -19,9 +19,10 @@
  * another (DESIGN.md §9); a watchdog logs a warning when the backend is held that long.
  */
 import { mkdirSync } from 'node:fs';
-import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { createServer, type AddressInfo, type Server } from 'node:net';
 import { join } from 'node:path';
 
+import { InProcessSocket, type ServerSideSocket } from './in-process-socket';
 import { BackendStatusTracker, ClientFrameSplitter, errorResponse, queryMessage, syncMessage } from './pg-wire';
 import { SILENT_LOGGER, errorMessage, type PersistenceLogger } from './persistence-logger';
 import { startPgliteHost, type PgliteHost } from './pglite-host';
@@ -42,7 +43,10 @@ export interface EmbeddedPostgresOptions {
 }
 
 export interface EmbeddedPostgres {
-  /** postgres://postgres@127.0.0.1:<port>/postgres */
+  /**
+   * postgres://postgres@127.0.0.1:<port>/postgres — over TCP for any client; a data source of
+   * this process given this URL connects in memory instead (`inProcessStream`).
+   */
   url: string;
   /** Stops accepting, rolls back what open connections left, and closes PGlite so its files are consistent. */
   close(): Promise<void>;
@@ -59,11 +63,33 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
   const server = new EmbeddedServer(db, maxConnections, options.stallWarningMs ?? 10_000, options.logger ?? SILENT_LOGGER);
   try {
     const port = await server.listen(options.port ?? 0);
-    return { url: `postgres://postgres@127.0.0.1:${port}/postgres`, close: () => server.close() };
+    const url = `postgres://postgres@127.0.0.1:${port}/postgres`;
+    const accept = (end: InProcessSocket) => server.accept(end);
+    inProcessServers.set(url, accept);
+    return {
+      url,
+      close: () => {
+        if (inProcessServers.get(url) === accept) inProcessServers.delete(url);
+        return server.close();
+      },
+    };
   } catch (err) {
     await db.close();
     throw err;
   }
+}
+
+/** The embedded servers running in this process, by URL. */
+const inProcessServers = new Map<string, (end: InProcessSocket) => void>();
+
+/**
+ * For `pg`'s `stream` option: when `url` is an embedded server of this very process, a factory of
+ * in-memory connections to it (same protocol and scheduling as over TCP, no system calls);
+ * otherwise undefined, and the client uses TCP.
+ */
+export function inProcessStream(url: string): (() => InProcessSocket) | undefined {
+  const accept = inProcessServers.get(url);
+  return accept ? () => InProcessSocket.client(accept) : undefined;
 }
 
 /** One client connection. */
@@ -77,14 +103,14 @@ class Session {
 
   constructor(
     readonly id: number,
-    readonly socket: Socket,
+    readonly socket: ServerSideSocket,
   ) {}
 }
 
 class EmbeddedServer {
   private readonly sessions = new Set<Session>();
   /** Every open socket, refused ones included, so close() never waits on a client. */
-  private readonly sockets = new Set<Socket>();
+  private readonly sockets = new Set<ServerSideSocket>();
   private readonly waiting: Session[] = [];
   private owner: Session | undefined;
   private ownerSince = 0;
@@ -133,7 +159,8 @@ class EmbeddedServer {
     await this.db.close();
   }
 
-  private accept(socket: Socket): void {
+  /** A new connection: a TCP socket, or the server end of an in-process one. */
+  accept(socket: ServerSideSocket): void {
     socket.setNoDelay(true);
     this.sockets.add(socket);
     socket.on('close', () => this.sockets.delete(socket));

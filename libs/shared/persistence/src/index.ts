@@ -5,7 +5,8 @@ export { createServiceDataSource, ServiceDataSource, MIGRATIONS_TABLE, type Serv
 export { schemaOf, quoteIdent, qualifiedTable, runStatement, type StatementResult } from './sql';
 export { StackFoundation1764000000000 } from './foundation.migration';
 export { migrateUnderLock, waitForSchema, pendingMigrations, migrationLockKey, type MigrateOptions, type WaitForSchemaOptions } from './migrations';
-export { startEmbeddedPostgres, type EmbeddedPostgres, type EmbeddedPostgresOptions } from './embedded-postgres';
+export { startEmbeddedPostgres, inProcessStream, type EmbeddedPostgres, type EmbeddedPostgresOptions } from './embedded-postgres';
+export { InProcessSocket } from './in-process-socket';
 export { OutboxMessage } from './outbox-message.entity';
 export { InboxMessage } from './inbox-message.entity';
 export { Outbox, eventKey, MAX_OUTBOX_PAYLOAD_BYTES, type EnqueueOptions, type OutboxEventRow } from './outbox';

@@ -6,6 +6,7 @@
 import { SERVICE_SCHEMAS, isServiceName, type ServiceName } from '@stack/contracts';
 import { DataSource, type EntitySchema, type LoggerOptions, type MigrationInterface } from 'typeorm';
 
+import { inProcessStream } from './embedded-postgres';
 import { StackFoundation1764000000000 } from './foundation.migration';
 import { InboxMessage } from './inbox-message.entity';
 import { OutboxMessage } from './outbox-message.entity';
@@ -58,6 +59,7 @@ export function createServiceDataSource(options: ServiceDataSourceOptions): Serv
   if (!Number.isInteger(poolSize) || poolSize < 1) {
     throw new Error(`createServiceDataSource(${service}): option 'poolSize' must be a positive integer, got ${String(options.poolSize)}`);
   }
+  const stream = inProcessStream(url);
   return new ServiceDataSource(service, {
     type: 'postgres',
     url,
@@ -72,5 +74,7 @@ export function createServiceDataSource(options: ServiceDataSourceOptions): Serv
     migrationsRun: false,
     synchronize: false,
     logging: options.logging ?? false,
+    // The embedded server of this process: connect in memory rather than over loopback TCP.
+    ...(stream ? { extra: { stream } } : {}),
   });
 }
