@@ -13,6 +13,7 @@ import { uniqueName } from '@stack/testing';
 import { EnvelopeCipher, KeyRotation, Keyring } from '@stack/security';
 
 import { startPassportUnderTest, type PassportUnderTest } from '../testing/passport-under-test';
+import { DropoffService } from './dropoff.service';
 import { DropoffKeyStore } from './dropoff.store';
 
 const D = DROPOFF_COMMANDS;
@@ -149,6 +150,52 @@ describe('drop-offs (real Postgres and NATS)', () => {
     await ds.query(`UPDATE passport.dropoffs SET expires_at = now() - interval '1 second' WHERE id = $1`, [other.id]);
     expect(await codeOf(gw.request(D.deposit, { dropoff_id: other.id, payload: good }, { caller: asAgent('writer') }))).toMatchObject({ code: 'DROPOFF_EXPIRED' });
     expect(await rowOf(other.id)).toMatchObject({ status: 'expired', ciphertext: null });
+  });
+
+  it('collects what it sealed here without reading it first; the guarded write still decides', async () => {
+    const ds = stack.dataSources.get('passport')!;
+    const dropoffReads = (spy: jest.SpyInstance) => spy.mock.calls.filter(([sql]) => /FROM "?passport"?\."?dropoffs"?/.test(String(sql)));
+    for (const twoSteps of [false, true]) {
+      const created = await gw.request(D.create, { to_agent: agents.reader!, schema, ...(twoSteps ? {} : { payload: good }) }, { caller: asAgent('writer') });
+      if (twoSteps) await gw.request(D.deposit, { dropoff_id: created.id, payload: good }, { caller: asAgent('writer') });
+      const reads = jest.spyOn(ds, 'query');
+      try {
+        expect((await gw.request(D.collect, { dropoff_id: created.id }, { caller: asAgent('reader') })).payload).toEqual(good);
+        expect(dropoffReads(reads)).toHaveLength(0);
+      } finally {
+        reads.mockRestore();
+      }
+      expect(await rowOf(created.id)).toMatchObject({ status: 'collected', ciphertext: null, collected_by: agents.reader });
+      expect(await codeOf(gw.request(D.collect, { dropoff_id: created.id }, { caller: asAgent('reader') }))).toMatchObject({ code: 'DROPOFF_ALREADY_COLLECTED' });
+    }
+    // Not addressed to the caller: refused as before, and the addressee still collects it.
+    const forReader = await gw.request(D.create, { to_agent: agents.reader!, schema, payload: good }, { caller: asAgent('writer') });
+    expect(await codeOf(gw.request(D.collect, { dropoff_id: forReader.id }, { caller: asAgent('bystander') }))).toMatchObject({ code: 'FORBIDDEN' });
+    expect(await codeOf(gw.request(D.collect, { dropoff_id: forReader.id }, { caller: asAgent('reader', `op_${randomBytes(4).toString('hex')}`) }))).toMatchObject({ code: 'NOT_FOUND' });
+    expect((await gw.request(D.collect, { dropoff_id: forReader.id }, { caller: asAgent('reader') })).payload).toEqual(good);
+    // Collected behind this instance's back (another replica): the UPDATE matches nothing, and the caller learns who took it.
+    const elsewhere = await gw.request(D.create, { to_agent: agents.reader!, schema, payload: good }, { caller: asAgent('writer') });
+    await ds.query(`UPDATE passport.dropoffs SET status = 'collected', ciphertext = NULL, collected_at = now(), collected_by = $2 WHERE id = $1`, [elsewhere.id, agents['reader-two']]);
+    expect(await codeOf(gw.request(D.collect, { dropoff_id: elsewhere.id }, { caller: asAgent('reader') }))).toMatchObject({ code: 'DROPOFF_ALREADY_COLLECTED', details: { collected_by: agents['reader-two'] } });
+  });
+
+  it('falls back to the row when its own sealed copy no longer opens (the key re-wrapped away and retired)', async () => {
+    const ds = stack.dataSources.get('passport')!;
+    const service = stack.app.get(DropoffService, { strict: false }) as unknown as { cipher: EnvelopeCipher };
+    const created = await gw.request(D.create, { to_agent: agents.reader!, schema, payload: good }, { caller: asAgent('writer') });
+    const oldKeys = stack.config.masterKeys!;
+    const next = Keyring.generateEntry('rot3');
+    const store = new DropoffKeyStore(ds);
+    expect((await new KeyRotation(store, new EnvelopeCipher(Keyring.parse(`${next},${oldKeys}`))).rewrapAll()).failed).toBe(0);
+    const running = service.cipher;
+    service.cipher = new EnvelopeCipher(Keyring.parse(next)); // the old key retired
+    try {
+      expect((await gw.request(D.collect, { dropoff_id: created.id }, { caller: asAgent('reader') })).payload).toEqual(good);
+    } finally {
+      service.cipher = running;
+      await new KeyRotation(store, new EnvelopeCipher(Keyring.parse(`${oldKeys},${next}`))).rewrapAll();
+    }
+    expect(await rowOf(created.id)).toMatchObject({ status: 'collected', ciphertext: null });
   });
 
   it('addresses an agent by id without a lookup once seen, and forgets it when the agent is deleted', async () => {

@@ -93,9 +93,56 @@ function payloadJson(payload: unknown): string {
   return json;
 }
 
-const AWAITING_DEPOSIT_LIMIT = 10_000;
-const AWAITING_DEPOSIT_MAX_SCHEMA_CHARS = 4096;
-const awaitingKey = (operatorId: string, id: string) => `${operatorId}\u0000${id}`;
+const recentKey = (operatorId: string, id: string) => `${operatorId}\u0000${id}`;
+
+/**
+ * Drop-off rows this instance wrote and may use again without reading them back: the oldest go
+ * first when there are too many or they weigh too much (in characters held), and a row heavier
+ * than `maxOne` is not kept at all. Expired rows leave at the sweeper's pace, and are never used.
+ */
+class RecentRows {
+  private readonly rows = new Map<string, { row: DropoffRow; weight: number }>();
+  private weight = 0;
+
+  constructor(
+    private readonly maxEntries: number,
+    private readonly maxWeight: number,
+    private readonly maxOne: number,
+  ) {}
+
+  /** The row, unless it has expired as far as this instance knows (then it is forgotten). */
+  get(key: string): DropoffRow | undefined {
+    const kept = this.rows.get(key);
+    if (!kept) return undefined;
+    if (new Date(kept.row.expires_at).getTime() > Date.now()) return kept.row;
+    this.delete(key);
+    return undefined;
+  }
+
+  set(key: string, row: DropoffRow, weight: number): void {
+    this.delete(key);
+    if (weight > this.maxOne) return;
+    for (const oldest of this.rows.keys()) {
+      if (this.rows.size < this.maxEntries && this.weight + weight <= this.maxWeight) break;
+      this.delete(oldest);
+    }
+    this.rows.set(key, { row, weight });
+    this.weight += weight;
+  }
+
+  delete(key: string): void {
+    const kept = this.rows.get(key);
+    if (!kept) return;
+    this.rows.delete(key);
+    this.weight -= kept.weight;
+  }
+
+  forgetExpired(now: number): void {
+    for (const [key, { row }] of this.rows) if (new Date(row.expires_at).getTime() <= now) this.delete(key);
+  }
+}
+
+const weightOf = (row: DropoffRow): number => row.schema_json.length + (row.ciphertext ? row.ciphertext.ct.length + row.ciphertext.dk.length : 0);
 
 @Injectable()
 export class DropoffService implements OnApplicationBootstrap, OnModuleDestroy {
@@ -105,9 +152,19 @@ export class DropoffService implements OnApplicationBootstrap, OnModuleDestroy {
   /**
    * Drop-offs this instance created and that still wait for their payload: what a deposit needs
    * of them (schema, creator, recipients, expiry) never changes after creation, so the creator's
-   * deposit needs no read first; the guarded UPDATE still decides whether it is open.
+   * deposit needs no read first; the guarded UPDATE still decides whether it is open. Small
+   * schemas only (the common case): a 64 KB schema per entry would make this the largest thing in memory.
    */
-  private readonly awaitingDeposit = new Map<string, DropoffRow>();
+  private readonly awaitingDeposit = new RecentRows(10_000, 8 << 20, 4096);
+  /**
+   * Drop-offs this instance sealed a payload into: a deposit happens once, so the sealed payload
+   * and who may collect it never change, and the collector's request needs no read first. The
+   * payload is opened before the guarded UPDATE (exactly one collector, the ciphertext destroyed
+   * by the same statement) decides; a sealed copy that no longer opens (its key retired by a
+   * rotation) or an UPDATE that matches nothing falls back to reading the row. Holds ciphertexts
+   * only, never a plaintext; payloads over 64 KB are not kept.
+   */
+  private readonly depositedHere = new RecentRows(10_000, 32 << 20, 96 * 1024);
   private sweeper?: NodeJS.Timeout;
   private sweeping?: Promise<number>;
 
@@ -171,11 +228,7 @@ export class DropoffService implements OnApplicationBootstrap, OnModuleDestroy {
       const events = [this.kit.audit.row(this.entry(actor, 'dropoff.create', 'success', id))];
       if (values.status === 'deposited') events.push(Outbox.row(DropoffDepositedEvent, eventOf(values), { id: `${id}:deposited` }));
       const row = await this.store.insert(values, events);
-      // Small schemas only (the common case): a 64 KB schema per entry would make the cache the largest thing in memory.
-      if (row.status === 'created' && row.schema_json.length <= AWAITING_DEPOSIT_MAX_SCHEMA_CHARS) {
-        if (this.awaitingDeposit.size >= AWAITING_DEPOSIT_LIMIT) this.awaitingDeposit.delete(this.awaitingDeposit.keys().next().value!);
-        this.awaitingDeposit.set(awaitingKey(row.operator_id, row.id), row);
-      }
+      (row.status === 'created' ? this.awaitingDeposit : this.depositedHere).set(recentKey(row.operator_id, row.id), row, weightOf(row));
       return dropoffView(row);
     });
   }
@@ -183,10 +236,9 @@ export class DropoffService implements OnApplicationBootstrap, OnModuleDestroy {
   async deposit(caller: CallerContext, input: DepositInput): Promise<DropoffView> {
     const actor = await this.actor(caller);
     return this.refusalsAudited(actor, 'dropoff.deposit', input.dropoff_id, async () => {
-      const key = awaitingKey(actor.operatorId, input.dropoff_id);
-      const known = this.awaitingDeposit.get(key);
+      const key = recentKey(actor.operatorId, input.dropoff_id);
       // Unexpired as far as this instance knows; otherwise the read (which also purges an expired one).
-      const row = known && new Date(known.expires_at).getTime() > Date.now() ? known : await this.visible(actor, input.dropoff_id);
+      const row = this.awaitingDeposit.get(key) ?? (await this.visible(actor, input.dropoff_id));
       if (row.creator_key !== actor.creatorKey) throw new StackError('FORBIDDEN', 'only the creator of a drop-off deposits its payload', { dropoff_id: row.id });
       this.assertOpenFor(row, 'deposit');
       const json = payloadJson(input.payload);
@@ -198,6 +250,7 @@ export class DropoffService implements OnApplicationBootstrap, OnModuleDestroy {
         Outbox.row(DropoffDepositedEvent, eventOf({ ...row, payload_bytes: bytes }), { id: `${row.id}:deposited` }),
       ]);
       this.awaitingDeposit.delete(key);
+      if (done) this.depositedHere.set(key, done, weightOf(done));
       if (!done) {
         // Someone else changed it between the read and the write: say what it is now.
         this.assertOpenFor(await this.visible(actor, row.id), 'deposit');
@@ -211,7 +264,12 @@ export class DropoffService implements OnApplicationBootstrap, OnModuleDestroy {
   async collect(caller: CallerContext, input: CollectInput): Promise<CollectResult> {
     const actor = await this.actor(caller);
     return this.refusalsAudited(actor, 'dropoff.collect', input.dropoff_id, async () => {
-      let row = await this.visible(actor, input.dropoff_id);
+      // Sealed here and addressed to this agent: no read. Taken out at once, so concurrent collectors read the row.
+      const key = recentKey(actor.operatorId, input.dropoff_id);
+      let sealedHere = this.depositedHere.get(key);
+      if (sealedHere && actor.agentId && sealedHere.to_agents.includes(actor.agentId)) this.depositedHere.delete(key);
+      else sealedHere = undefined;
+      let row = sealedHere ?? (await this.visible(actor, input.dropoff_id));
       if (!actor.agentId) throw new StackError('FORBIDDEN', 'drop-offs are collected by agents: present the agent’s passport, or call as the OAuth client that agent is', { dropoff_id: row.id });
       if (!row.to_agents.includes(actor.agentId)) throw new StackError('FORBIDDEN', 'this drop-off is not addressed to you', { dropoff_id: row.id });
       if (row.status === 'created' && input.wait_seconds) row = await this.waitWhileCreated(actor, row, input.wait_seconds);
@@ -222,14 +280,24 @@ export class DropoffService implements OnApplicationBootstrap, OnModuleDestroy {
       // Opened first, destroyed second: a payload that cannot be opened (a retired key) stays
       // where it is. The guarded UPDATE lets exactly one collector through; it destroys the
       // ciphertext and writes the audit entry and the `collected` event in one statement.
-      const plaintext = await this.cipher.open({ operatorId: actor.operatorId, recordId: row.id }, row.ciphertext!);
+      const binding = { operatorId: actor.operatorId, recordId: row.id };
+      let plaintext: string;
+      try {
+        plaintext = await this.cipher.open(binding, row.ciphertext!);
+      } catch (err) {
+        if (!sealedHere) throw err;
+        // The copy sealed here no longer opens (a rotation re-wrapped the row and retired the key): read the row.
+        row = await this.visible(actor, row.id);
+        this.assertOpenFor(row, 'collect');
+        plaintext = await this.cipher.open(binding, row.ciphertext!);
+      }
       const collected = await this.store.markCollected(actor.operatorId, row.id, actor.agentId, [
         this.kit.audit.row(this.entry(actor, 'dropoff.collect', 'success', row.id)),
         Outbox.row(DropoffCollectedEvent, eventOf({ ...row, collected_by: actor.agentId }), { id: `${row.id}:collected` }),
       ]);
       if (!collected) {
-        // Another collector (or the sweeper) got there first: say what it is now.
-        this.assertOpenFor((await this.store.find(actor.operatorId, row.id)) ?? row, 'collect');
+        // Another collector (or the sweeper) got there first, or it expired: say what it is now (an expired one is purged on the way).
+        this.assertOpenFor(await this.visible(actor, row.id), 'collect');
         throw new StackError('DROPOFF_EXPIRED', 'the drop-off expired before it was collected', { dropoff_id: row.id });
       }
       this.wake(row.id);
@@ -253,7 +321,8 @@ export class DropoffService implements OnApplicationBootstrap, OnModuleDestroy {
   sweep(): Promise<number> {
     this.sweeping ??= (async () => {
       const now = Date.now();
-      for (const [key, row] of this.awaitingDeposit) if (new Date(row.expires_at).getTime() <= now) this.awaitingDeposit.delete(key);
+      this.awaitingDeposit.forgetExpired(now);
+      this.depositedHere.forgetExpired(now);
       let total = 0;
       try {
         for (;;) {
