@@ -49,8 +49,8 @@ export const dropoffBenchmark: Benchmark = {
   name: 'dropoff',
   summary: 'drop-off hand-offs (create + deposit + collect over REST with passports), one-process embedded vs real servers',
   flags: {
-    handoffs: { kind: 'int', default: 600, doc: 'hand-offs per run' },
-    concurrency: { kind: 'int', default: 16, doc: 'hand-offs in flight' },
+    handoffs: { kind: 'int', default: 1800, doc: 'hand-offs per shape and form (split over the rounds)' },
+    concurrency: { kind: 'int', default: 64, doc: 'hand-offs in flight (a throughput target: enough to keep the stack busy)' },
     warmup: { kind: 'int', default: 200, doc: 'unrecorded hand-offs first, per shape' },
     'payload-bytes': { kind: 'int', default: 1024, doc: 'size of the notes field of each payload' },
     rounds: { kind: 'int', default: 3, doc: 'interleaved rounds (the hand-offs are split over them)' },
