@@ -207,6 +207,8 @@ describe('withSpan', () => {
   });
 });
 
+const CHILD_TIMEOUT_MS = 60_000;
+
 describe('initTracing called more than once', () => {
   it('keeps the first exporter working when a second joins and leaves', async () => {
     const first = new InMemorySpanExporter();
@@ -265,7 +267,8 @@ describe('initTracing called more than once', () => {
     } finally {
       await new Promise<void>((resolve) => collector.close(() => resolve()));
     }
-  });
+    // A child that compiles the tracing module with ts-node first: seconds on a loaded 2-core machine.
+  }, CHILD_TIMEOUT_MS);
 
   // A fresh process: this file's other tests registered exporters in the shared provider.
   it('records no span while no exporter listens, yet makes and propagates trace ids; records once one joins', async () => {
@@ -297,7 +300,7 @@ describe('initTracing called more than once', () => {
     expect(result.before.headers.traceparent).toContain(result.before.traceId);
     expect(result.after.recording).toBe(true);
     expect(result.exported).toEqual(['exported']);
-  });
+  }, CHILD_TIMEOUT_MS);
 
   it('names a missing option', () => {
     expect(() => initTracing({ serviceName: '', instance: 'i' })).toThrow(/serviceName must be a non-empty string/);
