@@ -4,7 +4,7 @@ import { DropoffRest, dropoffFastRoutes } from './dropoffs/dropoff.controller';
 import { DropoffService } from './dropoffs/dropoff.service';
 import { DropoffKeyStore } from './dropoffs/dropoff.store';
 import { PassportModule } from './passport.module';
-import { PassportDropoffs1764900000000 } from './dropoffs/dropoff.migration';
+import { PassportDropoffs1764900000000, PassportDropoffsUnusedIndex1765000000000 } from './dropoffs/dropoff.migration';
 import { PassportInit1764300000000 } from './store/passport-init.migration';
 
 export { PassportModule };
@@ -16,7 +16,7 @@ export const passportService: ServiceDefinition = {
   service: 'passport',
   module: PassportModule,
   entities: [],
-  migrations: [PassportInit1764300000000, PassportDropoffs1764900000000],
+  migrations: [PassportInit1764300000000, PassportDropoffs1764900000000, PassportDropoffsUnusedIndex1765000000000],
   sealedValues: (dataSource) => [{ label: 'drop-off payload(s)', store: new DropoffKeyStore(dataSource) }],
   fastRoutes: (app) => dropoffFastRoutes(new DropoffRest(app.get(DropoffService, { strict: false }), app.get(Credentials, { strict: false }))),
 };

@@ -198,6 +198,11 @@ describe('drop-offs (real Postgres and NATS)', () => {
     expect(await rowOf(created.id)).toMatchObject({ status: 'collected', ciphertext: null });
   });
 
+  it('keeps only the indexes its statements use (a deposit or collection writes every one of them)', async () => {
+    const rows = (await stack.dataSources.get('passport')!.query(`SELECT indexname FROM pg_indexes WHERE schemaname = 'passport' AND tablename = 'dropoffs' ORDER BY indexname`)) as Array<{ indexname: string }>;
+    expect(rows.map((r) => r.indexname)).toEqual(['dropoffs_open_by_expiry', 'dropoffs_pkey']);
+  });
+
   it('addresses an agent by id without a lookup once seen, and forgets it when the agent is deleted', async () => {
     const temp = ((await gw.request(PASSPORT_COMMANDS.registerAgent, { name: `temp-${randomBytes(3).toString('hex')}` }, { caller: member })) as { id: string }).id;
     await gw.request(D.create, { to_agent: temp, schema }, { caller: asAgent('writer') });
