@@ -83,6 +83,40 @@ describe('in-process connections to the embedded server', () => {
   });
 });
 
+describe('statements prepared once in the embedded server for every connection', () => {
+  it('parses a statement text once however many connections send it, and every answer stays right', async () => {
+    const pg = await startTestEmbeddedPostgres();
+    const pool = new Pool({ connectionString: pg.url, stream: inProcessStream(pg.url)!, max: 8 });
+    try {
+      await pool.query('CREATE TABLE counters (id int PRIMARY KEY, n int NOT NULL, note text)');
+      await pool.query('INSERT INTO counters SELECT g, 0, NULL FROM generate_series(1, 20) g');
+      const bump = 'UPDATE counters SET n = n + $2, note = $3 WHERE id = $1 RETURNING id, n, note';
+      await Promise.all(
+        Array.from({ length: 400 }, async (_, i) => {
+          const { rows } = await pool.query<{ id: number; note: string }>(bump, [(i % 20) + 1, 1, `call ${i}`]);
+          expect(rows).toEqual([expect.objectContaining({ id: (i % 20) + 1, note: `call ${i}` })]);
+        }),
+      );
+      const { rows: totals } = await pool.query<{ sum: string }>('SELECT sum(n) AS sum FROM counters');
+      expect(totals[0]!.sum).toBe('400');
+      const { rows: prepared } = await pool.query<{ statement: string }>('SELECT statement FROM pg_prepared_statements');
+      expect(prepared.filter((p) => p.statement === bump)).toHaveLength(1);
+      // A failure inside a prepared statement reaches its caller, and the statement keeps serving.
+      await expect(pool.query('SELECT 10 / $1::int AS x', [0])).rejects.toThrow(/division by zero/);
+      await expect(pool.query('SELECT 10 / $1::int AS x', [5])).resolves.toMatchObject({ rows: [{ x: 2 }] });
+      // The table changes shape: the same SELECT * sees the new column, from any connection.
+      const all = 'SELECT * FROM counters WHERE id = $1';
+      await Promise.all(Array.from({ length: 8 }, (_, i) => pool.query(all, [i + 1])));
+      await pool.query('ALTER TABLE counters ADD COLUMN added text DEFAULT $$new$$');
+      const after = await Promise.all(Array.from({ length: 8 }, (_, i) => pool.query(all, [i + 1])));
+      for (const r of after) expect(r.rows[0]).toMatchObject({ added: 'new' });
+    } finally {
+      await pool.end();
+      await pg.dispose();
+    }
+  });
+});
+
 const transports: Array<[string, (url: string) => { connectionString: string; stream?: () => InProcessSocket }]> = [
   ['over TCP', (url) => ({ connectionString: url })],
   ['in process', (url) => ({ connectionString: url, stream: inProcessStream(url)! })],

@@ -25,6 +25,7 @@ import { join } from 'node:path';
 import { InProcessSocket, type ServerSideSocket } from './in-process-socket';
 import { BackendStatusTracker, ClientFrameSplitter, errorResponse, queryMessage, syncMessage } from './pg-wire';
 import { SILENT_LOGGER, errorMessage, type PersistenceLogger } from './persistence-logger';
+import { SharedStatements, StatementRewriter } from './statement-cache';
 import { startPgliteHost, type PgliteHost } from './pglite-host';
 
 /** Connections' exchanges run in one trip to the worker at most. */
@@ -101,10 +102,15 @@ class Session {
   holding = false;
   closed = false;
 
+  readonly statements: StatementRewriter;
+
   constructor(
     readonly id: number,
     readonly socket: ServerSideSocket,
-  ) {}
+    shared: SharedStatements,
+  ) {
+    this.statements = new StatementRewriter(shared);
+  }
 }
 
 class EmbeddedServer {
@@ -112,6 +118,8 @@ class EmbeddedServer {
   /** Every open socket, refused ones included, so close() never waits on a client. */
   private readonly sockets = new Set<ServerSideSocket>();
   private readonly waiting: Session[] = [];
+  /** Statements prepared once in the one backend for every connection (statement-cache.ts). */
+  private readonly statements = new SharedStatements();
   private owner: Session | undefined;
   private ownerSince = 0;
   private stallWarned = false;
@@ -170,7 +178,7 @@ class EmbeddedServer {
       socket.end(errorResponse('FATAL', '53300', `embedded Postgres: too many connections (max ${this.maxConnections})`), () => socket.destroy());
       return;
     }
-    const session = new Session(this.nextId++, socket);
+    const session = new Session(this.nextId++, socket, this.statements);
     this.sessions.add(session);
     socket.on('data', (chunk: Buffer) => this.receive(session, chunk));
     socket.on('error', () => this.drop(session));
@@ -186,9 +194,14 @@ class EmbeddedServer {
           session.socket.write('N');
           break;
         case 'startup':
-        case 'message':
+          session.statements.startup();
           session.pending.push(frame.bytes);
           break;
+        case 'message': {
+          const bytes = session.statements.input(frame.type, frame.bytes);
+          if (bytes) session.pending.push(bytes);
+          break;
+        }
         case 'cancel':
           // PGlite has no second backend to signal; the protocol expects no answer.
           session.socket.end();
@@ -215,6 +228,7 @@ class EmbeddedServer {
     if (session.closed) return;
     session.closed = true;
     session.pending = [];
+    session.statements.abandon();
     this.sessions.delete(session);
     const i = this.waiting.indexOf(session);
     if (i >= 0) this.waiting.splice(i, 1);
@@ -263,7 +277,7 @@ class EmbeddedServer {
       session.pending = [];
       try {
         session.holding = !(await this.execute(input, (bytes) => {
-          if (!session.closed) session.socket.write(bytes);
+          if (!session.closed) session.socket.write(session.statements.output(bytes));
         }));
       } catch (err) {
         this.logger.error({ session: session.id, err: errorMessage(err) }, 'embedded Postgres: PGlite failed on a message; closing that connection');
@@ -322,7 +336,7 @@ class EmbeddedServer {
     let owner: Session | undefined;
     results.forEach((r, i) => {
       const s = batch[i]!;
-      if (r.output.length > 0 && !s.closed) s.socket.write(r.output);
+      if (r.output.length > 0 && !s.closed) s.socket.write(s.statements.output(r.output));
       if (i === results.length - 1 && !error) {
         const tracker = new BackendStatusTracker();
         tracker.feed(r.output);
