@@ -83,6 +83,34 @@ describe('in-process connections to the embedded server', () => {
   });
 });
 
+describe('vacuuming the embedded Postgres (PGlite has no autovacuum)', () => {
+  it('vacuums the tables that hold many dead rows, on its own connection outside maxConnections', async () => {
+    const pg = await startTestEmbeddedPostgres({ maxConnections: 1, vacuumIntervalMs: 0 });
+    const client = new Client({ connectionString: pg.url, stream: inProcessStream(pg.url)! });
+    try {
+      await client.connect();
+      await client.query('CREATE TABLE churn (id int PRIMARY KEY, n int NOT NULL)');
+      await client.query('CREATE TABLE calm (id int PRIMARY KEY)');
+      await client.query('INSERT INTO churn SELECT g, 0 FROM generate_series(1, 1500) g');
+      await client.query('INSERT INTO calm SELECT g FROM generate_series(1, 1500) g');
+      await client.query('UPDATE churn SET n = n + 1');
+      await client.query('UPDATE churn SET n = n + 1');
+      expect(await pg.vacuumNow()).toEqual(['public.churn']);
+      const { rows } = await client.query<{ relname: string; vacuum_count: string }>(`SELECT relname, vacuum_count FROM pg_stat_user_tables WHERE relname IN ('churn', 'calm') ORDER BY relname`);
+      expect(rows).toEqual([
+        { relname: 'calm', vacuum_count: '0' },
+        { relname: 'churn', vacuum_count: '1' },
+      ]);
+      // Nothing left to do; and the one client slot was never the vacuum's.
+      expect(await pg.vacuumNow()).toEqual([]);
+      await expect(client.query('SELECT sum(n)::int AS s FROM churn')).resolves.toMatchObject({ rows: [{ s: 3000 }] });
+    } finally {
+      await client.end();
+      await pg.dispose();
+    }
+  });
+});
+
 describe('statements prepared once in the embedded server for every connection', () => {
   it('parses a statement text once however many connections send it, and every answer stays right', async () => {
     const pg = await startTestEmbeddedPostgres();

@@ -26,6 +26,7 @@ import { InProcessSocket, type ServerSideSocket } from './in-process-socket';
 import { BackendStatusTracker, ClientFrameSplitter, errorResponse, queryMessage, syncMessage } from './pg-wire';
 import { SILENT_LOGGER, errorMessage, type PersistenceLogger } from './persistence-logger';
 import { SharedStatements, StatementRewriter } from './statement-cache';
+import { startEmbeddedVacuum } from './embedded-vacuum';
 import { startPgliteHost, type PgliteHost } from './pglite-host';
 
 /** Connections' exchanges run in one trip to the worker at most. */
@@ -40,6 +41,8 @@ export interface EmbeddedPostgresOptions {
   port?: number;
   /** A connection holding the backend this long while others wait is logged as a likely deadlock. Default 10 s. */
   stallWarningMs?: number;
+  /** How often tables with many dead rows are vacuumed (PGlite has no autovacuum; embedded-vacuum.ts). Default 2 s; 0: never. */
+  vacuumIntervalMs?: number;
   logger?: PersistenceLogger;
 }
 
@@ -49,6 +52,8 @@ export interface EmbeddedPostgres {
    * this process given this URL connects in memory instead (`inProcessStream`).
    */
   url: string;
+  /** Vacuums the tables with many dead rows now (what the interval does); the tables vacuumed. */
+  vacuumNow(): Promise<string[]>;
   /** Stops accepting, rolls back what open connections left, and closes PGlite so its files are consistent. */
   close(): Promise<void>;
 }
@@ -67,9 +72,14 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
     const url = `postgres://postgres@127.0.0.1:${port}/postgres`;
     const accept = (end: InProcessSocket) => server.accept(end);
     inProcessServers.set(url, accept);
+    const logger = options.logger ?? SILENT_LOGGER;
+    const vacuumEvery = options.vacuumIntervalMs ?? 2000;
+    const vacuum = startEmbeddedVacuum(url, () => InProcessSocket.client((end) => server.accept(end, { internal: true })), vacuumEvery, logger);
     return {
       url,
-      close: () => {
+      vacuumNow: () => vacuum.runOnce(),
+      close: async () => {
+        await vacuum.stop();
         if (inProcessServers.get(url) === accept) inProcessServers.delete(url);
         return server.close();
       },
@@ -108,6 +118,7 @@ class Session {
     readonly id: number,
     readonly socket: ServerSideSocket,
     shared: SharedStatements,
+    readonly internal: boolean,
   ) {
     this.statements = new StatementRewriter(shared);
   }
@@ -120,6 +131,13 @@ class EmbeddedServer {
   private readonly waiting: Session[] = [];
   /** Statements prepared once in the one backend for every connection (statement-cache.ts). */
   private readonly statements = new SharedStatements();
+
+  /** Sessions that count against maxConnections (the server's own do not). */
+  private get clients(): number {
+    let n = 0;
+    for (const s of this.sessions) if (!s.internal) n++;
+    return n;
+  }
   private owner: Session | undefined;
   private ownerSince = 0;
   private stallWarned = false;
@@ -167,18 +185,18 @@ class EmbeddedServer {
     await this.db.close();
   }
 
-  /** A new connection: a TCP socket, or the server end of an in-process one. */
-  accept(socket: ServerSideSocket): void {
+  /** A new connection: a TCP socket, or the server end of an in-process one (`internal`: the server's own, outside maxConnections). */
+  accept(socket: ServerSideSocket, options: { internal?: boolean } = {}): void {
     socket.setNoDelay(true);
     this.sockets.add(socket);
     socket.on('close', () => this.sockets.delete(socket));
-    if (this.closing || this.sessions.size >= this.maxConnections) {
+    if (this.closing || (!options.internal && this.clients >= this.maxConnections)) {
       socket.on('error', () => undefined);
       // Destroyed once written: a client need not close its side, and the server must not wait for it.
       socket.end(errorResponse('FATAL', '53300', `embedded Postgres: too many connections (max ${this.maxConnections})`), () => socket.destroy());
       return;
     }
-    const session = new Session(this.nextId++, socket, this.statements);
+    const session = new Session(this.nextId++, socket, this.statements, options.internal === true);
     this.sessions.add(session);
     socket.on('data', (chunk: Buffer) => this.receive(session, chunk));
     socket.on('error', () => this.drop(session));
