@@ -81,6 +81,23 @@ describe('statements prepared once for every connection of the embedded server',
     expect(types(out)).toBe('12CZ1EZ');
   });
 
+  it('answers the ParseComplete even when the backend answers before the Sync has arrived', () => {
+    const shared = new SharedStatements();
+    const warm = new StatementRewriter(shared);
+    send(warm, parse(sql), bind(['1']), execute(), sync());
+    warm.output(Buffer.concat([parseComplete(), bindComplete(), commandComplete(), ready()]));
+
+    const r = new StatementRewriter(shared);
+    // A Bind split across reads: the server runs what has arrived, Sync comes later.
+    expect(send(r, parse(sql), bind(['1']), execute())).toHaveLength(2);
+    expect(types(r.output(Buffer.concat([bindComplete(), commandComplete()])))).toBe('12C');
+    expect(send(r, sync())).toHaveLength(1);
+    expect(types(r.output(ready()))).toBe('Z');
+    // The next exchange starts afresh.
+    send(r, parse(sql), bind(['2']), execute(), sync());
+    expect(types(r.output(Buffer.concat([bindComplete(), commandComplete(), ready()])))).toBe('12CZ');
+  });
+
   it('does not keep a statement the backend refused to prepare', () => {
     const shared = new SharedStatements();
     const a = new StatementRewriter(shared);

@@ -70,9 +70,12 @@ interface Exchange {
 
 /** One connection's view: rewrites what it sends, and completes what the backend answers. */
 export class StatementRewriter {
-  /** Exchanges sent, oldest first; each ends with one ReadyForQuery in the output. */
+  /**
+   * Exchanges begun, oldest first, the one still being sent included (the server may run its
+   * first messages before the Sync arrives); each ends with one ReadyForQuery in the output.
+   */
   private readonly exchanges: Exchange[] = [];
-  /** The exchange being sent (until its Sync), if it has begun. */
+  /** The exchange being sent (until its Sync), if it has begun; also the last of `exchanges`. */
   private current: Exchange | undefined;
   /** Where this connection's unnamed statement really is, when it was rewritten. */
   private unnamedIs: string | undefined;
@@ -86,7 +89,7 @@ export class StatementRewriter {
 
   /** The connection is gone: what it was preparing is not known to exist. */
   abandon(): void {
-    for (const e of [...this.exchanges, ...(this.current ? [this.current] : [])]) if (e.preparing) this.shared.settle(e.preparing.key, e.preparing.name, false);
+    for (const e of this.exchanges) if (e.preparing) this.shared.settle(e.preparing.key, e.preparing.name, false);
     this.exchanges.length = 0;
     this.current = undefined;
   }
@@ -99,7 +102,10 @@ export class StatementRewriter {
   /** A client message, rewritten; undefined when it is dropped. */
   input(type: string, bytes: Buffer): Buffer | undefined {
     const first = this.current === undefined;
-    this.current ??= { answerParse: false };
+    if (!this.current) {
+      this.current = { answerParse: false };
+      this.exchanges.push(this.current);
+    }
     const exchange = this.current;
     switch (type) {
       case 'P': {
@@ -138,11 +144,9 @@ export class StatementRewriter {
         return this.unnamedIs && bytes.length === 7 && bytes[5] === 0x53 /* S */ && bytes[6] === 0 ? describeStatement(this.unnamedIs) : bytes;
       case 'Q':
         if (SCHEMA_CHANGE.test(bytes.toString('utf8', 5, Math.min(bytes.length, 5 + 64)))) this.shared.forgetAll();
-        this.exchanges.push(exchange);
         this.current = undefined;
         return bytes;
       case 'S':
-        this.exchanges.push(exchange);
         this.current = undefined;
         return bytes;
       default:
