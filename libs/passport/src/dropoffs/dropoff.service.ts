@@ -250,12 +250,12 @@ export class DropoffService implements OnApplicationBootstrap, OnModuleDestroy {
         Outbox.row(DropoffDepositedEvent, eventOf({ ...row, payload_bytes: bytes }), { id: `${row.id}:deposited` }),
       ]);
       this.awaitingDeposit.delete(key);
-      if (done) this.depositedHere.set(key, done, weightOf(done));
       if (!done) {
         // Someone else changed it between the read and the write: say what it is now.
         this.assertOpenFor(await this.visible(actor, row.id), 'deposit');
         throw new StackError('DROPOFF_EXPIRED', 'the drop-off expired before the deposit', { dropoff_id: row.id });
       }
+      this.depositedHere.set(key, done, weightOf(done));
       this.wake(row.id);
       return dropoffView(done);
     });

@@ -66,15 +66,14 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
   // PGlite creates pgdata itself but not its parents.
   mkdirSync(options.dataDir, { recursive: true });
   const db = await startPgliteHost(join(options.dataDir, 'pgdata'));
-  const server = new EmbeddedServer(db, maxConnections, options.stallWarningMs ?? 10_000, options.logger ?? SILENT_LOGGER);
+  const logger = options.logger ?? SILENT_LOGGER;
+  const server = new EmbeddedServer(db, maxConnections, options.stallWarningMs ?? 10_000, logger);
   try {
     const port = await server.listen(options.port ?? 0);
     const url = `postgres://postgres@127.0.0.1:${port}/postgres`;
     const accept = (end: InProcessSocket) => server.accept(end);
     inProcessServers.set(url, accept);
-    const logger = options.logger ?? SILENT_LOGGER;
-    const vacuumEvery = options.vacuumIntervalMs ?? 2000;
-    const vacuum = startEmbeddedVacuum(url, () => InProcessSocket.client((end) => server.accept(end, { internal: true })), vacuumEvery, logger);
+    const vacuum = startEmbeddedVacuum(url, () => InProcessSocket.client((end) => server.accept(end, { internal: true })), options.vacuumIntervalMs ?? 2000, logger);
     return {
       url,
       vacuumNow: () => vacuum.runOnce(),

@@ -41,6 +41,13 @@ const statementInBind = (m: Buffer) => {
   return m.toString('utf8', portalEnd + 1, m.indexOf(0, portalEnd + 1));
 };
 
+/** One connection's first exchange with `text`, answered by the backend: the text is then prepared for all. */
+function prepareOnce(shared: SharedStatements, text: string): void {
+  const r = new StatementRewriter(shared);
+  send(r, parse(text), bind(['1']), execute(), sync());
+  r.output(Buffer.concat([parseComplete(), bindComplete(), commandComplete(), ready()]));
+}
+
 describe('statements prepared once for every connection of the embedded server', () => {
   const sql = 'UPDATE t SET n = n + 1 WHERE id = $1';
 
@@ -68,9 +75,7 @@ describe('statements prepared once for every connection of the embedded server',
 
   it('puts each ParseComplete back at the start of its own exchange, whatever the chunking', () => {
     const shared = new SharedStatements();
-    const warm = new StatementRewriter(shared);
-    send(warm, parse(sql), bind(['1']), execute(), sync());
-    warm.output(Buffer.concat([parseComplete(), bindComplete(), commandComplete(), ready()]));
+    prepareOnce(shared, sql);
 
     const r = new StatementRewriter(shared);
     // Two exchanges sent back to back, the second failing at Bind.
@@ -83,9 +88,7 @@ describe('statements prepared once for every connection of the embedded server',
 
   it('answers the ParseComplete even when the backend answers before the Sync has arrived', () => {
     const shared = new SharedStatements();
-    const warm = new StatementRewriter(shared);
-    send(warm, parse(sql), bind(['1']), execute(), sync());
-    warm.output(Buffer.concat([parseComplete(), bindComplete(), commandComplete(), ready()]));
+    prepareOnce(shared, sql);
 
     const r = new StatementRewriter(shared);
     // A Bind split across reads: the server runs what has arrived, Sync comes later.

@@ -203,15 +203,11 @@ export class StatementRewriter {
   }
 }
 
-function cstringEnd(buf: Buffer, from: number): number {
-  return buf.indexOf(0, from);
-}
-
 /** Parse: name, query text, parameter types (kept as raw bytes: count and OIDs). */
 function readParse(bytes: Buffer): { name: string; text: string; types: Buffer; rest: Buffer } | undefined {
-  const nameEnd = cstringEnd(bytes, 5);
+  const nameEnd = bytes.indexOf(0, 5);
   if (nameEnd < 0) return undefined;
-  const textEnd = cstringEnd(bytes, nameEnd + 1);
+  const textEnd = bytes.indexOf(0, nameEnd + 1);
   if (textEnd < 0) return undefined;
   return {
     name: bytes.toString('utf8', 5, nameEnd),
@@ -234,7 +230,7 @@ function parseMessage(name: string, rest: Buffer): Buffer {
 
 /** Bind of the unnamed statement, pointed at `name`; any other Bind as it came. */
 function rewriteBind(bytes: Buffer, name: string): Buffer {
-  const portalEnd = cstringEnd(bytes, 5);
+  const portalEnd = bytes.indexOf(0, 5);
   if (portalEnd < 0 || bytes[portalEnd + 1] !== 0) return bytes; // a named statement: the client's own
   const nameBytes = Buffer.from(name, 'latin1');
   const out = Buffer.alloc(bytes.length + nameBytes.length);

@@ -22,7 +22,7 @@ export async function withServiceDatabases<T>(
   definitions: readonly ServiceDefinition[],
   work: (databases: Map<ServiceName, ServiceDatabase>) => Promise<T>,
 ): Promise<T> {
-  const embedded = config.databaseUrl ? undefined : await startEmbeddedPostgres({ dataDir: config.dataDir });
+  const embedded = config.databaseUrl ? undefined : await startEmbeddedPostgres({ dataDir: config.dataDir, logger });
   const databases = new Map<ServiceName, ServiceDatabase>();
   try {
     for (const def of definitions) {

@@ -146,7 +146,7 @@ export async function startStack(options: StartStackOptions): Promise<RunningSta
 
     let databaseUrl = config.databaseUrl;
     if (!databaseUrl) {
-      const embedded = await startEmbeddedPostgres({ dataDir: config.dataDir, maxConnections: chosen.length * EMBEDDED_POOL_SIZE + 16 });
+      const embedded = await startEmbeddedPostgres({ dataDir: config.dataDir, maxConnections: chosen.length * EMBEDDED_POOL_SIZE + 16, logger });
       closers.push({ name: 'embedded postgres', close: () => embedded.close() });
       databaseUrl = embedded.url;
       logger.info({ data_dir: config.dataDir }, 'embedded Postgres (PGlite) started');
