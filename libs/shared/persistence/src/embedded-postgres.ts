@@ -26,7 +26,7 @@ import { InProcessSocket, type ServerSideSocket } from './in-process-socket';
 import { BackendStatusTracker, ClientFrameSplitter, errorResponse, queryMessage, syncMessage } from './pg-wire';
 import { SILENT_LOGGER, errorMessage, type PersistenceLogger } from './persistence-logger';
 import { SharedStatements, StatementRewriter } from './statement-cache';
-import { startEmbeddedVacuum } from './embedded-vacuum';
+import { startEmbeddedVacuum, type MaintenanceRound } from './embedded-vacuum';
 import { startPgliteHost, type PgliteHost } from './pglite-host';
 
 /** Connections' exchanges run in one trip to the worker at most. */
@@ -41,7 +41,7 @@ export interface EmbeddedPostgresOptions {
   port?: number;
   /** A connection holding the backend this long while others wait is logged as a likely deadlock. Default 10 s. */
   stallWarningMs?: number;
-  /** How often tables with many dead rows are vacuumed (PGlite has no autovacuum; embedded-vacuum.ts). Default 2 s; 0: never. */
+  /** How often tables with many dead rows are vacuumed and tables with many changed rows analysed (PGlite has no autovacuum; embedded-vacuum.ts). Default 2 s; 0: never. */
   vacuumIntervalMs?: number;
   logger?: PersistenceLogger;
 }
@@ -52,8 +52,8 @@ export interface EmbeddedPostgres {
    * this process given this URL connects in memory instead (`inProcessStream`).
    */
   url: string;
-  /** Vacuums the tables with many dead rows now (what the interval does); the tables vacuumed. */
-  vacuumNow(): Promise<string[]>;
+  /** Vacuums the tables with many dead rows and analyses those with many changed rows now (what the interval does). */
+  vacuumNow(): Promise<MaintenanceRound>;
   /** Stops accepting, rolls back what open connections left, and closes PGlite so its files are consistent. */
   close(): Promise<void>;
 }
