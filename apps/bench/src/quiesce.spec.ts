@@ -1,0 +1,51 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+
+import { cpuSeconds, waitQuiet } from './quiesce';
+
+const linux = process.platform === 'linux';
+
+/** A child that spins for `spinMs` (forever when undefined), then idles; resolves once it has started spinning. */
+async function child(spinMs?: number): Promise<ChildProcess> {
+  const script = `process.stdout.write('go\\n'); const end = Date.now() + ${spinMs ?? 1e12}; while (Date.now() < end); setInterval(() => {}, 1000);`;
+  const c = spawn(process.execPath, ['-e', script], { stdio: ['ignore', 'pipe', 'ignore'] });
+  await new Promise<void>((resolve) => c.stdout!.once('data', () => resolve()));
+  return c;
+}
+
+(linux ? describe : describe.skip)('waitQuiet (Linux: reads /proc)', () => {
+  const children: ChildProcess[] = [];
+  afterEach(() => {
+    for (const c of children.splice(0)) c.kill('SIGKILL');
+  });
+
+  it('reads a process’s CPU time, and nothing for a pid that does not exist', () => {
+    expect(cpuSeconds(process.pid)).toBeGreaterThan(0);
+    expect(cpuSeconds(2 ** 22 + 1)).toBeUndefined();
+  });
+
+  it('waits while a process is busy and returns once it has been idle for a whole window', async () => {
+    const busy = await child(1000);
+    children.push(busy);
+    const r = await waitQuiet([busy.pid!], { windowMs: 200 });
+    expect(r).toMatchObject({ quiet: true, supported: true });
+    // It spun for a second from before the wait began: the quiet window cannot start much earlier.
+    expect(r.waitedMs).toBeGreaterThanOrEqual(600);
+  });
+
+  it('returns at the first window for an idle process', async () => {
+    const idle = await child(0);
+    children.push(idle);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    const r = await waitQuiet([idle.pid!], { windowMs: 200 });
+    expect(r).toMatchObject({ quiet: true, waitedMs: expect.any(Number) });
+    expect(r.waitedMs).toBeLessThan(100);
+  });
+
+  it('gives up at the timeout and says the process never went quiet', async () => {
+    const spinning = await child();
+    children.push(spinning);
+    const r = await waitQuiet([spinning.pid!], { windowMs: 100, timeoutMs: 500 });
+    expect(r.quiet).toBe(false);
+    expect(r.waitedMs).toBeGreaterThanOrEqual(500);
+  });
+});

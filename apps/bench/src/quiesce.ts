@@ -1,0 +1,69 @@
+/**
+ * Waiting for a process to finish the work a run left it. STACK answers a call before all of
+ * its consequences are done: the outbox relay publishes the call's events, the audit log
+ * appends its entries. A run that ends leaves that backlog behind, and on a 2-core machine the
+ * backlog of one process slows whatever runs next. So a benchmark waits for every process under
+ * test to go quiet before a run, and counts the time the measured process takes to go quiet
+ * after it as part of the run: a throughput that leaves a growing backlog behind is not one the
+ * process can sustain.
+ *
+ * Quiet: the process (all its threads: the PGlite worker, GC) used less than `maxBusy` of one
+ * core over a window of `windowMs`. Read from /proc, so Linux only; elsewhere nothing is waited
+ * for and `supported` is false.
+ */
+import { readFileSync } from 'node:fs';
+
+/** CPU seconds (user + system, all threads) a process has used, or undefined where /proc cannot tell. */
+export function cpuSeconds(pid: number): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // "pid (comm) state …": comm may hold spaces and parentheses, so count fields after the last ')'.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / ticksPerSecond;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Linux reports CPU time in clock ticks, 100 a second on every platform Node runs on. */
+const ticksPerSecond = 100;
+
+export interface QuietOptions {
+  /** Default 200 ms: two clock ticks at least, so one busy tick cannot pass for quiet. */
+  windowMs?: number;
+  /** Share of one core; default 0.1. */
+  maxBusy?: number;
+  /** Give up after this long; default 20 s. */
+  timeoutMs?: number;
+}
+
+export interface QuietResult {
+  /** From the call until the quiet window began. */
+  waitedMs: number;
+  /** False when the processes were still busy at the timeout. */
+  quiet: boolean;
+  /** False where process CPU time cannot be read (nothing was waited for). */
+  supported: boolean;
+}
+
+/** Resolves once every one of `pids` has been quiet for a whole window. */
+export async function waitQuiet(pids: readonly number[], options: QuietOptions = {}): Promise<QuietResult> {
+  const windowMs = options.windowMs ?? 200;
+  const maxBusy = options.maxBusy ?? 0.1;
+  const timeoutMs = options.timeoutMs ?? 20_000;
+  const started = performance.now();
+  const read = () => pids.map(cpuSeconds);
+  let before = read();
+  if (before.some((s) => s === undefined)) return { waitedMs: 0, quiet: true, supported: false };
+  for (;;) {
+    const windowStart = performance.now();
+    await new Promise((resolve) => setTimeout(resolve, windowMs));
+    const after = read();
+    const elapsedS = (performance.now() - windowStart) / 1000;
+    // A process that exited is quiet.
+    const busiest = Math.max(...after.map((s, i) => (s === undefined || before[i] === undefined ? 0 : (s - before[i]!) / elapsedS)));
+    if (busiest < maxBusy) return { waitedMs: windowStart - started, quiet: true, supported: true };
+    if (performance.now() - started > timeoutMs) return { waitedMs: performance.now() - started, quiet: false, supported: true };
+    before = after;
+  }
+}
