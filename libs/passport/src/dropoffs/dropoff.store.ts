@@ -58,6 +58,14 @@ export class DropoffKeyStore implements RewrapStore {
   }
 }
 
+/**
+ * Every column but the ciphertext: what the writes below return. The ciphertext a write stored is
+ * the one its caller just sealed (or NULL), so it is not sent back: read back from jsonb and
+ * parsed again it made up ~15 % of a deposit's cost.
+ */
+const ROW_WITHOUT_CIPHERTEXT =
+  'id, operator_id, status, to_agents, schema_json, schema_hash, created_by_member, created_by_agent, created_by_client, creator_key, payload_bytes, created_at, expires_at, deposited_at, collected_at, collected_by';
+
 @Injectable()
 export class DropoffStore {
   constructor(@Inject(serviceKitToken('passport')) private readonly kit: ServiceKit) {}
@@ -72,10 +80,10 @@ export class DropoffStore {
 
   /** Inserts a drop-off and its events (audit entry, `deposited` when it carries a payload) in one statement. */
   async insert(d: Omit<DropoffRow, 'created_at' | 'deposited_at' | 'collected_at' | 'collected_by'>, events: readonly OutboxEventRow[]): Promise<DropoffRow> {
-    const rows = await Outbox.withEvents<DropoffRow>(
+    const rows = await Outbox.withEvents<Omit<DropoffRow, 'ciphertext'>>(
       this.kit.dataSource,
       `INSERT INTO ${this.table} (id, operator_id, status, to_agents, schema_json, schema_hash, created_by_member, created_by_agent, created_by_client, creator_key, ciphertext, payload_bytes, expires_at, deposited_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, CASE WHEN $3 = 'deposited' THEN now() END) RETURNING *`,
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, CASE WHEN $3 = 'deposited' THEN now() END) RETURNING ${ROW_WITHOUT_CIPHERTEXT}`,
       [
         d.id,
         d.operator_id,
@@ -93,7 +101,7 @@ export class DropoffStore {
       ],
       events,
     );
-    return rows[0]!;
+    return { ...rows[0]!, ciphertext: d.ciphertext };
   }
 
   async find(operatorId: string, id: string): Promise<DropoffRow | undefined> {
@@ -103,14 +111,14 @@ export class DropoffStore {
 
   /** created → deposited, only while open, with its events in the same statement; the row, or nothing when it was not open any more. */
   async deposit(operatorId: string, id: string, ciphertext: SealedSecret, bytes: number, events: readonly OutboxEventRow[]): Promise<DropoffRow | undefined> {
-    const rows = await Outbox.withEvents<DropoffRow>(
+    const rows = await Outbox.withEvents<Omit<DropoffRow, 'ciphertext'>>(
       this.kit.dataSource,
       `UPDATE ${this.table} SET status = 'deposited', ciphertext = $3, payload_bytes = $4, deposited_at = now()
-       WHERE operator_id = $1 AND id = $2 AND status = 'created' AND expires_at > now() RETURNING *`,
+       WHERE operator_id = $1 AND id = $2 AND status = 'created' AND expires_at > now() RETURNING ${ROW_WITHOUT_CIPHERTEXT}`,
       [operatorId, id, JSON.stringify(ciphertext), bytes],
       events,
     );
-    return rows[0];
+    return rows[0] && { ...rows[0], ciphertext };
   }
 
   /**
@@ -118,14 +126,14 @@ export class DropoffStore {
    * the events written by the same statement. Of concurrent collectors exactly one gets the row.
    */
   async markCollected(operatorId: string, id: string, agentId: string, events: readonly OutboxEventRow[]): Promise<DropoffRow | undefined> {
-    const rows = await Outbox.withEvents<DropoffRow>(
+    const rows = await Outbox.withEvents<Omit<DropoffRow, 'ciphertext'>>(
       this.kit.dataSource,
       `UPDATE ${this.table} SET status = 'collected', ciphertext = NULL, collected_at = now(), collected_by = $3
-       WHERE operator_id = $1 AND id = $2 AND status = 'deposited' AND expires_at > now() RETURNING *`,
+       WHERE operator_id = $1 AND id = $2 AND status = 'deposited' AND expires_at > now() RETURNING ${ROW_WITHOUT_CIPHERTEXT}`,
       [operatorId, id, agentId],
       events,
     );
-    return rows[0];
+    return rows[0] && { ...rows[0], ciphertext: null };
   }
 
   /** Open drop-offs past their expiry → expired, ciphertext purged; at most `limit`, skipping rows another replica holds. */
