@@ -79,13 +79,16 @@ async function withEvents<Row>(on: DataSource | EntityManager, sql: string, para
   if (rows.length === 0) return (await runStatement<Row>(on, sql, params)).rows;
   const schema = schemaOf(on);
   const n = params.length;
+  // One scalar parameter per value, not one array per column: a JSON payload inside a text[]
+  // literal is escaped by the client and unescaped by the server, ~20 µs a row on the embedded one.
+  const values = rows.map((_, i) => `($${n + 4 * i + 1}::text, $${n + 4 * i + 2}::text, $${n + 4 * i + 3}::jsonb, $${n + 4 * i + 4}::jsonb)`).join(', ');
   const statement =
     `WITH changed AS (${sql}), ` +
     `outboxed AS (INSERT INTO ${qualifiedTable(schema, 'outbox')} (id, event, payload, headers) ` +
-    `SELECT e.id, e.event, e.payload::jsonb, e.headers::jsonb FROM unnest($${n + 1}::text[], $${n + 2}::text[], $${n + 3}::text[], $${n + 4}::text[]) AS e(id, event, payload, headers) ` +
+    `SELECT e.id, e.event, e.payload, e.headers FROM (VALUES ${values}) AS e(id, event, payload, headers) ` +
     `WHERE EXISTS (SELECT 1 FROM changed)) ` +
     `SELECT * FROM changed`;
-  const result = await runStatement<Row>(on, statement, [...params, rows.map((r) => r.id), rows.map((r) => r.event), rows.map((r) => r.payload), rows.map((r) => r.headers)]);
+  const result = await runStatement<Row>(on, statement, [...params, ...rows.flatMap((r) => [r.id, r.event, r.payload, r.headers])]);
   if (result.rows.length > 0) {
     // Inside a transaction its commit wakes the relay (as for enqueue); on its own the statement has committed.
     if (!(on instanceof DataSource) && on.queryRunner?.isTransactionActive) markOutboxWritten(on.queryRunner);
