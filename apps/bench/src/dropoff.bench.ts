@@ -6,7 +6,8 @@
  * entry and event in one statement through the outbox.
  * Also the two-call form (create with the payload, then collect). In the one-process shape on its
  * embedded defaults (`npm start`: PGlite, in-process bus and cache) and on the real Postgres, NATS
- * and Redis; issue 9's target (≥ 500 hand-offs/s) is checked against both.
+ * and Redis. Issue 9's target (≥ 500 hand-offs/s in the one-process mode) is checked against the
+ * embedded shape, `npm start`'s; the real-server figure is printed beside it against the same bar.
  *
  * A hand-off is answered before all its work is done: the outbox relay publishes its events and
  * the audit log appends its entries afterwards. So every run starts with both stacks quiet (no
@@ -141,7 +142,10 @@ export const dropoffBenchmark: Benchmark = {
         const three = runs.get(`${shape.label}|${shape.forms![0]!.label}`)!;
         const perSec = summarize(mergeRuns(three)).throughputPerSec;
         const each = three.map((r) => summarize(r).throughputPerSec.toFixed(0)).join(' / ');
-        out.line(`Target (${shape.label}): ${perSec.toFixed(0)} hand-offs/s (rounds: ${each}) vs ≥ ${TARGET_HANDOFFS_PER_SEC} — ${perSec >= TARGET_HANDOFFS_PER_SEC ? 'PASS' : 'FAIL'}`);
+        const verdict = perSec >= TARGET_HANDOFFS_PER_SEC ? 'PASS' : 'FAIL';
+        // Issue 9's target names the one-process mode: npm start's embedded defaults. The same process on real servers is shown beside it against the same bar.
+        if (shape.embedded) out.line(`Target (one-process mode, ${shape.label}): ${perSec.toFixed(0)} hand-offs/s (rounds: ${each}) vs ≥ ${TARGET_HANDOFFS_PER_SEC} — ${verdict}`);
+        else out.line(`Beside it (${shape.label}; not the target's mode): ${perSec.toFixed(0)} hand-offs/s (rounds: ${each}) vs ≥ ${TARGET_HANDOFFS_PER_SEC} — ${verdict === 'PASS' ? 'above' : 'below'}`);
       }
       out.reproduce(command);
     } finally {
