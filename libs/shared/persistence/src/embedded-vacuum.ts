@@ -74,11 +74,17 @@ export function startEmbeddedVacuum(url: string, stream: () => InProcessSocket, 
     const done: MaintenanceRound = { vacuumed: [], analyzed: [] };
     for (const { name, vacuum, analyze } of rows) {
       if (stopped) break;
-      if (vacuum) await client.query(`VACUUM ${name}`);
-      // One exchange: the smaller sample is this statement's alone (PGlite's one session is every connection's).
-      if (analyze && !stopped) await client.query(`BEGIN; SET LOCAL default_statistics_target = ${STATISTICS_TARGET}; ANALYZE ${name}; COMMIT`);
-      if (vacuum) done.vacuumed.push(name);
-      if (analyze) done.analyzed.push(name);
+      if (vacuum) {
+        await client.query(`VACUUM ${name}`);
+        done.vacuumed.push(name);
+      }
+      if (analyze && !stopped) {
+        // One exchange: the smaller sample is this statement's alone (PGlite's one session is every
+        // connection's). Should ANALYZE fail, the block is left aborted and the round fails: the
+        // connection is closed, the server rolls it back, and the next round starts afresh.
+        await client.query(`BEGIN; SET LOCAL default_statistics_target = ${STATISTICS_TARGET}; ANALYZE ${name}; COMMIT`);
+        done.analyzed.push(name);
+      }
     }
     return done;
   };
