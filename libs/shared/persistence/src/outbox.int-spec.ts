@@ -193,6 +193,19 @@ describe('transactional outbox and relay (real Postgres)', () => {
     expect(bus.ids()).toEqual(['o-notified']);
   });
 
+  it('withEvents: many events after the statement’s own parameters, each stored exactly as given', async () => {
+    // Values that an array literal would have had to escape: quotes, backslashes, braces, commas, NULL-looking text, non-ASCII.
+    const awkward = ['say "hi"', 'C:\\path\\x', '{a,b}', 'NULL', 'ünïcødé ✓', "it's"];
+    const payloads = Array.from({ length: 30 }, (_, i) => started(`m-${i}-${awkward[i % awkward.length]}`));
+    const rows = payloads.map((p, i) => Outbox.row(ServiceStartedEvent, p, { id: `evt-m-${i}`, traceparent: `00-${'a'.repeat(31)}${i % 10}-${'b'.repeat(16)}-01` }));
+    const changed = await Outbox.withEvents<{ id: string; note: string }>(ds, `INSERT INTO passport.orders (id) SELECT $1 WHERE $2::int = 2 AND $3::text = 'x' RETURNING id, $3::text AS note`, ['m-1', 2, 'x'], rows);
+    expect(changed).toEqual([{ id: 'm-1', note: 'x' }]);
+    const stored = (await ds.query(`SELECT id, payload, headers FROM passport.outbox ORDER BY seq`)) as { id: string; payload: unknown; headers: { traceparent: string } }[];
+    expect(stored.map((r) => r.id)).toEqual(rows.map((r) => r.id));
+    expect(stored.map((r) => r.payload)).toEqual(payloads);
+    expect(stored.map((r) => r.headers.traceparent)).toEqual(rows.map((_, i) => `00-${'a'.repeat(31)}${i % 10}-${'b'.repeat(16)}-01`));
+  });
+
   it('publishes what withEvents committed within its nudge delay, not at the next interval; a change that wrote nothing does not wake it', async () => {
     const bus = new RecordingBus();
     const r = relay(bus, { intervalMs: 60_000, nudgeDelayMs: 20 });
