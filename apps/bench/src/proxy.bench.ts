@@ -27,6 +27,7 @@ import { startDistributedStack, startOneProcessStack, type DistributedStack, typ
 
 import type { Benchmark, BenchmarkContext } from './benchmark';
 import { formatRatio, formatUs, type LatencyRow } from './report-printer';
+import { waitQuiet } from './quiesce';
 import { mergeRuns, runConcurrent, summarize, type Operation, type RunResult } from './stats';
 
 /** Issue 6's targets, in the one-process mode against the floor. */
@@ -182,29 +183,46 @@ export const proxyBenchmark: Benchmark = {
       };
       const oneAgent = await agentWithPassport(one.publicUrl, member);
       const distAgent = await agentWithPassport(dist.publicUrl, member);
-      const variants: Array<{ label: string; call: Operation }> = [
-        { label: 'direct', call: getter(pool(upstream.url), '/user') },
-        { label: 'floor (minimal Node proxy)', call: getter(pool(floor.url), '/user') },
-        { label: 'stack /v1/proxy, one process', call: stackCall(pool(one.publicUrl), oneAgent.passport, oneAgent.connectionId) },
-        { label: 'stack /v1/proxy, distributed', call: stackCall(pool(distUrl), distAgent.passport, distAgent.connectionId) },
+      // Each variant with the processes it runs on (besides the upstream): the ones it must leave quiet.
+      const distPids = dist.processes.map((p) => p.process.pid);
+      const variants: Array<{ label: string; call: Operation; pids: number[] }> = [
+        { label: 'direct', call: getter(pool(upstream.url), '/user'), pids: [] },
+        { label: 'floor (minimal Node proxy)', call: getter(pool(floor.url), '/user'), pids: [floor.child.pid!] },
+        { label: 'stack /v1/proxy, one process', call: stackCall(pool(one.publicUrl), oneAgent.passport, oneAgent.connectionId), pids: [one.process.pid] },
+        { label: 'stack /v1/proxy, distributed', call: stackCall(pool(distUrl), distAgent.passport, distAgent.connectionId), pids: distPids },
       ];
+      const everyPid = [upstream.child.pid!, ...variants.flatMap((v) => v.pids)];
+      const drains = new Map<string, number[]>();
+      let unquiet = 0;
 
       out.heading('proxy — what the credential proxy adds to an upstream call');
       out.line(`node ${process.version}; ${cpus().length} CPUs; load average ${loadavg()[0].toFixed(2)}; ${rounds} interleaved round(s), ${warmup} warm-up requests per variant.`);
       out.line('Upstream, floor and each STACK shape run in their own processes; this process is the load generator.');
       for (const v of variants) await runConcurrent(Math.max(1, warmup), Math.min(concurrency, 8), v.call);
 
+      // Every run starts with every process quiet, so no variant's backlog (STACK's audit appends)
+      // slows the next; a saturation run lasts until its own processes are quiet again, so a rate
+      // that leaves work behind is not counted as sustained.
       const modes = [
-        { label: `${rate} req/s`, run: (v: Operation) => runAtRate(rate, (seconds * 1000) / rounds, v) },
-        { label: `saturation c=${concurrency}`, run: (v: Operation) => runConcurrent(Math.max(1, Math.floor(requests / rounds)), concurrency, v, { maxMs: maxMs / rounds }) },
+        { label: `${rate} req/s`, run: (v: Operation) => runAtRate(rate, (seconds * 1000) / rounds, v), countDrain: false },
+        { label: `saturation c=${concurrency}`, run: (v: Operation) => runConcurrent(Math.max(1, Math.floor(requests / rounds)), concurrency, v, { maxMs: maxMs / rounds }), countDrain: true },
       ];
+      const measure = async (mode: (typeof modes)[number], v: (typeof variants)[number]): Promise<RunResult> => {
+        if (!(await waitQuiet(everyPid)).quiet) unquiet++;
+        const run = await mode.run(v.call);
+        if (!mode.countDrain || v.pids.length === 0) return run;
+        const drain = await waitQuiet(v.pids);
+        if (!drain.quiet) unquiet++;
+        drains.set(v.label, [...(drains.get(v.label) ?? []), drain.waitedMs]);
+        return { ...run, wallNs: run.wallNs + drain.waitedMs * 1e6 };
+      };
       const rows: LatencyRow[] = [];
       const results = new Map<string, ReturnType<typeof summarize>>();
       for (const mode of modes) {
         const per = new Map<string, RunResult[]>();
         for (let round = 0; round < rounds; round++) {
           const order = variants.map((_, i) => variants[(i + round) % variants.length]!);
-          for (const v of order) per.set(v.label, [...(per.get(v.label) ?? []), await mode.run(v.call)]);
+          for (const v of order) per.set(v.label, [...(per.get(v.label) ?? []), await measure(mode, v)]);
         }
         for (const v of variants) {
           const summary = summarize(mergeRuns(per.get(v.label) ?? []));
@@ -213,6 +231,8 @@ export const proxyBenchmark: Benchmark = {
         }
       }
       out.latencyTable(['mode', 'path'], rows);
+      out.line(`At saturation a run lasts until its processes are quiet again (counted in req/s): ${[...drains].map(([label, ms]) => `${label} ${ms.map((x) => `${x.toFixed(0)} ms`).join(' / ')}`).join('; ')}.`);
+      if (unquiet) out.line(`Warning: ${unquiet} time(s) a process was still busy after 20 s of waiting; figures are unreliable.`);
 
       out.line();
       out.line('Against the floor (targets, one-process mode: added p50 within 1 ms at the fixed rate; saturated throughput ≥ 60 % of the floor):');
