@@ -114,11 +114,14 @@ export const dropoffBenchmark: Benchmark = {
       const drains = new Map<string, number[]>();
       const pids = shapes.map((s) => s.stack!.process.pid);
       let unquiet = 0;
+      let unsupported = false;
       for (let round = 0; round < rounds; round++) {
         for (const shape of round % 2 ? [...shapes].reverse() : shapes) {
           for (const form of shape.forms!) {
             const key = `${shape.label}|${form.label}`;
-            if (!(await waitQuiet(pids)).quiet) unquiet++;
+            const before = await waitQuiet(pids);
+            if (!before.quiet) unquiet++;
+            if (!before.supported) unsupported = true;
             const run = await runConcurrent(perRound, concurrency, form.call, { maxMs: maxMs / rounds });
             const drain = await waitQuiet([shape.stack!.process.pid]);
             if (!drain.quiet) unquiet++;
@@ -138,6 +141,7 @@ export const dropoffBenchmark: Benchmark = {
         }
       }
       if (unquiet) out.line(`Warning: ${unquiet} time(s) a stack was still busy after 20 s of waiting; figures are unreliable.`);
+      if (unsupported) out.line('Warning: process CPU time cannot be read here (no /proc): runs did not wait for quiet, and backlogs are not counted.');
       for (const shape of shapes) {
         const three = runs.get(`${shape.label}|${shape.forms![0]!.label}`)!;
         const perSec = summarize(mergeRuns(three)).throughputPerSec;
