@@ -28,7 +28,7 @@ import { generateStackSecrets, startOneProcessStack, type OneProcessStack } from
 
 import type { Benchmark, BenchmarkContext } from './benchmark';
 import type { LatencyRow } from './report-printer';
-import { waitQuiet } from './quiesce';
+import { QuietGate } from './quiesce';
 import { mergeRuns, runConcurrent, summarize, type Operation, type RunResult } from './stats';
 
 const TARGET_HANDOFFS_PER_SEC = 500;
@@ -112,21 +112,14 @@ export const dropoffBenchmark: Benchmark = {
       }
       const runs = new Map<string, RunResult[]>();
       const drains = new Map<string, number[]>();
-      const pids = shapes.map((s) => s.stack!.process.pid);
-      let unquiet = 0;
-      let unsupported = false;
+      const gate = new QuietGate(shapes.map((s) => s.stack!.process.pid));
       for (let round = 0; round < rounds; round++) {
         for (const shape of round % 2 ? [...shapes].reverse() : shapes) {
           for (const form of shape.forms!) {
             const key = `${shape.label}|${form.label}`;
-            const before = await waitQuiet(pids);
-            if (!before.quiet) unquiet++;
-            if (!before.supported) unsupported = true;
-            const run = await runConcurrent(perRound, concurrency, form.call, { maxMs: maxMs / rounds });
-            const drain = await waitQuiet([shape.stack!.process.pid]);
-            if (!drain.quiet) unquiet++;
-            runs.set(key, [...(runs.get(key) ?? []), { ...run, wallNs: run.wallNs + drain.waitedMs * 1e6 }]);
-            drains.set(key, [...(drains.get(key) ?? []), drain.waitedMs]);
+            const { run, drainMs } = await gate.run(() => runConcurrent(perRound, concurrency, form.call, { maxMs: maxMs / rounds }), [shape.stack!.process.pid]);
+            runs.set(key, [...(runs.get(key) ?? []), run]);
+            drains.set(key, [...(drains.get(key) ?? []), drainMs ?? 0]);
           }
         }
       }
@@ -140,8 +133,7 @@ export const dropoffBenchmark: Benchmark = {
           out.line(`Backlog after each run, ${shape.label}, ${form.label}: ${d.map((ms) => `${ms.toFixed(0)} ms`).join(' / ')} until quiet (counted in the run).`);
         }
       }
-      if (unquiet) out.line(`Warning: ${unquiet} time(s) a stack was still busy after 20 s of waiting; figures are unreliable.`);
-      if (unsupported) out.line('Warning: process CPU time cannot be read here (no /proc): runs did not wait for quiet, and backlogs are not counted.');
+      for (const warning of gate.warnings()) out.line(warning);
       for (const shape of shapes) {
         const three = runs.get(`${shape.label}|${shape.forms![0]!.label}`)!;
         const perSec = summarize(mergeRuns(three)).throughputPerSec;

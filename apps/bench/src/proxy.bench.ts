@@ -27,7 +27,7 @@ import { startDistributedStack, startOneProcessStack, type DistributedStack, typ
 
 import type { Benchmark, BenchmarkContext } from './benchmark';
 import { formatRatio, formatUs, type LatencyRow } from './report-printer';
-import { waitQuiet } from './quiesce';
+import { QuietGate } from './quiesce';
 import { mergeRuns, runConcurrent, summarize, type Operation, type RunResult } from './stats';
 
 /** Issue 6's targets, in the one-process mode against the floor. */
@@ -191,10 +191,8 @@ export const proxyBenchmark: Benchmark = {
         { label: 'stack /v1/proxy, one process', call: stackCall(pool(one.publicUrl), oneAgent.passport, oneAgent.connectionId), pids: [one.process.pid] },
         { label: 'stack /v1/proxy, distributed', call: stackCall(pool(distUrl), distAgent.passport, distAgent.connectionId), pids: distPids },
       ];
-      const everyPid = [upstream.child.pid!, ...variants.flatMap((v) => v.pids)];
+      const gate = new QuietGate([upstream.child.pid!, ...variants.flatMap((v) => v.pids)]);
       const drains = new Map<string, number[]>();
-      let unquiet = 0;
-      let unsupported = false;
 
       out.heading('proxy — what the credential proxy adds to an upstream call');
       out.line(`node ${process.version}; ${cpus().length} CPUs; load average ${loadavg()[0].toFixed(2)}; ${rounds} interleaved round(s), ${warmup} warm-up requests per variant.`);
@@ -209,15 +207,9 @@ export const proxyBenchmark: Benchmark = {
         { label: `saturation c=${concurrency}`, run: (v: Operation) => runConcurrent(Math.max(1, Math.floor(requests / rounds)), concurrency, v, { maxMs: maxMs / rounds }), countDrain: true },
       ];
       const measure = async (mode: (typeof modes)[number], v: (typeof variants)[number]): Promise<RunResult> => {
-        const before = await waitQuiet(everyPid);
-        if (!before.quiet) unquiet++;
-        if (!before.supported) unsupported = true;
-        const run = await mode.run(v.call);
-        if (!mode.countDrain || v.pids.length === 0) return run;
-        const drain = await waitQuiet(v.pids);
-        if (!drain.quiet) unquiet++;
-        drains.set(v.label, [...(drains.get(v.label) ?? []), drain.waitedMs]);
-        return { ...run, wallNs: run.wallNs + drain.waitedMs * 1e6 };
+        const { run, drainMs } = await gate.run(() => mode.run(v.call), mode.countDrain ? v.pids : undefined);
+        if (drainMs !== undefined) drains.set(v.label, [...(drains.get(v.label) ?? []), drainMs]);
+        return run;
       };
       const rows: LatencyRow[] = [];
       const results = new Map<string, ReturnType<typeof summarize>>();
@@ -235,8 +227,7 @@ export const proxyBenchmark: Benchmark = {
       }
       out.latencyTable(['mode', 'path'], rows);
       out.line(`At saturation a run lasts until its processes are quiet again (counted in req/s): ${[...drains].map(([label, ms]) => `${label} ${ms.map((x) => `${x.toFixed(0)} ms`).join(' / ')}`).join('; ')}.`);
-      if (unquiet) out.line(`Warning: ${unquiet} time(s) a process was still busy after 20 s of waiting; figures are unreliable.`);
-      if (unsupported) out.line('Warning: process CPU time cannot be read here (no /proc): runs did not wait for quiet, and backlogs are not counted.');
+      for (const warning of gate.warnings()) out.line(warning);
 
       out.line();
       out.line('Against the floor (targets, one-process mode: added p50 within 1 ms at the fixed rate; saturated throughput ≥ 60 % of the floor):');

@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 
-import { cpuSeconds, waitQuiet } from './quiesce';
+import { QuietGate, cpuSeconds, waitQuiet } from './quiesce';
 
 const linux = process.platform === 'linux';
 
@@ -48,4 +48,25 @@ async function child(spinMs?: number): Promise<ChildProcess> {
     expect(r.quiet).toBe(false);
     expect(r.waitedMs).toBeGreaterThanOrEqual(500);
   });
+
+  it('QuietGate adds the time its measured process takes to go quiet to the run, and nothing without one', async () => {
+    const idle = await child(0);
+    children.push(idle);
+    const gate = new QuietGate([idle.pid!]);
+    const measured = { samplesNs: [1], wallNs: 1e6, errors: 0, truncated: false };
+    expect(await gate.run(async () => measured)).toEqual({ run: measured });
+    let busy: ChildProcess | undefined;
+    const { run, drainMs } = await gate.run(async () => {
+      busy = await child(1500);
+      children.push(busy);
+      return measured;
+    }, [idle.pid!]);
+    expect(drainMs).toBeLessThan(100);
+    expect(run.wallNs).toBeCloseTo(1e6 + drainMs! * 1e6);
+    const after = await gate.run(async () => measured, [busy!.pid!]);
+    expect(after.drainMs).toBeGreaterThan(300);
+    expect(after.run.wallNs).toBeCloseTo(1e6 + after.drainMs! * 1e6);
+    expect(gate.warnings()).toEqual([]);
+  });
 });
+

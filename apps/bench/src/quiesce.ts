@@ -13,6 +13,11 @@
  */
 import { readFileSync } from 'node:fs';
 
+import type { RunResult } from './stats';
+
+/** Linux reports CPU time in clock ticks, 100 a second on every platform Node runs on. */
+const ticksPerSecond = 100;
+
 /** CPU seconds (user + system, all threads) a process has used, or undefined where /proc cannot tell. */
 export function cpuSeconds(pid: number): number | undefined {
   try {
@@ -24,9 +29,6 @@ export function cpuSeconds(pid: number): number | undefined {
     return undefined;
   }
 }
-
-/** Linux reports CPU time in clock ticks, 100 a second on every platform Node runs on. */
-const ticksPerSecond = 100;
 
 export interface QuietOptions {
   /** Default 200 ms: two clock ticks at least, so one busy tick cannot pass for quiet. */
@@ -65,5 +67,37 @@ export async function waitQuiet(pids: readonly number[], options: QuietOptions =
     if (busiest < maxBusy) return { waitedMs: windowStart - started, quiet: true, supported: true };
     if (performance.now() - started > timeoutMs) return { waitedMs: performance.now() - started, quiet: false, supported: true };
     before = after;
+  }
+}
+
+/**
+ * How a benchmark runs between quiet spells: before each run every process in `all` goes quiet;
+ * after it, the processes the run measured (`own`, if given) go quiet again and that time is added
+ * to the run's wall time. It keeps count of what went wrong for `warnings()`.
+ */
+export class QuietGate {
+  private unquiet = 0;
+  private unsupported = false;
+
+  constructor(private readonly all: readonly number[]) {}
+
+  /** The run, its wall time including the drain of `own`, and that drain (undefined when not waited for). */
+  async run(measure: () => Promise<RunResult>, own?: readonly number[]): Promise<{ run: RunResult; drainMs?: number }> {
+    const before = await waitQuiet(this.all);
+    if (!before.quiet) this.unquiet++;
+    if (!before.supported) this.unsupported = true;
+    const run = await measure();
+    if (!own || own.length === 0) return { run };
+    const drain = await waitQuiet(own);
+    if (!drain.quiet) this.unquiet++;
+    return { run: { ...run, wallNs: run.wallNs + drain.waitedMs * 1e6 }, drainMs: drain.waitedMs };
+  }
+
+  /** Lines for the report: processes that never went quiet, or no /proc to tell. */
+  warnings(): string[] {
+    const lines: string[] = [];
+    if (this.unquiet) lines.push(`Warning: ${this.unquiet} time(s) a process was still busy after 20 s of waiting; figures are unreliable.`);
+    if (this.unsupported) lines.push('Warning: process CPU time cannot be read here (no /proc): runs did not wait for quiet, and backlogs are not counted.');
+    return lines;
   }
 }

@@ -93,13 +93,13 @@ export function startEmbeddedVacuum(url: string, stream: () => InProcessSocket, 
     running ??= round()
       .then(
         (done) => {
-          if (failing) logger.info({}, 'embedded Postgres: vacuuming works again');
+          if (failing) logger.info({}, 'embedded Postgres: vacuum/analyze rounds work again');
           failing = false;
           if (done.vacuumed.length || done.analyzed.length) logger.debug({ ...done }, 'embedded Postgres: vacuumed and analysed');
           return done;
         },
         (err: unknown) => {
-          if (!failing && !stopped) logger.warn({ err: errorMessage(err) }, 'embedded Postgres: vacuuming failed; the next round retries');
+          if (!failing && !stopped) logger.warn({ err: errorMessage(err) }, 'embedded Postgres: a vacuum/analyze round failed; the next round retries');
           failing = true;
           const c = client;
           client = undefined;
