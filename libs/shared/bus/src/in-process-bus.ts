@@ -62,6 +62,25 @@ interface MemoryConsumer {
   running?: { wake: () => void; stopped: boolean; done: Promise<void> };
 }
 
+/**
+ * Most message ids a stream remembers for its duplicate window. Past it the oldest are forgotten
+ * even inside the window (a republish that late is published again, and consumers are
+ * idempotent), so a stream at thousands of messages a second holds a bounded map.
+ */
+export const MAX_REMEMBERED_IDS = 200_000;
+
+/**
+ * Forgets the ids that left the duplicate window, and the oldest beyond `max`. The map is in
+ * publish order (a republished id is deleted and set again), so this stops at the first id it
+ * keeps: O(1) amortised per publish, never a walk over every remembered id.
+ */
+export function forgetOldIds(ids: Map<string, { at: number }>, now: number, windowMs: number = DUPLICATE_WINDOW_MS, max: number = MAX_REMEMBERED_IDS): void {
+  for (const [id, seen] of ids) {
+    if (ids.size <= max && now - seen.at < windowMs) return;
+    ids.delete(id);
+  }
+}
+
 /** Memory bound per stream: messages every consumer has taken are dropped beyond it. */
 const MAX_IN_MEMORY_MESSAGES = 20_000;
 
@@ -220,11 +239,15 @@ class InProcessServiceBus implements Bus {
     const stream = this.conn.stream(event.stream);
     const now = Date.now();
     const seen = stream.ids.get(options.id);
-    if (seen && now - seen.at < DUPLICATE_WINDOW_MS) return { stream: stream.name, seq: seen.seq, duplicate: true };
+    if (seen) {
+      if (now - seen.at < DUPLICATE_WINDOW_MS) return { stream: stream.name, seq: seen.seq, duplicate: true };
+      // Out of the window: published anew, and remembered from now (at the young end of the map).
+      stream.ids.delete(options.id);
+    }
     const seq = ++stream.lastSeq;
     stream.messages.push({ seq, subject, data, headers: this.headersFor(options.id, options.caller) });
     stream.ids.set(options.id, { seq, at: now });
-    if (stream.ids.size > 100_000) for (const [k, v] of stream.ids) if (now - v.at >= DUPLICATE_WINDOW_MS) stream.ids.delete(k);
+    forgetOldIds(stream.ids, now);
     if (stream.messages.length > MAX_IN_MEMORY_MESSAGES) trim(stream);
     for (const c of stream.consumers.values()) c.running?.wake();
     return { stream: stream.name, seq, duplicate: false };

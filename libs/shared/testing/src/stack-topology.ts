@@ -302,6 +302,8 @@ export interface OneProcessStackOptions {
   readyTimeoutMs?: number;
   /** A script to run instead of dist/apps/stack/src/main.js (no build); this harness's own tests use a stand-in. */
   entry?: string;
+  /** Extra Node.js options before the entry script (profiling: `--cpu-prof`, `--require …`). */
+  nodeArgs?: string[];
 }
 
 export interface OneProcessStack {
@@ -363,7 +365,7 @@ export async function startOneProcessStack(options: OneProcessStackOptions = {})
     managed = await startProcess({
       name: `${busPrefix ?? uniqueName('one')}.stack`,
       command: process.execPath,
-      args: options.viaNpmStart ? [join(root, 'tools', 'bootstrap.mjs'), 'start'] : ['--enable-source-maps', entry],
+      args: options.viaNpmStart ? [join(root, 'tools', 'bootstrap.mjs'), 'start'] : ['--enable-source-maps', ...(options.nodeArgs ?? []), entry],
       cwd: root,
       cleanEnv: true,
       env,
