@@ -276,7 +276,11 @@ export class AuditLog {
     const latest = await this.repo.latestCheckpoint(head.operatorId, head.treeId);
     if (!latest || latest.tree_size < head.treeSize) await this.signAt(head, head.treeSize);
     const closed = await this.repo.closeTree(head);
-    if (closed) this.kit.logger.info({ operator_id: head.operatorId, tree_id: head.treeId, tree_size: head.treeSize }, 'audit tree closed');
+    if (closed) {
+      // A closed tree takes no more leaves: its hashes leave memory, and a later proof in it reloads them.
+      this.trees.delete(treeKey(head));
+      this.kit.logger.info({ operator_id: head.operatorId, tree_id: head.treeId, tree_size: head.treeSize }, 'audit tree closed');
+    }
     return closed;
   }
 

@@ -3,7 +3,7 @@
  * entries start a new tree, a closed tree is never rewritten, and after the retention time the
  * whole closed tree is dropped while its last checkpoint stays.
  */
-import type { CallerContext } from '@stack/contracts';
+import { verifyInclusion, type CallerContext } from '@stack/contracts';
 import { TEST_NATS_URL, createTestDatabase, uniqueName, type TestDatabase } from '@stack/testing';
 
 import { startAuditTestKit, type AuditTestKit } from '../testing/audit-test-kit';
@@ -54,6 +54,12 @@ describe('audit retention', () => {
     expect(closed).toMatchObject({ tree_id: 1, tree_size: 5, origin: `audit.test/audit/${OP}/1` });
     const closedExport = await lines(1);
     expect(verifyExportLines(closedExport)).toMatchObject({ ok: true, entries: 5, verified_tree_size: 5 });
+    // The closed tree's hashes left memory with it; a proof in it reloads them and still verifies.
+    const inMemory = (t.log as unknown as { trees: Map<string, unknown> }).trees;
+    expect(inMemory.has(`${OP}#1`)).toBe(false);
+    const proof = await t.log.inclusionProof(readScope(admin), { leaf_index: 3, tree_id: 1 });
+    expect(proof).toMatchObject({ leaf_index: 3, tree_size: 5, tree_id: 1 });
+    expect(verifyInclusion(Buffer.from(proof.leaf_hash, 'base64'), 3, 5, proof.hashes.map((h) => Buffer.from(h, 'base64')), Buffer.from(closed.root_hash, 'base64'))).toBe(true);
 
     await record(3);
     await until(async () => (await t.log.repo.head(OP))?.treeSize === 3);

@@ -40,4 +40,48 @@ describe('RFC 6962 Merkle tree', () => {
       }
     }
   });
+
+  it('keeps its hashes past many buffer growths: roots and proofs of a 3,000-leaf tree match the reference', () => {
+    const leaves = Array.from({ length: 3000 }, (_, i) => leafHash(Buffer.from(`grown ${i}`)));
+    const t = new MerkleLevels();
+    leaves.forEach((l, i) => {
+      t.append(l);
+      // Roots along the way, at sizes that cross the rows' doublings.
+      if ([64, 65, 128, 129, 1023, 1024, 2049].includes(i + 1)) expect(t.root().equals(mth(leaves.slice(0, i + 1)))).toBe(true);
+    });
+    const root = mth(leaves);
+    expect(t.root().equals(root)).toBe(true);
+    for (const m of [0, 63, 64, 127, 1024, 2047, 2999]) {
+      expect(t.leaf(m).equals(leaves[m]!)).toBe(true);
+      expect(verifyInclusion(leaves[m]!, m, 3000, t.inclusionProof(m, 3000), root)).toBe(true);
+    }
+    expect(verifyConsistency(1000, 3000, t.consistencyProof(1000, 3000), mth(leaves.slice(0, 1000)), root)).toBe(true);
+  });
+
+  it('hands out copies: changing a returned hash changes nothing in the tree', () => {
+    const leaves = Array.from({ length: 8 }, (_, i) => leafHash(Buffer.from(`copy ${i}`)));
+    const t = MerkleLevels.fromLeaves(leaves);
+    const root = t.root();
+    const before = Buffer.from(root);
+    root.fill(0);
+    t.leaf(3).fill(0);
+    t.subtree(0, 4).fill(0);
+    expect(t.root().equals(before)).toBe(true);
+    expect(t.leaf(3).equals(leaves[3]!)).toBe(true);
+    // And a leaf buffer changed after it was appended leaves the tree as it was.
+    const mine = Buffer.from(leafHash(Buffer.from('mine')));
+    t.append(mine);
+    mine.fill(1);
+    expect(t.leaf(8).equals(leafHash(Buffer.from('mine')))).toBe(true);
+  });
+
+  it('refuses a hash that is not 32 bytes, and leaves outside the tree', () => {
+    const t = new MerkleLevels();
+    expect(() => t.append(Buffer.alloc(31))).toThrow(RangeError);
+    expect(t.size).toBe(0);
+    t.append(leafHash(Buffer.from('x')));
+    expect(() => t.leaf(1)).toThrow(RangeError);
+    expect(() => t.leaf(-1)).toThrow(RangeError);
+    expect(() => t.leaf(0.5)).toThrow(RangeError);
+  });
 });

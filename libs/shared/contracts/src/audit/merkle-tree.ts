@@ -26,13 +26,46 @@ function splitPoint(n: number): number {
   return k;
 }
 
+const HASH_BYTES = 32;
+
+/**
+ * One level's hashes, 32 bytes each, end to end in one growing buffer: a tree of a million leaves
+ * is a few dozen buffers, not two million small ones for the garbage collector to trace.
+ */
+class HashRow {
+  private buf = Buffer.allocUnsafe(HASH_BYTES * 64);
+  length = 0;
+
+  push(hash: Buffer): void {
+    if (hash.length !== HASH_BYTES) throw new RangeError(`a tree hash is ${HASH_BYTES} bytes, not ${hash.length}`);
+    if ((this.length + 1) * HASH_BYTES > this.buf.length) {
+      const grown = Buffer.allocUnsafe(this.buf.length * 2);
+      this.buf.copy(grown, 0, 0, this.length * HASH_BYTES);
+      this.buf = grown;
+    }
+    hash.copy(this.buf, this.length * HASH_BYTES);
+    this.length += 1;
+  }
+
+  /** A copy: a hash handed out stays what it is whatever the tree does next. */
+  at(index: number): Buffer | undefined {
+    if (index < 0 || index >= this.length || !Number.isInteger(index)) return undefined;
+    return Buffer.from(this.buf.subarray(index * HASH_BYTES, (index + 1) * HASH_BYTES));
+  }
+
+  /** A view, for hashing at once (never kept). */
+  view(index: number): Buffer {
+    return this.buf.subarray(index * HASH_BYTES, (index + 1) * HASH_BYTES);
+  }
+}
+
 /**
  * Every aligned perfect subtree hash of a growing tree: level 0 holds the leaf hashes, level h
  * the hashes of the subtrees of 2^h leaves starting at multiples of 2^h. Appending is O(1)
- * amortised; memory is about 64 bytes per leaf.
+ * amortised; memory is about 64 bytes per leaf (each level's hashes in one buffer).
  */
 export class MerkleLevels {
-  private readonly levels: Buffer[][] = [[]];
+  private readonly levels: HashRow[] = [new HashRow()];
 
   get size(): number {
     return this.levels[0]!.length;
@@ -45,16 +78,16 @@ export class MerkleLevels {
     // Completing a right child completes its parent, and so on up.
     while (idx % 2 === 1) {
       const level = this.levels[h]!;
-      const parent = nodeHash(level[idx - 1]!, level[idx]!);
+      const parent = nodeHash(level.view(idx - 1), level.view(idx));
       h += 1;
-      this.levels[h] ??= [];
+      this.levels[h] ??= new HashRow();
       this.levels[h]!.push(parent);
       idx = (idx - 1) / 2;
     }
   }
 
   leaf(index: number): Buffer {
-    const hash = this.levels[0]![index];
+    const hash = this.levels[0]!.at(index);
     if (!hash) throw new RangeError(`leaf ${index} is outside the tree of ${this.size}`);
     return hash;
   }
@@ -65,7 +98,7 @@ export class MerkleLevels {
     if (n <= 0 || end > this.size) throw new RangeError(`subtree [${start}, ${end}) outside the tree of ${this.size}`);
     if ((n & (n - 1)) === 0 && start % n === 0) {
       const h = Math.log2(n);
-      return this.levels[h]![start / n]!;
+      return this.levels[h]!.at(start / n)!;
     }
     const k = splitPoint(n);
     return nodeHash(this.subtree(start, start + k), this.subtree(start + k, end));
