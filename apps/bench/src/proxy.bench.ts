@@ -15,9 +15,14 @@
  * caller is an agent with a passport granting read on the connection: the passport authenticates
  * the request and is checked as the call's authority (signature, audience, expiry, revocation),
  * as a script or an MCP client holding it would call.
+ *
+ * `--sustain-seconds N` adds a long saturation run of the one-process shape, reported window by
+ * window with the process's resident memory: what a short run cannot show (state that grows with
+ * every call and slows the next ones, memory that is never given back).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 
 import { Pool } from 'undici';
@@ -138,6 +143,41 @@ async function agentWithPassport(url: string, member: string): Promise<{ connect
   return { connectionId, passport: token };
 }
 
+/** Resident memory of a process, MiB (Linux), or undefined. */
+function rssMiB(pid: number): number | undefined {
+  try {
+    const kb = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1];
+    return kb === undefined ? undefined : Number(kb) / 1024;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The one-process shape at saturation for `seconds`, in back-to-back windows: throughput, latency
+ * and resident memory of each, and the last window's throughput against the first's.
+ */
+async function sustained(out: BenchmarkContext['out'], call: Operation, pid: number, concurrency: number, seconds: number, windowS: number): Promise<void> {
+  out.line();
+  out.line(`Sustained: the one-process shape at saturation (c=${concurrency}) for ${seconds} s, in ${windowS} s windows.`);
+  const rows: LatencyRow[] = [];
+  const rates: number[] = [];
+  const memory: string[] = [];
+  for (let at = 0; at < seconds; at += windowS) {
+    const ms = Math.min(windowS, seconds - at) * 1000;
+    const run = await runConcurrent(Number.MAX_SAFE_INTEGER, concurrency, call, { maxMs: ms });
+    const summary = summarize(run);
+    rates.push(summary.throughputPerSec);
+    const rss = rssMiB(pid);
+    memory.push(rss === undefined ? '?' : rss.toFixed(0));
+    rows.push({ labels: [`${at}–${at + ms / 1000} s`, rss === undefined ? 'rss ?' : `rss ${rss.toFixed(0)} MiB`], summary });
+  }
+  out.latencyTable(['window', 'memory'], rows);
+  const first = rates[0]!;
+  const last = rates[rates.length - 1]!;
+  out.line(`Sustained throughput: last window ${last.toFixed(0)} req/s against the first's ${first.toFixed(0)} (${formatRatio(last / first)}); resident memory by window (MiB): ${memory.join(', ')}.`);
+}
+
 export const proxyBenchmark: Benchmark = {
   name: 'proxy',
   summary: 'credential proxy overhead: direct vs a minimal Node proxy (the floor) vs /v1/proxy, one-process and distributed',
@@ -149,6 +189,8 @@ export const proxyBenchmark: Benchmark = {
     rounds: { kind: 'int', default: 2, doc: 'interleaved rounds' },
     warmup: { kind: 'int', default: 300, doc: 'unrecorded requests per variant first' },
     'max-seconds': { kind: 'int', default: 10, doc: 'time budget of each saturation run' },
+    'sustain-seconds': { kind: 'int', default: 0, doc: 'then a saturation run of the one-process shape this long, window by window (0: none)' },
+    'sustain-window': { kind: 'int', default: 10, doc: 'length of each window of the sustained run, seconds' },
   },
   async run({ flags, out, command }: BenchmarkContext): Promise<void> {
     const rate = flags.int('rate');
@@ -255,6 +297,8 @@ export const proxyBenchmark: Benchmark = {
       out.line(`Target 1 (one process, ${rate} req/s): added p50 ${formatUs(added)} µs vs ≤ ${TARGET_ADDED_P50_US} µs — ${added <= TARGET_ADDED_P50_US ? 'PASS' : 'FAIL'}`);
       out.line(`Target 2 (one process, saturation): ${(share * 100).toFixed(0)} % of the floor's throughput vs ≥ ${TARGET_SATURATED_SHARE * 100} % — ${share >= TARGET_SATURATED_SHARE ? 'PASS' : 'FAIL'}`);
       out.line(`Load average at the end: ${loadavg()[0].toFixed(2)} (other work on the machine skews figures; compare ratios from one run)`);
+      const sustainS = flags.int('sustain-seconds');
+      if (sustainS > 0) await sustained(out, variants[2]!.call, one.process.pid, concurrency, sustainS, Math.max(1, flags.int('sustain-window')));
       out.reproduce(command);
     } finally {
       await Promise.allSettled(pools.map((p) => p.close()));
