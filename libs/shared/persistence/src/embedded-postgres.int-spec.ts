@@ -41,6 +41,30 @@ describe('startEmbeddedPostgres', () => {
   });
 });
 
+describe('a new cluster (PGlite initdb)', () => {
+  it('is created by a worker of its own that exits, so the process does not keep initdb’s memory', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'stack-initdb-'));
+    const pgdata = join(dir, 'pgdata');
+    let host: PgliteHost | undefined;
+    try {
+      const before = process.memoryUsage().rss;
+      host = await startPgliteHost(pgdata);
+      const grown = (process.memoryUsage().rss - before) / 2 ** 20;
+      expect(existsSync(join(pgdata, 'PG_VERSION'))).toBe(true);
+      // One open PGlite is ~300–450 MiB; keeping the initdb instance as well made it ~870.
+      expect(grown).toBeLessThan(620);
+      expect((await host.exec(queryMessage("SELECT 'answer-' || (41 + 1)"))).output.toString('latin1')).toContain('answer-42');
+      await host.close();
+      // The second start opens the existing cluster directly.
+      host = await startPgliteHost(pgdata);
+      expect((await host.exec(queryMessage("SELECT 'again-' || (6 * 7)"))).output.toString('latin1')).toContain('again-42');
+    } finally {
+      await host?.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 120_000);
+});
+
 describe('in-process connections to the embedded server', () => {
   it('are offered for this process’s own servers only, and while they run', async () => {
     const pg = await startTestEmbeddedPostgres();

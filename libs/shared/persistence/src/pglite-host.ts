@@ -9,6 +9,8 @@
  * The worker's code is inline (plain JavaScript, no build step, no file to ship beside a
  * bundle) and loads PGlite by Node's own resolution from this module's location.
  */
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 
 export interface ExecResult {
@@ -102,8 +104,18 @@ parentPort.on('message', async (msg) => {
 });
 `;
 
-/** Starts PGlite on a worker thread with its data in `dataDir`; resolves once the database is open. */
+/**
+ * Starts PGlite on a worker thread with its data in `dataDir`; resolves once the database is open.
+ * A new cluster is created by a worker of its own that then exits: PGlite runs initdb in a
+ * WebAssembly instance of its own and never gives that memory back, about 470 MiB a process would
+ * otherwise carry until it restarts.
+ */
 export async function startPgliteHost(dataDir: string): Promise<PgliteHost> {
+  if (!existsSync(join(dataDir, 'PG_VERSION'))) await (await openPgliteWorker(dataDir)).close();
+  return openPgliteWorker(dataDir);
+}
+
+async function openPgliteWorker(dataDir: string): Promise<PgliteHost> {
   const worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { base: __filename, dataDir } });
   const pending = new Map<number, { resolve(r: ExecManyResult): void; reject(e: Error): void }>();
   let nextId = 1;
