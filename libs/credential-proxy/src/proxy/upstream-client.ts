@@ -6,7 +6,7 @@
  */
 import type { LookupAddress, LookupOptions } from 'node:dns';
 
-import { Pool } from 'undici';
+import { Pool, type Dispatcher } from 'undici';
 
 import { StackError } from '@stack/contracts';
 import type { ResolvedAddress } from '@stack/security';
@@ -63,85 +63,120 @@ export class UpstreamClient {
     return pool;
   }
 
-  async send(req: UpstreamRequest): Promise<UpstreamResponse> {
-    // One controller for the deadline and every outside signal, joined by listeners removed when
-    // the call ends (AbortSignal.any costs more per call and holds its sources until collected).
-    const controller = new AbortController();
-    let cause: { kind: 'timeout' } | { kind: 'signal'; reason: unknown } | undefined;
-    const timer = setTimeout(() => {
-      cause ??= { kind: 'timeout' };
-      controller.abort();
-    }, req.timeoutMs);
-    const joined: Array<[AbortSignal, () => void]> = [];
-    for (const s of req.signals ?? []) {
-      const onAbort = () => {
-        cause ??= { kind: 'signal', reason: s.reason };
-        controller.abort();
-      };
-      if (s.aborted) onAbort();
-      else {
-        s.addEventListener('abort', onAbort, { once: true });
-        joined.push([s, onAbort]);
-      }
-    }
-    const signal = controller.signal;
-    const cut = (err?: unknown): StackError => {
-      if (cause?.kind === 'signal') {
-        return cause.reason instanceof StackError ? cause.reason : new StackError('PASSPORT_REVOKED', 'the call was cut because its authority was revoked');
-      }
-      const code = (err as { code?: string } | undefined)?.code;
-      if (cause?.kind === 'timeout' || code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT' || code === 'UND_ERR_CONNECT_TIMEOUT') return new StackError('UPSTREAM_TIMEOUT', `the upstream did not answer within ${req.timeoutMs} ms`);
-      // The message stays generic; the code (ECONNREFUSED, a TLS certificate failure…) says why.
-      const why = causeCode(err);
-      return new StackError('UPSTREAM_ERROR', 'the upstream connection failed', why ? { cause_code: why } : undefined);
-    };
-    try {
-      const res = await this.pool(req.origin, req.address).request({
-        method: req.method as 'GET',
-        path: req.target,
-        headers: req.headers,
-        body: req.body,
-        signal,
-        // The one overall deadline is the timer above; undici's own timers only back it up.
-        headersTimeout: req.timeoutMs + 1000,
-        bodyTimeout: req.timeoutMs + 1000,
-      });
+  /**
+   * One call through undici's dispatch API: the answer's chunks are collected as they arrive,
+   * with no response stream, async iterator or per-chunk promise between the socket and the
+   * buffer (Pool.request builds all three for every call).
+   */
+  send(req: UpstreamRequest): Promise<UpstreamResponse> {
+    return new Promise<UpstreamResponse>((resolve, reject) => {
+      let controller: Dispatcher.DispatchController | undefined;
+      let cause: { kind: 'timeout' } | { kind: 'signal'; reason: unknown } | undefined;
+      let settled = false;
+      let status = 0;
+      let headers: Record<string, string> = {};
       const chunks: Buffer[] = [];
       let size = 0;
       let truncated = false;
-      try {
-        for await (const chunk of res.body as AsyncIterable<Buffer>) {
+      const joined: Array<[AbortSignal, () => void]> = [];
+
+      const cut = (err?: unknown): StackError => {
+        if (err instanceof StackError) return err;
+        if (cause?.kind === 'signal') {
+          return cause.reason instanceof StackError ? cause.reason : new StackError('PASSPORT_REVOKED', 'the call was cut because its authority was revoked');
+        }
+        const code = (err as { code?: string } | undefined)?.code;
+        if (cause?.kind === 'timeout' || code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT' || code === 'UND_ERR_CONNECT_TIMEOUT') return new StackError('UPSTREAM_TIMEOUT', `the upstream did not answer within ${req.timeoutMs} ms`);
+        // The message stays generic; the code (ECONNREFUSED, a TLS certificate failure…) says why.
+        const why = causeCode(err);
+        return new StackError('UPSTREAM_ERROR', 'the upstream connection failed', why ? { cause_code: why } : undefined);
+      };
+      const settle = (): boolean => {
+        if (settled) return false;
+        settled = true;
+        clearTimeout(timer);
+        for (const [s, onAbort] of joined) s.removeEventListener('abort', onAbort);
+        return true;
+      };
+      const fail = (err?: unknown): void => {
+        if (settle()) reject(cut(err));
+      };
+      const done = (): void => {
+        if (settle()) resolve({ status, headers, body: Buffer.concat(chunks, size), truncated });
+      };
+      // The deadline and every outside signal stop the call the same way; undici then reports an error, which `cut` names by its cause.
+      const stop = (why: NonNullable<typeof cause>): void => {
+        cause ??= why;
+        if (controller) controller.abort(new Error('aborted'));
+        else fail();
+      };
+      const timer = setTimeout(() => stop({ kind: 'timeout' }), req.timeoutMs);
+      for (const s of req.signals ?? []) {
+        if (s.aborted) return stop({ kind: 'signal', reason: s.reason });
+        const onAbort = () => stop({ kind: 'signal', reason: s.reason });
+        s.addEventListener('abort', onAbort, { once: true });
+        joined.push([s, onAbort]);
+      }
+
+      const handler: Dispatcher.DispatchHandler = {
+        onRequestStart(c) {
+          controller = c;
+          if (cause || settled) c.abort(new Error('aborted'));
+        },
+        onResponseStart(_c, statusCode, responseHeaders) {
+          // 1xx answers are informational: the final one follows.
+          if (statusCode < 200) return;
+          status = statusCode;
+          headers = {};
+          for (const name of Object.keys(responseHeaders)) {
+            const value = responseHeaders[name];
+            if (value === undefined) continue;
+            headers[name.toLowerCase()] = Array.isArray(value) ? value.join(', ') : value;
+          }
+        },
+        onResponseData(c, chunk) {
+          if (settled) return;
           if (size + chunk.length > req.maxBytes) {
             if (req.overflow === 'refuse') {
-              res.body.destroy();
-              throw new StackError('PAYLOAD_TOO_LARGE', `the upstream answer is larger than ${req.maxBytes} bytes`, { limit_bytes: req.maxBytes });
+              fail(new StackError('PAYLOAD_TOO_LARGE', `the upstream answer is larger than ${req.maxBytes} bytes`, { limit_bytes: req.maxBytes }));
+            } else {
+              chunks.push(chunk.subarray(0, req.maxBytes - size));
+              size = req.maxBytes;
+              truncated = true;
+              done();
             }
-            chunks.push(chunk.subarray(0, req.maxBytes - size));
-            size = req.maxBytes;
-            truncated = true;
-            res.body.destroy();
-            break;
+            // The rest is not wanted: the connection goes rather than reading it to its end.
+            c.abort(new Error('answer cut at its cap'));
+            return;
           }
           chunks.push(chunk);
           size += chunk.length;
-        }
+        },
+        onResponseEnd() {
+          done();
+        },
+        onResponseError(_c, err) {
+          fail(err);
+        },
+      };
+      try {
+        this.pool(req.origin, req.address).dispatch(
+          {
+            path: req.target,
+            method: req.method as Dispatcher.HttpMethod,
+            headers: req.headers,
+            body: req.body ?? null,
+            // The one overall deadline is the timer above; undici's own timers only back it up.
+            headersTimeout: req.timeoutMs + 1000,
+            bodyTimeout: req.timeoutMs + 1000,
+          },
+          handler,
+        );
       } catch (err) {
-        if (err instanceof StackError) throw err;
-        throw cut(err);
+        if (controller) controller.abort(err as Error);
+        fail(err);
       }
-      const headers: Record<string, string> = {};
-      for (const [name, value] of Object.entries(res.headers)) {
-        if (value === undefined) continue;
-        headers[name] = Array.isArray(value) ? value.join(', ') : value;
-      }
-      return { status: res.statusCode, headers, body: Buffer.concat(chunks, size), truncated };
-    } catch (err) {
-      if (err instanceof StackError) throw err;
-      throw cut(err);
-    } finally {
-      clearTimeout(timer);
-      for (const [s, onAbort] of joined) s.removeEventListener('abort', onAbort);
-    }
+    });
   }
 
   async close(): Promise<void> {
