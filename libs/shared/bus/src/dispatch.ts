@@ -6,7 +6,8 @@
  * the same answer instead of a second effect. A handler that answers synchronously is answered synchronously: this is the
  * hot path of every tool call.
  */
-import { SpanKind, SpanStatusCode, context, propagation, trace, type Context, type Span } from '@opentelemetry/api';
+import { SpanKind, SpanStatusCode, TraceFlags, context, isSpanContextValid, propagation, trace, type Context, type Span } from '@opentelemetry/api';
+import { isTracingSuppressed } from '@opentelemetry/core';
 
 import { StackError, type CommandDef, type RequestEnvelope } from '@stack/contracts';
 import type { CallerContextSigner } from '@stack/security';
@@ -38,11 +39,20 @@ export function traceContextOf(traceparent: string | undefined, tracestate: stri
   return propagation.extract(context.active(), carrier);
 }
 
-/** The W3C fields of `span` (or of the active context): what the receiver continues from. */
+/**
+ * The W3C fields of `span` (or of the active context): what the receiver continues from. Written
+ * here as W3CTraceContextPropagator writes them (nothing when tracing is suppressed or the span
+ * context is invalid) rather than through the global propagator, which builds a carrier and
+ * walks a composite on every message — and the receiver reads these two fields only.
+ */
 export function currentTraceFields(span?: Span): { traceparent?: string; tracestate?: string } {
-  const carrier: Record<string, string> = {};
-  propagation.inject(span ? trace.setSpan(context.active(), span) : context.active(), carrier);
-  return carrier;
+  const active = context.active();
+  if (isTracingSuppressed(active)) return {};
+  const sc = (span ?? trace.getSpan(active))?.spanContext();
+  if (!sc || !isSpanContextValid(sc)) return {};
+  const fields: { traceparent: string; tracestate?: string } = { traceparent: `00-${sc.traceId}-${sc.spanId}-0${Number(sc.traceFlags || TraceFlags.NONE).toString(16)}` };
+  if (sc.traceState) fields.tracestate = sc.traceState.serialize();
+  return fields;
 }
 
 function isPromise<T>(v: T | Promise<T>): v is Promise<T> {
