@@ -1,4 +1,4 @@
-import { classifyAddress } from '@stack/security';
+import { AddressPolicy, REMEMBERED_VERDICTS, classifyAddress } from '@stack/security';
 
 import { NetworkGuard } from './network-guard';
 
@@ -18,6 +18,18 @@ describe('network guard', () => {
     expect(guard.isAllowed('127.0.0.2')).toBe(false);
     expect(guard.isAllowed('::ffff:127.0.0.1')).toBe(false);
     expect(guard.isAllowed('169.254.169.254')).toBe(false);
+  });
+
+  it('gives the same verdict from memory as fresh, for every kind of address, asked again and again past the memory bound', () => {
+    const policy = new AddressPolicy(['127.0.0.1/32', '10.9.0.0/16']);
+    const addresses = ['127.0.0.1', '127.0.0.2', '10.9.1.1', '10.8.1.1', '8.8.8.8', '::ffff:127.0.0.1', '::1', '169.254.169.254', '64:ff9b::a9fe:a9fe', 'not-an-ip', '2606:4700::1111'];
+    const fresh = addresses.map((a) => new AddressPolicy(['127.0.0.1/32', '10.9.0.0/16']).isAllowed(a));
+    expect(fresh).toEqual([true, false, true, false, true, false, false, false, false, false, true]);
+    for (let round = 0; round < 3; round++) {
+      expect(addresses.map((a) => policy.isAllowed(a))).toEqual(fresh);
+      // Enough other addresses to overflow the memory between rounds.
+      for (let i = 0; i < REMEMBERED_VERDICTS + 10; i++) expect(policy.isAllowed(`10.${i >> 8 & 255}.${i & 255}.1`)).toBe(i >> 8 === 9);
+    }
   });
 
   it('refuses a hostname whose DNS answer is private, and one with any private answer', async () => {

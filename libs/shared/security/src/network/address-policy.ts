@@ -71,8 +71,13 @@ export function classifyAddress(address: string): AddressVerdict {
 }
 
 /** The verdict plus the deployment's allowlist. */
+/** Most verdicts an AddressPolicy remembers (an address string's verdict never changes for one policy). */
+export const REMEMBERED_VERDICTS = 4096;
+
 export class AddressPolicy {
   private readonly allow: BlockList;
+  /** Verdict by address string: the block lists answer through a SocketAddress built per check, on every proxy call. */
+  private readonly verdicts = new Map<string, boolean>();
 
   constructor(privateAllowlist: readonly string[]) {
     this.allow = blockListOf(privateAllowlist);
@@ -95,6 +100,15 @@ export class AddressPolicy {
   }
 
   isAllowed(address: string): boolean {
+    const known = this.verdicts.get(address);
+    if (known !== undefined) return known;
+    const allowed = this.judge(address);
+    if (this.verdicts.size >= REMEMBERED_VERDICTS) this.verdicts.clear();
+    this.verdicts.set(address, allowed);
+    return allowed;
+  }
+
+  private judge(address: string): boolean {
     const verdict = classifyAddress(address);
     if (verdict === 'public') return true;
     if (verdict === 'translated') return false;
