@@ -10,6 +10,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Request, Response } from 'express';
 
 import { assertValid } from '@stack/bus';
+import { CallAbort } from '@stack/security';
 import type { FastRoute } from '@stack/runtime';
 import { PROXY_REST_RESPONSE_MAX_BYTES, ProxyRequestSchema, StackError, type ProxyRequest, type ProxyResponse } from '@stack/contracts';
 
@@ -32,12 +33,12 @@ export async function serveProxyRequest(core: CredentialProxyCore, req: Incoming
     throw new StackError('INVALID_REQUEST', err instanceof DuplicateKeyError ? `the request has a ${err.message}` : 'request body is not valid JSON');
   }
   assertValid(ProxyRequestSchema, parsed, 'proxy request');
-  const abort = new AbortController();
+  const hangUp = new CallAbort();
   // A caller that hangs up cancels the upstream call too.
   res.once('close', () => {
-    if (!res.writableFinished) abort.abort();
+    if (!res.writableFinished) hangUp.abort();
   });
-  return core.pipeline.run(caller, parsed as ProxyRequest, { name: 'rest', maxBytes: PROXY_REST_RESPONSE_MAX_BYTES, overflow: 'refuse' }, abort.signal);
+  return core.pipeline.run(caller, parsed as ProxyRequest, { name: 'rest', maxBytes: PROXY_REST_RESPONSE_MAX_BYTES, overflow: 'refuse' }, hangUp);
 }
 
 /** `POST /v1/proxy` on the runtime's lean lane: the hottest route skips Express and Nest. */

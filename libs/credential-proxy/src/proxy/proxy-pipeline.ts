@@ -12,7 +12,7 @@ import { performance } from 'node:perf_hooks';
 import { StackError, type CallerContext, type PassportClaims, type PassportService, type ProxyRequest, type ProxyResponse } from '@stack/contracts';
 import type { StackLogger } from '@stack/observability';
 import type { AuditEntryInput } from '@stack/runtime';
-import type { CredentialSubject, ResolvedAddress } from '@stack/security';
+import type { AbortLike, CredentialSubject, ResolvedAddress } from '@stack/security';
 
 import type { Catalog } from '../catalog/catalog';
 import { enforceAllowedHost } from '../catalog/catalog';
@@ -109,7 +109,7 @@ export class ProxyPipeline {
     return { conn: usable[0]!, grant: granted?.find((g) => g.connection_id === usable[0]!.id) };
   }
 
-  async run(caller: CallerContext, call: ProxyRequest, channel: Channel, signal?: AbortSignal): Promise<ProxyResponse> {
+  async run(caller: CallerContext, call: ProxyRequest, channel: Channel, signal?: AbortLike): Promise<ProxyResponse> {
     const started = performance.now();
     let auth: Authority | undefined;
     const target: { conn?: ConnectionRow; req?: CanonicalRequest; entry?: CatalogEntry } = {};
@@ -161,7 +161,7 @@ export class ProxyPipeline {
     }
   }
 
-  private async forward(f: { auth: Authority; conn: ConnectionRow; entry: CatalogEntry; req: CanonicalRequest; address: ResolvedAddress; channel: Channel; signal?: AbortSignal; started: number }): Promise<ProxyResponse> {
+  private async forward(f: { auth: Authority; conn: ConnectionRow; entry: CatalogEntry; req: CanonicalRequest; address: ResolvedAddress; channel: Channel; signal?: AbortLike; started: number }): Promise<ProxyResponse> {
     const { auth, conn, entry, req, address, channel, signal, started } = f;
     const credential = await this.d.oauth.credential(conn, entry);
     const secrets = secretStrings(credential);

@@ -9,7 +9,7 @@ import type { LookupAddress, LookupOptions } from 'node:dns';
 import { Pool, type Dispatcher } from 'undici';
 
 import { StackError } from '@stack/contracts';
-import type { ResolvedAddress } from '@stack/security';
+import type { AbortLike, ResolvedAddress } from '@stack/security';
 
 import { causeCode } from './cause-code';
 
@@ -26,7 +26,7 @@ export interface UpstreamRequest {
   /** `refuse`: PAYLOAD_TOO_LARGE past maxBytes; `truncate`: keep maxBytes and flag it. */
   overflow: 'refuse' | 'truncate';
   /** Any of these aborting (the caller hanging up, a revocation) cuts the call with its reason. */
-  signals?: readonly AbortSignal[];
+  signals?: readonly AbortLike[];
 }
 
 export interface UpstreamResponse {
@@ -78,7 +78,7 @@ export class UpstreamClient {
       const chunks: Buffer[] = [];
       let size = 0;
       let truncated = false;
-      const joined: Array<[AbortSignal, () => void]> = [];
+      const joined: Array<[AbortLike, () => void]> = [];
 
       const cut = (err?: unknown): StackError => {
         if (err instanceof StackError) return err;

@@ -5,6 +5,7 @@ export * from './access-token-verifier';
 export * from './revocation/revocation-set';
 export * from './revocation/revocation-state';
 export * from './revocation/in-flight-registry';
+export * from './revocation/call-abort';
 export * from './passport/passport-token';
 export * from './passport/passport-verifier';
 export * from './network/address-policy';

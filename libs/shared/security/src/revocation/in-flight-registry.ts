@@ -6,18 +6,19 @@
  */
 import { StackError } from '@stack/contracts';
 
+import { CallAbort, type AbortLike } from './call-abort';
 import { SUBJECT_KINDS, subjectValue, type CredentialSubject, type RevocationEntry } from './revocation-set';
 
 export interface InFlightCall {
   /** Aborted with a StackError PASSPORT_REVOKED as its reason. */
-  readonly signal: AbortSignal;
+  readonly signal: AbortLike;
   /** Call when the call ends, aborted or not. */
   release(): void;
 }
 
 interface Tracked {
   subject: CredentialSubject;
-  controller: AbortController;
+  controller: CallAbort;
   keys: string[];
 }
 
@@ -37,7 +38,7 @@ export class InFlightRegistry {
       const value = subjectValue(subject, kind);
       if (value !== undefined) keys.push(`${kind}:${value}`);
     }
-    const tracked: Tracked = { subject, controller: new AbortController(), keys };
+    const tracked: Tracked = { subject, controller: new CallAbort(), keys };
     for (const k of keys) {
       let set = this.byKey.get(k);
       if (!set) {
@@ -49,7 +50,7 @@ export class InFlightRegistry {
     this.live++;
     let released = false;
     return {
-      signal: tracked.controller.signal,
+      signal: tracked.controller,
       release: () => {
         if (released) return;
         released = true;
