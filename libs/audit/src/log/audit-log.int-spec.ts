@@ -98,6 +98,44 @@ describe('audit log (Postgres + NATS)', () => {
     expect(stored).toEqual({ leaf_index: rows[0]!.leaf_index, entry: rows[0]!.entry });
   });
 
+  it('stores awkward strings exactly through both appends (the locking first batch, then the one-statement one), absent fields as NULL', async () => {
+    const OP = 'op_awkward';
+    const awkward = (n: number) => ({
+      id: `aud_awkward_${n}`,
+      occurred_at: new Date(Date.UTC(2026, 10, 26, 5, 0, n)).toISOString(),
+      operator_id: OP,
+      member_id: `mem "quoted" \\ back\\slash ü ${n}`,
+      ...(n % 2 ? { session_id: 'ses_{braces},[brackets]' } : {}),
+      layer: 'proxy',
+      action: 'credential.proxy',
+      outcome: 'success',
+      target: { service: 'github', method: 'GET', host: 'api.github.com', path: `/repos/"x"/\\y/😀/${n}` },
+      duration_ms: n,
+    });
+    const first = await t.log.repo.appendBatch([0, 1].map((n) => ({ entry: awkward(n) as never })), finishEntry);
+    const second = await t.log.repo.appendBatch([2, 3, 4].map((n) => ({ entry: awkward(n) as never })), finishEntry);
+    expect([...first, ...second].map((a) => a.leafIndex)).toEqual([0, 1, 2, 3, 4]);
+    const rows = (await t.dataSource.query(`SELECT leaf_index, entry, leaf_hash, member_id, agent_id, session_id, occurred_at FROM audit.entries WHERE operator_id = $1 ORDER BY leaf_index`, [OP])) as {
+      leaf_index: string;
+      entry: string;
+      leaf_hash: Buffer;
+      member_id: string;
+      agent_id: string | null;
+      session_id: string | null;
+      occurred_at: Date;
+    }[];
+    expect(rows).toHaveLength(5);
+    rows.forEach((r, n) => {
+      const { canonical, leafHash } = finishEntry(awkward(n) as never, n);
+      expect(r.entry).toBe(canonical);
+      expect(r.leaf_hash.equals(leafHash)).toBe(true);
+      expect(r.member_id).toBe(awkward(n).member_id);
+      expect(r.agent_id).toBeNull();
+      expect(r.session_id).toBe(n % 2 ? 'ses_{braces},[brackets]' : null);
+      expect(new Date(r.occurred_at).toISOString()).toBe(awkward(n).occurred_at);
+    });
+  });
+
   it('signs checkpoints in the C2SP format, writes the checkpoint event through the outbox, and proofs verify', async () => {
     const cp = await t.log.signNow(A);
     expect(cp.tree_size).toBe(90);
