@@ -49,7 +49,7 @@ class CredentialProxyLifecycle implements OnApplicationBootstrap, OnModuleDestro
 function credentialSeams(credentials: Credentials, seams: CredentialProxySeams): FilledSeams {
   return {
     restAuthenticator: seams.restAuthenticator ?? { authenticate: async (authorization) => (await credentials.restCaller(authorization)).caller },
-    passportAuthority: seams.passportAuthority ?? { verify: async (token) => credentials.passports.verify(token) },
+    passportAuthority: seams.passportAuthority ?? { verify: (token) => credentials.passports.verify(token) },
     inFlight: seams.inFlight ?? credentials.revocations.state.inFlight,
     resolver: seams.resolver,
   };

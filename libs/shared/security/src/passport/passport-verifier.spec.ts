@@ -46,6 +46,32 @@ describe('PassportVerifier', () => {
     expect(lookups()).toBe(1);
   });
 
+  it('hits its cache only with the very token it checked: one changed byte anywhere is verified afresh and refused', async () => {
+    const { v, lookups } = verifier();
+    const token = signPassport(claims(), { kid: 'k1', privateKey });
+    await v.verify(token);
+    const [h, p, sig] = token.split('.') as [string, string, string];
+    const flip = (segment: string, at: number) => segment.slice(0, at) + (segment[at] === 'A' ? 'B' : 'A') + segment.slice(at + 1);
+    for (const tampered of [`${h}.${flip(p, 10)}.${sig}`, `${h}.${p}.${flip(sig, 5)}`, `${flip(h, 3)}.${p}.${sig}`, `${token} `, `${token}=`, `${h}.${p}.${sig.slice(0, 40)}\n${sig.slice(40)}`]) {
+      await expect(v.verify(tampered)).rejects.toMatchObject({ code: 'UNAUTHORIZED' });
+    }
+    expect(lookups()).toBeGreaterThan(1);
+    expect((await v.verify(token)).claims.jti).toBe('ppt_1');
+  });
+
+  it('refuses a cached passport once it expires, as a rejected promise, and forgets it', async () => {
+    let now = Date.now();
+    const v = new PassportVerifier({ audience: AUD, keys: () => publicKey, now: () => now });
+    const token = signPassport(claims({}, { exp: Math.floor(now / 1000) + 60 }), { kid: 'k1', privateKey });
+    await v.verify(token);
+    now += 61_000;
+    const pending = v.verify(token);
+    expect(pending).toBeInstanceOf(Promise);
+    await expect(pending).rejects.toMatchObject({ code: 'PASSPORT_EXPIRED' });
+    // Forgotten: verified afresh, the expiry is found again.
+    await expect(v.authenticate(token)).rejects.toMatchObject({ code: 'PASSPORT_EXPIRED' });
+  });
+
   it.each([
     ['a forged signature', () => signPassport(claims(), { kid: 'k1', privateKey: other.privateKey }), 'UNAUTHORIZED'],
     ['an unknown kid', () => signPassport(claims(), { kid: 'k9', privateKey }), 'UNAUTHORIZED'],
