@@ -86,5 +86,7 @@ export interface Benchmark {
   /** One line for `--help`. */
   readonly summary: string;
   readonly flags: FlagSpecs;
+  /** Time its flags ask for beyond the usual deadline (a long sustained run), ms. */
+  extraTimeMs?(flags: Flags): number;
   run(ctx: BenchmarkContext): Promise<void>;
 }

@@ -192,6 +192,7 @@ export const proxyBenchmark: Benchmark = {
     'sustain-seconds': { kind: 'int', default: 0, doc: 'then a saturation run of the one-process shape this long, window by window (0: none)' },
     'sustain-window': { kind: 'int', default: 10, doc: 'length of each window of the sustained run, seconds' },
   },
+  extraTimeMs: (flags) => Math.max(0, flags.int('sustain-seconds')) * 1000,
   async run({ flags, out, command }: BenchmarkContext): Promise<void> {
     const rate = flags.int('rate');
     const seconds = flags.int('seconds');
