@@ -92,16 +92,19 @@ export class MerkleLevels {
     return hash;
   }
 
-  /** MTH(D[start:end]) for 0 ≤ start < end ≤ size. */
+  /** MTH(D[start:end]) for 0 ≤ start < end ≤ size: a copy, as every hash handed out. */
   subtree(start: number, end: number): Buffer {
     const n = end - start;
     if (n <= 0 || end > this.size) throw new RangeError(`subtree [${start}, ${end}) outside the tree of ${this.size}`);
-    if ((n & (n - 1)) === 0 && start % n === 0) {
-      const h = Math.log2(n);
-      return this.levels[h]!.at(start / n)!;
-    }
+    return Buffer.from(this.hashOf(start, end));
+  }
+
+  /** MTH(D[start:end]), checked range: a view into a level for a stored subtree, else a fresh hash. Never handed out. */
+  private hashOf(start: number, end: number): Buffer {
+    const n = end - start;
+    if ((n & (n - 1)) === 0 && start % n === 0) return this.levels[Math.log2(n)]!.view(start / n);
     const k = splitPoint(n);
-    return nodeHash(this.subtree(start, start + k), this.subtree(start + k, end));
+    return nodeHash(this.hashOf(start, start + k), this.hashOf(start + k, end));
   }
 
   root(treeSize = this.size): Buffer {
