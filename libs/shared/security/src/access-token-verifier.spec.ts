@@ -65,6 +65,16 @@ describe('AccessTokenVerifier', () => {
     expect(await reason(v.verify('not.a-token'))).toMatch(/malformed|JWS/);
   });
 
+  it('refuses a valid token spelled with anything but base64url (which the decoder would skip)', async () => {
+    const v = new AccessTokenVerifier({ issuer, audience, fetchImpl });
+    const good = token(k1.privateKey, 'k1', {});
+    const [h, p, sig] = good.split('.') as [string, string, string];
+    await expect(v.verify(good)).resolves.toMatchObject({ sub: 'mem_1' });
+    for (const spelled of [`${good} `, `${good}=`, `${h}.${p}.${sig.slice(0, 20)}\n${sig.slice(20)}`, `${h}.${p} .${sig}`]) {
+      expect(await reason(v.verify(spelled))).toMatch(/not a JWS/);
+    }
+  });
+
   it('refetches the JWKS when a token names an unknown key (rotation), but not more often than allowed', async () => {
     const v = new AccessTokenVerifier({ issuer, audience, fetchImpl, minRefetchMs: 0 });
     await v.verify(token(k1.privateKey, 'k1', {}));

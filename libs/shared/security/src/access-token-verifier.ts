@@ -9,6 +9,8 @@ import { createPublicKey, verify as verifySignature, type JsonWebKey, type KeyOb
 
 import { ACCESS_TOKEN_TYP, OAUTH_JWKS_PATH, StackError, type AccessTokenStackClaims } from '@stack/contracts';
 
+import { isCompactJws } from './compact-jws';
+
 export interface VerifiedAccessToken {
   jti: string;
   /** The member id (the account the token acts for). */
@@ -62,8 +64,8 @@ export class AccessTokenVerifier {
 
   /** Throws StackError UNAUTHORIZED naming what is wrong (never echoing the token). */
   async verify(token: string): Promise<VerifiedAccessToken> {
+    if (!isCompactJws(token)) throw unauthorized('access token is not a JWS');
     const parts = token.split('.');
-    if (parts.length !== 3) throw unauthorized('access token is not a JWS');
     let header: Record<string, unknown>;
     let claims: Record<string, unknown>;
     try {

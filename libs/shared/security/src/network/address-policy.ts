@@ -70,10 +70,10 @@ export function classifyAddress(address: string): AddressVerdict {
   return 'private';
 }
 
-/** The verdict plus the deployment's allowlist. */
 /** Most verdicts an AddressPolicy remembers (an address string's verdict never changes for one policy). */
 export const REMEMBERED_VERDICTS = 4096;
 
+/** The verdict plus the deployment's allowlist. */
 export class AddressPolicy {
   private readonly allow: BlockList;
   /** Verdict by address string: the block lists answer through a SocketAddress built per check, on every proxy call. */
