@@ -17,7 +17,7 @@ import {
   type CallerContext,
   type PayloadOf,
   MerkleLevels,
-  canonicalJson,
+  canonicalAuditEntry,
   entryLeafHash,
   formatCheckpoint,
   leafHash,
@@ -28,7 +28,6 @@ import {
   signNote,
   verifyInclusion,
   verifyLog,
-  type JsonValue,
   type NoteSigner,
   type VerifiableItem,
   type VerifyResult,
@@ -90,7 +89,7 @@ export function entryFromEvent(p: RecordedPayload): PreparedEntry['entry'] {
 }
 
 export function finishEntry(entry: PreparedEntry['entry'], leafIndex: number): { canonical: string; leafHash: Buffer } {
-  const canonical = canonicalJson({ ...entry, leaf_index: leafIndex } as unknown as JsonValue);
+  const canonical = canonicalAuditEntry(entry as unknown as Record<string, unknown>, leafIndex);
   return { canonical, leafHash: leafHash(canonical) };
 }
 

@@ -1,4 +1,5 @@
-import { canonicalJson, type JsonValue } from './canonical-json';
+import { AuditEntrySchema, AuditTargetSchema } from './audit-entry';
+import { AUDIT_ENTRY_KEYS, AUDIT_TARGET_KEYS, canonicalAuditEntry, canonicalJson, type JsonValue } from './canonical-json';
 
 describe('canonicalJson (RFC 8785)', () => {
   it('sorts keys by UTF-16 code units, at every depth (the RFC 8785 §3.2.3 example)', () => {
@@ -41,5 +42,56 @@ describe('canonicalJson (RFC 8785)', () => {
     const entry = { target: { path: '/repos/"x"', method: 'GET', host: 'api.github.com' }, outcome: 'success', id: 'aud_1', leaf_index: 7, duration_ms: 12, occurred_at: '2026-11-26T05:00:00.000Z' };
     const sorted = (v: unknown): unknown => (v && typeof v === 'object' && !Array.isArray(v) ? Object.fromEntries(Object.keys(v).sort().map((k) => [k, sorted((v as Record<string, unknown>)[k])])) : v);
     expect(canonicalJson(entry)).toBe(JSON.stringify(sorted(entry)));
+  });
+});
+
+describe('canonicalAuditEntry', () => {
+  const generic = (entry: Record<string, unknown>, leafIndex: number) => canonicalJson({ ...entry, leaf_index: leafIndex } as JsonValue);
+
+  it('lists every key of the entry schema, sorted as RFC 8785 sorts them', () => {
+    expect([...AUDIT_ENTRY_KEYS].sort()).toEqual([...AUDIT_ENTRY_KEYS]);
+    expect([...AUDIT_ENTRY_KEYS]).toEqual(Object.keys(AuditEntrySchema.properties).sort());
+    expect([...AUDIT_TARGET_KEYS].sort()).toEqual([...AUDIT_TARGET_KEYS]);
+    expect([...AUDIT_TARGET_KEYS]).toEqual(Object.keys(AuditTargetSchema.properties).sort());
+  });
+
+  it('writes exactly what canonicalJson writes of {...entry, leaf_index}, for entries of every shape', () => {
+    const awkward = ['', 'a"b\\c', '\n\u0001\u007f', '\u00e9\u2028\ud83d\ude00', 'x'.repeat(300), '\ud800'];
+    let seed = 7;
+    const rnd = (n: number) => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      return seed % n;
+    };
+    const pick = () => (rnd(3) === 0 ? awkward[rnd(awkward.length)]! : `v${rnd(1000)}`);
+    for (let i = 0; i < 2000; i++) {
+      const entry: Record<string, unknown> = { id: `aud_${i}xxxxxxxx`, occurred_at: '2026-11-26T05:00:00.000Z', operator_id: pick(), layer: 'proxy', action: 'credential.proxy', outcome: 'success' };
+      for (const k of ['member_id', 'agent_id', 'client_id', 'passport_jti', 'session_id', 'error_code', 'trace_id']) if (rnd(2)) entry[k] = pick();
+      if (rnd(2)) entry.duration_ms = rnd(100000);
+      if (rnd(3)) {
+        const target: Record<string, unknown> = {};
+        for (const k of AUDIT_TARGET_KEYS) if (rnd(2)) target[k] = pick();
+        if (rnd(4) === 0) target.method = undefined;
+        entry.target = target;
+      }
+      if (rnd(5) === 0) entry.agent_id = undefined;
+      const leafIndex = rnd(2 ** 20);
+      expect(canonicalAuditEntry(entry, leafIndex)).toBe(generic(entry, leafIndex));
+    }
+  });
+
+  it('hands an entry holding anything outside the schema to canonicalJson, with the same answer', () => {
+    const base = { id: 'aud_xxxxxxxxxx', occurred_at: 'x', operator_id: 'op', layer: 'proxy', action: 'a.b', outcome: 'success' };
+    for (const entry of [
+      { ...base, extra: 'field' },
+      { ...base, target: { service: 'github', other: 1 } },
+      { ...base, target: { service: { nested: [1, 'two'] } } },
+      { ...base, duration_ms: 1.5, member_id: null, client_id: true },
+      { ...base, leaf_index: 99 },
+      { ...base, target: ['not', 'an', 'object'] },
+    ] as Record<string, unknown>[]) {
+      expect(canonicalAuditEntry(entry, 3)).toBe(generic(entry, 3));
+    }
+    expect(() => canonicalAuditEntry({ ...base, duration_ms: Number.NaN }, 1)).toThrow(/non-finite/);
+    expect(() => canonicalAuditEntry(base, Number.POSITIVE_INFINITY)).toThrow(/non-finite/);
   });
 });

@@ -4,17 +4,23 @@
  * subtree hashes from a MerkleLevels cache (every aligned perfect subtree, built incrementally),
  * so a proof in a tree of a million leaves costs O(log² n) hash operations, not O(n).
  */
-import { createHash } from 'node:crypto';
+import { createHash, hash } from 'node:crypto';
 
-const LEAF_PREFIX = Buffer.from([0x00]);
-const NODE_PREFIX = Buffer.from([0x01]);
-
+// One-shot hashing (crypto.hash): no Hash stream object per leaf, a little over half the time of createHash.
 export function leafHash(data: Buffer | string): Buffer {
-  return createHash('sha256').update(LEAF_PREFIX).update(data).digest();
+  if (typeof data === 'string') return hash('sha256', `\u0000${data}`, 'buffer');
+  const bytes = Buffer.allocUnsafe(data.length + 1);
+  bytes[0] = 0x00;
+  data.copy(bytes, 1);
+  return hash('sha256', bytes, 'buffer');
 }
 
 export function nodeHash(left: Buffer, right: Buffer): Buffer {
-  return createHash('sha256').update(NODE_PREFIX).update(left).update(right).digest();
+  const bytes = Buffer.allocUnsafe(1 + left.length + right.length);
+  bytes[0] = 0x01;
+  left.copy(bytes, 1);
+  right.copy(bytes, 1 + left.length);
+  return hash('sha256', bytes, 'buffer');
 }
 
 export const EMPTY_ROOT = createHash('sha256').digest();
