@@ -105,7 +105,7 @@ export class AuditLogRepository {
    *
    * Fast path, per operator whose head this instance knows: one autocommit statement moves the
    * head from the size it expects and inserts the entries numbered after it — only if the head is
-   * still there and none of the ids is already in the log; otherwise it changes nothing. That is
+   * still there and none of the ids is already in the log (its primary key); otherwise it changes nothing. That is
    * one statement instead of seven and no transaction held across round trips (the embedded
    * Postgres runs one transaction at a time for the whole process). Slow path — an unknown
    * operator, a head another replica or a retention close moved, a redelivered id — the locking
@@ -139,7 +139,7 @@ export class AuditLogRepository {
     list: readonly PreparedEntry[],
     finish: (entry: PreparedEntry['entry'], leafIndex: number) => { canonical: string; leafHash: Buffer },
   ): Promise<AppendedLeaf[] | undefined> {
-    const { ids, rows: entryRows, appended } = this.prepare(list, head.treeId, head.size, finish);
+    const { rows: entryRows, appended } = this.prepare(list, head.treeId, head.size, finish);
     const next = head.size + list.length;
     let inserted: number;
     try {
@@ -148,21 +148,23 @@ export class AuditLogRepository {
         `WITH moved AS (
            UPDATE audit.heads SET tree_size = $4
            WHERE operator_id = $1 AND tree_id = $2 AND tree_size = $3
-             AND NOT EXISTS (SELECT 1 FROM audit.entries WHERE id = ANY($5::text[]))
            RETURNING operator_id
          ), ins AS (
            INSERT INTO audit.entries (id, operator_id, tree_id, leaf_index, entry, leaf_hash, occurred_at, member_id, agent_id, passport_jti, session_id, action, outcome)
            SELECT id, $1, $2, idx, entry, decode(hash, 'hex'), at, mem, agt, ppt, ses, act, out
-           FROM json_to_recordset($6::json) AS t(${ROW_COLUMNS})
+           FROM json_to_recordset($5::json) AS t(${ROW_COLUMNS})
            WHERE EXISTS (SELECT 1 FROM moved)
            RETURNING 1
          )
          SELECT count(*)::int AS n FROM ins`,
-        [operatorId, head.treeId, head.size, next, ids, JSON.stringify(entryRows)],
+        [operatorId, head.treeId, head.size, next, JSON.stringify(entryRows)],
       );
       inserted = Number(rows[0]?.n ?? 0);
     } catch (err) {
-      // A concurrent append of the same id (unique violation): the locking path sorts it out.
+      // An id already in the log (a redelivery, or a concurrent append of the same id) breaks the
+      // primary key: the statement changes nothing, and the locking path, which drops known ids,
+      // sorts it out. The key check is the only one: looking the ids up first cost a second probe
+      // of the same index per entry.
       if ((err as { code?: string }).code !== '23505') throw err;
       inserted = 0;
     }
@@ -230,21 +232,19 @@ export class AuditLogRepository {
     treeId: number,
     start: number,
     finish: (entry: PreparedEntry['entry'], leafIndex: number) => { canonical: string; leafHash: Buffer },
-  ): { ids: string[]; rows: EntryRow[]; appended: AppendedLeaf[] } {
-    const ids: string[] = [];
+  ): { rows: EntryRow[]; appended: AppendedLeaf[] } {
     const rows: EntryRow[] = [];
     const appended: AppendedLeaf[] = [];
     let next = start;
     for (const e of list) {
       const { canonical, leafHash } = finish(e.entry, next);
       const x = e.entry;
-      ids.push(x.id);
       // Absent fields stay absent: JSON.stringify leaves them out and json_to_recordset reads NULL.
       rows.push({ id: x.id, idx: next, entry: canonical, hash: leafHash.toString('hex'), at: x.occurred_at, mem: x.member_id, agt: x.agent_id, ppt: x.passport_jti, ses: x.session_id, act: x.action, out: x.outcome });
       appended.push({ id: x.id, operatorId: x.operator_id, treeId, leafIndex: next, leafHash });
       next += 1;
     }
-    return { ids, rows, appended };
+    return { rows, appended };
   }
 
   async head(operatorId: string): Promise<Head | undefined> {
