@@ -284,6 +284,22 @@ export function busContractSuite(name: string, factory: BusFactory, opts: { shar
       expect(failedOnce).toBe(true);
     });
 
+    it('refuses an event over the bus limit, counting UTF-8 bytes, and stores nothing of it', async () => {
+      const bus = await connect();
+      await bus.ensureStreams();
+      const publisher = bus.forService('audit');
+      const before = await publisher.lastSequence('EVENTS');
+      // 'é' is two bytes: under the limit in UTF-16 units, over it in bytes.
+      const wide = 'é'.repeat(Math.floor(MAX_BUS_PAYLOAD_BYTES / 2) + 10);
+      expect(wide.length).toBeLessThan(MAX_BUS_PAYLOAD_BYTES);
+      await expectCode(publisher.publish(ServiceStartedEvent, { ...started(1), instance: wide }, { id: 'too-wide' }), 'PAYLOAD_TOO_LARGE');
+      await expectCode(publisher.publish(ServiceStartedEvent, { ...started(2), instance: 'x'.repeat(MAX_BUS_PAYLOAD_BYTES + 1) }, { id: 'too-long' }), 'PAYLOAD_TOO_LARGE');
+      expect(await publisher.lastSequence('EVENTS')).toBe(before);
+      // Just under the limit in bytes, although well over a third of it in characters: published.
+      const fits = await publisher.publish(ServiceStartedEvent, { ...started(3), instance: 'é'.repeat(Math.floor(MAX_BUS_PAYLOAD_BYTES / 2) - 1000) }, { id: 'fits' });
+      expect(fits.seq).toBe(before + 1);
+    });
+
     it('drops a second publish with the same event id', async () => {
       const bus = await connect();
       await bus.ensureStreams();

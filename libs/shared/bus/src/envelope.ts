@@ -25,6 +25,16 @@ export function encodeJson(value: unknown, what: string): Uint8Array {
   return checked(JSON.stringify(value), what);
 }
 
+/**
+ * The JSON text of a message that never leaves the process (the in-process bus keeps its events
+ * as text: no UTF-8 encoding on publish and decoding on delivery), held to the same size limit.
+ */
+export function encodeJsonText(value: unknown, what: string): string {
+  const json = JSON.stringify(value);
+  if (json.length * 3 > MAX_BUS_PAYLOAD_BYTES) checked(json, what);
+  return json;
+}
+
 export function decodeJson(bytes: Uint8Array): unknown {
   return JSON.parse(decoder.decode(bytes));
 }

@@ -26,7 +26,7 @@ import { CallerContextSigner } from '@stack/security';
 import type { Bus, CommandHandler, ConsumeOptions, EventContext, Handle, PublishAck, PublishOptions, RequestOptions } from './bus';
 import type { BusConnection, BusConnectionOptions } from './connection';
 import { CommandDispatcher, type BusMetricsSink } from './dispatch';
-import { decodeJson, decodeReply, encodeJson, encodeRequest } from './envelope';
+import { decodeReply, encodeJsonText, encodeRequest } from './envelope';
 import { eventHeaders, requestMeta, systemCallerOf, type Sender } from './outbound';
 import { DUPLICATE_WINDOW_MS, streamOf, streamPlans } from './streams';
 import { assertValid } from './validation';
@@ -42,7 +42,8 @@ export function createInProcessBus(options: InProcessBusOptions): BusConnection 
 interface StoredMessage {
   seq: number;
   subject: string;
-  data: Uint8Array;
+  /** The payload's JSON text: nothing here crosses a wire. */
+  data: string;
   headers: Map<string, string>;
 }
 
@@ -235,7 +236,7 @@ class InProcessServiceBus implements Bus {
   async publish<E extends EventDef>(event: E, payload: PayloadOf<E>, options: PublishOptions): Promise<PublishAck> {
     if (this.conn.closed) throw new StackError('SERVICE_UNAVAILABLE', 'the bus is closed');
     const subject = eventSubject(this.conn.options.prefix, event);
-    const data = encodeJson(payload, `event ${subject}`);
+    const data = encodeJsonText(payload, `event ${subject}`);
     const stream = this.conn.stream(event.stream);
     const now = Date.now();
     const seen = stream.ids.get(options.id);
@@ -279,7 +280,7 @@ class InProcessServiceBus implements Bus {
       let caller: CallerContext;
       try {
         caller = signer.verify(next.headers.get(BUS_HEADERS.caller));
-        payload = decodeJson(next.data);
+        payload = JSON.parse(next.data) as unknown;
         assertValid(event.payload, payload, `event ${next.subject}`);
       } catch (err) {
         logger?.error({ subject: next.subject, seq: next.seq, err: (err as Error).message }, 'bus event refused');
