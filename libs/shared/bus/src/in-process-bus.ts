@@ -270,38 +270,71 @@ class InProcessServiceBus implements Bus {
     const signer = this.conn.signer;
     const logger = this.conn.options.logger;
     const maxInFlight = Math.max(1, options.maxInFlight ?? 1);
-    // Delivers one message; true when it is done with (acknowledged or refused), false when it must be redelivered.
-    const deliver = async (next: StoredMessage): Promise<boolean> => {
-      const event = bySubject.get(next.subject);
-      if (!event) return true;
-      const deliveries = (c.deliveries.get(next.seq) ?? 0) + 1;
-      c.deliveries.set(next.seq, deliveries);
-      let payload: unknown;
-      let caller: CallerContext;
-      try {
-        caller = signer.verify(next.headers.get(BUS_HEADERS.caller));
-        payload = JSON.parse(next.data) as unknown;
-        assertValid(event.payload, payload, `event ${next.subject}`);
-      } catch (err) {
-        logger?.error({ subject: next.subject, seq: next.seq, err: (err as Error).message }, 'bus event refused');
-        return true;
+    // Delivers the window's messages at once; each outcome is true when the message is done with
+    // (acknowledged or refused), false when it must be redelivered. A handled message costs its
+    // handler's promise and one reaction; the window, one promise (not an async frame, an await and
+    // a Promise.all entry per message: the audit consumer takes two messages per proxy call).
+    const deliverAll = (window: readonly StoredMessage[]): boolean[] | Promise<boolean[]> => {
+      const done = new Array<boolean>(window.length).fill(true);
+      let left = 1;
+      let finish: (() => void) | undefined;
+      const settled = () => {
+        if (--left === 0) finish?.();
+      };
+      for (let i = 0; i < window.length; i++) {
+        const next = window[i]!;
+        const event = bySubject.get(next.subject);
+        if (!event) continue;
+        const deliveries = (c.deliveries.get(next.seq) ?? 0) + 1;
+        c.deliveries.set(next.seq, deliveries);
+        let payload: unknown;
+        let caller: CallerContext;
+        try {
+          caller = signer.verify(next.headers.get(BUS_HEADERS.caller));
+          payload = JSON.parse(next.data) as unknown;
+          assertValid(event.payload, payload, `event ${next.subject}`);
+        } catch (err) {
+          logger?.error({ subject: next.subject, seq: next.seq, err: (err as Error).message }, 'bus event refused');
+          c.deliveries.delete(next.seq);
+          continue;
+        }
+        const failed = (err: unknown) => {
+          logger?.warn({ subject: next.subject, seq: next.seq, deliveries, err: (err as Error).message }, 'event handler failed; it will be redelivered');
+          done[i] = false;
+        };
+        let handled: Promise<void>;
+        try {
+          handled = Promise.resolve(
+            handler(event, payload, {
+              id: next.headers.get(BUS_HEADERS.messageId) ?? `${stream.name}:${next.seq}`,
+              subject: next.subject,
+              caller,
+              sender: next.headers.get(BUS_HEADERS.sender),
+              traceparent: next.headers.get(BUS_HEADERS.traceparent),
+              seq: next.seq,
+              deliveries,
+            }),
+          );
+        } catch (err) {
+          failed(err);
+          continue;
+        }
+        left++;
+        handled.then(
+          () => {
+            c.deliveries.delete(next.seq);
+            settled();
+          },
+          (err: unknown) => {
+            failed(err);
+            settled();
+          },
+        );
       }
-      try {
-        await handler(event, payload, {
-          id: next.headers.get(BUS_HEADERS.messageId) ?? `${stream.name}:${next.seq}`,
-          subject: next.subject,
-          caller,
-          sender: next.headers.get(BUS_HEADERS.sender),
-          traceparent: next.headers.get(BUS_HEADERS.traceparent),
-          seq: next.seq,
-          deliveries,
-        });
-        c.deliveries.delete(next.seq);
-        return true;
-      } catch (err) {
-        logger?.warn({ subject: next.subject, seq: next.seq, deliveries, err: (err as Error).message }, 'event handler failed; it will be redelivered');
-        return false;
-      }
+      if (--left === 0) return done;
+      return new Promise<boolean[]>((resolve) => {
+        finish = () => resolve(done);
+      });
     };
     const backOff = (deliveries: number) =>
       new Promise<void>((resolve) => {
@@ -323,7 +356,8 @@ class InProcessServiceBus implements Bus {
           continue;
         }
         const window = stream.messages.slice(from, from + maxInFlight);
-        const done = await Promise.all(window.map(deliver));
+        const outcome = deliverAll(window);
+        const done = Array.isArray(outcome) ? outcome : await outcome;
         const failed = done.indexOf(false);
         const acked = failed === -1 ? window : window.slice(0, failed);
         if (acked.length) c.ackFloor = acked[acked.length - 1]!.seq;
