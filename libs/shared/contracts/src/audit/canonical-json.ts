@@ -52,14 +52,13 @@ function definedKeys(o: Readonly<Record<string, unknown>>): number {
   return n;
 }
 
-function member(v: unknown): string {
-  if (typeof v === 'string') return JSON.stringify(v);
-  return canonicalJson(v as JsonValue);
-}
-
-/** Writes `keys` of `o` in their (sorted) order; undefined when `o` holds a key outside them. */
-function knownShape(o: Readonly<Record<string, unknown>>, keys: readonly string[], extra?: { key: string; value: number }): string | undefined {
-  let out = '{';
+/**
+ * A copy of `o` with `keys` (sorted) inserted in order — JSON.stringify writes an object's keys in
+ * insertion order, so its text of the copy is the canonical one — or undefined when `o` holds a
+ * key outside them or a value other than a string, a number or (for `target`) such an object.
+ */
+function sortedCopy(o: Readonly<Record<string, unknown>>, keys: readonly string[], extra?: { key: string; value: number }): Record<string, unknown> | undefined {
+  const copy: Record<string, unknown> = {};
   let written = 0;
   for (const key of keys) {
     let v: unknown;
@@ -69,28 +68,30 @@ function knownShape(o: Readonly<Record<string, unknown>>, keys: readonly string[
       if (v === undefined) continue;
       written++;
     }
-    let text: string;
-    if (key === 'target' && typeof v === 'object' && v !== null && !Array.isArray(v)) {
-      const t = knownShape(v as Record<string, unknown>, AUDIT_TARGET_KEYS);
-      if (t === undefined) return undefined;
-      text = t;
-    } else text = member(v);
-    out += `${out.length === 1 ? '' : ','}"${key}":${text}`;
+    if (typeof v === 'string') copy[key] = v;
+    else if (typeof v === 'number') {
+      if (!Number.isFinite(v)) throw new Error('canonical JSON cannot hold a non-finite number');
+      copy[key] = v;
+    } else if (key === 'target' && typeof v === 'object' && v !== null && !Array.isArray(v)) {
+      const target = sortedCopy(v as Record<string, unknown>, AUDIT_TARGET_KEYS);
+      if (target === undefined) return undefined;
+      copy[key] = target;
+    } else return undefined;
   }
-  return written === definedKeys(o) ? `${out}}` : undefined;
+  return written === definedKeys(o) ? copy : undefined;
 }
 
 /**
- * The canonical JSON of `{...entry, leaf_index}` — the bytes an audit leaf hashes — written
- * straight from the entry's known keys in their sorted order: no copy of the entry, no key
- * arrays to sort. Exactly canonicalJson's answer (an entry with a key outside the schema is
- * handed to canonicalJson itself).
+ * The canonical JSON of `{...entry, leaf_index}` — the bytes an audit leaf hashes — as
+ * JSON.stringify (native, one string) writes a copy of the entry built in sorted key order: no key
+ * arrays to sort, no string pieces. Exactly canonicalJson's answer (an entry holding anything
+ * outside the schema is handed to canonicalJson itself).
  */
 export function canonicalAuditEntry(entry: Readonly<Record<string, unknown>>, leafIndex: number): string {
   if (!Number.isFinite(leafIndex)) throw new Error('canonical JSON cannot hold a non-finite number');
   if (entry['leaf_index'] === undefined) {
-    const text = knownShape(entry, AUDIT_ENTRY_KEYS, { key: 'leaf_index', value: leafIndex });
-    if (text !== undefined) return text;
+    const copy = sortedCopy(entry, AUDIT_ENTRY_KEYS, { key: 'leaf_index', value: leafIndex });
+    if (copy !== undefined) return JSON.stringify(copy);
   }
   return canonicalJson({ ...entry, leaf_index: leafIndex } as JsonValue);
 }
