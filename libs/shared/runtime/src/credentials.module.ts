@@ -58,6 +58,33 @@ export function jwtTyp(token: string): string | undefined {
   }
 }
 
+/**
+ * The caller a passport stands for: one object per verified passport (the verifier keeps those
+ * while they are valid), so the bus signer finds it by identity instead of serialising it again
+ * for every message a request sends. Frozen: it is shared by every request with the passport.
+ */
+const passportCallers = new WeakMap<VerifiedPassport, CallerContext>();
+
+function passportCaller(p: VerifiedPassport): CallerContext {
+  let caller = passportCallers.get(p);
+  if (!caller) {
+    const stk = p.claims.stk;
+    caller = Object.freeze({
+      issuer: 'passport',
+      kind: 'agent',
+      operator_id: stk.operator_id,
+      member_id: stk.member_id,
+      agent_id: stk.agent_id,
+      passport_jti: p.claims.jti,
+      session_id: stk.session_id,
+      // An agent with a passport uses services and drop-offs; the passport itself says which.
+      scopes: Object.freeze(['stack:services', 'stack:dropoffs']) as string[],
+    } satisfies CallerContext);
+    passportCallers.set(p, caller);
+  }
+  return caller;
+}
+
 @Injectable()
 export class Credentials {
   private readonly bus: Bus;
@@ -118,22 +145,7 @@ export class Credentials {
     }
     if (typ === PASSPORT_TYP) {
       const p = await this.passports.verify(token);
-      const stk = p.claims.stk;
-      return {
-        kind: 'passport',
-        passport: p,
-        caller: {
-          issuer: 'passport',
-          kind: 'agent',
-          operator_id: stk.operator_id,
-          member_id: stk.member_id,
-          agent_id: stk.agent_id,
-          passport_jti: p.claims.jti,
-          session_id: stk.session_id,
-          // An agent with a passport uses services and drop-offs; the passport itself says which.
-          scopes: ['stack:services', 'stack:dropoffs'],
-        },
-      };
+      return { kind: 'passport', passport: p, caller: passportCaller(p) };
     }
     throw new StackError('UNAUTHORIZED', 'unrecognised bearer credential');
   }

@@ -102,6 +102,19 @@ describe('Credentials (REST callers)', () => {
       expect(asked).toEqual([PASSPORT_COMMANDS.getJwks]);
     });
 
+    it('gives every request with one passport the same frozen caller, and each passport its own', async () => {
+      const { creds } = node(jwks);
+      const token = passport('ppt_same');
+      const [a, b] = [await creds.restCaller(token), await creds.restCaller(token)];
+      expect(a.caller).toBe(b.caller);
+      expect(a.caller).toEqual({ issuer: 'passport', kind: 'agent', operator_id: 'op_1', member_id: 'mem_1', agent_id: 'agt_1', passport_jti: 'ppt_same', session_id: 'ses_1', scopes: ['stack:services', 'stack:dropoffs'] });
+      expect(Object.isFrozen(a.caller) && Object.isFrozen(a.caller.scopes)).toBe(true);
+      expect(() => (a.caller.scopes as string[]).push('stack:admin')).toThrow(TypeError);
+      const other = await creds.restCaller(passport('ppt_other'));
+      expect(other.caller).not.toBe(a.caller);
+      expect(other.caller.passport_jti).toBe('ppt_other');
+    });
+
     it('fails with the bus error when the fetch fails, and fetches again on the next request', async () => {
       let fail = true;
       const { creds, asked } = node(async () => {
