@@ -47,15 +47,26 @@ export function bearerOf(authorization: string | undefined): string | undefined 
   return m?.[1];
 }
 
+/** Header segment → its `typ`: a handful of distinct headers in practice (one per key and kind of token). */
+const typOfHeader = new Map<string, string | undefined>();
+const TYP_MEMO_LIMIT = 256;
+
 export function jwtTyp(token: string): string | undefined {
   const dot = token.indexOf('.');
   if (dot <= 0) return undefined;
+  const segment = token.slice(0, dot);
+  if (typOfHeader.has(segment)) return typOfHeader.get(segment);
+  let typ: string | undefined;
   try {
-    const header = JSON.parse(Buffer.from(token.slice(0, dot), 'base64url').toString('utf8')) as { typ?: unknown };
-    return typeof header.typ === 'string' ? header.typ.toLowerCase() : undefined;
+    const header = JSON.parse(Buffer.from(segment, 'base64url').toString('utf8')) as { typ?: unknown };
+    typ = typeof header.typ === 'string' ? header.typ.toLowerCase() : undefined;
   } catch {
-    return undefined;
+    typ = undefined;
   }
+  // Headers are the caller's to choose: a flood of new ones only empties the memo.
+  if (typOfHeader.size >= TYP_MEMO_LIMIT) typOfHeader.clear();
+  typOfHeader.set(segment, typ);
+  return typ;
 }
 
 /**

@@ -5,7 +5,7 @@ import type { StackConfig } from '@stack/config';
 import { PASSPORT_COMMANDS, StackError, type CallerContext, type PassportClaims } from '@stack/contracts';
 import { CallerContextSigner, signPassport } from '@stack/security';
 
-import { Credentials } from './credentials.module';
+import { Credentials, jwtTyp } from './credentials.module';
 import type { RevocationHost } from './revocation.module';
 
 describe('Credentials (REST callers)', () => {
@@ -126,5 +126,20 @@ describe('Credentials (REST callers)', () => {
       expect((await creds.restCaller(passport('ppt_e'))).caller.passport_jti).toBe('ppt_e');
       expect(asked).toHaveLength(2);
     });
+  });
+});
+
+describe('jwtTyp', () => {
+  const header = (h: unknown) => Buffer.from(JSON.stringify(h)).toString('base64url');
+  it('reads the typ of a JWT header, lower-cased, the same every time, and nothing from what is not one', () => {
+    const token = `${header({ alg: 'EdDSA', typ: 'Stack-Passport+JWT' })}.e30.sig`;
+    expect(jwtTyp(token)).toBe('stack-passport+jwt');
+    expect(jwtTyp(token)).toBe('stack-passport+jwt');
+    for (const bad of ['', 'nodot', '.e30.x', `${header(null)}.e30.x`, `${header({ typ: 7 })}.e30.x`, '!!!.e30.x', `${header({ alg: 'none' })}.e30.x`]) expect(jwtTyp(bad)).toBeUndefined();
+  });
+
+  it('answers right through a flood of distinct headers', () => {
+    for (let i = 0; i < 600; i++) expect(jwtTyp(`${header({ typ: `t${i}`, n: i })}.e30.x`)).toBe(`t${i}`);
+    expect(jwtTyp(`${header({ typ: 't5', n: 5 })}.e30.x`)).toBe('t5');
   });
 });

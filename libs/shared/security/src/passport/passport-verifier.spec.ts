@@ -56,7 +56,10 @@ describe('PassportVerifier', () => {
       await expect(v.verify(tampered)).rejects.toMatchObject({ code: 'UNAUTHORIZED' });
     }
     expect(lookups()).toBeGreaterThan(1);
+    // The tampered tokens sharing its signature segment (its cache key) left the checked one cached.
+    const before = lookups();
     expect((await v.verify(token)).claims.jti).toBe('ppt_1');
+    expect(lookups()).toBe(before);
   });
 
   it('refuses a cached passport once it expires, as a rejected promise, and forgets it', async () => {

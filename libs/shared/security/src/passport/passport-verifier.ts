@@ -1,10 +1,11 @@
 /**
  * Checks a passport wherever one is presented (DESIGN.md §3, §5): signature (Ed25519 over
  * node:crypto), `typ`, `alg`, `aud`, `iss`, expiry, the claims' shape, and — on every use —
- * the node's live revocation state. What was verified is cached by the token itself (the exact
- * string: only the very bytes that were checked hit) until `exp`, so a passport presented again
- * costs a map lookup — no hash, no promise chain — instead of a signature check; revocation is
- * consulted every time all the same.
+ * the node's live revocation state. What was verified is cached until `exp`, found by the token's
+ * signature segment (86 characters: a map key hashed in a fraction of the time a whole 1–2 kB
+ * token takes, and a new string each request) and then compared with the whole token, so only the
+ * very bytes that were checked hit. A passport presented again costs a map lookup and a string
+ * comparison instead of a signature check; revocation is consulted every time all the same.
  */
 import { verify as cryptoVerify, type KeyObject } from 'node:crypto';
 
@@ -53,8 +54,14 @@ export function subjectOfPassport(claims: PassportClaims): CredentialSubject {
   };
 }
 
+/** The cache key of a token: its signature segment (what follows the last dot). */
+function cacheKey(token: string): string {
+  return token.slice(token.lastIndexOf('.') + 1);
+}
+
 export class PassportVerifier {
-  private readonly cache = new Map<string, VerifiedPassport>();
+  /** Signature segment → the token checked and what it verified to. */
+  private readonly cache = new Map<string, { token: string; verified: VerifiedPassport }>();
   private readonly audience: string;
   private readonly issuer: string;
   private readonly keys: PassportKeyResolver;
@@ -95,16 +102,19 @@ export class PassportVerifier {
     const now = this.now();
     const verified = await this.verifyUncached(token, now);
     if (this.cache.size >= this.cacheLimit) this.evict(now);
-    this.cache.set(token, verified);
+    this.cache.set(cacheKey(token), { token, verified });
     return verified;
   }
 
   /** The token's cached verification while unexpired; PASSPORT_EXPIRED (and forgotten) once past `exp`. */
   private cached(token: string): VerifiedPassport | undefined {
-    const hit = this.cache.get(token);
-    if (!hit) return undefined;
+    const key = cacheKey(token);
+    const entry = this.cache.get(key);
+    // Another token with the same last segment is not this one: it is checked in full.
+    if (!entry || entry.token !== token) return undefined;
+    const hit = entry.verified;
     if (hit.expiresAtMs > this.now()) return hit;
-    this.cache.delete(token);
+    this.cache.delete(key);
     throw new StackError('PASSPORT_EXPIRED', 'the passport has expired', { expired_at: new Date(hit.expiresAtMs).toISOString() });
   }
 
@@ -135,7 +145,7 @@ export class PassportVerifier {
   }
 
   private evict(now: number): void {
-    for (const [k, v] of this.cache) if (v.expiresAtMs <= now) this.cache.delete(k);
+    for (const [k, v] of this.cache) if (v.verified.expiresAtMs <= now) this.cache.delete(k);
     if (this.cache.size >= this.cacheLimit) this.cache.clear();
   }
 }
