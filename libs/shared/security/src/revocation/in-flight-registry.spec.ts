@@ -36,6 +36,21 @@ describe('InFlightRegistry', () => {
     expect(r.abortMatching(e({ kind: 'agent', value: 'agt_1', revoked_at_ms: 5000 }))).toBe(0);
   });
 
+  it('tracks many calls of one subject object (a cached passport) and cuts them all, in two registries alike', () => {
+    const subject = { jti: 'ppt_many', chain: ['ppt_up'], agent_id: 'agt_9', session_id: 'ses_9', member_id: 'mem_9', operator_id: 'op_9', issued_at_ms: 500 };
+    const [r1, r2] = [new InFlightRegistry(), new InFlightRegistry()];
+    const calls = Array.from({ length: 5 }, () => r1.track(subject));
+    const elsewhere = r2.track(subject);
+    calls[0]!.release();
+    expect(r1.size).toBe(4);
+    expect(r1.abortMatching(e({ kind: 'jti', value: 'ppt_up' }))).toBe(4);
+    expect(calls.slice(1).every((c) => c.signal.aborted)).toBe(true);
+    expect(calls[0]!.signal.aborted).toBe(false);
+    expect(r1.size).toBe(0);
+    expect(r2.abortMatching(e({ kind: 'session', value: 'ses_9' }))).toBe(1);
+    expect(elsewhere.signal.aborted).toBe(true);
+  });
+
   it('cuts a long call within the revocation, not at its end', async () => {
     const r = new InFlightRegistry();
     const call = r.track({ jti: 'ppt_slow', issued_at_ms: 1 });

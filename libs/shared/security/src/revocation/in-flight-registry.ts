@@ -19,7 +19,27 @@ export interface InFlightCall {
 interface Tracked {
   subject: CredentialSubject;
   controller: CallAbort;
-  keys: string[];
+  keys: readonly string[];
+}
+
+/**
+ * The index keys of a subject. A passport's subject is one object for as long as the passport is
+ * cached, so its keys are worked out once, not on every call it makes.
+ */
+const subjectKeys = new WeakMap<CredentialSubject, readonly string[]>();
+
+function keysOf(subject: CredentialSubject): readonly string[] {
+  const known = subjectKeys.get(subject);
+  if (known) return known;
+  const keys: string[] = [];
+  if (subject.jti) keys.push(`jti:${subject.jti}`);
+  for (const ancestor of subject.chain ?? []) keys.push(`jti:${ancestor}`);
+  for (const kind of SUBJECT_KINDS) {
+    const value = subjectValue(subject, kind);
+    if (value !== undefined) keys.push(`${kind}:${value}`);
+  }
+  subjectKeys.set(subject, keys);
+  return keys;
 }
 
 export class InFlightRegistry {
@@ -31,13 +51,7 @@ export class InFlightRegistry {
   }
 
   track(subject: CredentialSubject): InFlightCall {
-    const keys: string[] = [];
-    if (subject.jti) keys.push(`jti:${subject.jti}`);
-    for (const ancestor of subject.chain ?? []) keys.push(`jti:${ancestor}`);
-    for (const kind of SUBJECT_KINDS) {
-      const value = subjectValue(subject, kind);
-      if (value !== undefined) keys.push(`${kind}:${value}`);
-    }
+    const keys = keysOf(subject);
     const tracked: Tracked = { subject, controller: new CallAbort(), keys };
     for (const k of keys) {
       let set = this.byKey.get(k);
