@@ -184,7 +184,7 @@ export const proxyBenchmark: Benchmark = {
   flags: {
     rate: { kind: 'int', default: 500, doc: 'requests per second of the fixed-rate phase' },
     seconds: { kind: 'int', default: 4, doc: 'length of each fixed-rate run, seconds (split over the rounds)' },
-    requests: { kind: 'int', default: 4000, doc: 'requests per variant at saturation (split over the rounds)' },
+    requests: { kind: 'int', default: 20000, doc: 'requests per variant at saturation (split over the rounds; enough that a run lasts seconds, not the few hundred ms a backlog takes to drain)' },
     concurrency: { kind: 'int', default: 32, doc: 'requests in flight at saturation' },
     rounds: { kind: 'int', default: 2, doc: 'interleaved rounds' },
     warmup: { kind: 'int', default: 300, doc: 'unrecorded requests per variant first' },

@@ -32,6 +32,16 @@ async function child(spinMs?: number): Promise<ChildProcess> {
     expect(r.waitedMs).toBeGreaterThanOrEqual(600);
   });
 
+  it('tells when a process went quiet to within a step, not rounded up to a whole window', async () => {
+    const busy = await child(300);
+    children.push(busy);
+    const r = await waitQuiet([busy.pid!], { windowMs: 200, stepMs: 20 });
+    expect(r).toMatchObject({ quiet: true, supported: true });
+    // It spun for 300 ms from before the wait began. Windows that did not slide would say 400 ms.
+    expect(r.waitedMs).toBeGreaterThan(150);
+    expect(r.waitedMs).toBeLessThan(380);
+  });
+
   it('returns at the first window for an idle process', async () => {
     const idle = await child(0);
     children.push(idle);

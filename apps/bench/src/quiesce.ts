@@ -33,6 +33,11 @@ export function cpuSeconds(pid: number): number | undefined {
 export interface QuietOptions {
   /** Default 200 ms: two clock ticks at least, so one busy tick cannot pass for quiet. */
   windowMs?: number;
+  /**
+   * How often CPU time is read, default 20 ms: the quiet window slides by this much, so the time
+   * a process takes to go quiet is known to within a step, not rounded up to a whole window.
+   */
+  stepMs?: number;
   /** Share of one core; default 0.1. */
   maxBusy?: number;
   /** Give up after this long; default 20 s. */
@@ -48,25 +53,32 @@ export interface QuietResult {
   supported: boolean;
 }
 
-/** Resolves once every one of `pids` has been quiet for a whole window. */
+/** Resolves once every one of `pids` has been quiet for a whole window; says when that window began. */
 export async function waitQuiet(pids: readonly number[], options: QuietOptions = {}): Promise<QuietResult> {
   const windowMs = options.windowMs ?? 200;
+  const stepMs = Math.max(1, Math.min(options.stepMs ?? 20, windowMs));
   const maxBusy = options.maxBusy ?? 0.1;
   const timeoutMs = options.timeoutMs ?? 20_000;
   const started = performance.now();
-  const read = () => pids.map(cpuSeconds);
-  let before = read();
-  if (before.some((s) => s === undefined)) return { waitedMs: 0, quiet: true, supported: false };
+  const read = () => ({ at: performance.now(), cpu: pids.map(cpuSeconds) });
+  const first = read();
+  if (first.cpu.some((s) => s === undefined)) return { waitedMs: 0, quiet: true, supported: false };
+  // Readings from the earliest moment that could still begin a quiet window, oldest first.
+  const readings = [first];
   for (;;) {
-    const windowStart = performance.now();
-    await new Promise((resolve) => setTimeout(resolve, windowMs));
-    const after = read();
-    const elapsedS = (performance.now() - windowStart) / 1000;
-    // A process that exited is quiet.
-    const busiest = Math.max(...after.map((s, i) => (s === undefined || before[i] === undefined ? 0 : (s - before[i]!) / elapsedS)));
-    if (busiest < maxBusy) return { waitedMs: windowStart - started, quiet: true, supported: true };
-    if (performance.now() - started > timeoutMs) return { waitedMs: performance.now() - started, quiet: false, supported: true };
-    before = after;
+    await new Promise((resolve) => setTimeout(resolve, stepMs));
+    const last = read();
+    readings.push(last);
+    // Every window that now spans at least windowMs, earliest start first.
+    while (readings.length > 1 && last.at - readings[0]!.at >= windowMs) {
+      const from = readings[0]!;
+      const elapsedS = (last.at - from.at) / 1000;
+      // A process that exited is quiet.
+      const busiest = Math.max(...last.cpu.map((s, i) => (s === undefined || from.cpu[i] === undefined ? 0 : (s - from.cpu[i]!) / elapsedS)));
+      if (busiest < maxBusy) return { waitedMs: Math.max(0, from.at - started), quiet: true, supported: true };
+      readings.shift();
+    }
+    if (last.at - started > timeoutMs) return { waitedMs: last.at - started, quiet: false, supported: true };
   }
 }
 
