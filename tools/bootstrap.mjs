@@ -202,12 +202,16 @@ function checkNode() {
 
 // ---------------------------------------------------------------- commands
 
-async function runEntry(label, entry, argv) {
+// The Node.js options of a STACK server process (the same in deploy/Dockerfile's CMD and in the
+// test harness, STACK_NODE_OPTIONS of @stack/testing, which says why).
+const STACK_NODE_OPTIONS = ['--max-semi-space-size=32'];
+
+async function runEntry(label, entry, argv, nodeOptions = []) {
   const path = join(DIST, entry);
   if (!existsSync(path)) {
     throw new StepFailed(label, `${path} does not exist after the build; does ${entry.replace(/\.js$/, '.ts')} exist?`);
   }
-  const code = await run(process.execPath, ['--enable-source-maps', path, ...argv]);
+  const code = await run(process.execPath, ['--enable-source-maps', ...nodeOptions, path, ...argv]);
   process.exit(code);
 }
 
@@ -326,7 +330,7 @@ async function main() {
   await ensureBuilt();
   if (command === 'start') {
     say(bold('▸ Starting STACK (all six services in one process; Ctrl-C stops it)…'));
-    await runEntry('start', 'apps/stack/src/main.js', argv);
+    await runEntry('start', 'apps/stack/src/main.js', argv, STACK_NODE_OPTIONS);
   } else if (command === 'bench') {
     await runEntry('bench', 'apps/bench/src/main.js', argv);
   } else {

@@ -6,7 +6,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
-import { repoRoot } from '@stack/testing';
+import { STACK_NODE_OPTIONS, repoRoot } from '@stack/testing';
 
 import { execForm, parseDockerfile, type Stage } from './support/k8s-dockerfile';
 
@@ -65,7 +65,8 @@ describe('deploy/Dockerfile', () => {
     expect(runtime.instructions.some((i) => i.op === 'ENTRYPOINT')).toBe(false);
     const cmds = runtime.instructions.filter((i) => i.op === 'CMD');
     expect(cmds).toHaveLength(1);
-    expect(execForm(cmds[0].args)).toEqual(['node', 'dist/apps/stack/src/main.js']);
+    // With the Node options of every STACK server (as under `npm start` and in the test harness).
+    expect(execForm(cmds[0].args)).toEqual(['node', ...STACK_NODE_OPTIONS, 'dist/apps/stack/src/main.js']);
     // The user comes after every file is in place, and nothing the process runs as owns them.
     const userAt = runtime.instructions.findIndex((i) => i.op === 'USER');
     expect(runtime.instructions.slice(userAt).some((i) => i.op === 'COPY' || i.op === 'RUN')).toBe(false);

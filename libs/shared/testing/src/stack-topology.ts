@@ -33,6 +33,16 @@ type Env = Record<string, string | undefined>;
 
 export const STACK_ENTRY = 'dist/apps/stack/src/main.js';
 
+/**
+ * The Node.js options every STACK server process runs with, here as under `npm start`
+ * (tools/bootstrap.mjs) and in the container image (deploy/Dockerfile's CMD): a young generation
+ * of up to 32 MB per semi-space instead of 16. A proxy call's audit records live a few tens of
+ * milliseconds (until their batch commits); with the default the scavenger runs every ~25 ms at
+ * saturation, copies them and promotes a megabyte each time. Measured in the one-process shape at
+ * saturation: half the scavenges, 6–10 % more calls per second, ~65 MB more resident memory.
+ */
+export const STACK_NODE_OPTIONS: readonly string[] = ['--max-semi-space-size=32'];
+
 let built: Promise<string> | undefined;
 
 /**
@@ -210,7 +220,7 @@ export async function startDistributedStack(options: DistributedStackOptions = {
       const managed = await startProcess({
         name: `${busPrefix}.${instanceId}`,
         command: process.execPath,
-        args: ['--enable-source-maps', entry],
+        args: ['--enable-source-maps', ...STACK_NODE_OPTIONS, entry],
         cwd: repoRoot(),
         cleanEnv: true,
         env: {
@@ -365,7 +375,7 @@ export async function startOneProcessStack(options: OneProcessStackOptions = {})
     managed = await startProcess({
       name: `${busPrefix ?? uniqueName('one')}.stack`,
       command: process.execPath,
-      args: options.viaNpmStart ? [join(root, 'tools', 'bootstrap.mjs'), 'start'] : ['--enable-source-maps', ...(options.nodeArgs ?? []), entry],
+      args: options.viaNpmStart ? [join(root, 'tools', 'bootstrap.mjs'), 'start'] : ['--enable-source-maps', ...STACK_NODE_OPTIONS, ...(options.nodeArgs ?? []), entry],
       cwd: root,
       cleanEnv: true,
       env,
