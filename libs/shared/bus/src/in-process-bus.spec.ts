@@ -1,7 +1,7 @@
 import { busContractSuite } from './bus-contract.suite';
 import { ServiceStartedEvent } from '@stack/contracts';
 
-import { createInProcessBus, firstAfter, forgetOldIds, MAX_REMEMBERED_IDS } from './in-process-bus';
+import { createInProcessBus, firstAfter, MAX_REMEMBERED_IDS, RememberedIds } from './in-process-bus';
 import { DUPLICATE_WINDOW_MS } from './streams';
 
 busContractSuite('in-process bus', async ({ prefix, internalSecret }) => createInProcessBus({ prefix, internalSecret, timeoutMs: 2000, instanceId: 'test' }), { sharedConnection: true });
@@ -26,46 +26,56 @@ describe('firstAfter (where a consumer resumes in the in-process stream)', () =>
   });
 });
 
-/** A map that counts the entries its iterator hands out. */
-class CountingMap<K, V> extends Map<K, V> {
-  visited = 0;
-  override *[Symbol.iterator](): MapIterator<[K, V]> {
-    for (const entry of super.entries()) {
-      this.visited++;
-      yield entry;
-    }
-  }
-}
+describe('RememberedIds (the in-process duplicate window)', () => {
+  const remembered = (windowMs: number, max: number, ats: number[]) => {
+    const ids = new RememberedIds(windowMs, max);
+    ats.forEach((at, i) => ids.remember(`m${i}`, i + 1, at));
+    return ids;
+  };
+  const kept = (ids: RememberedIds, n: number) => Array.from({ length: n }, (_, i) => `m${i}`).filter((id) => ids.has(id));
 
-describe('forgetOldIds (the in-process duplicate window)', () => {
-  it('forgets the ids out of the window and keeps the rest, in publish order', () => {
-    const ids = new Map<string, { at: number }>([
-      ['a', { at: 0 }],
-      ['b', { at: 10 }],
-      ['c', { at: 50 }],
-      ['d', { at: 99 }],
-    ]);
-    forgetOldIds(ids, 100, 60, 10);
-    expect([...ids.keys()]).toEqual(['c', 'd']);
+  it('forgets the ids out of the window and keeps the rest', () => {
+    const ids = remembered(60, 10, [0, 10, 50, 99]);
+    ids.forget(100);
+    expect(kept(ids, 4)).toEqual(['m2', 'm3']);
+    expect(ids.get('m2')).toEqual({ seq: 3, at: 50 });
   });
 
   it('forgets the oldest past the cap even inside the window', () => {
-    const ids = new Map<string, { at: number }>(Array.from({ length: 8 }, (_, i) => [`m${i}`, { at: 100 + i }]));
-    forgetOldIds(ids, 110, 60_000, 5);
-    expect([...ids.keys()]).toEqual(['m3', 'm4', 'm5', 'm6', 'm7']);
+    const ids = remembered(60_000, 5, Array.from({ length: 8 }, (_, i) => 100 + i));
+    ids.forget(110);
+    expect(kept(ids, 8)).toEqual(['m3', 'm4', 'm5', 'm6', 'm7']);
   });
 
-  it('looks at one id, not every remembered one, when nothing is due (publish stays O(1) at 150,000 ids)', () => {
-    const ids = new CountingMap<string, { at: number }>();
-    for (let i = 0; i < 150_000; i++) ids.set(`id${i}`, { at: 1_000 + i });
-    forgetOldIds(ids, 200_000, 600_000, MAX_REMEMBERED_IDS);
-    expect(ids.size).toBe(150_000);
-    expect(ids.visited).toBe(1);
-    // Ten ids left the window: eleven looked at, ten forgotten.
+  it('keeps an id published anew for its new window, not its first one', () => {
+    const ids = new RememberedIds(100, 10);
+    ids.remember('x', 1, 0);
+    ids.remember('y', 2, 50);
+    ids.remember('x', 3, 120); // out of its first window: published anew
+    ids.forget(160);
+    expect(ids.get('x')).toEqual({ seq: 3, at: 120 });
+    expect(ids.has('y')).toBe(false);
+    ids.forget(221);
+    expect(ids.size).toBe(0);
+  });
+
+  it('looks at one entry when nothing is due, and at the forgotten ones plus one otherwise, however long it runs at its cap', () => {
+    const max = 20_000;
+    const ids = new RememberedIds(600_000, max);
+    for (let i = 0; i < max; i++) ids.remember(`id${i}`, i + 1, 1_000);
     ids.visited = 0;
-    forgetOldIds(ids, 1_009 + 600_000, 600_000, MAX_REMEMBERED_IDS);
-    expect(ids.size).toBe(149_990);
-    expect(ids.visited).toBe(11);
+    ids.forget(2_000);
+    expect(ids.visited).toBe(1);
+    // A publish a millisecond at the cap, for ten times the cap: each forgets one id and looks at two entries.
+    for (let i = max; i < max * 11; i++) {
+      ids.remember(`id${i}`, i + 1, 2_000 + i);
+      ids.visited = 0;
+      ids.forget(2_000 + i);
+      expect(ids.visited).toBeLessThanOrEqual(2);
+    }
+    expect(ids.size).toBe(max);
+    expect(ids.has(`id${max * 10}`)).toBe(true);
+    expect(ids.has(`id${max * 9}`)).toBe(false);
   });
 });
 
@@ -89,7 +99,7 @@ describe('in-process bus: the duplicate window in time', () => {
       // Inside the window once more, from its new publication.
       expect((await bus.publish(ServiceStartedEvent, payload, { id: 'same' })).duplicate).toBe(true);
 
-      const streams = (conn as unknown as { streams: Map<string, { ids: Map<string, unknown> }> }).streams;
+      const streams = (conn as unknown as { streams: Map<string, { ids: RememberedIds }> }).streams;
       const stream = [...streams.values()].find((s) => s.ids.has('same'))!;
       for (let i = 0; i < MAX_REMEMBERED_IDS + 50; i++) await bus.publish(ServiceStartedEvent, payload, { id: `n${i}` });
       expect(stream.ids.size).toBe(MAX_REMEMBERED_IDS);
