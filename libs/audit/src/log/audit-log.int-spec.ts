@@ -268,3 +268,40 @@ describe('audit log (Postgres + NATS)', () => {
     expect(() => readScope({ issuer: 'passport', kind: 'agent', operator_id: C, scopes: ['stack:audit'] })).toThrow(expect.objectContaining({ code: 'FORBIDDEN' }));
   });
 });
+
+describe('audit log: more at once than one batch holds (Postgres + NATS)', () => {
+  let db: TestDatabase;
+  let t: AuditTestKit;
+
+  beforeAll(async () => {
+    db = await createTestDatabase('audit_int');
+    t = await startAuditTestKit({ databaseUrl: db.url, natsUrl: TEST_NATS_URL, prefix: uniqueName('aub') });
+  }, 60_000);
+
+  afterAll(async () => {
+    await t?.stop();
+    await db?.drop();
+  });
+
+  it('appends 2,500 records published together (batches of at most 1,000, sharing an acknowledgement each) once each, numbered without a gap', async () => {
+    const committed: string[] = [];
+    const batchSizes: number[] = [];
+    t.log.onCommitted = (ids) => {
+      committed.push(...ids);
+      batchSizes.push(ids.length);
+    };
+    const ids = await Promise.all(
+      Array.from({ length: 2500 }, (_, i) => t.recorder.record({ caller: admin('op_gamma'), layer: 'proxy', action: 'credential.proxy', outcome: 'success', duration_ms: i })),
+    );
+    await waitFor(async () => ((await t.log.repo.head('op_gamma'))?.treeSize ?? 0) === 2500, 60_000);
+    const rows = (await t.dataSource.query(`SELECT id, leaf_index FROM audit.entries WHERE operator_id = 'op_gamma' ORDER BY leaf_index`)) as { id: string; leaf_index: string }[];
+    expect(rows.map((r) => Number(r.leaf_index))).toEqual(Array.from({ length: 2500 }, (_, i) => i));
+    expect(new Set(rows.map((r) => r.id))).toEqual(new Set(ids));
+    // Every commit reported its entries once; none held more than a batch.
+    expect(committed.sort()).toEqual([...ids].sort());
+    expect(Math.max(...batchSizes)).toBeLessThanOrEqual(1000);
+    expect(batchSizes.length).toBeGreaterThanOrEqual(3);
+    const tree = await t.log.tree({ operatorId: 'op_gamma', treeId: 1 });
+    expect(tree.size).toBe(2500);
+  }, 90_000);
+});

@@ -93,9 +93,10 @@ export function finishEntry(entry: PreparedEntry['entry'], leafIndex: number): {
   return { canonical, leafHash: leafHash(canonical) };
 }
 
-interface Pending {
-  entry: PreparedEntry['entry'];
-  publishedAt?: number;
+/** Entries waiting for one append, and the one promise their messages are acknowledged by. */
+interface PendingBatch {
+  entries: PreparedEntry[];
+  done: Promise<void>;
   resolve: () => void;
   reject: (err: unknown) => void;
 }
@@ -125,7 +126,8 @@ export class AuditLog {
   readonly repo: AuditLogRepository;
   readonly signer: NoteSigner;
   private readonly keyHost: string;
-  private pending: Pending[] = [];
+  /** Oldest first; only the last one takes new entries, up to MAX_BATCH. */
+  private batches: PendingBatch[] = [];
   private timer?: NodeJS.Timeout;
   private flushing: Promise<void> = Promise.resolve();
   private readonly trees = new Map<string, { levels: MerkleLevels; sync?: Promise<MerkleLevels> }>();
@@ -167,13 +169,31 @@ export class AuditLog {
     await this.signing?.catch(() => undefined);
   }
 
-  /** Holds the message until its batch commits: the bus acknowledges it only then. */
+  /**
+   * Holds the message until its batch commits: the bus acknowledges it only then. The messages of
+   * a batch share its one promise (not a promise, two closures and a record each: two messages a
+   * proxy call).
+   */
   private accept(payload: RecordedPayload, _ctx: EventContext): Promise<void> {
-    return new Promise<void>((resolve, reject) => {
-      this.pending.push({ entry: entryFromEvent(payload), resolve, reject });
-      if (this.pending.length >= MAX_BATCH) this.scheduleFlush(0);
-      else this.scheduleFlush(LINGER_MS);
+    const entry = entryFromEvent(payload);
+    let batch = this.batches[this.batches.length - 1];
+    if (!batch || batch.entries.length >= MAX_BATCH) batch = this.openBatch();
+    batch.entries.push({ entry });
+    if (batch.entries.length >= MAX_BATCH) this.scheduleFlush(0);
+    else this.scheduleFlush(LINGER_MS);
+    return batch.done;
+  }
+
+  private openBatch(): PendingBatch {
+    let resolve!: () => void;
+    let reject!: (err: unknown) => void;
+    const done = new Promise<void>((res, rej) => {
+      resolve = res;
+      reject = rej;
     });
+    const batch = { entries: [], done, resolve, reject };
+    this.batches.push(batch);
+    return batch;
   }
 
   private scheduleFlush(delay: number): void {
@@ -190,23 +210,24 @@ export class AuditLog {
   }
 
   private async flush(): Promise<void> {
-    const batch = this.pending.splice(0, MAX_BATCH);
-    if (!batch.length) return;
+    const batch = this.batches.shift();
+    if (!batch) return;
     try {
-      const appended = await this.repo.appendBatch(batch, finishEntry);
+      const appended = await this.repo.appendBatch(batch.entries, finishEntry);
       for (const a of appended) {
         const t = this.trees.get(treeKey(a));
         // Extend a loaded tree in place when this commit continues it; otherwise the next read syncs.
         if (t && !t.sync && t.levels.size === a.leafIndex) t.levels.append(a.leafHash);
       }
-      for (const p of batch) p.resolve();
+      batch.resolve();
       this.onCommitted?.(appended.map((a) => a.id));
     } catch (err) {
-      this.kit.logger.warn({ err: (err as Error).message, entries: batch.length }, 'audit batch not appended; its events will be redelivered');
-      for (const p of batch) p.reject(err);
+      this.kit.logger.warn({ err: (err as Error).message, entries: batch.entries.length }, 'audit batch not appended; its events will be redelivered');
+      batch.reject(err);
     }
-    if (this.pending.length >= MAX_BATCH) this.scheduleFlush(0);
-    else if (this.pending.length) this.scheduleFlush(LINGER_MS);
+    const next = this.batches[0]?.entries.length ?? 0;
+    if (next >= MAX_BATCH) this.scheduleFlush(0);
+    else if (next) this.scheduleFlush(LINGER_MS);
   }
 
   // ---- trees and checkpoints ------------------------------------------------------------
