@@ -56,6 +56,28 @@ describe('scope rules', () => {
     expect(requiredScopes(github, 'POST', '/markdown')).toEqual(['write']);
   });
 
+  it('decides as the first rule whose method and pattern match, for every rule of every built-in service, asked again and again', () => {
+    let checked = 0;
+    for (const entry of BUILTIN_CATALOG) {
+      const paths = entry.scope_rules.flatMap((r) => {
+        const concrete = r.path.replace(/\*\*/g, 'a/b').replace(/\*/g, 'x');
+        return [concrete, `${concrete}/extra`, concrete.split('/').slice(0, -1).join('/') || '/', `${concrete}/`];
+      });
+      for (const method of ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE']) {
+        for (const path of [...paths, '/', '/unknown/path']) {
+          const rule = entry.scope_rules.find((r) => (r.methods === '*' || r.methods.includes(method)) && pathMatches(r.path, path));
+          const generic = method === 'GET' || method === 'HEAD' ? 'read' : 'write';
+          const expected = rule ? [...new Set([...rule.scopes, generic])] : [generic];
+          // Twice: the second answer comes from the rules' patterns split once.
+          expect([entry.service_id, method, path, requiredScopes(entry, method, path)]).toEqual([entry.service_id, method, path, expected]);
+          expect(requiredScopes(entry, method, path)).toEqual(expected);
+          checked++;
+        }
+      }
+    }
+    expect(checked).toBeGreaterThan(300);
+  });
+
   it('a read-only grant cannot write; a member (no grant) is not limited', () => {
     expect(() => enforceScopes(['read'], requiredScopes(github, 'POST', '/repos/a/b/issues'), 'POST', '/repos/a/b/issues')).toThrow(expect.objectContaining({ code: 'OUT_OF_SCOPE' }));
     expect(() => enforceScopes(['repo'], requiredScopes(github, 'POST', '/repos/a/b/issues'), 'POST', '/repos/a/b/issues')).not.toThrow();

@@ -8,8 +8,14 @@ import { StackError } from '@stack/contracts';
 import { GENERIC_READ, GENERIC_WRITE, type CatalogEntry, type ScopeRule } from './catalog.types';
 
 export function pathMatches(pattern: string, path: string): boolean {
-  const want = pattern.split('/').filter(Boolean);
-  const have = path.split('/').filter(Boolean);
+  return segmentsMatch(segmentsOf(pattern), segmentsOf(path));
+}
+
+function segmentsOf(path: string): string[] {
+  return path.split('/').filter(Boolean);
+}
+
+function segmentsMatch(want: readonly string[], have: readonly string[]): boolean {
   for (let i = 0; i < want.length; i++) {
     if (want[i] === '**') return true;
     if (i >= have.length) return false;
@@ -18,13 +24,22 @@ export function pathMatches(pattern: string, path: string): boolean {
   return want.length === have.length;
 }
 
-function ruleMatches(rule: ScopeRule, method: string, path: string): boolean {
-  return (rule.methods === '*' || rule.methods.includes(method)) && pathMatches(rule.path, path);
+/** A rule's path pattern in segments, split once per rule object (a catalog's rules are read on every call). */
+const patterns = new WeakMap<ScopeRule, readonly string[]>();
+
+function patternOf(rule: ScopeRule): readonly string[] {
+  let segments = patterns.get(rule);
+  if (!segments) {
+    segments = segmentsOf(rule.path);
+    patterns.set(rule, segments);
+  }
+  return segments;
 }
 
 export function requiredScopes(entry: Pick<CatalogEntry, 'scope_rules'>, method: string, relativePath: string): string[] {
   const generic = method === 'GET' || method === 'HEAD' ? GENERIC_READ : GENERIC_WRITE;
-  const rule = entry.scope_rules.find((r) => ruleMatches(r, method, relativePath));
+  const have = segmentsOf(relativePath);
+  const rule = entry.scope_rules.find((r) => (r.methods === '*' || r.methods.includes(method)) && segmentsMatch(patternOf(r), have));
   return rule ? [...new Set([...rule.scopes, generic])] : [generic];
 }
 
