@@ -32,7 +32,7 @@ import { startDistributedStack, startOneProcessStack, type DistributedStack, typ
 
 import type { Benchmark, BenchmarkContext } from './benchmark';
 import { formatRatio, formatUs, type LatencyRow } from './report-printer';
-import { QuietGate } from './quiesce';
+import { QuietGate, threadCpuSeconds } from './quiesce';
 import { mergeRuns, runConcurrent, summarize, type Operation, type RunResult } from './stats';
 
 /** Issue 6's targets, in the one-process mode against the floor. */
@@ -249,9 +249,26 @@ export const proxyBenchmark: Benchmark = {
         { label: `${rate} req/s`, run: (v: Operation) => runAtRate(rate, (seconds * 1000) / rounds, v), countDrain: false },
         { label: `saturation c=${concurrency}`, run: (v: Operation) => runConcurrent(Math.max(1, Math.floor(requests / rounds)), concurrency, v, { maxMs: maxMs / rounds }), countDrain: true },
       ];
+      // CPU time of each variant's processes over its saturation runs (from the run's start until
+      // they were quiet again), thread by thread: what a call costs, steadier than the rate.
+      const cpu = new Map<string, { calls: number; threads: Map<string, number> }>();
+      const snapshot = (pids: readonly number[]) => new Map(pids.flatMap((pid) => [...(threadCpuSeconds(pid) ?? new Map<number, number>())].map(([tid, sec]) => [`${pid}/${tid}`, sec] as const)));
       const measure = async (mode: (typeof modes)[number], v: (typeof variants)[number]): Promise<RunResult> => {
-        const { run, drainMs } = await gate.run(() => mode.run(v.call), mode.countDrain ? v.pids : undefined);
+        let before: Map<string, number> | undefined;
+        const { run, drainMs } = await gate.run(
+          () => {
+            if (mode.countDrain) before = snapshot(v.pids);
+            return mode.run(v.call);
+          },
+          mode.countDrain ? v.pids : undefined,
+        );
         if (drainMs !== undefined) drains.set(v.label, [...(drains.get(v.label) ?? []), drainMs]);
+        if (before && v.pids.length) {
+          const acc = cpu.get(v.label) ?? { calls: 0, threads: new Map<string, number>() };
+          for (const [thread, sec] of snapshot(v.pids)) acc.threads.set(thread, (acc.threads.get(thread) ?? 0) + sec - (before.get(thread) ?? 0));
+          acc.calls += run.samplesNs.length;
+          cpu.set(v.label, acc);
+        }
         return run;
       };
       const rows: LatencyRow[] = [];
@@ -290,6 +307,22 @@ export const proxyBenchmark: Benchmark = {
         ],
         ratioRows,
       );
+      out.line();
+      out.line('CPU time per call at saturation, all threads of the variant’s processes (from /proc, each run until its processes were quiet again):');
+      for (const v of variants) {
+        const acc = cpu.get(v.label);
+        if (!acc || acc.calls === 0) continue;
+        const us = (sec: number) => `${formatUs((sec * 1e6) / acc.calls)} µs`;
+        const total = [...acc.threads.values()].reduce((a, b) => a + b, 0);
+        if (v.pids.length !== 1) {
+          out.line(`  ${v.label}: ${us(total)} in ${v.pids.length} processes`);
+          continue;
+        }
+        const main = acc.threads.get(`${v.pids[0]}/${v.pids[0]}`) ?? 0;
+        const others = [...acc.threads].filter(([t]) => t !== `${v.pids[0]}/${v.pids[0]}`).map(([, sec]) => sec).sort((a, b) => b - a);
+        const busiest = others[0] ?? 0;
+        out.line(`  ${v.label}: ${us(total)} — main thread ${us(main)}, busiest other thread ${us(busiest)}${v.label.includes('one process') ? ' (the embedded Postgres)' : ''}, the rest ${us(total - main - busiest)}`);
+      }
       const oneRate = results.get(`${modes[0]!.label}|stack /v1/proxy, one process`)!;
       const oneSat = results.get(`${modes[1]!.label}|stack /v1/proxy, one process`)!;
       const added = oneRate.p50Us - floorAt(modes[0]!.label).p50Us;

@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 
-import { QuietGate, cpuSeconds, waitQuiet } from './quiesce';
+import { QuietGate, cpuSeconds, threadCpuSeconds, waitQuiet } from './quiesce';
 
 const linux = process.platform === 'linux';
 
@@ -21,6 +21,20 @@ async function child(spinMs?: number): Promise<ChildProcess> {
   it('reads a process’s CPU time, and nothing for a pid that does not exist', () => {
     expect(cpuSeconds(process.pid)).toBeGreaterThan(0);
     expect(cpuSeconds(2 ** 22 + 1)).toBeUndefined();
+  });
+
+  it('reads each thread’s CPU time: a worker spinning in a child shows on its own thread, not the main one', async () => {
+    expect(threadCpuSeconds(2 ** 22 + 1)).toBeUndefined();
+    expect(threadCpuSeconds(process.pid)!.has(process.pid)).toBe(true);
+    const script = `const { Worker } = require('node:worker_threads'); new Worker('const end = Date.now() + 60000; while (Date.now() < end);', { eval: true }); setTimeout(() => process.stdout.write('go\\n'), 50); setInterval(() => {}, 1000);`;
+    const c = spawn(process.execPath, ['-e', script], { stdio: ['ignore', 'pipe', 'ignore'] });
+    children.push(c);
+    await new Promise<void>((resolve) => c.stdout!.once('data', () => resolve()));
+    await new Promise((resolve) => setTimeout(resolve, 600));
+    const threads = threadCpuSeconds(c.pid!)!;
+    const others = [...threads].filter(([tid]) => tid !== c.pid).map(([, s]) => s);
+    expect(Math.max(...others)).toBeGreaterThanOrEqual(0.3);
+    expect(threads.get(c.pid!)!).toBeLessThan(0.3);
   });
 
   it('waits while a process is busy and returns once it has been idle for a whole window', async () => {

@@ -11,7 +11,7 @@
  * core over a window of `windowMs`. Read from /proc, so Linux only; elsewhere nothing is waited
  * for and `supported` is false.
  */
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 
 import type { RunResult } from './stats';
 
@@ -28,6 +28,30 @@ export function cpuSeconds(pid: number): number | undefined {
   } catch {
     return undefined;
   }
+}
+
+/**
+ * CPU seconds (user + system) of each thread of a process, by thread id (the main thread's is the
+ * process id), or undefined where /proc cannot tell. Threads that ended are not listed.
+ */
+export function threadCpuSeconds(pid: number): Map<number, number> | undefined {
+  let tids: string[];
+  try {
+    tids = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return undefined;
+  }
+  const out = new Map<number, number>();
+  for (const tid of tids) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      out.set(Number(tid), (Number(fields[11]) + Number(fields[12])) / ticksPerSecond);
+    } catch {
+      // The thread ended between the listing and the read.
+    }
+  }
+  return out;
 }
 
 export interface QuietOptions {
