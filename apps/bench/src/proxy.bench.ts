@@ -7,7 +7,8 @@
  *   stack 1-proc    `POST /v1/proxy` of STACK in the one-process shape (embedded Postgres,
  *                   in-process bus and cache: `npm start`), its own process;
  *   stack distrib.  `POST /v1/proxy` of a credential-proxy process on the real Postgres, NATS and
- *                   Redis (the distributed shape), straight to the process.
+ *                   Redis (the distributed shape), straight to the process; passport and audit
+ *                   run beside it, so the audit records are appended as they are in production.
  * Each at a fixed rate (open loop, `--rate` requests/s) and at saturation (closed loop,
  * `--concurrency` in flight), rounds interleaved. STACK runs the whole pipeline on every call:
  * connection lookup, canonical request, scope rules, allowed hosts, network guard, audit record
@@ -217,7 +218,7 @@ export const proxyBenchmark: Benchmark = {
       children.push(floor.child);
       const env = { STACK_INTERNAL_SECRET: internalSecret, STACK_PROXY_PRIVATE_ALLOWLIST: '127.0.0.1/32', STACK_SERVICE_BASE_URLS: `github=${upstream.url}` };
       one = await startOneProcessStack({ env, logLevel: 'warn' });
-      dist = await startDistributedStack({ services: ['credential-proxy', 'passport'], env, logLevel: 'warn' });
+      dist = await startDistributedStack({ services: ['credential-proxy', 'passport', 'audit'], env, logLevel: 'warn' });
       const distUrl = dist.processes.find((p) => p.service === 'credential-proxy')!.url;
       const pool = (url: string) => {
         const p = new Pool(url, { connections: concurrency * 2 });
