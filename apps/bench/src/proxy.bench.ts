@@ -229,10 +229,11 @@ export const proxyBenchmark: Benchmark = {
       const distAgent = await agentWithPassport(dist.publicUrl, member);
       // Each variant with the processes it runs on (besides the upstream): the ones it must leave quiet.
       const distPids = dist.processes.map((p) => p.process.pid);
-      const variants: Array<{ label: string; call: Operation; pids: number[] }> = [
+      // `busiest`: what the busiest thread besides the main one is, where that is known.
+      const variants: Array<{ label: string; call: Operation; pids: number[]; busiest?: string }> = [
         { label: 'direct', call: getter(pool(upstream.url), '/user'), pids: [] },
         { label: 'floor (minimal Node proxy)', call: getter(pool(floor.url), '/user'), pids: [floor.child.pid!] },
-        { label: 'stack /v1/proxy, one process', call: stackCall(pool(one.publicUrl), oneAgent.passport, oneAgent.connectionId), pids: [one.process.pid] },
+        { label: 'stack /v1/proxy, one process', call: stackCall(pool(one.publicUrl), oneAgent.passport, oneAgent.connectionId), pids: [one.process.pid], busiest: 'the embedded Postgres' },
         { label: 'stack /v1/proxy, distributed', call: stackCall(pool(distUrl), distAgent.passport, distAgent.connectionId), pids: distPids },
       ];
       const gate = new QuietGate([upstream.child.pid!, ...variants.flatMap((v) => v.pids)]);
@@ -322,7 +323,7 @@ export const proxyBenchmark: Benchmark = {
         const main = acc.threads.get(`${v.pids[0]}/${v.pids[0]}`) ?? 0;
         const others = [...acc.threads].filter(([t]) => t !== `${v.pids[0]}/${v.pids[0]}`).map(([, sec]) => sec).sort((a, b) => b - a);
         const busiest = others[0] ?? 0;
-        out.line(`  ${v.label}: ${us(total)} — main thread ${us(main)}, busiest other thread ${us(busiest)}${v.label.includes('one process') ? ' (the embedded Postgres)' : ''}, the rest ${us(total - main - busiest)}`);
+        out.line(`  ${v.label}: ${us(total)} — main thread ${us(main)}, busiest other thread ${us(busiest)}${v.busiest ? ` (${v.busiest})` : ''}, the rest ${us(total - main - busiest)}`);
       }
       const oneRate = results.get(`${modes[0]!.label}|stack /v1/proxy, one process`)!;
       const oneSat = results.get(`${modes[1]!.label}|stack /v1/proxy, one process`)!;

@@ -18,13 +18,18 @@ import type { RunResult } from './stats';
 /** Linux reports CPU time in clock ticks, 100 a second on every platform Node runs on. */
 const ticksPerSecond = 100;
 
+/** User + system CPU seconds from a /proc `stat` file (a process's or a thread's); throws if it cannot be read. */
+function statCpuSeconds(path: string): number {
+  const stat = readFileSync(path, 'utf8');
+  // "pid (comm) state …": comm may hold spaces and parentheses, so count fields after the last ')'.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / ticksPerSecond;
+}
+
 /** CPU seconds (user + system, all threads) a process has used, or undefined where /proc cannot tell. */
 export function cpuSeconds(pid: number): number | undefined {
   try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // "pid (comm) state …": comm may hold spaces and parentheses, so count fields after the last ')'.
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(fields[11]) + Number(fields[12])) / ticksPerSecond;
+    return statCpuSeconds(`/proc/${pid}/stat`);
   } catch {
     return undefined;
   }
@@ -44,9 +49,7 @@ export function threadCpuSeconds(pid: number): Map<number, number> | undefined {
   const out = new Map<number, number>();
   for (const tid of tids) {
     try {
-      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      out.set(Number(tid), (Number(fields[11]) + Number(fields[12])) / ticksPerSecond);
+      out.set(Number(tid), statCpuSeconds(`/proc/${pid}/task/${tid}/stat`));
     } catch {
       // The thread ended between the listing and the read.
     }

@@ -99,6 +99,12 @@ export class RememberedIds {
     return this.byId.get(id);
   }
 
+  /** The earlier publication of `id` if it is still inside the window at `now` (a duplicate), else undefined. */
+  recent(id: string, now: number): { seq: number; at: number } | undefined {
+    const seen = this.byId.get(id);
+    return seen && now - seen.at < this.windowMs ? seen : undefined;
+  }
+
   has(id: string): boolean {
     return this.byId.has(id);
   }
@@ -285,9 +291,9 @@ class InProcessServiceBus implements Bus {
     const data = encodeJsonText(payload, `event ${subject}`);
     const stream = this.conn.stream(event.stream);
     const now = Date.now();
-    const seen = stream.ids.get(options.id);
     // Out of the window, an id is published anew and remembered from now.
-    if (seen && now - seen.at < DUPLICATE_WINDOW_MS) return { stream: stream.name, seq: seen.seq, duplicate: true };
+    const seen = stream.ids.recent(options.id, now);
+    if (seen) return { stream: stream.name, seq: seen.seq, duplicate: true };
     const seq = ++stream.lastSeq;
     stream.messages.push({ seq, subject, data, headers: this.headersFor(options.id, options.caller) });
     stream.ids.remember(options.id, seq, now);

@@ -1,9 +1,9 @@
 /**
  * RFC 8785 (JSON Canonicalization Scheme) for the values an audit entry can hold: objects,
  * arrays, strings, finite numbers, booleans and null. The leaf hash covers these bytes, so any
- * verifier that canonicalises the same object gets the same hash. Written as loops appending to
- * one string: every audit entry goes through it twice a proxy call, and the map/filter/join form
- * built several arrays per object.
+ * verifier that canonicalises the same object gets the same hash. Audit entries of the known
+ * shape take the shortcut below (canonicalAuditEntry); this is the general form, for verifiers
+ * and for anything outside that shape.
  */
 export type JsonValue = string | number | boolean | null | JsonValue[] | { [key: string]: JsonValue };
 

@@ -89,7 +89,7 @@ export class PassportVerifier {
     } catch (err) {
       return Promise.reject(err);
     }
-    return this.authenticate(token).then((verified) => {
+    return this.verifyAndRemember(token).then((verified) => {
       this.revocations?.check(verified.subject);
       return verified;
     });
@@ -97,8 +97,11 @@ export class PassportVerifier {
 
   /** Signature, header, audience, issuer, shape and expiry — no revocation. Cached until `exp`. */
   async authenticate(token: string): Promise<VerifiedPassport> {
-    const hit = this.cached(token);
-    if (hit) return hit;
+    return this.cached(token) ?? this.verifyAndRemember(token);
+  }
+
+  /** A token not in the cache: checked in full, then remembered. */
+  private async verifyAndRemember(token: string): Promise<VerifiedPassport> {
     const now = this.now();
     const verified = await this.verifyUncached(token, now);
     if (this.cache.size >= this.cacheLimit) this.evict(now);
