@@ -2,7 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { resolve } from 'node:path';
 
-import { SYSTEM_COMMANDS } from '@stack/contracts';
+import { ServiceStartedEvent, SYSTEM_COMMANDS } from '@stack/contracts';
 import { TEST_NATS_URL } from '@stack/testing';
 
 import { busContractSuite } from './bus-contract.suite';
@@ -50,6 +50,49 @@ describe('NATS bus across processes', () => {
       expect([...pids.keys()].sort()).toEqual(children.map((c) => c.pid).sort());
       // NATS picks a queue member at random: each replica gets a real share.
       for (const n of pids.values()) expect(n).toBeGreaterThan(40);
+    } finally {
+      await conn.close();
+    }
+  });
+});
+
+describe('NATS bus publishing', () => {
+  /** Counts the socket writes of the bus's NATS connection (the client's transport, observed, not replaced). */
+  function countWrites(conn: Awaited<ReturnType<typeof connectNatsBus>>): { writes: () => number } {
+    const socket = (conn as unknown as { nc: { protocol: { transport: { socket: { write: (...a: unknown[]) => boolean } } } } }).nc.protocol.transport.socket;
+    const write = socket.write.bind(socket);
+    let writes = 0;
+    socket.write = (...args: unknown[]) => {
+      writes++;
+      return write(...args);
+    };
+    return { writes: () => writes };
+  }
+
+  it('sends the publishes of one turn of the event loop in one write, each with its own acknowledgement', async () => {
+    const prefix = `t${randomBytes(5).toString('hex')}`;
+    const conn = await connectNatsBus({ servers: TEST_NATS_URL, prefix, internalSecret: randomBytes(32), timeoutMs: 5000, instanceId: 'test' });
+    try {
+      await conn.ensureStreams();
+      const bus = conn.forService('audit');
+      const counter = countWrites(conn);
+      // Each publish from its own callback, as a busy service publishes: one per request.
+      const acks = await Promise.all(
+        Array.from(
+          { length: 40 },
+          (_, i) =>
+            new Promise<Awaited<ReturnType<typeof bus.publish>>>((resolve, reject) => {
+              setImmediate(() => bus.publish(ServiceStartedEvent, { service: 'audit', instance: `i-${i}`, version: '1', started_at: new Date().toISOString() }, { id: `turn-${i}` }).then(resolve, reject));
+            }),
+        ),
+      );
+      expect(new Set(acks.map((a) => a.seq)).size).toBe(40);
+      expect(acks.every((a) => !a.duplicate)).toBe(true);
+      // One write for the 40 (a client flushing after each callback makes 40).
+      expect(counter.writes()).toBeLessThanOrEqual(2);
+      // A publish alone is not held back waiting for company.
+      const alone = await bus.publish(ServiceStartedEvent, { service: 'audit', instance: 'alone', version: '1', started_at: new Date().toISOString() }, { id: 'alone' });
+      expect(alone.seq).toBe(41);
     } finally {
       await conn.close();
     }

@@ -99,6 +99,8 @@ class NatsBusConnection implements BusConnection {
   readonly js: JetStreamClient;
   private jsm?: Promise<JetStreamManager>;
   private healthy = true;
+  /** JetStream publishes waiting for the end of this turn of the event loop (`publishWithTurn`). */
+  private turn: Array<() => void> = [];
   private readonly facades = new Map<ServiceName, NatsServiceBus>();
   readonly handles = new Set<Handle>();
 
@@ -110,6 +112,26 @@ class NatsBusConnection implements BusConnection {
     this.js = nc.jetstream();
     void this.watchStatus();
   }
+
+  /**
+   * Runs `send` (one JetStream publish) together with every other publish of this turn of the
+   * event loop, at its end (setImmediate). The client sends whatever one synchronous run queues
+   * in one socket write, but a busy service publishes from many callbacks — one per HTTP request
+   * or per bus reply — and the client flushes after each, so each publish cost a write of its
+   * own, here and in the server. Together they leave in one write and the server reads them at
+   * once. An idle process waits for nothing: the end of the turn follows at once.
+   */
+  publishWithTurn<T>(send: () => Promise<T>): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      if (this.turn.push(() => send().then(resolve, reject)) === 1) setImmediate(this.sendTurn);
+    });
+  }
+
+  private readonly sendTurn = (): void => {
+    const queued = this.turn;
+    this.turn = [];
+    for (const send of queued) send();
+  };
 
   manager(): Promise<JetStreamManager> {
     this.jsm ??= this.nc.jetstreamManager();
@@ -270,7 +292,7 @@ class NatsServiceBus implements Bus {
     const data = encodeJson(payload, `event ${subject}`);
     const headers = this.headersFor(options.id, options.caller);
     try {
-      const ack = await this.conn.js.publish(subject, data, { msgID: options.id, headers, timeout: this.conn.options.timeoutMs });
+      const ack = await this.conn.publishWithTurn(() => this.conn.js.publish(subject, data, { msgID: options.id, headers, timeout: this.conn.options.timeoutMs }));
       return { stream: ack.stream, seq: ack.seq, duplicate: ack.duplicate };
     } catch (err) {
       throw new StackError('SERVICE_UNAVAILABLE', `could not make event ${subject} durable: ${(err as Error).message}`, { subject });
