@@ -2,8 +2,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { resolve } from 'node:path';
 
-import { ServiceStartedEvent, SYSTEM_COMMANDS } from '@stack/contracts';
-import { TEST_NATS_URL } from '@stack/testing';
+import { ServiceStartedEvent, StackError, SYSTEM_COMMANDS } from '@stack/contracts';
+import { startTcpFaultProxy, TEST_NATS_URL } from '@stack/testing';
 
 import { busContractSuite } from './bus-contract.suite';
 import { connectNatsBus } from './nats-bus';
@@ -95,6 +95,55 @@ describe('NATS bus publishing', () => {
       expect(alone.seq).toBe(41);
     } finally {
       await conn.close();
+    }
+  });
+
+  const started = (instance: string) => ({ service: 'audit' as const, instance, version: '1', started_at: new Date().toISOString() });
+
+  async function failure(p: Promise<unknown>): Promise<StackError> {
+    const err = await p.then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(StackError);
+    return err as StackError;
+  }
+
+  it('refuses at once, as SERVICE_UNAVAILABLE, an event no stream takes', async () => {
+    const conn = await connectNatsBus({ servers: TEST_NATS_URL, prefix: `t${randomBytes(5).toString('hex')}`, internalSecret: randomBytes(32), timeoutMs: 20_000, instanceId: 'test' });
+    try {
+      // No ensureStreams: nothing stores the subject, and the server says so (it does not time out).
+      const err = await failure(conn.forService('audit').publish(ServiceStartedEvent, started('nowhere'), { id: 'nowhere' }));
+      expect(err.code).toBe('SERVICE_UNAVAILABLE');
+      expect(err.message).toMatch(/could not make event .* durable: no stream takes this subject/);
+    } finally {
+      await conn.close();
+    }
+  });
+
+  it('fails a publish the server never acknowledges after the timeout, and acknowledges the next once the link is back', async () => {
+    const prefix = `t${randomBytes(5).toString('hex')}`;
+    const [host, port] = new URL(TEST_NATS_URL.replace(/^nats:/, 'http:')).host.split(':');
+    const proxy = await startTcpFaultProxy({ target: { host: host!, port: Number(port ?? 4222) } });
+    const conn = await connectNatsBus({ servers: `nats://${proxy.address}`, prefix, internalSecret: randomBytes(32), timeoutMs: 500, instanceId: 'test' });
+    try {
+      await conn.ensureStreams();
+      const bus = conn.forService('audit');
+      expect((await bus.publish(ServiceStartedEvent, started('before'), { id: 'before' })).seq).toBe(1);
+      proxy.pause();
+      const held = await Promise.all([0, 1, 2].map((i) => failure(bus.publish(ServiceStartedEvent, started(`held-${i}`), { id: `held-${i}` }))));
+      for (const err of held) {
+        expect(err.code).toBe('SERVICE_UNAVAILABLE');
+        expect(err.message).toContain('no acknowledgement within 500 ms');
+      }
+      proxy.resume();
+      // The held messages reach the stream late (they were sent); a late acknowledgement changes nothing.
+      const after = await bus.publish(ServiceStartedEvent, started('after'), { id: 'after' });
+      expect(after.duplicate).toBe(false);
+      expect(after.seq).toBeGreaterThan(1);
+    } finally {
+      await conn.close();
+      await proxy.stop();
     }
   });
 });

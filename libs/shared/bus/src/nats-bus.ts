@@ -14,12 +14,14 @@ import {
   RetentionPolicy,
   StorageType,
   connect,
+  createInbox,
   headers as natsHeaders,
   nanos,
   type ConsumerMessages,
   type JetStreamClient,
   type JetStreamManager,
   type JsMsg,
+  type Msg,
   type MsgHdrs,
   type NatsConnection,
   type NatsError,
@@ -99,8 +101,13 @@ class NatsBusConnection implements BusConnection {
   readonly js: JetStreamClient;
   private jsm?: Promise<JetStreamManager>;
   private healthy = true;
-  /** JetStream publishes waiting for the end of this turn of the event loop (`publishWithTurn`). */
-  private turn: Array<() => void> = [];
+  /** JetStream publishes waiting for the end of this turn of the event loop (`publishToStream`). */
+  private turn: QueuedPublish[] = [];
+  /** Publishes sent and waiting for their acknowledgement, by the token ending their reply subject. */
+  private readonly awaitingAck = new Map<number, QueuedPublish>();
+  private nextToken = 0;
+  /** The one subscription all acknowledgements come to (`<inbox>.<token>`), made at the first publish. */
+  private ackInbox?: string;
   private readonly facades = new Map<ServiceName, NatsServiceBus>();
   readonly handles = new Set<Handle>();
 
@@ -114,24 +121,80 @@ class NatsBusConnection implements BusConnection {
   }
 
   /**
-   * Runs `send` (one JetStream publish) together with every other publish of this turn of the
-   * event loop, at its end (setImmediate). The client sends whatever one synchronous run queues
-   * in one socket write, but a busy service publishes from many callbacks — one per HTTP request
-   * or per bus reply — and the client flushes after each, so each publish cost a write of its
-   * own, here and in the server. Together they leave in one write and the server reads them at
-   * once. An idle process waits for nothing: the end of the turn follows at once.
+   * Publishes to a JetStream stream and resolves with the stream's acknowledgement — what
+   * `js.publish` does, in the core client's terms, for every publish of this turn of the event
+   * loop at once, at its end (setImmediate):
+   *
+   * - The client sends what one synchronous run queues in one socket write, but a busy service
+   *   publishes from many callbacks (one per HTTP request or bus reply) and the client flushed
+   *   after each: each publish cost a write of its own, here and in the server. Now the turn's
+   *   publishes leave in one write and the server reads them at once. An idle process waits for
+   *   nothing: the end of the turn follows at once.
+   * - The acknowledgements come to one wildcard subscription, each to its own reply subject; a
+   *   turn shares one timer. `js.publish` made a request per publish, each with its own timer, a
+   *   generator, and an Error (stack trace included) built to settle the request even after it
+   *   succeeded.
+   *
+   * The server answers `{stream, seq, duplicate?}`, or `{error: {description}}` when the stream
+   * refuses the message, or a 503 status when no stream takes the subject ("no responders").
    */
-  publishWithTurn<T>(send: () => Promise<T>): Promise<T> {
-    return new Promise<T>((resolve, reject) => {
-      if (this.turn.push(() => send().then(resolve, reject)) === 1) setImmediate(this.sendTurn);
+  publishToStream(subject: string, data: Uint8Array, headers: MsgHdrs, timeoutMs: number): Promise<PublishAck> {
+    return new Promise<PublishAck>((resolve, reject) => {
+      if (this.turn.push({ subject, data, headers, resolve, reject }) === 1) setImmediate(this.sendTurn, timeoutMs);
     });
   }
 
-  private readonly sendTurn = (): void => {
+  private readonly sendTurn = (timeoutMs: number): void => {
     const queued = this.turn;
     this.turn = [];
-    for (const send of queued) send();
+    if (!this.ackInbox) {
+      this.ackInbox = createInbox();
+      this.nc.subscribe(`${this.ackInbox}.*`, { callback: (err, msg) => (err ? undefined : this.acknowledged(msg)) });
+    }
+    const first = this.nextToken + 1;
+    for (const p of queued) {
+      const token = ++this.nextToken;
+      try {
+        this.nc.publish(p.subject, p.data, { reply: `${this.ackInbox}.${token}`, headers: p.headers });
+        this.awaitingAck.set(token, p);
+      } catch (err) {
+        p.reject(err instanceof Error ? err : new Error(String(err)));
+      }
+    }
+    const last = this.nextToken;
+    // One timer for the turn: whatever of it is still unacknowledged then has timed out.
+    setTimeout(() => {
+      for (let token = first; token <= last; token++) {
+        const p = this.awaitingAck.get(token);
+        if (!p) continue;
+        this.awaitingAck.delete(token);
+        p.reject(new Error(`no acknowledgement within ${timeoutMs} ms`));
+      }
+    }, timeoutMs).unref();
   };
+
+  private acknowledged(msg: Msg): void {
+    const token = Number(msg.subject.slice(this.ackInbox!.length + 1));
+    const p = this.awaitingAck.get(token);
+    if (!p) return;
+    this.awaitingAck.delete(token);
+    if (msg.headers?.hasError) {
+      p.reject(new Error(msg.headers.code === 503 ? 'no stream takes this subject' : `status ${msg.headers.code} ${msg.headers.description}`));
+      return;
+    }
+    let ack: { stream?: unknown; seq?: unknown; duplicate?: unknown; error?: { description?: unknown } };
+    try {
+      ack = JSON.parse(Buffer.from(msg.data.buffer, msg.data.byteOffset, msg.data.byteLength).toString('utf8')) as typeof ack;
+    } catch {
+      p.reject(new Error('the acknowledgement is not JSON'));
+      return;
+    }
+    if (ack.error || typeof ack.stream !== 'string' || typeof ack.seq !== 'number') {
+      p.reject(new Error(typeof ack.error?.description === 'string' ? ack.error.description : 'the stream refused the message'));
+      return;
+    }
+    p.resolve({ stream: ack.stream, seq: ack.seq, duplicate: ack.duplicate === true });
+  }
 
   manager(): Promise<JetStreamManager> {
     this.jsm ??= this.nc.jetstreamManager();
@@ -199,6 +262,15 @@ class NatsBusConnection implements BusConnection {
     await Promise.allSettled([...this.handles].map((h) => h.stop()));
     if (!this.nc.isClosed()) await this.nc.drain().catch(() => this.nc.close());
   }
+}
+
+/** A publish waiting to be sent, then for its acknowledgement. */
+interface QueuedPublish {
+  subject: string;
+  data: Uint8Array;
+  headers: MsgHdrs;
+  resolve: (ack: PublishAck) => void;
+  reject: (err: Error) => void;
 }
 
 function isNotFound(err: unknown): boolean {
@@ -291,9 +363,10 @@ class NatsServiceBus implements Bus {
     const subject = eventSubject(this.conn.options.prefix, event);
     const data = encodeJson(payload, `event ${subject}`);
     const headers = this.headersFor(options.id, options.caller);
+    // JetStream's duplicate window goes by this header.
+    headers.set('Nats-Msg-Id', options.id);
     try {
-      const ack = await this.conn.publishWithTurn(() => this.conn.js.publish(subject, data, { msgID: options.id, headers, timeout: this.conn.options.timeoutMs }));
-      return { stream: ack.stream, seq: ack.seq, duplicate: ack.duplicate };
+      return await this.conn.publishToStream(subject, data, headers, this.conn.options.timeoutMs);
     } catch (err) {
       throw new StackError('SERVICE_UNAVAILABLE', `could not make event ${subject} durable: ${(err as Error).message}`, { subject });
     }
