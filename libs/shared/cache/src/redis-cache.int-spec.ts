@@ -34,6 +34,35 @@ describe('RedisCache against the real server', () => {
     }
   });
 
+  it('sends one GET for the reads of a key asked for in one turn, and a later turn reads again', async () => {
+    const prefix = `${uniqueName('turn')}:`;
+    const cache = new RedisCache({ url: TEST_REDIS_URL, keyPrefix: prefix });
+    // MONITOR on a connection of its own: the commands the server received, as it saw them.
+    const watcher = admin.duplicate();
+    await watcher.connect();
+    const seen: string[] = [];
+    await watcher.monitor((line) => {
+      if (line.includes(prefix)) seen.push(line);
+    });
+    try {
+      await cache.set('gen', 'one', { ttlMs: 5000 });
+      const reads = await Promise.all([...Array.from({ length: 20 }, () => cache.get('gen')), cache.get('other'), cache.get('gen')]);
+      expect(reads.filter((r) => r === 'one')).toHaveLength(21);
+      expect(reads[20]).toBeUndefined();
+      await admin.set(`${prefix}gen`, 'two');
+      expect(await cache.get('gen')).toBe('two');
+      // A bad key is refused as before, without sending anything.
+      await expect(cache.get('')).rejects.toThrow();
+      await new Promise((r) => setTimeout(r, 200));
+      const gets = seen.filter((l) => /"get"/i.test(l));
+      expect(gets.filter((l) => l.includes(`${prefix}gen`))).toHaveLength(2);
+      expect(gets.filter((l) => l.includes(`${prefix}other`))).toHaveLength(1);
+    } finally {
+      await watcher.close();
+      await cache.close();
+    }
+  });
+
   it('reloads its scripts after SCRIPT FLUSH', async () => {
     const cache = new RedisCache({ url: TEST_REDIS_URL, keyPrefix: `${uniqueName('flush')}:` });
     try {

@@ -94,6 +94,13 @@ return { allowed, retry, math.floor(tokens) }
 
 type RedisClient = ReturnType<typeof createClient>;
 
+/** One GET shared by the callers of a turn. */
+interface TurnGet {
+  promise: Promise<string | undefined>;
+  resolve: (value: string | undefined) => void;
+  reject: (err: unknown) => void;
+}
+
 export class RedisCache implements Cache {
   readonly kind = 'redis' as const;
   private readonly client: RedisClient;
@@ -102,6 +109,8 @@ export class RedisCache implements Cache {
   private readonly connecting: Promise<void>;
   private closing = false;
   private healthy = true;
+  /** GETs asked for in this turn of the event loop, by key, not yet sent (`get`). */
+  private turnGets = new Map<string, TurnGet>();
 
   constructor(options: RedisCacheOptions) {
     if (typeof options?.url !== 'string' || !/^rediss?:\/\//.test(options.url)) {
@@ -131,8 +140,41 @@ export class RedisCache implements Cache {
     this.connecting.catch(() => undefined);
   }
 
-  async get(key: string): Promise<string | undefined> {
-    const k = this.key(key);
+  /**
+   * The GETs of one key asked for in one turn of the event loop share one command, sent at the
+   * turn's end (setImmediate). A busy proxy reads the same generation stamp for every call of an
+   * operator; each call used to send its own GET and wait for its own reply. Sharing changes
+   * nothing a caller can see: the command is created after every caller sharing it asked, so it
+   * sees every write that finished before any of them did — as their own GETs would have, which
+   * the client also sent only at the turn's end.
+   */
+  get(key: string): Promise<string | undefined> {
+    let k: string;
+    try {
+      k = this.key(key);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    const shared = this.turnGets.get(k);
+    if (shared) return shared.promise;
+    if (this.turnGets.size === 0) setImmediate(this.sendTurnGets);
+    let resolve!: TurnGet['resolve'];
+    let reject!: TurnGet['reject'];
+    const promise = new Promise<string | undefined>((res, rej) => {
+      resolve = res;
+      reject = rej;
+    });
+    this.turnGets.set(k, { promise, resolve, reject });
+    return promise;
+  }
+
+  private readonly sendTurnGets = (): void => {
+    const turn = this.turnGets;
+    this.turnGets = new Map();
+    for (const [k, waiting] of turn) this.fetch(k).then(waiting.resolve, waiting.reject);
+  };
+
+  private async fetch(k: string): Promise<string | undefined> {
     await this.ready();
     const value = await this.client.get(k);
     return value === null ? undefined : String(value);
