@@ -33,7 +33,7 @@ import { startDistributedStack, startOneProcessStack, type DistributedStack, typ
 
 import type { Benchmark, BenchmarkContext } from './benchmark';
 import { formatRatio, formatUs, type LatencyRow } from './report-printer';
-import { QuietGate, threadCpuSeconds } from './quiesce';
+import { processesNamed, QuietGate, threadCpuSeconds } from './quiesce';
 import { mergeRuns, runConcurrent, summarize, type Operation, type RunResult } from './stats';
 
 /** Issue 6's targets, in the one-process mode against the floor. */
@@ -230,11 +230,12 @@ export const proxyBenchmark: Benchmark = {
       // Each variant with the processes it runs on (besides the upstream): the ones it must leave quiet.
       const distPids = dist.processes.map((p) => p.process.pid);
       // `busiest`: what the busiest thread besides the main one is, where that is known.
-      const variants: Array<{ label: string; call: Operation; pids: number[]; busiest?: string }> = [
+      // `names`: what each of several processes is; `servers`: the shared servers are measured too.
+      const variants: Array<{ label: string; call: Operation; pids: number[]; busiest?: string; names?: string[]; servers?: boolean }> = [
         { label: 'direct', call: getter(pool(upstream.url), '/user'), pids: [] },
         { label: 'floor (minimal Node proxy)', call: getter(pool(floor.url), '/user'), pids: [floor.child.pid!] },
         { label: 'stack /v1/proxy, one process', call: stackCall(pool(one.publicUrl), oneAgent.passport, oneAgent.connectionId), pids: [one.process.pid], busiest: 'the embedded Postgres' },
-        { label: 'stack /v1/proxy, distributed', call: stackCall(pool(distUrl), distAgent.passport, distAgent.connectionId), pids: distPids },
+        { label: 'stack /v1/proxy, distributed', call: stackCall(pool(distUrl), distAgent.passport, distAgent.connectionId), pids: distPids, names: dist.processes.map((p) => p.service), servers: true },
       ];
       const gate = new QuietGate([upstream.child.pid!, ...variants.flatMap((v) => v.pids)]);
       const drains = new Map<string, number[]>();
@@ -254,12 +255,18 @@ export const proxyBenchmark: Benchmark = {
       // CPU time of each variant's processes over its saturation runs (from the run's start until
       // they were quiet again), thread by thread: what a call costs, steadier than the rate.
       const cpu = new Map<string, { calls: number; threads: Map<string, number> }>();
+      const serverCpu = new Map<string, { calls: number; seconds: Map<string, number> }>();
+      // The shared servers the distributed shape makes work (when they run on this machine), looked
+      // up at each snapshot: a Postgres backend may start during a run (its CPU then all counts).
+      const serverSnapshot = () => new Map(processesNamed(['nats-server', 'postgres', 'redis-server']).map(({ pid, name }) => [`${name}/${pid}`, [...(threadCpuSeconds(pid) ?? new Map<number, number>()).values()].reduce((a, b) => a + b, 0)] as const));
       const snapshot = (pids: readonly number[]) => new Map(pids.flatMap((pid) => [...(threadCpuSeconds(pid) ?? new Map<number, number>())].map(([tid, sec]) => [`${pid}/${tid}`, sec] as const)));
       const measure = async (mode: (typeof modes)[number], v: (typeof variants)[number]): Promise<RunResult> => {
         let before: Map<string, number> | undefined;
+        let serversBefore: Map<string, number> | undefined;
         const { run, drainMs } = await gate.run(
           () => {
             if (mode.countDrain) before = snapshot(v.pids);
+            if (mode.countDrain && v.servers) serversBefore = serverSnapshot();
             return mode.run(v.call);
           },
           mode.countDrain ? v.pids : undefined,
@@ -270,6 +277,15 @@ export const proxyBenchmark: Benchmark = {
           for (const [thread, sec] of snapshot(v.pids)) acc.threads.set(thread, (acc.threads.get(thread) ?? 0) + sec - (before.get(thread) ?? 0));
           acc.calls += run.samplesNs.length;
           cpu.set(v.label, acc);
+        }
+        if (serversBefore) {
+          const acc = serverCpu.get(v.label) ?? { calls: 0, seconds: new Map<string, number>() };
+          for (const [key, sec] of serverSnapshot()) {
+            const name = key.split('/')[0]!;
+            acc.seconds.set(name, (acc.seconds.get(name) ?? 0) + sec - (serversBefore.get(key) ?? 0));
+          }
+          acc.calls += run.samplesNs.length;
+          serverCpu.set(v.label, acc);
         }
         return run;
       };
@@ -317,7 +333,13 @@ export const proxyBenchmark: Benchmark = {
         const us = (sec: number) => `${formatUs((sec * 1e6) / acc.calls)} µs`;
         const total = [...acc.threads.values()].reduce((a, b) => a + b, 0);
         if (v.pids.length !== 1) {
-          out.line(`  ${v.label}: ${us(total)} in ${v.pids.length} processes`);
+          const per = v.pids.map((pid, i) => `${v.names?.[i] ?? pid} ${us([...acc.threads].filter(([t]) => t.startsWith(`${pid}/`)).reduce((a, [, sec]) => a + sec, 0))}`);
+          out.line(`  ${v.label}: ${us(total)} in ${v.pids.length} processes — ${per.join(', ')}`);
+          const srv = serverCpu.get(v.label);
+          if (srv && srv.calls > 0 && srv.seconds.size > 0) {
+            const list = [...srv.seconds].map(([name, sec]) => `${name} ${formatUs((sec * 1e6) / srv.calls)} µs`);
+            out.line(`    and the shared servers it uses (all their processes on this machine, whatever else they served meanwhile): ${list.join(', ')}`);
+          }
           continue;
         }
         const main = acc.threads.get(`${v.pids[0]}/${v.pids[0]}`) ?? 0;

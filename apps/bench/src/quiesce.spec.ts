@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 
-import { QuietGate, cpuSeconds, threadCpuSeconds, waitQuiet } from './quiesce';
+import { QuietGate, cpuSeconds, processesNamed, threadCpuSeconds, waitQuiet } from './quiesce';
 
 const linux = process.platform === 'linux';
 
@@ -16,6 +16,17 @@ async function child(spinMs?: number): Promise<ChildProcess> {
   const children: ChildProcess[] = [];
   afterEach(() => {
     for (const c of children.splice(0)) c.kill('SIGKILL');
+  });
+
+  it('finds processes by their command name', async () => {
+    const child = spawn('sleep', ['30']);
+    try {
+      await new Promise((r) => child.once('spawn', r));
+      expect(processesNamed(['sleep'])).toContainEqual({ pid: child.pid, name: 'sleep' });
+      expect(processesNamed(['no-such-command-here'])).toEqual([]);
+    } finally {
+      child.kill('SIGKILL');
+    }
   });
 
   it('reads a process’s CPU time, and nothing for a pid that does not exist', () => {

@@ -36,6 +36,31 @@ export function cpuSeconds(pid: number): number | undefined {
 }
 
 /**
+ * The processes on this machine whose command name (/proc/<pid>/comm) is one of `names`, e.g. the
+ * shared NATS, Postgres and Redis servers a distributed run also makes work. Empty where /proc
+ * cannot tell.
+ */
+export function processesNamed(names: readonly string[]): Array<{ pid: number; name: string }> {
+  let entries: string[];
+  try {
+    entries = readdirSync('/proc');
+  } catch {
+    return [];
+  }
+  const out: Array<{ pid: number; name: string }> = [];
+  for (const entry of entries) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const name = readFileSync(`/proc/${entry}/comm`, 'utf8').trim();
+      if (names.includes(name)) out.push({ pid: Number(entry), name });
+    } catch {
+      // The process ended between the listing and the read.
+    }
+  }
+  return out;
+}
+
+/**
  * CPU seconds (user + system) of each thread of a process, by thread id (the main thread's is the
  * process id), or undefined where /proc cannot tell. Threads that ended are not listed.
  */
