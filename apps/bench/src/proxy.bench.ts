@@ -188,7 +188,7 @@ export const proxyBenchmark: Benchmark = {
     requests: { kind: 'int', default: 20000, doc: 'requests per variant at saturation (split over the rounds; enough that a run lasts seconds, not the few hundred ms a backlog takes to drain)' },
     concurrency: { kind: 'int', default: 32, doc: 'requests in flight at saturation' },
     rounds: { kind: 'int', default: 2, doc: 'interleaved rounds' },
-    warmup: { kind: 'int', default: 300, doc: 'unrecorded requests per variant first' },
+    warmup: { kind: 'int', default: 3000, doc: 'unrecorded requests per variant first (at concurrency 8), so every variant is measured warm: with 300, V8 had not yet optimised the hot paths and the first seconds at a fixed rate measured that' },
     'max-seconds': { kind: 'int', default: 10, doc: 'time budget of each saturation run' },
     'sustain-seconds': { kind: 'int', default: 0, doc: 'then a saturation run of the one-process shape this long, window by window (0: none)' },
     'sustain-window': { kind: 'int', default: 10, doc: 'length of each window of the sustained run, seconds' },
