@@ -6,13 +6,13 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-import { AuditVerifyCommand, StackError, entryLeafHash, verifyInclusion, type CallerContext } from '@stack/contracts';
+import { AuditVerifyCommand, MerkleLevels, StackError, entryLeafHash, verifyConsistency, verifyInclusion, type CallerContext } from '@stack/contracts';
 import { TEST_NATS_URL, createTestDatabase, uniqueName, type TestDatabase } from '@stack/testing';
 
 import { serveAuditCommands } from '../api/audit-bus.handlers';
 import { auditCliCommand } from '../cli/audit-verify.command';
 import { startAuditTestKit, type AuditTestKit } from '../testing/audit-test-kit';
-import { finishEntry, readScope, verifyExportLines } from './audit-log.service';
+import { AUDIT_TREE_BLOCK_BITS, finishEntry, readScope, verifyExportLines } from './audit-log.service';
 
 const A = 'op_alpha';
 const B = 'op_beta';
@@ -304,4 +304,69 @@ describe('audit log: more at once than one batch holds (Postgres + NATS)', () =>
     const tree = await t.log.tree({ operatorId: 'op_gamma', treeId: 1 });
     expect(tree.size).toBe(2500);
   }, 90_000);
+
+  it('keeps the lower hashes of the last block only, and proves early entries from leaf hashes read back', async () => {
+    const ref = { operatorId: 'op_gamma', treeId: 1 };
+    const scope = readScope(admin('op_gamma'));
+    const stored = (await t.dataSource.query(`SELECT leaf_hash FROM audit.entries WHERE operator_id = 'op_gamma' ORDER BY leaf_index`)) as { leaf_hash: Buffer }[];
+    const whole = MerkleLevels.fromLeaves(stored.map((r) => r.leaf_hash));
+    const tree = await t.log.tree(ref);
+    expect(tree.blockSize).toBe(2 ** AUDIT_TREE_BLOCK_BITS);
+    // The current root needs nothing from storage; a proof of leaf 5 needs its block's leaves.
+    expect(tree.blocksFor((b) => tree.root(2500, b))).toEqual([]);
+    expect(tree.blocksFor((b) => tree.inclusionProof(5, 2500, b))).toEqual([0]);
+    const cp = await t.log.signNow('op_gamma');
+    expect(cp.tree_size).toBe(2500);
+    expect(Buffer.from(cp.root_hash, 'base64').equals(whole.root(2500))).toBe(true);
+    for (const index of [0, 5, 1023, 1024, 2047, 2048, 2499]) {
+      const proof = await t.log.inclusionProof(scope, { leaf_index: index, tree_size: 2500 });
+      expect(Buffer.from(proof.leaf_hash, 'base64').equals(stored[index]!.leaf_hash)).toBe(true);
+      expect(verifyInclusion(stored[index]!.leaf_hash, index, 2500, proof.hashes.map((h) => Buffer.from(h, 'base64')), whole.root(2500))).toBe(true);
+    }
+    // A past size cut inside an early block.
+    const consistency = await t.log.consistencyProof(scope, { tree_size_1: 1500, tree_size_2: 2500 });
+    expect(verifyConsistency(1500, 2500, consistency.hashes.map((h) => Buffer.from(h, 'base64')), whole.root(1500), whole.root(2500))).toBe(true);
+    const early = await t.log.inclusionProof(scope, { leaf_index: 3, tree_size: 1100 });
+    expect(verifyInclusion(stored[3]!.leaf_hash, 3, 1100, early.hashes.map((h) => Buffer.from(h, 'base64')), whole.root(1100))).toBe(true);
+    expect(verifyExportLines(await exportLines(t, 'op_gamma')).ok).toBe(true);
+  }, 60_000);
+
+  it('proves right when appends complete the last block while a proof reads its leaves', async () => {
+    const scope = readScope(admin('op_gamma'));
+    const read = t.log.repo.leafHashes.bind(t.log.repo);
+    let raced = false;
+    const spy = jest.spyOn(t.log.repo, 'leafHashes').mockImplementation(async (ref, from, to) => {
+      if (!raced) {
+        raced = true;
+        // While the proof waits for block 0, 600 more entries complete block 2 (leaves 2048–3071),
+        // whose lower hashes then leave memory: the proof needs them from storage too.
+        await Promise.all(Array.from({ length: 600 }, () => t.recorder.record({ caller: admin('op_gamma'), layer: 'proxy', action: 'credential.proxy', outcome: 'success' })));
+        await waitFor(async () => (await t.log.tree({ operatorId: 'op_gamma', treeId: 1 })).size >= 3100, 60_000);
+      }
+      return read(ref, from, to);
+    });
+    try {
+      const proof = await t.log.inclusionProof(scope, { leaf_index: 5, tree_size: 2500 });
+      expect(raced).toBe(true);
+      expect(spy.mock.calls.map((c) => c[1])).toEqual(expect.arrayContaining([0, 2048]));
+      const stored = (await t.dataSource.query(`SELECT leaf_hash FROM audit.entries WHERE operator_id = 'op_gamma' AND leaf_index < 2500 ORDER BY leaf_index`)) as { leaf_hash: Buffer }[];
+      const root = MerkleLevels.fromLeaves(stored.map((r) => r.leaf_hash)).root();
+      expect(verifyInclusion(stored[5]!.leaf_hash, 5, 2500, proof.hashes.map((h) => Buffer.from(h, 'base64')), root)).toBe(true);
+    } finally {
+      spy.mockRestore();
+    }
+  }, 90_000);
+
+  it('refuses a proof whose block lost a leaf in storage, naming the integrity failure', async () => {
+    const victim = (await t.dataSource.query(`SELECT id FROM audit.entries WHERE operator_id = 'op_gamma' AND leaf_index = 700`)) as { id: string }[];
+    await t.dataSource.query(`DELETE FROM audit.entries WHERE id = $1`, [victim[0]!.id]);
+    const err = await t.log.inclusionProof(readScope(admin('op_gamma')), { leaf_index: 10, tree_size: 2500 }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(StackError);
+    expect((err as StackError).code).toBe('INTERNAL_ERROR');
+    expect((err as StackError).message).toMatch(/integrity failure: leaves 0–1023 of .* are not all stored/);
+  });
 });
+

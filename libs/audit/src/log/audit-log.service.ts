@@ -17,6 +17,7 @@ import {
   type CallerContext,
   type PayloadOf,
   MerkleLevels,
+  type BlockLeaves,
   canonicalAuditEntry,
   entryLeafHash,
   formatCheckpoint,
@@ -47,6 +48,13 @@ const LINGER_MS = 25;
 const MAX_IN_FLIGHT = 4000;
 // What a crashed instance held comes back after this long; a batch commits far sooner (it waits at most LINGER_MS plus one transaction).
 const ACK_WAIT_MS = 10_000;
+/**
+ * A live tree keeps its hashes below level 10 for its last block of 1,024 leaves only (about
+ * 64 KiB); a proof or a past root that reaches into an earlier block reads that block's leaf hashes
+ * back from the log (one indexed range read of 32 KiB). Kept whole, the levels took 64 bytes a
+ * leaf for as long as the tree lived: ~220 MiB after 3.5 million entries.
+ */
+export const AUDIT_TREE_BLOCK_BITS = 10;
 
 const cut = (v: string | undefined, n: number) => (v === undefined || v === '' ? undefined : v.slice(0, n));
 
@@ -237,7 +245,7 @@ export class AuditLog {
     const key = treeKey(ref);
     let t = this.trees.get(key);
     if (!t) {
-      t = { levels: new MerkleLevels() };
+      t = { levels: new MerkleLevels({ blockBits: AUDIT_TREE_BLOCK_BITS }) };
       this.trees.set(key, t);
     }
     const target = size ?? (await this.repo.treeSize(ref));
@@ -265,6 +273,29 @@ export class AuditLog {
       }
     })();
     return entry.sync;
+  }
+
+  /**
+   * `compute` (a root, proof or leaf of a compact tree) given the leaf hashes of the blocks it
+   * needs, read from the log. A block that is not whole in storage means the log lost a leaf the
+   * tree was built from.
+   */
+  private async withLeaves<T>(ref: TreeRef, levels: MerkleLevels, compute: (blocks: BlockLeaves) => T): Promise<T> {
+    const loaded = new Map<number, Buffer[]>();
+    for (;;) {
+      // Asked again after every read: an append meanwhile may have completed the block that was the
+      // tree's last (its lower levels then left memory).
+      const missing = levels.blocksFor(compute).filter((b) => !loaded.has(b));
+      if (missing.length === 0) return compute((block) => loaded.get(block));
+      for (const block of missing) {
+        const from = block * levels.blockSize;
+        const rows = await this.repo.leafHashes(ref, from, from + levels.blockSize);
+        if (rows.length !== levels.blockSize || rows.some((r, i) => r.leaf_index !== from + i)) {
+          throw new StackError('INTERNAL_ERROR', `audit log integrity failure: leaves ${from}–${from + levels.blockSize - 1} of ${treeKey(ref)} are not all stored`);
+        }
+        loaded.set(block, rows.map((r) => r.leaf_hash));
+      }
+    }
   }
 
   /**
@@ -306,7 +337,7 @@ export class AuditLog {
 
   private async signAt(ref: TreeRef, treeSize: number): Promise<void> {
     const levels = await this.tree(ref, treeSize);
-    const root = levels.root(treeSize);
+    const root = await this.withLeaves(ref, levels, (blocks) => levels.root(treeSize, blocks));
     const origin = this.origin(ref);
     const note = signNote(formatCheckpoint({ origin, treeSize, rootHash: root }), this.signer);
     await this.repo.saveCheckpoint({ operator_id: ref.operatorId, tree_id: ref.treeId, tree_size: treeSize, root_hash: root, note }, (m, signedAt) =>
@@ -418,7 +449,8 @@ export class AuditLog {
     const size = q.tree_size ?? (await this.repo.latestCheckpoint(ref.operatorId, ref.treeId))?.tree_size ?? (await this.repo.treeSize(ref));
     if (index >= size || size > (await this.repo.treeSize(ref))) throw new StackError('NOT_FOUND', `no leaf ${index} in a tree of size ${size}`);
     const levels = await this.tree(ref, size);
-    return { leaf_index: index, tree_size: size, tree_id: ref.treeId, hashes: levels.inclusionProof(index, size).map(b64), leaf_hash: b64(levels.leaf(index)) };
+    const proof = await this.withLeaves(ref, levels, (blocks) => ({ hashes: levels.inclusionProof(index, size, blocks), leaf: levels.leaf(index, blocks) }));
+    return { leaf_index: index, tree_size: size, tree_id: ref.treeId, hashes: proof.hashes.map(b64), leaf_hash: b64(proof.leaf) };
   }
 
   async consistencyProof(scope: ReadScope, q: { tree_size_1: number; tree_size_2?: number; tree_id?: number }) {
@@ -427,7 +459,8 @@ export class AuditLog {
     const current = await this.repo.treeSize(ref);
     if (q.tree_size_1 > second || second > current) throw new StackError('INVALID_REQUEST', `no consistency proof from ${q.tree_size_1} to ${second} (the tree has ${current} leaves)`);
     const levels = await this.tree(ref, second);
-    return { tree_size_1: q.tree_size_1, tree_size_2: second, tree_id: ref.treeId, hashes: levels.consistencyProof(q.tree_size_1, second).map(b64) };
+    const hashes = await this.withLeaves(ref, levels, (blocks) => levels.consistencyProof(q.tree_size_1, second, blocks));
+    return { tree_size_1: q.tree_size_1, tree_size_2: second, tree_id: ref.treeId, hashes: hashes.map(b64) };
   }
 
   /**

@@ -84,4 +84,74 @@ describe('RFC 6962 Merkle tree', () => {
     expect(() => t.leaf(-1)).toThrow(RangeError);
     expect(() => t.leaf(0.5)).toThrow(RangeError);
   });
+
+  describe('compact (blockBits): lower levels kept for the last block only', () => {
+    const hex = (hashes: Buffer | Buffer[]) => (Array.isArray(hashes) ? hashes : [hashes]).map((h) => h.toString('hex')).join(' ');
+    /** Block b's leaves, as storage would give them back. */
+    const source =
+      (leaves: readonly Buffer[], bits: number, served?: Set<number>) =>
+      (b: number): Buffer[] | undefined => {
+        served?.add(b);
+        const from = b * 2 ** bits;
+        return from + 2 ** bits <= leaves.length ? leaves.slice(from, from + 2 ** bits) : undefined;
+      };
+
+    it('gives every root, proof and leaf the whole tree gives, at every size, reading only the blocks blocksFor names', () => {
+      const leaves = Array.from({ length: 37 }, (_, i) => leafHash(Buffer.from(`compact ${i}`)));
+      for (const bits of [1, 2, 3]) {
+        const whole = new MerkleLevels();
+        const compact = new MerkleLevels({ blockBits: bits });
+        expect(compact.blockSize).toBe(2 ** bits);
+        for (let n = 1; n <= leaves.length; n++) {
+          whole.append(leaves[n - 1]!);
+          compact.append(leaves[n - 1]!);
+          expect(compact.size).toBe(n);
+          // Only the named blocks are given: a computation needing another one would throw.
+          const exactly = (compute: (b: (block: number) => readonly Buffer[] | undefined) => Buffer | Buffer[]) => {
+            const named = new Set(compact.blocksFor(compute));
+            const all = source(leaves, bits);
+            return compute((b) => (named.has(b) ? all(b) : undefined));
+          };
+          for (const size of [n, Math.max(1, n - 1), Math.ceil(n / 2)]) {
+            expect((exactly((b) => compact.root(size, b)) as Buffer).equals(whole.root(size))).toBe(true);
+          }
+          for (let m = 0; m < n; m++) {
+            expect(hex(exactly((b) => compact.inclusionProof(m, n, b)))).toBe(hex(whole.inclusionProof(m, n)));
+            expect((exactly((b) => compact.leaf(m, b)) as Buffer).equals(leaves[m]!)).toBe(true);
+          }
+          for (let m = 1; m <= n; m++) expect(hex(exactly((b) => compact.consistencyProof(m, n, b)))).toBe(hex(whole.consistencyProof(m, n)));
+        }
+      }
+    });
+
+    it('needs no block for the current root, and at most a few blocks for a proof', () => {
+      const bits = 4;
+      const leaves = Array.from({ length: 1000 }, (_, i) => leafHash(Buffer.from(`few ${i}`)));
+      const t = MerkleLevels.fromLeaves(leaves, { blockBits: bits });
+      expect(t.blocksFor((b) => t.root(1000, b))).toEqual([]);
+      expect(t.root().equals(mth(leaves))).toBe(true);
+      // Leaf 100 sits in block 6; its path below level 4 lies inside that block.
+      expect(t.blocksFor((b) => t.inclusionProof(100, 1000, b))).toEqual([6]);
+      const served = new Set<number>();
+      expect(verifyInclusion(leaves[100]!, 100, 1000, t.inclusionProof(100, 1000, source(leaves, bits, served)), mth(leaves))).toBe(true);
+      expect([...served]).toEqual([6]);
+      // A past size cut inside an old block: that block's leaves, and the old leaf's.
+      expect(t.blocksFor((b) => t.consistencyProof(333, 1000, b)).length).toBeLessThanOrEqual(2);
+      expect(verifyConsistency(333, 1000, t.consistencyProof(333, 1000, source(leaves, bits)), mth(leaves.slice(0, 333)), mth(leaves))).toBe(true);
+    });
+
+    it('refuses a computation whose blocks are not given, or given with the wrong number of leaves', () => {
+      const leaves = Array.from({ length: 43 }, (_, i) => leafHash(Buffer.from(`refuse ${i}`)));
+      const t = MerkleLevels.fromLeaves(leaves, { blockBits: 3 });
+      expect(() => t.inclusionProof(3, 43)).toThrow(/leaves of block 0 are needed/);
+      expect(() => t.leaf(3)).toThrow(/leaves of block 0 are needed/);
+      expect(() => t.inclusionProof(3, 43, () => leaves.slice(0, 7))).toThrow(/has 7 leaves, not 8/);
+      // The last, incomplete block (leaves 40–42) is in memory: no blocks needed there.
+      expect(t.leaf(42).equals(leaves[42]!)).toBe(true);
+      expect(t.blocksFor((b) => t.inclusionProof(41, 43, b))).toEqual([]);
+      expect(() => new MerkleLevels({ blockBits: 0 })).toThrow(RangeError);
+      expect(() => new MerkleLevels({ blockBits: 1.5 })).toThrow(RangeError);
+    });
+  });
 });
+

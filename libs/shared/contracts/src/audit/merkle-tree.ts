@@ -63,23 +63,68 @@ class HashRow {
   view(index: number): Buffer {
     return this.buf.subarray(index * HASH_BYTES, (index + 1) * HASH_BYTES);
   }
+
+  /** Empties the row, keeping its buffer for what comes next. */
+  clear(): void {
+    this.length = 0;
+  }
+}
+
+/**
+ * The leaf hashes of one block of a compact tree (`MerkleLevels` with `blockBits`), by block
+ * index: block b holds leaves [b·2^blockBits, (b+1)·2^blockBits). Undefined when not at hand.
+ */
+export type BlockLeaves = (block: number) => readonly Buffer[] | undefined;
+
+export interface MerkleLevelsOptions {
+  /**
+   * Keep the hashes below level `blockBits` only for the last, incomplete block of 2^blockBits
+   * leaves; a proof reaching into an earlier block is given that block's leaf hashes (`BlockLeaves`,
+   * e.g. read back from storage). Memory is then about 64 / 2^blockBits bytes a leaf plus one
+   * block, instead of 64 bytes a leaf. Unset: every level is kept whole.
+   */
+  blockBits?: number;
 }
 
 /**
  * Every aligned perfect subtree hash of a growing tree: level 0 holds the leaf hashes, level h
  * the hashes of the subtrees of 2^h leaves starting at multiples of 2^h. Appending is O(1)
  * amortised; memory is about 64 bytes per leaf (each level's hashes in one buffer).
+ *
+ * Compact (`blockBits` = K): levels below K hold only the last, incomplete block's nodes (their
+ * rows start at that block); levels from K up stay whole. A subtree below level K inside an
+ * earlier block is hashed from that block's leaves, which the caller passes in (`BlockLeaves`);
+ * `blocksFor` tells which blocks a computation needs.
  */
 export class MerkleLevels {
   private readonly levels: HashRow[] = [new HashRow()];
+  /** Compact trees: leaves per block (2^blockBits), and where the last, incomplete block starts. */
+  private readonly blockBits: number;
+  private readonly block: number;
+  private tailStart = 0;
+  /** What a dry run (blocksFor) is given for every block. */
+  private standIn?: readonly Buffer[];
+
+  constructor(options: MerkleLevelsOptions = {}) {
+    const bits = options.blockBits;
+    if (bits !== undefined && (!Number.isInteger(bits) || bits < 1 || bits > 20)) throw new RangeError(`blockBits must be an integer from 1 to 20, not ${bits}`);
+    this.blockBits = bits ?? Infinity;
+    this.block = bits === undefined ? Infinity : 2 ** bits;
+  }
+
+  /** Leaves per block of a compact tree (Infinity when every level is kept). */
+  get blockSize(): number {
+    return this.block;
+  }
 
   get size(): number {
-    return this.levels[0]!.length;
+    return this.tailStart + this.levels[0]!.length;
   }
 
   append(hash: Buffer): void {
     this.levels[0]!.push(hash);
     let h = 0;
+    // Below blockBits, indexes are relative to the last block's start; from blockBits up, absolute.
     let idx = this.levels[0]!.length - 1;
     // Completing a right child completes its parent, and so on up.
     while (idx % 2 === 1) {
@@ -89,67 +134,117 @@ export class MerkleLevels {
       this.levels[h] ??= new HashRow();
       this.levels[h]!.push(parent);
       idx = (idx - 1) / 2;
+      if (h === this.blockBits) {
+        // The block is complete: its node at level blockBits stays, its lower levels go.
+        for (let low = 0; low < h; low++) this.levels[low]!.clear();
+        this.tailStart += this.block;
+        idx = this.tailStart / this.block - 1;
+      }
     }
   }
 
-  leaf(index: number): Buffer {
-    const hash = this.levels[0]!.at(index);
-    if (!hash) throw new RangeError(`leaf ${index} is outside the tree of ${this.size}`);
-    return hash;
+  leaf(index: number, blocks?: BlockLeaves): Buffer {
+    if (index < 0 || index >= this.size || !Number.isInteger(index)) throw new RangeError(`leaf ${index} is outside the tree of ${this.size}`);
+    if (index >= this.tailStart) return this.levels[0]!.at(index - this.tailStart)!;
+    return Buffer.from(this.blockLeaves(Math.floor(index / this.block), blocks)[index % this.block]!);
   }
 
   /** MTH(D[start:end]) for 0 ≤ start < end ≤ size: a copy, as every hash handed out. */
-  subtree(start: number, end: number): Buffer {
+  subtree(start: number, end: number, blocks?: BlockLeaves): Buffer {
     const n = end - start;
     if (n <= 0 || end > this.size) throw new RangeError(`subtree [${start}, ${end}) outside the tree of ${this.size}`);
-    return Buffer.from(this.hashOf(start, end));
+    return Buffer.from(this.hashOf(start, end, blocks));
   }
 
   /** MTH(D[start:end]), checked range: a view into a level for a stored subtree, else a fresh hash. Never handed out. */
-  private hashOf(start: number, end: number): Buffer {
+  private hashOf(start: number, end: number, blocks: BlockLeaves | undefined): Buffer {
     const n = end - start;
-    if ((n & (n - 1)) === 0 && start % n === 0) return this.levels[Math.log2(n)]!.view(start / n);
+    if ((n & (n - 1)) === 0 && start % n === 0) {
+      const h = Math.log2(n);
+      if (h >= this.blockBits) return this.levels[h]!.view(start / n);
+      if (start >= this.tailStart) return this.levels[h]!.view((start - this.tailStart) / n);
+      const leaves = this.blockLeaves(Math.floor(start / this.block), blocks);
+      // A dry run (blocksFor) only wants to know which blocks: no hashing.
+      return leaves === this.standIn ? STAND_IN : perfectHash(leaves, start % this.block, n);
+    }
     const k = splitPoint(n);
-    return nodeHash(this.hashOf(start, start + k), this.hashOf(start + k, end));
+    return nodeHash(this.hashOf(start, start + k, blocks), this.hashOf(start + k, end, blocks));
   }
 
-  root(treeSize = this.size): Buffer {
+  private blockLeaves(block: number, blocks: BlockLeaves | undefined): readonly Buffer[] {
+    const leaves = blocks?.(block);
+    if (!leaves) throw new RangeError(`the leaves of block ${block} are needed and were not given`);
+    if (leaves.length !== this.block) throw new RangeError(`block ${block} has ${leaves.length} leaves, not ${this.block}`);
+    return leaves;
+  }
+
+  root(treeSize = this.size, blocks?: BlockLeaves): Buffer {
     if (treeSize === 0) return EMPTY_ROOT;
-    return this.subtree(0, treeSize);
+    return this.subtree(0, treeSize, blocks);
   }
 
   /** RFC 6962 §2.1.1 PATH(m, D[0:n]), leaf to root. */
-  inclusionProof(leafIndex: number, treeSize: number): Buffer[] {
+  inclusionProof(leafIndex: number, treeSize: number, blocks?: BlockLeaves): Buffer[] {
     if (leafIndex < 0 || leafIndex >= treeSize || treeSize > this.size) throw new RangeError(`no leaf ${leafIndex} in a tree of ${treeSize}`);
     const path = (m: number, start: number, end: number): Buffer[] => {
       const n = end - start;
       if (n === 1) return [];
       const k = splitPoint(n);
-      if (m < k) return [...path(m, start, start + k), this.subtree(start + k, end)];
-      return [...path(m - k, start + k, end), this.subtree(start, start + k)];
+      if (m < k) return [...path(m, start, start + k), this.subtree(start + k, end, blocks)];
+      return [...path(m - k, start + k, end), this.subtree(start, start + k, blocks)];
     };
     return path(leafIndex, 0, treeSize);
   }
 
   /** RFC 6962 §2.1.2 PROOF(m, D[0:n]). */
-  consistencyProof(oldSize: number, newSize: number): Buffer[] {
+  consistencyProof(oldSize: number, newSize: number, blocks?: BlockLeaves): Buffer[] {
     if (oldSize < 0 || oldSize > newSize || newSize > this.size) throw new RangeError(`no consistency proof from ${oldSize} to ${newSize} in a tree of ${this.size}`);
     if (oldSize === 0 || oldSize === newSize) return [];
     const sub = (m: number, start: number, end: number, whole: boolean): Buffer[] => {
       const n = end - start;
-      if (m === n) return whole ? [] : [this.subtree(start, end)];
+      if (m === n) return whole ? [] : [this.subtree(start, end, blocks)];
       const k = splitPoint(n);
-      if (m <= k) return [...sub(m, start, start + k, whole), this.subtree(start + k, end)];
-      return [...sub(m - k, start + k, end, false), this.subtree(start, start + k)];
+      if (m <= k) return [...sub(m, start, start + k, whole), this.subtree(start + k, end, blocks)];
+      return [...sub(m - k, start + k, end, false), this.subtree(start, start + k, blocks)];
     };
     return sub(oldSize, 0, newSize, true);
   }
 
-  static fromLeaves(hashes: Iterable<Buffer>): MerkleLevels {
-    const levels = new MerkleLevels();
+  /**
+   * The blocks whose leaves `compute` (a root, proof or leaf of this tree given `BlockLeaves`)
+   * needs, ascending: found by running it once with stand-in hashes, whose result is dropped.
+   */
+  blocksFor(compute: (blocks: BlockLeaves) => unknown): number[] {
+    if (this.block === Infinity) return [];
+    const wanted = new Set<number>();
+    this.standIn ??= Array.from({ length: this.block }, () => STAND_IN);
+    const standIn = this.standIn;
+    compute((block) => {
+      wanted.add(block);
+      return standIn;
+    });
+    return [...wanted].sort((a, b) => a - b);
+  }
+
+  static fromLeaves(hashes: Iterable<Buffer>, options?: MerkleLevelsOptions): MerkleLevels {
+    const levels = new MerkleLevels(options);
     for (const h of hashes) levels.append(h);
     return levels;
   }
+}
+
+const STAND_IN = Buffer.alloc(HASH_BYTES);
+
+/** MTH of the 2^h leaves leaves[from, from + n), n a power of two. */
+function perfectHash(leaves: readonly Buffer[], from: number, n: number): Buffer {
+  if (n === 1) return leaves[from]!;
+  let row: Buffer[] = leaves.slice(from, from + n) as Buffer[];
+  while (row.length > 1) {
+    const next: Buffer[] = [];
+    for (let i = 0; i < row.length; i += 2) next.push(nodeHash(row[i]!, row[i + 1]!));
+    row = next;
+  }
+  return row[0]!;
 }
 
 /** RFC 9162 §2.1.3.2: does `proof` show leaf `leafIndex` (hash `leaf`) in the tree of `treeSize` with `root`? */
