@@ -338,8 +338,9 @@ describe('audit log: more at once than one batch holds (Postgres + NATS)', () =>
     const spy = jest.spyOn(t.log.repo, 'leafHashes').mockImplementation(async (ref, from, to) => {
       if (!raced) {
         raced = true;
-        // While the proof waits for block 0, 600 more entries complete block 2 (leaves 2048–3071),
-        // whose lower hashes then leave memory: the proof needs them from storage too.
+        // While the proof waits for block 0, 600 more entries complete the block holding leaf 2499
+        // (the tree's last when the proof began), whose lower hashes then leave memory: the proof
+        // needs that block from storage too.
         await Promise.all(Array.from({ length: 600 }, () => t.recorder.record({ caller: admin('op_gamma'), layer: 'proxy', action: 'credential.proxy', outcome: 'success' })));
         await waitFor(async () => (await t.log.tree({ operatorId: 'op_gamma', treeId: 1 })).size >= 3100, 60_000);
       }
@@ -348,7 +349,8 @@ describe('audit log: more at once than one batch holds (Postgres + NATS)', () =>
     try {
       const proof = await t.log.inclusionProof(scope, { leaf_index: 5, tree_size: 2500 });
       expect(raced).toBe(true);
-      expect(spy.mock.calls.map((c) => c[1])).toEqual(expect.arrayContaining([0, 2048]));
+      const block = 2 ** AUDIT_TREE_BLOCK_BITS;
+      expect(spy.mock.calls.map((c) => c[1])).toEqual(expect.arrayContaining([0, Math.floor(2499 / block) * block]));
       const stored = (await t.dataSource.query(`SELECT leaf_hash FROM audit.entries WHERE operator_id = 'op_gamma' AND leaf_index < 2500 ORDER BY leaf_index`)) as { leaf_hash: Buffer }[];
       const root = MerkleLevels.fromLeaves(stored.map((r) => r.leaf_hash)).root();
       expect(verifyInclusion(stored[5]!.leaf_hash, 5, 2500, proof.hashes.map((h) => Buffer.from(h, 'base64')), root)).toBe(true);
@@ -360,13 +362,14 @@ describe('audit log: more at once than one batch holds (Postgres + NATS)', () =>
   it('refuses a proof whose block lost a leaf in storage, naming the integrity failure', async () => {
     const victim = (await t.dataSource.query(`SELECT id FROM audit.entries WHERE operator_id = 'op_gamma' AND leaf_index = 700`)) as { id: string }[];
     await t.dataSource.query(`DELETE FROM audit.entries WHERE id = $1`, [victim[0]!.id]);
-    const err = await t.log.inclusionProof(readScope(admin('op_gamma')), { leaf_index: 10, tree_size: 2500 }).then(
+    const err = await t.log.inclusionProof(readScope(admin('op_gamma')), { leaf_index: 701, tree_size: 2500 }).then(
       () => undefined,
       (e: unknown) => e,
     );
     expect(err).toBeInstanceOf(StackError);
     expect((err as StackError).code).toBe('INTERNAL_ERROR');
-    expect((err as StackError).message).toMatch(/integrity failure: leaves 0–1023 of .* are not all stored/);
+    // A proof of leaf 701 needs the leaves of its block, which held leaf 700.
+    expect((err as StackError).message).toMatch(new RegExp(`integrity failure: leaves ${Math.floor(700 / 2 ** AUDIT_TREE_BLOCK_BITS) * 2 ** AUDIT_TREE_BLOCK_BITS}–`));
   });
 });
 
