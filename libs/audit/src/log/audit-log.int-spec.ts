@@ -359,6 +359,24 @@ describe('audit log: more at once than one batch holds (Postgres + NATS)', () =>
     }
   }, 90_000);
 
+  it('exports a log longer than one page of rows with every entry proven, each proof from the rows at hand', async () => {
+    await Promise.all(Array.from({ length: 1100 }, () => t.recorder.record({ caller: admin('op_gamma'), layer: 'proxy', action: 'credential.proxy', outcome: 'success' })));
+    await waitFor(async () => ((await t.log.repo.head('op_gamma'))?.treeSize ?? 0) >= 4200, 60_000);
+    const read = jest.spyOn(t.log.repo, 'leafHashes');
+    try {
+      const lines = await exportLines(t, 'op_gamma');
+      const entries = lines.map((l) => JSON.parse(l) as { type: string; leaf_index?: number; inclusion?: unknown }).filter((l) => l.type === 'entry');
+      expect(entries.length).toBeGreaterThanOrEqual(4200);
+      // Past the first page of 4,096 rows too, every entry up to the checkpoint carries its proof.
+      expect(entries.filter((e) => !e.inclusion)).toEqual([]);
+      expect(verifyExportLines(lines).ok).toBe(true);
+      // The tree was read in pages; no proof needed a block read back on its own.
+      expect(read.mock.calls.every((c) => c[2] - c[1] <= 4096)).toBe(true);
+    } finally {
+      read.mockRestore();
+    }
+  }, 90_000);
+
   it('refuses a proof whose block lost a leaf in storage, naming the integrity failure', async () => {
     const victim = (await t.dataSource.query(`SELECT id FROM audit.entries WHERE operator_id = 'op_gamma' AND leaf_index = 700`)) as { id: string }[];
     await t.dataSource.query(`DELETE FROM audit.entries WHERE id = $1`, [victim[0]!.id]);

@@ -57,6 +57,8 @@ const ACK_WAIT_MS = 10_000;
  * at p50 against 3.7–6.5 before; with 64, 5.2–6.8 (`npm run bench -- audit`, a slow machine).
  */
 export const AUDIT_TREE_BLOCK_BITS = 6;
+/** Rows an export reads at a time: a multiple of the block size. */
+const EXPORT_PAGE = 4096;
 
 const cut = (v: string | undefined, n: number) => (v === undefined || v === '' ? undefined : v.slice(0, n));
 
@@ -479,14 +481,30 @@ export class AuditLog {
     yield JSON.stringify({ type: 'header', format: 'stack-audit-export/v1', origin: this.origin(ref), tree_id: ref.treeId, verifier_key: this.signer.verifierKey });
     for (const cp of checkpoints) yield JSON.stringify({ type: 'checkpoint', ...this.toCheckpoint(cp) });
     const size = checkpoints[checkpoints.length - 1]?.tree_size ?? 0;
-    const levels = size ? MerkleLevels.fromLeaves((await this.repo.leafHashes(ref, 0, size)).map((r) => r.leaf_hash)) : new MerkleLevels();
+    // The tree up to the checkpoint, from the stored leaf hashes page by page, compact like a live
+    // one: an export of millions of entries holds ~1 byte a leaf, not 64 (nor every row at once).
+    const levels = new MerkleLevels({ blockBits: AUDIT_TREE_BLOCK_BITS });
+    for (let from = 0; from < size; from += EXPORT_PAGE) {
+      const leaves = await this.repo.leafHashes(ref, from, Math.min(size, from + EXPORT_PAGE));
+      for (const r of leaves) levels.append(r.leaf_hash);
+      if (leaves.length < Math.min(size, from + EXPORT_PAGE) - from) break;
+    }
+    // With a leaf missing from storage there is no tree to prove against: the verifier names the gap.
+    const whole = levels.size >= size;
     for (let from = 0; ; ) {
-      const rows = await this.repo.rows(ref, from, 5000);
+      // Pages start at multiples of EXPORT_PAGE while no leaf is missing, so each holds whole
+      // blocks: a proof's block comes from the rows at hand.
+      const rows = await this.repo.rows(ref, from, EXPORT_PAGE);
       if (!rows.length) break;
+      const first = rows[0]!.leaf_index;
+      const blocks: BlockLeaves = (block) => {
+        const at = block * levels.blockSize - first;
+        const slice = at >= 0 ? rows.slice(at, at + levels.blockSize) : [];
+        return slice.length === levels.blockSize && slice[slice.length - 1]!.leaf_index === first + at + levels.blockSize - 1 ? slice.map((r) => r.leaf_hash) : undefined;
+      };
       for (const r of rows) {
-        // With a leaf missing from storage there is no tree to prove against: the verifier names the gap.
-        const covered = r.leaf_index < size && levels.size >= size;
-        yield JSON.stringify({ type: 'entry', ...toItem(r), ...(covered ? { inclusion: { leaf_index: r.leaf_index, tree_size: size, hashes: levels.inclusionProof(r.leaf_index, size).map(b64) } } : {}) });
+        const covered = whole && r.leaf_index < size;
+        yield JSON.stringify({ type: 'entry', ...toItem(r), ...(covered ? { inclusion: { leaf_index: r.leaf_index, tree_size: size, hashes: levels.inclusionProof(r.leaf_index, size, blocks).map(b64) } } : {}) });
       }
       from = rows[rows.length - 1]!.leaf_index + 1;
     }
