@@ -51,10 +51,10 @@ const ACK_WAIT_MS = 10_000;
 /**
  * A live tree keeps its hashes below level 6 for its last block of 64 leaves only; a proof or a
  * past root that reaches into an earlier block reads that block's 64 leaf hashes back from the log
- * (one indexed range read). About 1 byte a leaf in memory (1 MiB per million entries); kept whole,
- * the levels took 64 bytes a leaf for as long as the tree lived. Blocks of 1,024 leaves (1/16 of
- * that memory) made every proof read 1,024 rows: a REST proof in a million-entry log took 9.3 ms
- * at p50 against 3.7–6.5 before; with 64, 5.2–6.8 (`npm run bench -- audit`, a slow machine).
+ * (one indexed range read). A million entries then take ~3 MiB (measured); kept whole, the levels
+ * took 65 MiB a million for as long as the tree lived. Blocks of 1,024 leaves (0.8 MiB a million)
+ * made every proof read 1,024 rows: a REST proof in a million-entry log took 9.3 ms at p50 against
+ * 3.7–6.5 before; with 64, 5.2–6.8 (`npm run bench -- audit`, a slow machine).
  */
 export const AUDIT_TREE_BLOCK_BITS = 6;
 /** Rows an export reads at a time: a multiple of the block size. */
@@ -482,7 +482,7 @@ export class AuditLog {
     for (const cp of checkpoints) yield JSON.stringify({ type: 'checkpoint', ...this.toCheckpoint(cp) });
     const size = checkpoints[checkpoints.length - 1]?.tree_size ?? 0;
     // The tree up to the checkpoint, from the stored leaf hashes page by page, compact like a live
-    // one: an export of millions of entries holds ~1 byte a leaf, not 64 (nor every row at once).
+    // one: an export of millions of entries holds ~3 MiB a million leaves, not 65 (nor every row at once).
     const levels = new MerkleLevels({ blockBits: AUDIT_TREE_BLOCK_BITS });
     for (let from = 0; from < size; from += EXPORT_PAGE) {
       const leaves = await this.repo.leafHashes(ref, from, Math.min(size, from + EXPORT_PAGE));
