@@ -146,4 +146,16 @@ describe('NATS bus publishing', () => {
       await proxy.stop();
     }
   });
+
+  it('refuses a publish after the connection closed, as SERVICE_UNAVAILABLE, whether or not it published before', async () => {
+    for (const publishedBefore of [false, true]) {
+      const conn = await connectNatsBus({ servers: TEST_NATS_URL, prefix: `t${randomBytes(5).toString('hex')}`, internalSecret: randomBytes(32), timeoutMs: 2000, instanceId: 'test' });
+      await conn.ensureStreams();
+      const bus = conn.forService('audit');
+      if (publishedBefore) await bus.publish(ServiceStartedEvent, started('before'), { id: 'before' });
+      await conn.close();
+      const err = await failure(bus.publish(ServiceStartedEvent, started('late'), { id: 'late' }));
+      expect(err.code).toBe('SERVICE_UNAVAILABLE');
+    }
+  });
 });

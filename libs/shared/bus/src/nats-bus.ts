@@ -148,8 +148,15 @@ class NatsBusConnection implements BusConnection {
     const queued = this.turn;
     this.turn = [];
     if (!this.ackInbox) {
-      this.ackInbox = createInbox();
-      this.nc.subscribe(`${this.ackInbox}.*`, { callback: (err, msg) => (err ? undefined : this.acknowledged(msg)) });
+      try {
+        const inbox = createInbox();
+        this.nc.subscribe(`${inbox}.*`, { callback: (err, msg) => (err ? undefined : this.acknowledged(msg)) });
+        this.ackInbox = inbox;
+      } catch (err) {
+        // A closed connection: nothing can be sent (this runs outside any caller, so it must not throw).
+        for (const p of queued) p.reject(err instanceof Error ? err : new Error(String(err)));
+        return;
+      }
     }
     const first = this.nextToken + 1;
     for (const p of queued) {
