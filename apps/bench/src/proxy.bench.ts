@@ -33,7 +33,7 @@ import { startDistributedStack, startOneProcessStack, type DistributedStack, typ
 
 import type { Benchmark, BenchmarkContext } from './benchmark';
 import { formatRatio, formatUs, type LatencyRow } from './report-printer';
-import { processesNamed, QuietGate, threadCpuSeconds } from './quiesce';
+import { cpuSeconds, processesNamed, QuietGate, threadCpuSeconds } from './quiesce';
 import { mergeRuns, runConcurrent, summarize, type Operation, type RunResult } from './stats';
 
 /** Issue 6's targets, in the one-process mode against the floor. */
@@ -258,7 +258,7 @@ export const proxyBenchmark: Benchmark = {
       const serverCpu = new Map<string, { calls: number; seconds: Map<string, number> }>();
       // The shared servers the distributed shape makes work (when they run on this machine), looked
       // up at each snapshot: a Postgres backend may start during a run (its CPU then all counts).
-      const serverSnapshot = () => new Map(processesNamed(['nats-server', 'postgres', 'redis-server']).map(({ pid, name }) => [`${name}/${pid}`, [...(threadCpuSeconds(pid) ?? new Map<number, number>()).values()].reduce((a, b) => a + b, 0)] as const));
+      const serverSnapshot = () => new Map(processesNamed(['nats-server', 'postgres', 'redis-server']).map(({ pid, name }) => [`${name}/${pid}`, cpuSeconds(pid) ?? 0] as const));
       const snapshot = (pids: readonly number[]) => new Map(pids.flatMap((pid) => [...(threadCpuSeconds(pid) ?? new Map<number, number>())].map(([tid, sec]) => [`${pid}/${tid}`, sec] as const)));
       const measure = async (mode: (typeof modes)[number], v: (typeof variants)[number]): Promise<RunResult> => {
         let before: Map<string, number> | undefined;

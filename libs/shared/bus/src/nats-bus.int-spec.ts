@@ -109,13 +109,20 @@ describe('NATS bus publishing', () => {
     return err as StackError;
   }
 
-  it('refuses at once, as SERVICE_UNAVAILABLE, an event no stream takes', async () => {
-    const conn = await connectNatsBus({ servers: TEST_NATS_URL, prefix: `t${randomBytes(5).toString('hex')}`, internalSecret: randomBytes(32), timeoutMs: 20_000, instanceId: 'test' });
+  it('refuses at once, as SERVICE_UNAVAILABLE, an event no stream takes, and logs why once for repeats', async () => {
+    const warned: Array<{ fields: Record<string, unknown>; msg: string }> = [];
+    const logger = { debug: () => undefined, info: () => undefined, error: () => undefined, warn: (fields: Record<string, unknown>, msg: string) => void warned.push({ fields, msg }) };
+    const conn = await connectNatsBus({ servers: TEST_NATS_URL, prefix: `t${randomBytes(5).toString('hex')}`, internalSecret: randomBytes(32), timeoutMs: 20_000, instanceId: 'test', logger });
     try {
       // No ensureStreams: nothing stores the subject, and the server says so (it does not time out).
       const err = await failure(conn.forService('audit').publish(ServiceStartedEvent, started('nowhere'), { id: 'nowhere' }));
       expect(err.code).toBe('SERVICE_UNAVAILABLE');
       expect(err.message).toMatch(/could not make event .* durable: no stream takes this subject/);
+      await failure(conn.forService('audit').publish(ServiceStartedEvent, started('again'), { id: 'again' }));
+      const publishWarnings = warned.filter((w) => w.msg.startsWith('event not made durable'));
+      expect(publishWarnings).toHaveLength(1);
+      expect(publishWarnings[0]!.fields).toMatchObject({ err: 'no stream takes this subject' });
+      expect(String(publishWarnings[0]!.fields.subject)).toContain('service');
     } finally {
       await conn.close();
     }

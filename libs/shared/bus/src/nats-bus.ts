@@ -108,6 +108,8 @@ class NatsBusConnection implements BusConnection {
   private nextToken = 0;
   /** The one subscription all acknowledgements come to (`<inbox>.<token>`), made at the first publish. */
   private ackInbox?: string;
+  /** When each subject and cause of a failed publish was last logged, and how often since (`publishFailed`). */
+  private readonly failureLogged = new Map<string, { at: number; since: number }>();
   private readonly facades = new Map<ServiceName, NatsServiceBus>();
   readonly handles = new Set<Handle>();
 
@@ -154,7 +156,7 @@ class NatsBusConnection implements BusConnection {
         this.ackInbox = inbox;
       } catch (err) {
         // A closed connection: nothing can be sent (this runs outside any caller, so it must not throw).
-        for (const p of queued) p.reject(err instanceof Error ? err : new Error(String(err)));
+        for (const p of queued) p.reject(err);
         return;
       }
     }
@@ -165,7 +167,7 @@ class NatsBusConnection implements BusConnection {
         this.nc.publish(p.subject, p.data, { reply: `${this.ackInbox}.${token}`, headers: p.headers });
         this.awaitingAck.set(token, p);
       } catch (err) {
-        p.reject(err instanceof Error ? err : new Error(String(err)));
+        p.reject(err);
       }
     }
     const last = this.nextToken;
@@ -191,7 +193,7 @@ class NatsBusConnection implements BusConnection {
     }
     let ack: { stream?: unknown; seq?: unknown; duplicate?: unknown; error?: { description?: unknown } };
     try {
-      ack = JSON.parse(Buffer.from(msg.data.buffer, msg.data.byteOffset, msg.data.byteLength).toString('utf8')) as typeof ack;
+      ack = decodeJson(msg.data) as typeof ack;
     } catch {
       p.reject(new Error('the acknowledgement is not JSON'));
       return;
@@ -201,6 +203,23 @@ class NatsBusConnection implements BusConnection {
       return;
     }
     p.resolve({ stream: ack.stream, seq: ack.seq, duplicate: ack.duplicate === true });
+  }
+
+  /**
+   * Logs why an event could not be made durable: its publisher only tells its caller it is
+   * unavailable (AUDIT_UNAVAILABLE for an audit record). The same subject and cause at most every
+   * 10 s, so an outage does not log once per request.
+   */
+  publishFailed(subject: string, cause: string): void {
+    const key = `${subject}\n${cause}`;
+    const now = Date.now();
+    const last = this.failureLogged.get(key);
+    if (last !== undefined && now - last.at < PUBLISH_FAILURE_LOG_EVERY_MS) {
+      last.since += 1;
+      return;
+    }
+    this.failureLogged.set(key, { at: now, since: 0 });
+    this.options.logger?.warn({ subject, err: cause, ...(last?.since ? { more_since_last_logged: last.since } : {}) }, 'event not made durable: its publisher was refused');
   }
 
   manager(): Promise<JetStreamManager> {
@@ -271,13 +290,15 @@ class NatsBusConnection implements BusConnection {
   }
 }
 
+const PUBLISH_FAILURE_LOG_EVERY_MS = 10_000;
+
 /** A publish waiting to be sent, then for its acknowledgement. */
 interface QueuedPublish {
   subject: string;
   data: Uint8Array;
   headers: MsgHdrs;
   resolve: (ack: PublishAck) => void;
-  reject: (err: Error) => void;
+  reject: (err: unknown) => void;
 }
 
 function isNotFound(err: unknown): boolean {
@@ -298,6 +319,8 @@ class NatsServiceBus implements Bus {
   private headersFor(id: string, caller: CallerContext | undefined): MsgHdrs {
     const h = natsHeaders();
     for (const [k, v] of eventHeaders(this.sender, id, caller)) h.set(k, v);
+    // JetStream's duplicate window goes by this header.
+    h.set('Nats-Msg-Id', id);
     return h;
   }
 
@@ -370,12 +393,12 @@ class NatsServiceBus implements Bus {
     const subject = eventSubject(this.conn.options.prefix, event);
     const data = encodeJson(payload, `event ${subject}`);
     const headers = this.headersFor(options.id, options.caller);
-    // JetStream's duplicate window goes by this header.
-    headers.set('Nats-Msg-Id', options.id);
     try {
       return await this.conn.publishToStream(subject, data, headers, this.conn.options.timeoutMs);
     } catch (err) {
-      throw new StackError('SERVICE_UNAVAILABLE', `could not make event ${subject} durable: ${(err as Error).message}`, { subject });
+      const cause = err instanceof Error ? err.message : String(err);
+      this.conn.publishFailed(subject, cause);
+      throw new StackError('SERVICE_UNAVAILABLE', `could not make event ${subject} durable: ${cause}`, { subject });
     }
   }
 

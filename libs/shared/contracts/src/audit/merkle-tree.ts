@@ -109,7 +109,7 @@ export class MerkleLevels {
     const bits = options.blockBits;
     if (bits !== undefined && (!Number.isInteger(bits) || bits < 1 || bits > 20)) throw new RangeError(`blockBits must be an integer from 1 to 20, not ${bits}`);
     this.blockBits = bits ?? Infinity;
-    this.block = bits === undefined ? Infinity : 2 ** bits;
+    this.block = 2 ** this.blockBits;
   }
 
   /** Leaves per block of a compact tree (Infinity when every level is kept). */
@@ -165,7 +165,7 @@ export class MerkleLevels {
       if (start >= this.tailStart) return this.levels[h]!.view((start - this.tailStart) / n);
       const leaves = this.blockLeaves(Math.floor(start / this.block), blocks);
       // A dry run (blocksFor) only wants to know which blocks: no hashing.
-      return leaves === this.standIn ? STAND_IN : perfectHash(leaves, start % this.block, n);
+      return leaves === this.standIn ? STAND_IN : MerkleLevels.fromLeaves(leaves.slice(start % this.block, (start % this.block) + n)).root();
     }
     const k = splitPoint(n);
     return nodeHash(this.hashOf(start, start + k, blocks), this.hashOf(start + k, end, blocks));
@@ -234,18 +234,6 @@ export class MerkleLevels {
 }
 
 const STAND_IN = Buffer.alloc(HASH_BYTES);
-
-/** MTH of the 2^h leaves leaves[from, from + n), n a power of two. */
-function perfectHash(leaves: readonly Buffer[], from: number, n: number): Buffer {
-  if (n === 1) return leaves[from]!;
-  let row: Buffer[] = leaves.slice(from, from + n) as Buffer[];
-  while (row.length > 1) {
-    const next: Buffer[] = [];
-    for (let i = 0; i < row.length; i += 2) next.push(nodeHash(row[i]!, row[i + 1]!));
-    row = next;
-  }
-  return row[0]!;
-}
 
 /** RFC 9162 §2.1.3.2: does `proof` show leaf `leafIndex` (hash `leaf`) in the tree of `treeSize` with `root`? */
 export function verifyInclusion(leaf: Buffer, leafIndex: number, treeSize: number, proof: readonly Buffer[], root: Buffer): boolean {
