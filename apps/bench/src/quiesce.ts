@@ -94,7 +94,25 @@ export interface QuietOptions {
   maxBusy?: number;
   /** Give up after this long; default 20 s. */
   timeoutMs?: number;
+  /**
+   * Where CPU time and time come from: by default `cpuSeconds` (/proc) and the real clock. Tests of
+   * the waiting logic give their own, so no scheduler decides their outcome.
+   */
+  probe?: QuietProbe;
 }
+
+export interface QuietProbe {
+  /** A process's CPU seconds so far; undefined when it cannot be read. */
+  cpu(pid: number): number | undefined;
+  now(): number;
+  sleep(ms: number): Promise<void>;
+}
+
+const realProbe: QuietProbe = {
+  cpu: cpuSeconds,
+  now: () => performance.now(),
+  sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
+};
 
 export interface QuietResult {
   /** From the call until the quiet window began. */
@@ -111,14 +129,15 @@ export async function waitQuiet(pids: readonly number[], options: QuietOptions =
   const stepMs = Math.max(1, Math.min(options.stepMs ?? 20, windowMs));
   const maxBusy = options.maxBusy ?? 0.1;
   const timeoutMs = options.timeoutMs ?? 20_000;
-  const started = performance.now();
-  const read = () => ({ at: performance.now(), cpu: pids.map(cpuSeconds) });
+  const probe = options.probe ?? realProbe;
+  const started = probe.now();
+  const read = () => ({ at: probe.now(), cpu: pids.map((pid) => probe.cpu(pid)) });
   const first = read();
   if (first.cpu.some((s) => s === undefined)) return { waitedMs: 0, quiet: true, supported: false };
   // Readings from the earliest moment that could still begin a quiet window, oldest first.
   const readings = [first];
   for (;;) {
-    await new Promise((resolve) => setTimeout(resolve, stepMs));
+    await probe.sleep(stepMs);
     const last = read();
     readings.push(last);
     // Every window that now spans at least windowMs, earliest start first.
@@ -143,16 +162,20 @@ export class QuietGate {
   private unquiet = 0;
   private unsupported = false;
 
-  constructor(private readonly all: readonly number[]) {}
+  /** `probe`: where CPU time and time come from (tests); /proc and the real clock by default. */
+  constructor(
+    private readonly all: readonly number[],
+    private readonly probe?: QuietProbe,
+  ) {}
 
   /** The run, its wall time including the drain of `own`, and that drain (undefined when not waited for). */
   async run(measure: () => Promise<RunResult>, own?: readonly number[]): Promise<{ run: RunResult; drainMs?: number }> {
-    const before = await waitQuiet(this.all);
+    const before = await waitQuiet(this.all, { probe: this.probe });
     if (!before.quiet) this.unquiet++;
     if (!before.supported) this.unsupported = true;
     const run = await measure();
     if (!own || own.length === 0) return { run };
-    const drain = await waitQuiet(own);
+    const drain = await waitQuiet(own, { probe: this.probe });
     if (!drain.quiet) this.unquiet++;
     return { run: { ...run, wallNs: run.wallNs + drain.waitedMs * 1e6 }, drainMs: drain.waitedMs };
   }
