@@ -36,11 +36,17 @@ const common = {
   moduleFileExtensions: ['ts', 'js', 'json'],
 };
 
+/** Tests on the real servers: long timeouts, and each file's JetStream streams deleted after it. */
+const onServers = {
+  testEnvironment: '<rootDir>/tools/jest/stack-environment.js',
+  setupFilesAfterEnv: ['<rootDir>/tools/jest/long-timeout.js', '<rootDir>/tools/jest/drop-bus-streams.ts'],
+};
+
 const config: Config = {
   projects: [
     { ...common, displayName: 'unit', testMatch: ['<rootDir>/{apps,libs}/**/*.spec.ts'] },
-    { ...common, displayName: 'integration', testMatch: ['<rootDir>/{apps,libs}/**/*.int-spec.ts'], slowTestThreshold: 30, setupFilesAfterEnv: ['<rootDir>/tools/jest/long-timeout.js'] },
-    { ...common, displayName: 'e2e', testMatch: ['<rootDir>/apps/e2e/**/*.e2e-spec.ts'], slowTestThreshold: 60, setupFilesAfterEnv: ['<rootDir>/tools/jest/long-timeout.js'] },
+    { ...common, ...onServers, displayName: 'integration', testMatch: ['<rootDir>/{apps,libs}/**/*.int-spec.ts'], slowTestThreshold: 30 },
+    { ...common, ...onServers, displayName: 'e2e', testMatch: ['<rootDir>/apps/e2e/**/*.e2e-spec.ts'], slowTestThreshold: 60 },
   ],
 };
 export default config;

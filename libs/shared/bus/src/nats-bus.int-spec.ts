@@ -3,12 +3,22 @@ import { randomBytes } from 'node:crypto';
 import { resolve } from 'node:path';
 
 import { ServiceStartedEvent, StackError, SYSTEM_COMMANDS } from '@stack/contracts';
-import { startTcpFaultProxy, TEST_NATS_URL } from '@stack/testing';
+import { dropBusStreams, startTcpFaultProxy, TEST_NATS_URL } from '@stack/testing';
 
 import { busContractSuite } from './bus-contract.suite';
-import { connectNatsBus } from './nats-bus';
+import { connectNatsBus, type NatsBusOptions } from './nats-bus';
 
-busContractSuite('NATS bus', async ({ prefix, internalSecret }) => connectNatsBus({ servers: TEST_NATS_URL, prefix, internalSecret, timeoutMs: 2000, instanceId: 'test' }), { sharedConnection: false });
+/** Every bus prefix this file used: their JetStream streams are deleted after it. */
+const prefixes = new Set<string>();
+function connectTracked(options: NatsBusOptions) {
+  prefixes.add(options.prefix);
+  return connectNatsBus(options);
+}
+afterAll(async () => {
+  for (const prefix of prefixes) await dropBusStreams(prefix);
+});
+
+busContractSuite('NATS bus', async ({ prefix, internalSecret }) => connectTracked({ servers: TEST_NATS_URL, prefix, internalSecret, timeoutMs: 2000, instanceId: 'test' }), { sharedConnection: false });
 
 const fixture = resolve(__dirname, '../test-fixtures/serve-ping.ts');
 const root = resolve(__dirname, '../../../..');
@@ -39,7 +49,7 @@ describe('NATS bus across processes', () => {
     const prefix = `t${randomBytes(5).toString('hex')}`;
     const secret = randomBytes(32);
     children.push(...(await Promise.all([startReplica(prefix, secret), startReplica(prefix, secret)])));
-    const conn = await connectNatsBus({ servers: TEST_NATS_URL, prefix, internalSecret: secret, timeoutMs: 5000, instanceId: 'test' });
+    const conn = await connectTracked({ servers: TEST_NATS_URL, prefix, internalSecret: secret, timeoutMs: 5000, instanceId: 'test' });
     try {
       const pids = new Map<number, number>();
       for (let i = 0; i < 200; i++) {
@@ -71,7 +81,7 @@ describe('NATS bus publishing', () => {
 
   it('sends the publishes of one turn of the event loop in one write, each with its own acknowledgement', async () => {
     const prefix = `t${randomBytes(5).toString('hex')}`;
-    const conn = await connectNatsBus({ servers: TEST_NATS_URL, prefix, internalSecret: randomBytes(32), timeoutMs: 5000, instanceId: 'test' });
+    const conn = await connectTracked({ servers: TEST_NATS_URL, prefix, internalSecret: randomBytes(32), timeoutMs: 5000, instanceId: 'test' });
     try {
       await conn.ensureStreams();
       const bus = conn.forService('audit');
@@ -112,7 +122,7 @@ describe('NATS bus publishing', () => {
   it('refuses at once, as SERVICE_UNAVAILABLE, an event no stream takes, and logs why once for repeats', async () => {
     const warned: Array<{ fields: Record<string, unknown>; msg: string }> = [];
     const logger = { debug: () => undefined, info: () => undefined, error: () => undefined, warn: (fields: Record<string, unknown>, msg: string) => void warned.push({ fields, msg }) };
-    const conn = await connectNatsBus({ servers: TEST_NATS_URL, prefix: `t${randomBytes(5).toString('hex')}`, internalSecret: randomBytes(32), timeoutMs: 20_000, instanceId: 'test', logger });
+    const conn = await connectTracked({ servers: TEST_NATS_URL, prefix: `t${randomBytes(5).toString('hex')}`, internalSecret: randomBytes(32), timeoutMs: 20_000, instanceId: 'test', logger });
     try {
       // No ensureStreams: nothing stores the subject, and the server says so (it does not time out).
       const err = await failure(conn.forService('audit').publish(ServiceStartedEvent, started('nowhere'), { id: 'nowhere' }));
@@ -132,7 +142,7 @@ describe('NATS bus publishing', () => {
     const prefix = `t${randomBytes(5).toString('hex')}`;
     const [host, port] = new URL(TEST_NATS_URL.replace(/^nats:/, 'http:')).host.split(':');
     const proxy = await startTcpFaultProxy({ target: { host: host!, port: Number(port ?? 4222) } });
-    const conn = await connectNatsBus({ servers: `nats://${proxy.address}`, prefix, internalSecret: randomBytes(32), timeoutMs: 500, instanceId: 'test' });
+    const conn = await connectTracked({ servers: `nats://${proxy.address}`, prefix, internalSecret: randomBytes(32), timeoutMs: 500, instanceId: 'test' });
     try {
       await conn.ensureStreams();
       const bus = conn.forService('audit');
@@ -156,7 +166,7 @@ describe('NATS bus publishing', () => {
 
   it('refuses a publish after the connection closed, as SERVICE_UNAVAILABLE, whether or not it published before', async () => {
     for (const publishedBefore of [false, true]) {
-      const conn = await connectNatsBus({ servers: TEST_NATS_URL, prefix: `t${randomBytes(5).toString('hex')}`, internalSecret: randomBytes(32), timeoutMs: 2000, instanceId: 'test' });
+      const conn = await connectTracked({ servers: TEST_NATS_URL, prefix: `t${randomBytes(5).toString('hex')}`, internalSecret: randomBytes(32), timeoutMs: 2000, instanceId: 'test' });
       await conn.ensureStreams();
       const bus = conn.forService('audit');
       if (publishedBefore) await bus.publish(ServiceStartedEvent, started('before'), { id: 'before' });

@@ -4,15 +4,31 @@
  */
 import { randomBytes } from 'node:crypto';
 
+import { connect } from 'nats';
 import { Client } from 'pg';
+
+import { STREAM_BASES, streamName } from '@stack/contracts';
 
 export const TEST_POSTGRES_URL = process.env.STACK_TEST_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 export const TEST_NATS_URL = process.env.STACK_TEST_NATS_URL ?? 'nats://127.0.0.1:4222';
 export const TEST_REDIS_URL = process.env.STACK_TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
 
+/** Every name uniqueName made since takeUniqueNames last ran. */
+const madeNames: string[] = [];
+
 /** A short random name usable as a database name, bus prefix or key prefix. */
 export function uniqueName(prefix = 't'): string {
-  return `${prefix}_${Date.now().toString(36)}_${randomBytes(4).toString('hex')}`;
+  const name = `${prefix}_${Date.now().toString(36)}_${randomBytes(4).toString('hex')}`;
+  madeNames.push(name);
+  return name;
+}
+
+/**
+ * The names uniqueName made since the last call (and forgets them): after a test file, the
+ * JetStream streams of those used as bus prefixes are deleted (tools/jest/drop-bus-streams.ts).
+ */
+export function takeUniqueNames(): string[] {
+  return madeNames.splice(0);
 }
 
 export interface TestDatabase {
@@ -46,4 +62,25 @@ export async function createTestDatabase(prefix = 'stack_test'): Promise<TestDat
       }
     },
   };
+}
+
+/**
+ * Deletes the JetStream streams (and with them their consumers) runs made under the bus prefixes
+ * `prefixes`: each prefix is a run's own, so no other run's streams are touched. Streams that were
+ * never made are skipped. Resolves to how many were deleted.
+ */
+export async function dropBusStreams(prefixes: string | readonly string[], natsUrl = TEST_NATS_URL): Promise<number> {
+  const nc = await connect({ servers: natsUrl, timeout: 5000 });
+  try {
+    const jsm = await nc.jetstreamManager();
+    let deleted = 0;
+    for (const prefix of typeof prefixes === 'string' ? [prefixes] : prefixes) {
+      for (const base of STREAM_BASES) {
+        if (await jsm.streams.delete(streamName(prefix, base)).catch(() => false)) deleted++;
+      }
+    }
+    return deleted;
+  } finally {
+    await nc.close();
+  }
 }

@@ -4,11 +4,14 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
+import { connect, type JetStreamManager } from 'nats';
 import { Client } from 'pg';
+
+import { streamName } from '@stack/contracts';
 
 import { startDistributedStack, startOneProcessStack } from './stack-topology';
 import type { DistributedStack } from './stack-topology';
-import { TEST_POSTGRES_URL } from './servers';
+import { TEST_NATS_URL, TEST_POSTGRES_URL, uniqueName } from './servers';
 
 interface Seen {
   services: string;
@@ -60,6 +63,13 @@ async function databaseExists(name: string): Promise<boolean> {
   } finally {
     await c.end();
   }
+}
+
+async function streamExists(jsm: JetStreamManager, name: string): Promise<boolean> {
+  return jsm.streams.info(name).then(
+    () => true,
+    () => false,
+  );
 }
 
 async function seen(url: string): Promise<Seen> {
@@ -133,7 +143,24 @@ describe('stack topology (with a stand-in entry point)', () => {
     expect(direct.instance).toBe('auth-1');
     expect(s.logs()).toEqual(expect.arrayContaining(['migrated', `serving audit secret=${s.internalSecret}`]));
 
-    await s.stop();
+    // The run's JetStream streams go with it; another run's (another prefix) stay.
+    const nc = await connect({ servers: TEST_NATS_URL });
+    const other = uniqueName('other');
+    try {
+      const jsm = await nc.jetstreamManager();
+      const exists = (name: string) => streamExists(jsm, name);
+      await jsm.streams.add({ name: streamName(s.busPrefix, 'AUDIT'), subjects: [`${s.busPrefix}.topology.audit`] });
+      await jsm.streams.add({ name: streamName(s.busPrefix, 'EVENTS'), subjects: [`${s.busPrefix}.topology.events`] });
+      await jsm.streams.add({ name: streamName(other, 'AUDIT'), subjects: [`${other}.topology.audit`] });
+
+      await s.stop();
+      expect(await exists(streamName(s.busPrefix, 'AUDIT'))).toBe(false);
+      expect(await exists(streamName(s.busPrefix, 'EVENTS'))).toBe(false);
+      expect(await exists(streamName(other, 'AUDIT'))).toBe(true);
+    } finally {
+      await (await nc.jetstreamManager()).streams.delete(streamName(other, 'AUDIT')).catch(() => undefined);
+      await nc.close();
+    }
     expect(s.processes.every((p) => !p.process.running())).toBe(true);
     expect(s.processes[0].process.logs()).toContain('draining');
     expect(await databaseExists(s.database.name)).toBe(false);

@@ -25,7 +25,7 @@ import { startProcess } from './managed-process';
 import type { ManagedProcess, StopOptions } from './managed-process';
 import { startReverseProxy } from './reverse-proxy';
 import type { ReverseProxy } from './reverse-proxy';
-import { createTestDatabase, TEST_NATS_URL, TEST_REDIS_URL, uniqueName } from './servers';
+import { createTestDatabase, dropBusStreams, TEST_NATS_URL, TEST_REDIS_URL, uniqueName } from './servers';
 import type { TestDatabase } from './servers';
 import { repoRoot } from './test-artifacts';
 
@@ -156,7 +156,7 @@ export interface DistributedStack {
   removeReplica(replica: StackProcess, options?: StopOptions): Promise<number | null>;
   /** Every log line of every process started so far (running or not). */
   logs(): string[];
-  /** Stops every process (SIGTERM), the proxy, and drops the database. */
+  /** Stops every process (SIGTERM), the proxy, and drops the database and the run's JetStream streams. */
   stop(): Promise<void>;
 }
 
@@ -179,7 +179,7 @@ export async function startDistributedStack(options: DistributedStackOptions = {
   const stop = (): Promise<void> => {
     stopping ??= (async () => {
       await Promise.allSettled(everyProcess.map((p) => p.stop({ timeoutMs: 15_000 })));
-      await Promise.allSettled([proxy?.stop(), database?.drop(), rm(dataRoot, { recursive: true, force: true })]);
+      await Promise.allSettled([proxy?.stop(), database?.drop(), rm(dataRoot, { recursive: true, force: true }), dropBusStreams(busPrefix, natsUrl)]);
     })();
     return stopping;
   };
