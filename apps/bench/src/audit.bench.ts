@@ -3,19 +3,21 @@
  * sustained append rate through STACK_AUDIT with a checkpoint signed every second (entries/s and
  * publish-to-committed p50/p99, from each entry's occurred_at and appended_at), then a log of a
  * million entries (bulk-inserted in SQL) and the cost of an inclusion proof: produced by the
- * service over REST, verified here. Beside it the embedded shape (PGlite + in-process bus), driven
+ * service over REST, verified here; and the whole log checked by the service (stack_audit_verify
+ * without an entry), with the audit process's resident memory meanwhile. Beside it the embedded shape (PGlite + in-process bus), driven
  * through REST reads, each of which the log records before it happens.
  */
 import { loadavg } from 'node:os';
 
 import { connectNatsBus } from '@stack/bus';
-import { MerkleLevels, entryLeafHash, openNote, parseCheckpoint, parseVerifierKey, verifyInclusion, type AuditEntry, type CallerContext } from '@stack/contracts';
+import { AuditVerifyCommand, MerkleLevels, entryLeafHash, openNote, parseCheckpoint, parseVerifierKey, verifyInclusion, type AuditEntry, type CallerContext } from '@stack/contracts';
 import { AuditRecorder } from '@stack/runtime';
 import { CallerContextSigner } from '@stack/security';
 import { generateStackSecrets, startDistributedStack, startOneProcessStack } from '@stack/testing';
 import { Client } from 'pg';
 
 import type { Benchmark, BenchmarkContext } from './benchmark';
+import { rssMiB } from './quiesce';
 import { percentile } from './stats';
 
 const admin = (operator_id: string): CallerContext => ({ issuer: 'auth', kind: 'member', operator_id, member_id: 'mem_bench', scopes: ['stack:admin'] });
@@ -33,7 +35,7 @@ const FILL_SQL = `
 
 export const auditBenchmark: Benchmark = {
   name: 'audit',
-  summary: 'audit log: sustained append with 1 s checkpoints, and inclusion proofs in a log of a million entries',
+  summary: 'audit log: sustained append with 1 s checkpoints, inclusion proofs and a whole-log verify in a log of a million entries',
   flags: {
     events: { kind: 'int', default: 20_000, doc: 'events published to STACK_AUDIT (real servers)' },
     concurrency: { kind: 'int', default: 64, doc: 'publishers at once' },
@@ -41,6 +43,8 @@ export const auditBenchmark: Benchmark = {
     samples: { kind: 'int', default: 500, doc: 'inclusion proofs fetched and verified' },
     'embedded-reads': { kind: 'int', default: 1000, doc: 'recorded REST reads in the embedded shape' },
   },
+  // The whole-log verify of the big log: ~30k entries/s here, so 100 s a million leaves leaves room.
+  extraTimeMs: (flags) => Math.max(0, flags.int('leaves')) / 10,
   async run({ flags, out, command }: BenchmarkContext) {
     const f = (n: number) => n.toFixed(1);
     const load = () => loadavg().map((l) => l.toFixed(2)).join(' ');
@@ -118,6 +122,22 @@ export const auditBenchmark: Benchmark = {
       const g0 = performance.now();
       for (let i = 0; i < 10_000; i++) tree.inclusionProof(i, tree.size);
       out.line(`  in memory, without HTTP: ${f(((performance.now() - g0) * 1000) / 10_000)} µs per proof (tree of ${tree.size})`);
+
+      // The whole log checked as `stack audit verify` checks an export (stack_audit_verify without
+      // an entry), the audit process's resident memory sampled meanwhile.
+      const auditPid = stack.processes.find((p) => p.service === 'audit')!.process.pid;
+      const asking = await connectNatsBus({ servers: stack.natsUrl, prefix: stack.busPrefix, internalSecret: Buffer.from(stack.internalSecret, 'base64'), timeoutMs: 1_800_000, instanceId: 'bench-verify' });
+      try {
+        const before = rssMiB(auditPid) ?? 0;
+        let peak = before;
+        const sampler = setInterval(() => (peak = Math.max(peak, rssMiB(auditPid) ?? 0)), 50);
+        t = performance.now();
+        const verdict = await asking.forService('mcp-gateway').request(AuditVerifyCommand, {}, { caller: admin('op_big') }).finally(() => clearInterval(sampler));
+        const secs = (performance.now() - t) / 1000;
+        out.line(`  whole-log verify (stack_audit_verify without an entry): ${verdict.verdict} for ${verdict.tree_size} entries in ${secs.toFixed(1)} s (${Math.round((verdict.tree_size ?? 0) / secs)} entries/s); the audit process's resident memory ${before.toFixed(0)} MiB before, peak ${peak.toFixed(0)} MiB`);
+      } finally {
+        await asking.close();
+      }
     } finally {
       await db.end();
       await stack.stop();

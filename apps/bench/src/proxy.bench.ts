@@ -23,7 +23,6 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 
 import { Pool } from 'undici';
@@ -33,7 +32,7 @@ import { startDistributedStack, startOneProcessStack, type DistributedStack, typ
 
 import type { Benchmark, BenchmarkContext } from './benchmark';
 import { formatRatio, formatUs, type LatencyRow } from './report-printer';
-import { cpuSeconds, processesNamed, QuietGate, threadCpuSeconds } from './quiesce';
+import { cpuSeconds, processesNamed, QuietGate, rssMiB, threadCpuSeconds } from './quiesce';
 import { mergeRuns, runConcurrent, summarize, type Operation, type RunResult } from './stats';
 
 /** Issue 6's targets, in the one-process mode against the floor. */
@@ -142,16 +141,6 @@ async function agentWithPassport(url: string, member: string): Promise<{ connect
   await call(url, member, `/v1/agents/${agent.id}/grants`, { connection_id: connectionId, service_id: 'github', service_name: 'GitHub', scopes: ['read'] });
   const { token } = await call<{ token: string }>(url, member, '/v1/passports/issue', { agent_id: agent.id, ttl_seconds: 3600, intent_summary: 'proxy bench', services: [{ connection_id: connectionId, scopes: ['read'] }] });
   return { connectionId, passport: token };
-}
-
-/** Resident memory of a process, MiB (Linux), or undefined. */
-function rssMiB(pid: number): number | undefined {
-  try {
-    const kb = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1];
-    return kb === undefined ? undefined : Number(kb) / 1024;
-  } catch {
-    return undefined;
-  }
 }
 
 /**

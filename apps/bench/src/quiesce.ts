@@ -82,6 +82,16 @@ export function threadCpuSeconds(pid: number): Map<number, number> | undefined {
   return out;
 }
 
+/** Resident memory of a process, MiB (Linux), or undefined. */
+export function rssMiB(pid: number): number | undefined {
+  try {
+    const kb = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1];
+    return kb === undefined ? undefined : Number(kb) / 1024;
+  } catch {
+    return undefined;
+  }
+}
+
 export interface QuietOptions {
   /** Default 200 ms: two clock ticks at least, so one busy tick cannot pass for quiet. */
   windowMs?: number;

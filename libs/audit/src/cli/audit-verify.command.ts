@@ -6,9 +6,8 @@
 import { createReadStream } from 'node:fs';
 import { createInterface } from 'node:readline';
 
+import { ExportVerifier } from '@stack/contracts';
 import type { CliCommand } from '@stack/runtime';
-
-import { verifyExportLines } from '../log/audit-log.service';
 
 export const auditCliCommand: CliCommand = {
   summary: 'audit verify FILE [--key KEY]: check an audit export offline (proofs, roots, checkpoint signatures)',
@@ -20,9 +19,10 @@ export const auditCliCommand: CliCommand = {
     }
     const keyAt = rest.indexOf('--key');
     const key = keyAt >= 0 ? rest[keyAt + 1] : undefined;
-    const lines: string[] = [];
-    for await (const line of createInterface({ input: createReadStream(file), crlfDelay: Infinity })) lines.push(line);
-    const result = verifyExportLines(lines, key);
+    // Line by line: an export of millions of entries is checked without being held.
+    const verifier = new ExportVerifier(key);
+    for await (const line of createInterface({ input: createReadStream(file), crlfDelay: Infinity })) verifier.push(line);
+    const result = verifier.finish();
     if (result.ok) {
       process.stdout.write(`OK: ${result.entries} entries, ${result.checkpoints} checkpoints; verified up to tree size ${result.verified_tree_size}\n`);
       return 0;

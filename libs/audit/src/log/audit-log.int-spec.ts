@@ -12,7 +12,9 @@ import { TEST_NATS_URL, createTestDatabase, uniqueName, type TestDatabase } from
 import { serveAuditCommands } from '../api/audit-bus.handlers';
 import { auditCliCommand } from '../cli/audit-verify.command';
 import { startAuditTestKit, type AuditTestKit } from '../testing/audit-test-kit';
-import { AUDIT_TREE_BLOCK_BITS, finishEntry, readScope, verifyExportLines } from './audit-log.service';
+import { verifyExportLines } from '@stack/contracts';
+
+import { AUDIT_TREE_BLOCK_BITS, finishEntry, readScope } from './audit-log.service';
 
 const A = 'op_alpha';
 const B = 'op_beta';
@@ -200,10 +202,26 @@ describe('audit log (Postgres + NATS)', () => {
         expect(cli.code).toBe(1);
         expect(cli.out).toContain(victim.id);
         expect((await t.log.verifyEntry(readScope(admin(A)), victim.id)).verdict).toBe('invalid');
+        // The whole-log check (stack_audit_verify): the roots fail without proofs, then the proofs name the entry.
+        const exports = jest.spyOn(t.log, 'exportLines');
+        try {
+          expect(await t.log.verifyAll(A)).toMatchObject({ ok: false, failure: { leaf_index: 10, entry_id: victim.id } });
+          expect(exports.mock.calls.map((c) => c[2])).toEqual([{ proofs: false }, { proofs: true }]);
+        } finally {
+          exports.mockRestore();
+        }
       } finally {
         await t.dataSource.query(`UPDATE audit.entries SET entry = $2 WHERE id = $1`, [victim.id, victim.entry]);
       }
       expect(verifyExportLines(await exportLines(t, A)).ok).toBe(true);
+      // A valid log is checked once, without proofs.
+      const exports = jest.spyOn(t.log, 'exportLines');
+      try {
+        expect(await t.log.verifyAll(A)).toMatchObject({ ok: true });
+        expect(exports.mock.calls.map((c) => c[2])).toEqual([{ proofs: false }]);
+      } finally {
+        exports.mockRestore();
+      }
     });
 
     it('a row deleted', async () => {

@@ -28,9 +28,8 @@ import {
   parseVerifierKey,
   signNote,
   verifyInclusion,
-  verifyLog,
+  ExportVerifier,
   type NoteSigner,
-  type VerifiableItem,
   type VerifyResult,
 } from '@stack/contracts';
 import type { ServiceKit } from '@stack/runtime';
@@ -471,9 +470,10 @@ export class AuditLog {
    * Export lines of one tree (default the live one): a header (origin, verifier key), every signed
    * checkpoint, then every entry with its inclusion proof against the latest checkpoint (the live
    * tree is signed now if it grew). Proofs come from the stored leaf hashes, so an entry changed
-   * in place fails its own proof.
+   * in place fails its own proof. `proofs: false` leaves them out (the verifier then checks the
+   * roots the entries make).
    */
-  async *exportLines(operatorId: string, treeId?: number): AsyncGenerator<string> {
+  async *exportLines(operatorId: string, treeId?: number, options: { proofs?: boolean } = {}): AsyncGenerator<string> {
     const head = await this.repo.head(operatorId);
     const ref: TreeRef = { operatorId, treeId: treeId ?? head?.treeId ?? 1 };
     if (head && head.treeId === ref.treeId) await this.signNow(operatorId);
@@ -484,13 +484,14 @@ export class AuditLog {
     // The tree up to the checkpoint, from the stored leaf hashes page by page, compact like a live
     // one: an export of millions of entries holds ~3 MiB a million leaves, not 65 (nor every row at once).
     const levels = new MerkleLevels({ blockBits: AUDIT_TREE_BLOCK_BITS });
-    for (let from = 0; from < size; from += EXPORT_PAGE) {
+    const proofs = options.proofs ?? true;
+    for (let from = 0; proofs && from < size; from += EXPORT_PAGE) {
       const leaves = await this.repo.leafHashes(ref, from, Math.min(size, from + EXPORT_PAGE));
       for (const r of leaves) levels.append(r.leaf_hash);
       if (leaves.length < Math.min(size, from + EXPORT_PAGE) - from) break;
     }
     // With a leaf missing from storage there is no tree to prove against: the verifier names the gap.
-    const whole = levels.size >= size;
+    const whole = proofs && levels.size >= size;
     for (let from = 0; ; ) {
       // Pages start at multiples of EXPORT_PAGE while no leaf is missing, so each holds whole
       // blocks: a proof's block comes from the rows at hand.
@@ -510,11 +511,21 @@ export class AuditLog {
     }
   }
 
-  /** A whole tree of an operator checked as `stack audit verify` checks an export. */
+  /**
+   * A whole tree of an operator checked as `stack audit verify` checks an export, line by line.
+   * First without inclusion proofs: the verifier rebuilds the tree from the entries themselves and
+   * checks its root against every signed checkpoint, which is what decides. Only when that fails
+   * is it checked again with a proof for every entry, which names the entry that changed (the
+   * roots only bound it between checkpoints). A valid log of a million entries costs no proofs.
+   */
   async verifyAll(operatorId: string, treeId?: number): Promise<VerifyResult> {
-    const lines: string[] = [];
-    for await (const l of this.exportLines(operatorId, treeId)) lines.push(l);
-    return verifyExportLines(lines);
+    const check = async (proofs: boolean) => {
+      const verifier = new ExportVerifier();
+      for await (const line of this.exportLines(operatorId, treeId, { proofs })) verifier.push(line);
+      return verifier.finish();
+    };
+    const fast = await check(false);
+    return fast.ok ? fast : check(true);
   }
 
   async verifyEntry(scope: ReadScope, entryId: string) {
@@ -559,26 +570,4 @@ function toItem(r: StoredRow): ListItem {
 
 function treeKey(t: TreeRef): string {
   return `${t.operatorId}#${t.treeId}`;
-}
-
-/** Parses export lines (NDJSON) and verifies them; `trustedKey` overrides the key in the file's header. */
-export function verifyExportLines(lines: readonly string[], trustedKey?: string): VerifyResult {
-  let header: { origin?: string; verifier_key?: string } | undefined;
-  const checkpoints: string[] = [];
-  const items: VerifiableItem[] = [];
-  for (const [n, line] of lines.entries()) {
-    if (!line.trim()) continue;
-    let obj: { type?: string; note?: string; origin?: string; verifier_key?: string } & Partial<VerifiableItem>;
-    try {
-      obj = JSON.parse(line) as typeof obj;
-    } catch {
-      return { ok: false, entries: items.length, checkpoints: checkpoints.length, verified_tree_size: 0, failure: { leaf_index: items.length, reason: `line ${n + 1} is not JSON` } };
-    }
-    if (obj.type === 'header') header = obj;
-    else if (obj.type === 'checkpoint' && obj.note) checkpoints.push(obj.note);
-    else if (obj.type === 'entry' && obj.entry) items.push({ entry: obj.entry, leaf_index: Number(obj.leaf_index), ...(obj.inclusion ? { inclusion: obj.inclusion } : {}) });
-  }
-  const key = trustedKey ?? header?.verifier_key;
-  if (!key) return { ok: false, entries: items.length, checkpoints: checkpoints.length, verified_tree_size: 0, failure: { leaf_index: -1, reason: 'no verifier key (give --key or an export with a header)' } };
-  return verifyLog({ verifierKey: key, origin: header?.origin, checkpoints, items });
 }

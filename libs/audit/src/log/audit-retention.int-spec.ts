@@ -7,7 +7,9 @@ import { verifyInclusion, type CallerContext } from '@stack/contracts';
 import { TEST_NATS_URL, createTestDatabase, uniqueName, type TestDatabase } from '@stack/testing';
 
 import { startAuditTestKit, type AuditTestKit } from '../testing/audit-test-kit';
-import { readScope, verifyExportLines } from './audit-log.service';
+import { verifyExportLines } from '@stack/contracts';
+
+import { readScope } from './audit-log.service';
 
 const OP = 'op_retention';
 const admin: CallerContext = { issuer: 'auth', kind: 'member', operator_id: OP, member_id: 'mem_a', scopes: ['stack:admin'] };

@@ -44,55 +44,173 @@ export function entryLeafHash(entry: AuditEntry): Buffer {
 }
 
 export function verifyLog(input: VerifyInput): VerifyResult {
-  const base = { entries: input.items.length, checkpoints: input.checkpoints.length, verified_tree_size: 0 };
-  const fail = (failure: VerifyFailure): VerifyResult => ({ ...base, ok: false, failure });
-  const key = parseVerifierKey(input.verifierKey);
-  const cps: Checkpoint[] = [];
-  for (const note of input.checkpoints) {
-    let cp: Checkpoint;
-    try {
-      cp = parseCheckpoint(openNote(note, [key]).text);
-    } catch (err) {
-      return fail({ leaf_index: -1, reason: `checkpoint does not verify: ${(err as Error).message}` });
-    }
-    if (input.origin && cp.origin !== input.origin) return fail({ leaf_index: -1, reason: `checkpoint of another log (${cp.origin})` });
-    cps.push(cp);
-  }
-  cps.sort((a, b) => a.treeSize - b.treeSize);
-  const latest = cps[cps.length - 1];
+  const verifier = new LogVerifier(input);
+  for (const item of input.items) verifier.add(item);
+  return verifier.finish();
+}
 
-  // First the order: a gap or a moved entry is named where it is, before any proof (which it would break everywhere).
-  for (let pos = 0; pos < input.items.length; pos++) {
-    const item = input.items[pos]!;
-    const id = item.entry?.id;
-    if (item.leaf_index !== pos) return fail({ leaf_index: pos, entry_id: id, reason: `leaf ${pos} is missing: the next entry is listed at leaf ${item.leaf_index}` });
-    if (item.entry.leaf_index !== pos) return fail({ leaf_index: pos, entry_id: id, reason: `entry was moved: it was appended at leaf ${item.entry.leaf_index}, found at leaf ${pos}` });
+/**
+ * The same checks one entry at a time, for logs too big to hold: it keeps the checkpoints and the
+ * tree of leaf hashes (64 bytes a leaf), never the entries. What it reports is what a check of the whole log names first: a gap or a
+ * moved entry wherever it is (it breaks every proof of the tree, so a failing proof before it is
+ * its symptom), else the first entry whose proof fails, else the leaves a root does not match.
+ */
+export class LogVerifier {
+  private readonly cps: Checkpoint[] = [];
+  private readonly tree = new MerkleLevels();
+  private readonly checkpointCount: number;
+  private entries = 0;
+  /** A checkpoint that does not verify, or the first gap or moved entry: nothing after it is checked. */
+  private orderFailure?: VerifyFailure;
+  /** The first entry whose proof failed: the order is still checked after it, nothing else. */
+  private proofFailure?: VerifyFailure;
+
+  constructor(input: Omit<VerifyInput, 'items'>) {
+    this.checkpointCount = input.checkpoints.length;
+    const key = parseVerifierKey(input.verifierKey);
+    for (const note of input.checkpoints) {
+      let cp: Checkpoint;
+      try {
+        cp = parseCheckpoint(openNote(note, [key]).text);
+      } catch (err) {
+        this.orderFailure = { leaf_index: -1, reason: `checkpoint does not verify: ${(err as Error).message}` };
+        return;
+      }
+      if (input.origin && cp.origin !== input.origin) {
+        this.orderFailure = { leaf_index: -1, reason: `checkpoint of another log (${cp.origin})` };
+        return;
+      }
+      this.cps.push(cp);
+    }
+    this.cps.sort((a, b) => a.treeSize - b.treeSize);
   }
-  const tree = new MerkleLevels();
-  for (let pos = 0; pos < input.items.length; pos++) {
-    const item = input.items[pos]!;
-    const id = item.entry.id;
+
+  /** The failure that will be reported, as far as the entries so far tell (the roots are checked by finish). */
+  get failure(): VerifyFailure | undefined {
+    return this.orderFailure ?? this.proofFailure;
+  }
+
+  /** Checks the next entry. */
+  add(item: VerifiableItem): void {
+    const pos = this.entries++;
+    if (this.orderFailure) return;
+    const id = item.entry?.id;
+    if (item.leaf_index !== pos) {
+      this.orderFailure = { leaf_index: pos, entry_id: id, reason: `leaf ${pos} is missing: the next entry is listed at leaf ${item.leaf_index}` };
+      return;
+    }
+    if (item.entry.leaf_index !== pos) {
+      this.orderFailure = { leaf_index: pos, entry_id: id, reason: `entry was moved: it was appended at leaf ${item.entry.leaf_index}, found at leaf ${pos}` };
+      return;
+    }
+    if (this.proofFailure) return;
     const hash = entryLeafHash(item.entry);
     if (item.inclusion) {
-      const cp = cps.find((c) => c.treeSize === item.inclusion!.tree_size);
-      if (!cp) return fail({ leaf_index: pos, entry_id: id, reason: `inclusion proof is against tree size ${item.inclusion.tree_size}, which no signed checkpoint has` });
+      const cp = this.cps.find((c) => c.treeSize === item.inclusion!.tree_size);
+      if (!cp) {
+        this.proofFailure = { leaf_index: pos, entry_id: id, reason: `inclusion proof is against tree size ${item.inclusion.tree_size}, which no signed checkpoint has` };
+        return;
+      }
       const proof = item.inclusion.hashes.map((h) => Buffer.from(h, 'base64'));
       if (item.inclusion.leaf_index !== pos || !verifyInclusion(hash, pos, cp.treeSize, proof, cp.rootHash)) {
-        return fail({ leaf_index: pos, entry_id: id, reason: `entry does not match the signed checkpoint of tree size ${cp.treeSize} (inclusion proof fails)` });
+        this.proofFailure = { leaf_index: pos, entry_id: id, reason: `entry does not match the signed checkpoint of tree size ${cp.treeSize} (inclusion proof fails)` };
+        return;
       }
     }
-    tree.append(hash);
+    this.tree.append(hash);
   }
-  if (latest && latest.treeSize > tree.size) return fail({ leaf_index: tree.size, reason: `the log ends at ${tree.size} entries but a checkpoint signed ${latest.treeSize}` });
-  for (const cp of cps) {
-    if (!tree.root(cp.treeSize).equals(cp.rootHash)) {
-      // Some entry below this size was changed: name the first whose proof against it fails.
-      for (let i = 0; i < cp.treeSize; i++) {
-        if (!verifyInclusion(tree.leaf(i), i, cp.treeSize, tree.inclusionProof(i, cp.treeSize), cp.rootHash)) {
-          return fail({ leaf_index: i, entry_id: input.items[i]!.entry.id, reason: `the entries do not make the root of the signed checkpoint of tree size ${cp.treeSize}` });
-        }
+
+  /** The verdict on everything added: the first failure, or the largest signed size that checked out. */
+  finish(): VerifyResult {
+    const base = { entries: this.entries, checkpoints: this.checkpointCount, verified_tree_size: 0 };
+    const failure = this.failure ?? this.rootFailure();
+    if (failure) return { ...base, ok: false, failure };
+    return { ...base, ok: true, verified_tree_size: this.cps[this.cps.length - 1]?.treeSize ?? 0 };
+  }
+
+  private rootFailure(): VerifyFailure | undefined {
+    const { tree } = this;
+    const latest = this.cps[this.cps.length - 1];
+    if (latest && latest.treeSize > tree.size) return { leaf_index: tree.size, reason: `the log ends at ${tree.size} entries but a checkpoint signed ${latest.treeSize}` };
+    // Checkpoints smallest first: the first whose root the entries do not make bounds the change
+    // to the leaves after the last one they do make. Which leaf it is, the signed roots cannot tell
+    // (every proof of a tree with one leaf changed fails); an entry's own proof can.
+    let from = 0;
+    for (const cp of this.cps) {
+      if (!tree.root(cp.treeSize).equals(cp.rootHash)) {
+        const range = cp.treeSize - from === 1 ? `leaf ${from}` : `leaves ${from}–${cp.treeSize - 1}`;
+        return { leaf_index: from, reason: `the entries do not make the root of the signed checkpoint of tree size ${cp.treeSize}: an entry at ${range} differs from what it signed` };
       }
+      from = cp.treeSize;
+    }
+    return undefined;
+  }
+}
+
+/** Parses export lines (NDJSON) and verifies them; `trustedKey` overrides the key in the file's header. */
+export function verifyExportLines(lines: Iterable<string>, trustedKey?: string): VerifyResult {
+  const verifier = new ExportVerifier(trustedKey);
+  for (const line of lines) verifier.push(line);
+  return verifier.finish();
+}
+
+/**
+ * Verifies an export line by line, as it is read or made: what it keeps grows by ~100 bytes an
+ * entry (its leaf hash in the tree, its id), never the entries, so a log of millions of entries
+ * is checked without holding it. An export lists its header and checkpoints before its entries;
+ * a header or checkpoint after the first entry is a failure.
+ */
+export class ExportVerifier {
+  private header?: { origin?: string; verifier_key?: string };
+  private readonly checkpoints: string[] = [];
+  private log?: LogVerifier;
+  private lineNo = 0;
+  private entries = 0;
+  private unreadable = false;
+  private failure?: VerifyFailure;
+
+  constructor(private readonly trustedKey?: string) {}
+
+  push(line: string): void {
+    this.lineNo++;
+    // After a line that is not JSON nothing more is read (as a reader of the file would stop).
+    if (this.unreadable || !line.trim()) return;
+    let obj: { type?: string; note?: string; origin?: string; verifier_key?: string } & Partial<VerifiableItem>;
+    try {
+      obj = JSON.parse(line) as typeof obj;
+    } catch {
+      this.unreadable = true;
+      this.failure ??= { leaf_index: this.entries, reason: `line ${this.lineNo} is not JSON` };
+      return;
+    }
+    if (obj.type === 'header' || (obj.type === 'checkpoint' && obj.note)) {
+      if (this.log) this.failure ??= { leaf_index: this.entries, reason: `line ${this.lineNo}: a ${obj.type} after the entries (an export lists its header and checkpoints first)` };
+      else if (obj.type === 'header') this.header = obj;
+      else this.checkpoints.push(obj.note!);
+    } else if (obj.type === 'entry' && obj.entry) {
+      // Entries are counted after a failure too; only checked before it.
+      this.entries++;
+      const log = this.failure ? undefined : this.start();
+      log?.add({ entry: obj.entry, leaf_index: Number(obj.leaf_index), ...(obj.inclusion ? { inclusion: obj.inclusion } : {}) });
     }
   }
-  return { ...base, ok: true, verified_tree_size: latest?.treeSize ?? 0 };
+
+  finish(): VerifyResult {
+    const log = this.failure ? undefined : this.start();
+    if (log) return { ...log.finish(), entries: this.entries };
+    // The first failure, whether of the file (a line) or of the log (an entry).
+    return { ok: false, entries: this.entries, checkpoints: this.checkpoints.length, verified_tree_size: 0, failure: this.failure! };
+  }
+
+  /** The log verifier, made at the first entry (or the end) from the header and checkpoints read so far. */
+  private start(): LogVerifier | undefined {
+    if (this.log) return this.log;
+    const key = this.trustedKey ?? this.header?.verifier_key;
+    if (!key) {
+      this.failure ??= { leaf_index: -1, reason: 'no verifier key (give --key or an export with a header)' };
+      return undefined;
+    }
+    this.log = new LogVerifier({ verifierKey: key, origin: this.header?.origin, checkpoints: this.checkpoints });
+    return this.log;
+  }
 }
