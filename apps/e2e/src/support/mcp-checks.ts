@@ -57,14 +57,25 @@ export async function expectSignInAndToolCalls(t: McpTarget): Promise<ConnectedM
   // Each call is in the audit log, with who and which tool (the log appends asynchronously).
   const deadline = Date.now() + 15_000;
   let seen: string[] = [];
+  let entryId = '';
   while (Date.now() < deadline) {
     const log = await client.callTool({ name: 'stack_audit_list', arguments: { action: 'tool.stack_register_agent', limit: 10 } });
     expect(log.isError).toBeFalsy();
-    seen = (log.structuredContent as { items: { entry: { layer: string; outcome: string } }[] }).items.map((i) => `${i.entry.layer}:${i.entry.outcome}`);
+    const items = (log.structuredContent as { items: { entry: { id: string; layer: string; outcome: string } }[] }).items;
+    seen = items.map((i) => `${i.entry.layer}:${i.entry.outcome}`);
+    entryId = items[0]?.entry.id ?? '';
     if (seen.includes('gateway:success') && seen.includes('gateway:failure')) break;
     await new Promise((r) => setTimeout(r, 200));
   }
   expect(seen).toEqual(expect.arrayContaining(['gateway:success', 'gateway:failure']));
+
+  // The member's own entry verifies against a signed checkpoint; the whole log is for admins only.
+  const verified = await client.callTool({ name: 'stack_audit_verify', arguments: { entry_id: entryId } });
+  expect(verified.isError).toBeFalsy();
+  expect(verified.structuredContent).toMatchObject({ verdict: 'valid', entry: { id: entryId }, inclusion: { hashes: expect.any(Array) }, checkpoint: { tree_size: expect.any(Number) } });
+  const whole = await client.callTool({ name: 'stack_audit_verify', arguments: {} });
+  expect(whole.isError).toBe(true);
+  expect(JSON.parse((whole.content as { text: string }[])[0]!.text)).toMatchObject({ error: { code: 'NOT_FOUND' } });
   return connected;
 }
 
