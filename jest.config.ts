@@ -39,7 +39,7 @@ const common = {
 /** Tests on the real servers: long timeouts, and each file's JetStream streams deleted after it. */
 const onServers = {
   testEnvironment: '<rootDir>/tools/jest/stack-environment.js',
-  setupFilesAfterEnv: ['<rootDir>/tools/jest/long-timeout.js', '<rootDir>/tools/jest/drop-bus-streams.ts'],
+  setupFilesAfterEnv: ['<rootDir>/tools/jest/long-timeout.js', '<rootDir>/tools/jest/drop-leftovers.ts'],
 };
 
 const config: Config = {

@@ -6,6 +6,7 @@ import { randomBytes } from 'node:crypto';
 
 import { connect } from 'nats';
 import { Client } from 'pg';
+import { createClient } from 'redis';
 
 import { STREAM_BASES, streamName } from '@stack/contracts';
 
@@ -25,7 +26,7 @@ export function uniqueName(prefix = 't'): string {
 
 /**
  * The names uniqueName made since the last call (and forgets them): after a test file, the
- * JetStream streams of those used as bus prefixes are deleted (tools/jest/drop-bus-streams.ts).
+ * JetStream streams and Redis keys made under them are deleted (tools/jest/drop-leftovers.ts).
  */
 export function takeUniqueNames(): string[] {
   return madeNames.splice(0);
@@ -82,5 +83,27 @@ export async function dropBusStreams(prefixes: string | readonly string[], natsU
     return deleted;
   } finally {
     await nc.close();
+  }
+}
+
+/**
+ * Deletes the Redis keys runs made under the names `prefixes` (keys `<name>:…`, as STACK's cache
+ * prefixes them): each name is a run's own, so no other run's keys are touched. Resolves to how
+ * many were deleted.
+ */
+export async function dropCacheKeys(prefixes: readonly string[], redisUrl = TEST_REDIS_URL): Promise<number> {
+  const client = createClient({ url: redisUrl, socket: { connectTimeout: 5000, reconnectStrategy: false } });
+  await client.connect();
+  try {
+    let deleted = 0;
+    // Only plain names: nothing in them may be read as a glob.
+    for (const prefix of prefixes.filter((p) => /^[A-Za-z0-9_.-]+$/.test(p))) {
+      for await (const keys of client.scanIterator({ MATCH: `${prefix}:*`, COUNT: 1000 })) {
+        if (keys.length > 0) deleted += await client.del(keys);
+      }
+    }
+    return deleted;
+  } finally {
+    await client.quit().catch(() => undefined);
   }
 }
