@@ -114,6 +114,10 @@ describe('ExportVerifier', () => {
     const headless = [...exportOf(10, [10])].slice(1);
     expect(verifyExportLines(headless)).toMatchObject({ ok: false, failure: { leaf_index: -1, reason: expect.stringContaining('no verifier key') } });
     expect(verifyExportLines(headless, signer.verifierKey)).toMatchObject({ ok: true, entries: 10 });
+    for (const key of ['not-a-key', '5']) {
+      const header = JSON.stringify({ type: 'header', verifier_key: key === '5' ? 5 : key });
+      expect(verifyExportLines([header, ...headless])).toMatchObject({ ok: false, failure: { leaf_index: -1, reason: expect.stringContaining('the verifier key does not parse') } });
+    }
   });
 
   it('refuses a line that is not JSON and a checkpoint after the entries, and counts every entry', () => {
@@ -126,5 +130,17 @@ describe('ExportVerifier', () => {
     // The first failure is the one named; later entries are counted, not checked.
     const tampered = lines.map((line, i) => (i === 5 ? line.replace('"credential.proxy"', '"credential.proxz"') : line));
     expect(verifyExportLines(tampered)).toMatchObject({ ok: false, entries: 30, failure: { leaf_index: 3, reason: expect.stringContaining('inclusion proof fails') } });
+  });
+
+  it('names a hostile entry instead of failing itself: a number canonical JSON cannot hold, a proof that is no list of strings', () => {
+    const lines = [...exportOf(12, [12])];
+    const huge = lines.map((line, i) => (i === 4 ? line.replace('"outcome":"success"', '"outcome":"success","n":1e400') : line));
+    expect(verifyExportLines(huge)).toMatchObject({ ok: false, entries: 12, failure: { leaf_index: 2, entry_id: 'aud_000002', reason: 'entry cannot be checked: canonical JSON cannot hold a non-finite number' } });
+    for (const hashes of ['"AAAA"', '[1,2]', '{"0":"AAAA"}']) {
+      const bad = lines.map((line, i) => (i === 6 ? line.replace(/"hashes":\[[^\]]*\]/, `"hashes":${hashes}`) : line));
+      expect(verifyExportLines(bad)).toMatchObject({ ok: false, failure: { leaf_index: 4, reason: 'entry cannot be checked: its inclusion proof is not a list of base64 hashes' } });
+    }
+    const oddId = lines.map((line, i) => (i === 3 ? line.replace('"action":"credential.proxy"', '"action":"credential.proxz"').replace('"id":"aud_000001"', '"id":{"not":"a string"}') : line));
+    expect(verifyExportLines(oddId).failure).toEqual({ leaf_index: 1, reason: expect.stringContaining('inclusion proof fails') });
   });
 });

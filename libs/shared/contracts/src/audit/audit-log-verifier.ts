@@ -67,7 +67,13 @@ export class LogVerifier {
 
   constructor(input: Omit<VerifyInput, 'items'>) {
     this.checkpointCount = input.checkpoints.length;
-    const key = parseVerifierKey(input.verifierKey);
+    let key: ReturnType<typeof parseVerifierKey>;
+    try {
+      key = parseVerifierKey(input.verifierKey);
+    } catch (err) {
+      this.orderFailure = { leaf_index: -1, reason: `the verifier key does not parse: ${(err as Error).message}` };
+      return;
+    }
     for (const note of input.checkpoints) {
       let cp: Checkpoint;
       try {
@@ -94,7 +100,7 @@ export class LogVerifier {
   add(item: VerifiableItem): void {
     const pos = this.entries++;
     if (this.orderFailure) return;
-    const id = item.entry?.id;
+    const id = typeof item.entry?.id === 'string' ? item.entry.id : undefined;
     if (item.leaf_index !== pos) {
       this.orderFailure = { leaf_index: pos, entry_id: id, reason: `leaf ${pos} is missing: the next entry is listed at leaf ${item.leaf_index}` };
       return;
@@ -104,18 +110,28 @@ export class LogVerifier {
       return;
     }
     if (this.proofFailure) return;
-    const hash = entryLeafHash(item.entry);
-    if (item.inclusion) {
-      const cp = this.cps.find((c) => c.treeSize === item.inclusion!.tree_size);
-      if (!cp) {
-        this.proofFailure = { leaf_index: pos, entry_id: id, reason: `inclusion proof is against tree size ${item.inclusion.tree_size}, which no signed checkpoint has` };
-        return;
+    let hash: Buffer;
+    try {
+      // What a file holds is not always what its types say: an entry canonical JSON cannot hold
+      // (a number too large), a proof that is not a list of strings.
+      hash = entryLeafHash(item.entry);
+      if (item.inclusion) {
+        const cp = this.cps.find((c) => c.treeSize === item.inclusion!.tree_size);
+        if (!cp) {
+          this.proofFailure = { leaf_index: pos, entry_id: id, reason: `inclusion proof is against tree size ${item.inclusion.tree_size}, which no signed checkpoint has` };
+          return;
+        }
+        const hashes: unknown = item.inclusion.hashes;
+        if (!Array.isArray(hashes) || !hashes.every((h) => typeof h === 'string')) throw new Error('its inclusion proof is not a list of base64 hashes');
+        const proof = hashes.map((h: string) => Buffer.from(h, 'base64'));
+        if (item.inclusion.leaf_index !== pos || !verifyInclusion(hash, pos, cp.treeSize, proof, cp.rootHash)) {
+          this.proofFailure = { leaf_index: pos, entry_id: id, reason: `entry does not match the signed checkpoint of tree size ${cp.treeSize} (inclusion proof fails)` };
+          return;
+        }
       }
-      const proof = item.inclusion.hashes.map((h) => Buffer.from(h, 'base64'));
-      if (item.inclusion.leaf_index !== pos || !verifyInclusion(hash, pos, cp.treeSize, proof, cp.rootHash)) {
-        this.proofFailure = { leaf_index: pos, entry_id: id, reason: `entry does not match the signed checkpoint of tree size ${cp.treeSize} (inclusion proof fails)` };
-        return;
-      }
+    } catch (err) {
+      this.proofFailure = { leaf_index: pos, entry_id: id, reason: `entry cannot be checked: ${(err as Error).message}` };
+      return;
     }
     this.tree.append(hash);
   }
