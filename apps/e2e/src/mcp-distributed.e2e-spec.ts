@@ -8,7 +8,7 @@ import type { Browser } from 'playwright-core';
 
 import { startDistributedStack, type DistributedStack } from '@stack/testing';
 
-import { expectRefusals, expectSignInAndToolCalls } from './support/mcp-checks';
+import { expectRefusals, expectSignInAndToolCalls, expectWholeLogVerify } from './support/mcp-checks';
 import { launchChromium, type ConnectedMcpClient } from './support/mcp-oauth-client';
 
 const owner = { email: 'owner@mcp.example', password: 'owner-password-for-mcp-1' };
@@ -46,5 +46,9 @@ describe('MCP gateway, distributed: two gateway replicas', () => {
     const token = connected?.provider.tokens()?.access_token;
     expect(token).toBeDefined();
     await expectRefusals({ publicUrl: stack.publicUrl, browser, owner }, token!);
+  });
+
+  it('verifies the whole audit log for an admin over MCP', async () => {
+    await expectWholeLogVerify({ publicUrl: stack.publicUrl, browser, owner });
   });
 });

@@ -3,7 +3,7 @@ import type { Browser } from 'playwright-core';
 
 import { startOneProcessStack, type OneProcessStack } from '@stack/testing';
 
-import { expectRefusals, expectSignInAndToolCalls } from './support/mcp-checks';
+import { expectRefusals, expectSignInAndToolCalls, expectWholeLogVerify } from './support/mcp-checks';
 import { launchChromium, type ConnectedMcpClient } from './support/mcp-oauth-client';
 
 const owner = { email: 'owner@one.example', password: 'owner-password-for-one-1' };
@@ -30,5 +30,9 @@ describe('MCP gateway, one process', () => {
 
   it('refuses at the HTTP level as the distributed shape does', async () => {
     await expectRefusals({ publicUrl: stack.publicUrl, browser, owner }, connected!.provider.tokens()!.access_token);
+  });
+
+  it('verifies the whole audit log for an admin over MCP', async () => {
+    await expectWholeLogVerify({ publicUrl: stack.publicUrl, browser, owner });
   });
 });

@@ -3,6 +3,8 @@
  * does and calling tools, and every refusal at the HTTP level. Run against the six-process
  * topology (with two gateway replicas) and against the one process of `npm start`.
  */
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import type { Browser } from 'playwright-core';
 
 import type { ConnectedMcpClient } from './mcp-oauth-client';
@@ -77,6 +79,37 @@ export async function expectSignInAndToolCalls(t: McpTarget): Promise<ConnectedM
   expect(whole.isError).toBe(true);
   expect(JSON.parse((whole.content as { text: string }[])[0]!.text)).toMatchObject({ error: { code: 'NOT_FOUND' } });
   return connected;
+}
+
+/**
+ * An admin's whole-log check over MCP: a token for the MCP resource with stack:admin (asked for,
+ * approved in the browser), then stack_audit_verify without an entry — the service rehashes every
+ * entry against every signed root, on the gateway's long deadline.
+ */
+export async function expectWholeLogVerify(t: McpTarget): Promise<void> {
+  const as = await discover(t.publicUrl);
+  const callback = await startCallbackServer();
+  let token: string;
+  try {
+    const oauthClient = await register(as, callback.redirectUri, 'Audit admin client');
+    const { start, callbackUrl } = await obtainCode(t.browser, as, oauthClient, callback, t.owner, { scope: 'stack:audit stack:admin', resource: `${t.publicUrl}/mcp` });
+    token = (await exchangeCode(as, oauthClient, start, callbackUrl, callback.redirectUri)).access_token;
+  } finally {
+    await callback.stop();
+  }
+  const client = new Client({ name: 'stack-e2e-admin', version: '1.0.0' });
+  await client.connect(new StreamableHTTPClientTransport(new URL(`${t.publicUrl}/mcp`), { requestInit: { headers: { Authorization: `Bearer ${token}` } } }));
+  try {
+    const whole = await client.callTool({ name: 'stack_audit_verify', arguments: {} });
+    expect(whole.isError).toBeFalsy();
+    const result = whole.structuredContent as { verdict: string; tree_size: number; checkpoint: { tree_size: number; note: string } };
+    expect(result).toMatchObject({ verdict: 'valid', checkpoint: { note: expect.stringContaining('\n\n') } });
+    // Every tool call so far is in the log, and the checkpoint signed for this check covers them.
+    expect(result.tree_size).toBeGreaterThan(3);
+    expect(result.checkpoint.tree_size).toBeLessThanOrEqual(result.tree_size);
+  } finally {
+    await client.close();
+  }
 }
 
 async function post(publicUrl: string, body: unknown, headers: Record<string, string>): Promise<Response> {
