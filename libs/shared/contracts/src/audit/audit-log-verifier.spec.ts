@@ -130,6 +130,12 @@ describe('ExportVerifier', () => {
     // The first failure is the one named; later entries are counted, not checked.
     const tampered = lines.map((line, i) => (i === 5 ? line.replace('"credential.proxy"', '"credential.proxz"') : line));
     expect(verifyExportLines(tampered)).toMatchObject({ ok: false, entries: 30, failure: { leaf_index: 3, reason: expect.stringContaining('inclusion proof fails') } });
+    // A line that is not JSON after it does not hide it; a late checkpoint does (it changes what
+    // every entry was checked against).
+    expect(verifyExportLines([...tampered, lines[1]!])).toMatchObject({ ok: false, failure: { leaf_index: 30, reason: expect.stringContaining('a checkpoint after the entries') } });
+    expect(verifyExportLines([...tampered.slice(0, 20), '{', ...tampered.slice(20)])).toMatchObject({ ok: false, entries: 18, failure: { leaf_index: 3 } });
+    // A line that is not JSON before any failing entry is the failure, not the entries it cut off.
+    expect(verifyExportLines([...lines.slice(0, 20), '{', ...lines.slice(20)])).toMatchObject({ ok: false, entries: 18, failure: { leaf_index: 18, reason: 'line 21 is not JSON' } });
   });
 
   it('names a hostile entry instead of failing itself: a number canonical JSON cannot hold, a proof that is no list of strings', () => {

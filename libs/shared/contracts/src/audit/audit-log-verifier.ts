@@ -171,9 +171,9 @@ export function verifyExportLines(lines: Iterable<string>, trustedKey?: string):
 }
 
 /**
- * Verifies an export line by line, as it is read or made: what it keeps grows by ~100 bytes an
- * entry (its leaf hash in the tree, its id), never the entries, so a log of millions of entries
- * is checked without holding it. An export lists its header and checkpoints before its entries;
+ * Verifies an export line by line, as it is read or made: what it keeps grows by ~64 bytes an
+ * entry (its leaf hash in the tree), never the entries, so a log of millions of entries is
+ * checked without holding it. An export lists its header and checkpoints before its entries;
  * a header or checkpoint after the first entry is a failure.
  */
 export class ExportVerifier {
@@ -183,6 +183,8 @@ export class ExportVerifier {
   private lineNo = 0;
   private entries = 0;
   private unreadable = false;
+  /** A header or checkpoint came after the entries. */
+  private late = false;
   private failure?: VerifyFailure;
 
   constructor(private readonly trustedKey?: string) {}
@@ -200,7 +202,10 @@ export class ExportVerifier {
       return;
     }
     if (obj.type === 'header' || (obj.type === 'checkpoint' && obj.note)) {
-      if (this.log) this.failure ??= { leaf_index: this.entries, reason: `line ${this.lineNo}: a ${obj.type} after the entries (an export lists its header and checkpoints first)` };
+      if (this.log && !this.late) {
+        this.late = true;
+        this.failure = { leaf_index: this.entries, reason: `line ${this.lineNo}: a ${obj.type} after the entries (an export lists its header and checkpoints first)` };
+      }
       else if (obj.type === 'header') this.header = obj;
       else this.checkpoints.push(obj.note!);
     } else if (obj.type === 'entry' && obj.entry) {
@@ -212,9 +217,12 @@ export class ExportVerifier {
   }
 
   finish(): VerifyResult {
-    const log = this.failure ? undefined : this.start();
+    // A header or checkpoint after the entries first: it changes what every entry was checked
+    // against, so the entries' failures are its symptoms. Else the first failure in the file's
+    // order: an entry's (the log stopped being fed at a failure of the file, so any it has came
+    // first), else the line's, else the roots'.
+    const log = (this.log?.failure && !this.late) || !this.failure ? this.start() : undefined;
     if (log) return { ...log.finish(), entries: this.entries };
-    // The first failure, whether of the file (a line) or of the log (an entry).
     return { ok: false, entries: this.entries, checkpoints: this.checkpoints.length, verified_tree_size: 0, failure: this.failure! };
   }
 
