@@ -212,6 +212,12 @@ export async function startReverseProxy(options: ReverseProxyOptions): Promise<R
   });
   // Long-lived streams (SSE, slow uploads) are the point of some tests; no server-side cut-off.
   server.requestTimeout = 0;
+  // Idle keep-alive connections are closed by the client first, as an Ingress (nginx: 75 s) and
+  // STACK's own servers (65 s) leave it to: with Node's 5 s here, fetch's pool (which drops an idle
+  // connection after ~4 s, timed coarsely) could send a request on a connection this server was
+  // closing, and the request failed with ECONNRESET.
+  server.keepAliveTimeout = 65_000;
+  server.headersTimeout = 66_000;
   server.on('connection', (socket: Socket) => {
     sockets.add(socket);
     socket.on('close', () => sockets.delete(socket));
