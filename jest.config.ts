@@ -36,7 +36,7 @@ const common = {
   moduleFileExtensions: ['ts', 'js', 'json'],
 };
 
-/** Tests on the real servers: long timeouts, and each file's JetStream streams deleted after it. */
+/** Tests on the real servers: long timeouts, and each file's JetStream streams and Redis keys deleted after it. */
 const onServers = {
   testEnvironment: '<rootDir>/tools/jest/stack-environment.js',
   setupFilesAfterEnv: ['<rootDir>/tools/jest/long-timeout.js', '<rootDir>/tools/jest/drop-leftovers.ts'],

@@ -4,8 +4,9 @@
  * publish-to-committed p50/p99, from each entry's occurred_at and appended_at), then a log of a
  * million entries (bulk-inserted in SQL) and the cost of an inclusion proof: produced by the
  * service over REST, verified here; and the whole log checked by the service (stack_audit_verify
- * without an entry), with the audit process's resident memory meanwhile. Beside it the embedded shape (PGlite + in-process bus), driven
- * through REST reads, each of which the log records before it happens.
+ * without an entry), with the audit process's resident memory meanwhile. Beside it the embedded
+ * shape (PGlite + in-process bus), driven through REST reads, each of which the log records before
+ * it happens.
  */
 import { loadavg } from 'node:os';
 
