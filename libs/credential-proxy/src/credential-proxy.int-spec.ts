@@ -280,6 +280,67 @@ describe('credential proxy over HTTP (real servers, fake upstreams on loopback)'
       expect(github.requests.length).toBe(before);
     });
 
+    it('a url with another scheme or port than the connection’s base URL is refused: no downgrade, no other port', async () => {
+      const before = github.requests.length;
+      const https = await proxy(A, { service: ghConn, method: 'GET', url: `https://127.0.0.1:${github.port}/user` });
+      expect(https.status).toBe(403);
+      expect(https.body.error).toMatchObject({ code: 'FORBIDDEN', details: { reason: 'scheme_not_allowed' } });
+      const port = await proxy(A, { service: ghConn, method: 'GET', url: `http://127.0.0.1:${github.port === 65535 ? 1 : github.port + 1}/user` });
+      expect(port.status).toBe(403);
+      expect(port.body.error).toMatchObject({ code: 'FORBIDDEN', details: { reason: 'port_not_allowed' } });
+      expect(github.requests.length).toBe(before);
+      // The base URL itself (http on a loopback port here) is reached, by url or by path.
+      expect((await proxy(A, { service: ghConn, method: 'GET', url: `http://127.0.0.1:${github.port}/user` })).body.status).toBe(200);
+    });
+
+    it('a read-only passport cannot send a GraphQL mutation; it can send a query', async () => {
+      const readOnly = passport([{ connection_id: ghConn, scopes: ['read'] }]);
+      const before = github.requests.length;
+      for (const query of ['mutation { deleteRepository(input: {repositoryId: "1"}) { clientMutationId } }', 'query Q { viewer { login } } mutation M { a }', 'MUTATION { a }']) {
+        const res = await proxy(A, { service: ghConn, method: 'POST', path: '/graphql', body: { query, operationName: 'Q' }, passport_token: readOnly });
+        expect({ query, status: res.status, code: res.body.error?.code }).toEqual({ query, status: 403, code: 'OUT_OF_SCOPE' });
+      }
+      const raw = await proxy(A, { service: ghConn, method: 'POST', path: '/graphql', headers: { 'content-type': 'application/graphql' }, body: '{ viewer { login } }', passport_token: readOnly });
+      expect(raw.body.error?.code).toBe('OUT_OF_SCOPE');
+      expect(github.requests.length).toBe(before);
+      const query = await proxy(A, { service: ghConn, method: 'POST', path: '/graphql', body: { query: '# mutation { a }\nquery { viewer { login } }' }, passport_token: readOnly });
+      expect(query.status).toBe(200);
+      expect(github.requests.slice(before).map((r) => r.url)).toEqual(['/graphql']);
+    });
+
+    it('a body constraint cannot be dodged by the content type', async () => {
+      const token = passport([{ connection_id: ghConn, scopes: ['read', 'write'], constraints: [{ path: 'body.title', op: 'not_in', value: ['prod'] }] }]);
+      const before = github.requests.length;
+      const send = (type: string, body: string) => proxy(A, { service: ghConn, method: 'POST', path: '/repos/acme/app/issues', headers: { 'content-type': type }, body, passport_token: token });
+      for (const type of ['text/plain', 'application/x-www-form-urlencoded', ' application/json']) {
+        const dup = await send(type, '{"title":"prod","title":"x"}');
+        expect({ type, status: dup.status, code: dup.body.error?.code }).toEqual({ type, status: 400, code: 'INVALID_REQUEST' });
+        const prod = await send(type, '{"title":"prod"}');
+        expect({ type, status: prod.status, code: prod.body.error?.code }).toEqual({ type, status: 403, code: 'CONSTRAINT_VIOLATION' });
+      }
+      const form = await send('application/x-www-form-urlencoded', 'title=prod');
+      expect(form.body.error).toMatchObject({ code: 'CONSTRAINT_VIOLATION', details: { reason: 'body_not_json' } });
+      expect(github.requests.length).toBe(before);
+    });
+
+    it('a number that would not be forwarded exactly is refused, in the envelope or a string body', async () => {
+      const before = github.requests.length;
+      const envelope = await call<{ error: { code: string; message: string } }>(A, 'POST', '/v1/proxy', undefined, member(OP), `{"service":"${ghConn}","method":"POST","path":"/repos/acme/app/issues","body":{"title":"x","id":12345678901234567890}}`);
+      expect(envelope.status).toBe(400);
+      expect(envelope.body.error.message).toMatch(/JSON number \(12345678901234567890\) that is not finite or lies beyond/);
+      const inString = await proxy(A, { service: ghConn, method: 'POST', path: '/repos/acme/app/issues', body: '{"title":"x","f":1e400}' });
+      expect(inString.status).toBe(400);
+      expect(github.requests.length).toBe(before);
+    });
+
+    it('a `..;` segment is refused', async () => {
+      const token = passport([{ connection_id: ghConn, scopes: ['read'], constraints: [{ path: 'url.pathname', op: 'starts_with', value: '/repos/acme/' }] }]);
+      for (const path of ['/repos/acme/..;/..;/user', '/repos/acme/%2e%2e%3b/other/issues']) {
+        const res = await proxy(A, { service: ghConn, method: 'GET', path, passport_token: token });
+        expect({ path, status: res.status, code: res.body.error?.code }).toEqual({ path, status: 400, code: 'INVALID_REQUEST' });
+      }
+    });
+
     it('a read-only passport cannot POST; a constraint violation is CONSTRAINT_VIOLATION', async () => {
       const readOnly = passport([{ connection_id: ghConn, scopes: ['read'] }]);
       const post = await proxy(A, { service: ghConn, method: 'POST', path: '/repos/acme/app/issues', body: { title: 'x' }, passport_token: readOnly });
@@ -292,7 +353,7 @@ describe('credential proxy over HTTP (real servers, fake upstreams on loopback)'
 
     it('a smuggled Host or Authorization header never reaches the upstream', async () => {
       const before = github.requests.length;
-      const res = await proxy(A, { service: ghConn, method: 'GET', path: '/echo', headers: { Host: 'evil.example', Authorization: 'Bearer attacker', Cookie: 'session=stolen', 'X-Forwarded-Host': 'evil.example', 'Accept-Encoding': 'gzip', Range: 'bytes=0-3' } });
+      const res = await proxy(A, { service: ghConn, method: 'GET', path: '/echo', headers: { Host: 'evil.example', Authorization: 'Bearer attacker', Cookie: 'session=stolen', 'X-Forwarded-Host': 'evil.example', 'Accept-Encoding': 'gzip', Range: 'bytes=0-3', 'X-HTTP-Method-Override': 'DELETE', 'X-Original-URL': '/admin' } });
       expect(res.body.status).toBe(200);
       const seen = github.requests[before]!;
       expect(seen.headers.host).toBe(`127.0.0.1:${github.port}`);
@@ -302,6 +363,9 @@ describe('credential proxy over HTTP (real servers, fake upstreams on loopback)'
       // Compression and byte ranges would hide a reflected secret from the scrubber.
       expect(seen.headers['accept-encoding']).toBe('identity');
       expect(seen.headers.range).toBeUndefined();
+      // Nor may an upstream be told to act on another method or path than the one checked.
+      expect(seen.headers['x-http-method-override']).toBeUndefined();
+      expect(seen.headers['x-original-url']).toBeUndefined();
     });
 
     it('an 11 MB answer is refused over REST (413) and cut, marked truncated, as a bus result', async () => {

@@ -15,7 +15,7 @@ import type { FastRoute } from '@stack/runtime';
 import { PROXY_REST_RESPONSE_MAX_BYTES, ProxyRequestSchema, StackError, type ProxyRequest, type ProxyResponse } from '@stack/contracts';
 
 import { CredentialProxyCore } from '../credential-proxy.core';
-import { DuplicateKeyError, parseStrictJson } from '../proxy/strict-json';
+import { DuplicateKeyError, parseStrictJson, UnsafeNumberError } from '../proxy/strict-json';
 import { readBody } from './read-body';
 
 export const PROXY_PATH = '/v1/proxy';
@@ -30,7 +30,9 @@ export async function serveProxyRequest(core: CredentialProxyCore, req: Incoming
   try {
     parsed = parseStrictJson(raw.toString('utf8'));
   } catch (err) {
-    throw new StackError('INVALID_REQUEST', err instanceof DuplicateKeyError ? `the request has a ${err.message}` : 'request body is not valid JSON');
+    if (err instanceof DuplicateKeyError) throw new StackError('INVALID_REQUEST', `the request has a ${err.message}`);
+    if (err instanceof UnsafeNumberError) throw new StackError('INVALID_REQUEST', `the request has a ${err.message}`);
+    throw new StackError('INVALID_REQUEST', 'request body is not valid JSON');
   }
   assertValid(ProxyRequestSchema, parsed, 'proxy request');
   const hangUp = new CallAbort();

@@ -3,7 +3,9 @@
  * Anthropic, with their documented scopes and, where the provider documents them, which method +
  * path needs which scope. Base URLs can be overridden per deployment with STACK_SERVICE_BASE_URLS
  * (that is how tests point them at fakes). Every call also accepts STACK's generic scopes:
- * `read` for GET/HEAD and `write` for the rest, so a read-only passport can never write.
+ * `read` for GET/HEAD and `write` for the rest, so a read-only passport can never write. On a
+ * GraphQL endpoint (`graphql` rules) the documents decide: `read` for queries only, `write` for a
+ * mutation, a subscription or anything that cannot be read.
  */
 import type { CatalogEntry } from './catalog.types';
 
@@ -19,6 +21,7 @@ export const BUILTIN_CATALOG: readonly CatalogEntry[] = [
     allowed_hosts: ['api.github.com', 'uploads.github.com'],
     scopes: ['read', 'write', 'repo', 'public_repo', 'read:org', 'write:org', 'read:user', 'user:email', 'gist', 'workflow', 'delete_repo'],
     scope_rules: [
+      { methods: '*', path: '/graphql', scopes: ['read'], graphql: { write_scopes: ['write'] } },
       { methods: ['DELETE'], path: '/repos/*/*', scopes: ['delete_repo'] },
       { methods: R, path: '/repos/**', scopes: ['repo', 'public_repo'] },
       { methods: W, path: '/repos/*/*/actions/**', scopes: ['workflow'] },
@@ -93,8 +96,8 @@ export const BUILTIN_CATALOG: readonly CatalogEntry[] = [
     auth: { type: 'header', name: 'authorization' },
     allowed_hosts: ['api.linear.app'],
     scopes: ['read', 'write', 'issues:create', 'comments:create', 'admin'],
-    // One GraphQL endpoint: a query is a POST, so mutations cannot be told apart by method.
-    scope_rules: [{ methods: ['POST'], path: '/graphql', scopes: ['read', 'write', 'issues:create', 'comments:create'] }],
+    // One GraphQL endpoint: a query is a POST too, so the documents decide (graphql-operations.ts).
+    scope_rules: [{ methods: '*', path: '/graphql', scopes: ['read'], graphql: { write_scopes: ['write'], mutation_fields: { issueCreate: ['issues:create'], commentCreate: ['comments:create'] } } }],
     oauth: { authorize_url: 'https://linear.app/oauth/authorize', token_url: 'https://api.linear.app/oauth/token', default_scopes: ['read', 'write'], scope_separator: ',' },
     credential_kinds: ['value', 'oauth2'],
     builtin: true,

@@ -2,7 +2,8 @@
  * The catalog an operator sees: the built-in entries (base URLs overridden by
  * STACK_SERVICE_BASE_URLS, which then become their only allowed host, OAuth endpoints moving
  * along) and the operator's own
- * custom services. Also the allowed-host check every call passes.
+ * custom services. Also the allowed-host check every call passes: an allowed host, the base
+ * URL's scheme, and the base URL's port unless the allowed-host entry names another.
  */
 import { StackError } from '@stack/contracts';
 
@@ -38,20 +39,57 @@ export function customEntry(row: CustomServiceRow): CatalogEntry {
   };
 }
 
-/** `api.github.com`, `*.atlassian.net` (any subdomain, not the apex) or `*` (any host: custom services only). */
-export function hostAllowed(allowed: readonly string[], host: string): boolean {
-  const h = host.toLowerCase();
-  const name = h.replace(/:\d+$/, '');
+/** Where a call goes: scheme, host as in a URL (name plus a non-default port) and effective port. */
+export interface Target {
+  protocol: string;
+  host: string;
+  port: number;
+}
+
+/** A URL's port, or its scheme's default. */
+export function portOf(u: Pick<URL, 'protocol' | 'port'>): number {
+  return u.port ? Number(u.port) : u.protocol === 'https:' ? 443 : 80;
+}
+
+export function targetOf(u: URL): Target {
+  return { protocol: u.protocol, host: u.host, port: portOf(u) };
+}
+
+/** `name` or `[v6]`, and a port when the entry names one. */
+function splitHost(host: string): { name: string; port?: number } {
+  const m = /^(\[[^\]]*\]|[^:]*)(?::(\d+))?$/.exec(host.toLowerCase());
+  if (!m) return { name: host.toLowerCase() };
+  return m[2] === undefined ? { name: m[1]! } : { name: m[1]!, port: Number(m[2]) };
+}
+
+/**
+ * `api.github.com`, `*.atlassian.net` (any subdomain, not the apex) or `*` (any host and port:
+ * custom services only). An entry without a port allows `basePort` only (the base URL's effective
+ * port); `host:port` allows that port. `port` undefined: the name alone is checked.
+ */
+export function hostAllowed(allowed: readonly string[], host: string, port: number | undefined, basePort: number): boolean {
+  const name = splitHost(host).name;
   return allowed.some((pattern) => {
-    const p = pattern.toLowerCase();
-    if (p === '*') return true;
-    if (p.startsWith('*.')) return name.endsWith(p.slice(1)) && name.length > p.length - 1;
-    return p.includes(':') ? p === h : p === name || p === h;
+    if (pattern === '*') return true;
+    const p = splitHost(pattern);
+    const named = p.name.startsWith('*.') ? name.endsWith(p.name.slice(1)) && name.length > p.name.length - 1 : p.name === name;
+    return named && (port === undefined || port === (p.port ?? basePort));
   });
 }
 
-export function enforceAllowedHost(entry: CatalogEntry, host: string): void {
-  if (!hostAllowed(entry.allowed_hosts, host)) throw new StackError('FORBIDDEN', `the host '${host}' is not one of ${entry.name}'s allowed hosts`, { reason: 'host_not_allowed', host });
+/**
+ * The credential goes only to an allowed host, over the base URL's scheme (no `http:` downgrade
+ * of an `https:` service), on the base URL's port or one an allowed-host entry names.
+ */
+export function enforceAllowedHost(entry: CatalogEntry, base: URL, target: Target): void {
+  const basePort = portOf(base);
+  if (!hostAllowed(entry.allowed_hosts, target.host, undefined, basePort)) throw new StackError('FORBIDDEN', `the host '${target.host}' is not one of ${entry.name}'s allowed hosts`, { reason: 'host_not_allowed', host: target.host });
+  if (target.protocol !== base.protocol) {
+    throw new StackError('FORBIDDEN', `the url's scheme ${target.protocol} is not ${entry.name}'s base URL scheme (${base.protocol}): the credential is sent over that scheme only`, { reason: 'scheme_not_allowed', scheme: target.protocol.slice(0, -1) });
+  }
+  if (!hostAllowed(entry.allowed_hosts, target.host, target.port, basePort)) {
+    throw new StackError('FORBIDDEN', `port ${target.port} is not ${entry.name}'s base URL port (${basePort}) nor named by an allowed host`, { reason: 'port_not_allowed', host: target.host, port: target.port });
+  }
 }
 
 export class Catalog {

@@ -18,8 +18,17 @@ export interface ScopeRule {
   methods: readonly string[] | '*';
   /** Path below the base path; `*` matches one segment, `**` the rest. */
   path: string;
-  /** Any one of these scopes allows the call. */
+  /** Any one of these scopes allows the call (on a GraphQL endpoint: a query-only document). */
   scopes: readonly string[];
+  /** A GraphQL endpoint: what the call needs depends on its documents, not its method. */
+  graphql?: GraphQLScopes;
+}
+
+export interface GraphQLScopes {
+  /** Any one of these allows a document with a mutation or subscription, or one that cannot be read. */
+  write_scopes: readonly string[];
+  /** Narrower scopes by mutation root field: a mutation whose root fields all share one is allowed by it. */
+  mutation_fields?: Readonly<Record<string, readonly string[]>>;
 }
 
 export interface UpstreamOAuth {

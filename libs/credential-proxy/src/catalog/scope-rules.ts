@@ -1,11 +1,14 @@
 /**
  * Which scopes a call needs: the first catalog rule whose method and path match decides the
  * provider scopes; STACK's generic `read` (GET, HEAD) or `write` (everything else) is always
- * accepted as well. A caller holding none of them gets OUT_OF_SCOPE.
+ * accepted as well. On a GraphQL endpoint the documents decide instead of the method: queries
+ * read, a mutation or subscription (or a document that cannot be read) writes. A caller holding
+ * none of them gets OUT_OF_SCOPE.
  */
 import { StackError } from '@stack/contracts';
 
 import { GENERIC_READ, GENERIC_WRITE, type CatalogEntry, type ScopeRule } from './catalog.types';
+import { graphqlAccess, type GraphQLAccess, type GraphQLRequest } from './graphql-operations';
 
 export function pathMatches(pattern: string, path: string): boolean {
   return segmentsMatch(segmentsOf(pattern), segmentsOf(path));
@@ -36,11 +39,26 @@ function patternOf(rule: ScopeRule): readonly string[] {
   return segments;
 }
 
-export function requiredScopes(entry: Pick<CatalogEntry, 'scope_rules'>, method: string, relativePath: string): string[] {
+/** `req`: where a GraphQL rule reads the documents; without it a GraphQL call counts as a write. */
+export function requiredScopes(entry: Pick<CatalogEntry, 'scope_rules'>, method: string, relativePath: string, req?: GraphQLRequest): string[] {
   const generic = method === 'GET' || method === 'HEAD' ? GENERIC_READ : GENERIC_WRITE;
   const have = segmentsOf(relativePath);
   const rule = entry.scope_rules.find((r) => (r.methods === '*' || r.methods.includes(method)) && segmentsMatch(patternOf(r), have));
+  if (rule?.graphql) return graphqlScopes(rule, req);
   return rule ? [...new Set([...rule.scopes, generic])] : [generic];
+}
+
+function graphqlScopes(rule: ScopeRule, req: GraphQLRequest | undefined): string[] {
+  const access: GraphQLAccess = req ? graphqlAccess(req) : { kind: 'write' };
+  if (access.kind === 'read') return [...new Set([...rule.scopes, GENERIC_READ])];
+  const byField = rule.graphql!.mutation_fields;
+  let narrow: readonly string[] = [];
+  if (access.kind === 'write' && access.mutationFields && byField) {
+    // Scopes every root field allows: `issueCreate` and `commentCreate` together need `write`.
+    const allowed = access.mutationFields.map((f) => (Object.prototype.hasOwnProperty.call(byField, f) ? byField[f]! : []));
+    narrow = allowed.reduce((acc, scopes) => acc.filter((s) => scopes.includes(s)));
+  }
+  return [...new Set([...rule.graphql!.write_scopes, ...narrow, GENERIC_WRITE])];
 }
 
 /** `granted` undefined: the caller is not limited by scopes (a member acting for themselves). */

@@ -10,7 +10,7 @@ import type { Cache } from '@stack/cache';
 import { StackError, type CallerContext, type ConnectionView } from '@stack/contracts';
 
 import type { Catalog } from '../catalog/catalog';
-import { hostAllowed } from '../catalog/catalog';
+import { hostAllowed, portOf } from '../catalog/catalog';
 import type { CatalogEntry, InjectionType } from '../catalog/catalog.types';
 import type { ProxyPipeline } from '../proxy/proxy-pipeline';
 import type { Credential, CredentialVault } from '../vault/credential-vault';
@@ -107,7 +107,10 @@ export class ConnectionsService {
         throw new StackError('INVALID_REQUEST', 'base_url must be an absolute URL');
       }
       if (u.protocol !== 'https:' && u.protocol !== 'http:') throw new StackError('INVALID_REQUEST', 'base_url must be http or https');
-      if (!hostAllowed(entry.allowed_hosts, u.host)) throw new StackError('INVALID_REQUEST', `base_url must be on one of ${entry.name}'s allowed hosts`);
+      // The same rule as every call: the service's scheme, an allowed host, its port unless the allowed host names another.
+      const serviceBase = new URL(entry.base_url);
+      if (u.protocol !== serviceBase.protocol) throw new StackError('INVALID_REQUEST', `base_url must use ${entry.name}'s scheme (${serviceBase.protocol})`);
+      if (!hostAllowed(entry.allowed_hosts, u.host, portOf(u), portOf(serviceBase))) throw new StackError('INVALID_REQUEST', `base_url must be on one of ${entry.name}'s allowed hosts and ports`);
       baseUrl = u.toString().replace(/\/$/, '');
     }
     const credential = parseCredential(entry, input.credential);

@@ -54,6 +54,52 @@ describe('canonical request', () => {
     expect(() => canonicalise({ method: 'GET', url: 'file:///etc/passwd' }, base)).toThrow(/http and https/);
     expect(() => canonicalise({ method: 'GET', url: 'https://api.github.com/', path: '/' }, base)).toThrow(/exactly one/);
   });
+
+  it('refuses a dot segment with parameters (`..;`, `.;x`, also percent-encoded), which `;params`-stripping servers resolve', () => {
+    for (const path of ['/repos/acme/app/..;/..;/admin', '/repos/acme/..;jsessionid=x/other', '/repos/acme/%2e%2e%3b/other', '/repos/acme/%2E%2E;/other', '/repos/.;x/acme', '/..;/admin']) {
+      expect(() => canonicalise({ method: 'GET', path }, base)).toThrow(expect.objectContaining({ code: 'INVALID_REQUEST', message: 'path has a dot segment with parameters' }));
+    }
+    expect(() => canonicalise({ method: 'GET', url: 'https://api.github.com/repos/acme/app/..;/x' }, base)).toThrow(/dot segment with parameters/);
+    // `;` elsewhere is an ordinary character; `...;` is not a dot segment.
+    expect(canonicalise({ method: 'GET', path: '/repos/acme/a;b/x' }, base).pathname).toBe('/repos/acme/a;b/x');
+    expect(canonicalise({ method: 'GET', path: '/repos/acme/...;/x' }, base).pathname).toBe('/repos/acme/...;/x');
+  });
+
+  it('drops method and URL override headers, which would let an upstream act on another method or path', () => {
+    const headers = { 'X-HTTP-Method-Override': 'DELETE', 'X-HTTP-Method': 'DELETE', 'X-Method-Override': 'DELETE', 'X-Original-URL': '/admin', 'X-Rewrite-URL': '/admin', Accept: 'application/json' };
+    expect(canonicalise({ method: 'POST', path: '/repos/acme/app/issues', headers, body: { title: 'x' } }, base).headers).toEqual({ accept: 'application/json', 'content-type': 'application/json' });
+  });
+
+  it('reads a body as JSON when it looks like JSON, whatever its content type says', () => {
+    const dup = '{"name":"prod","name":"x"}';
+    for (const type of ['text/plain', 'application/x-www-form-urlencoded', ' application/json', 'APPLICATION/JSON; charset=utf-8', 'application/octet-stream']) {
+      expect(() => canonicalise({ method: 'POST', path: '/x', headers: { 'content-type': type }, body: dup }, base)).toThrow(expect.objectContaining({ code: 'INVALID_REQUEST', message: "duplicate JSON key 'name'" }));
+      expect(() => canonicalise({ method: 'POST', path: '/x', headers: { 'content-type': type }, body: ` \n[${dup}]` }, base)).toThrow(/duplicate JSON key 'name'/);
+      const req = canonicalise({ method: 'POST', path: '/x', headers: { 'content-type': type }, body: ' {"name":"prod"}' }, base);
+      expect(req.json).toEqual(Object.assign(Object.create(null), { name: 'prod' }));
+      expect(req.body?.toString()).toBe('{"name":"prod"}');
+    }
+    // A JSON label with a leading space or capitals is still a JSON label: what is not JSON is refused.
+    expect(() => canonicalise({ method: 'POST', path: '/x', headers: { 'content-type': ' Application/JSON' }, body: 'name=prod' }, base)).toThrow(/not valid JSON/);
+    // Another label on what is not JSON: forwarded as it is, unread.
+    const form = canonicalise({ method: 'POST', path: '/x', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: 'name=prod' }, base);
+    expect([form.json, form.body?.toString()]).toEqual([undefined, 'name=prod']);
+    const doc = canonicalise({ method: 'POST', path: '/graphql', headers: { 'content-type': 'application/graphql' }, body: '{ viewer { id } }' }, base);
+    expect([doc.json, doc.body?.toString()]).toEqual([undefined, '{ viewer { id } }']);
+  });
+
+  it('refuses a JSON number that would not be forwarded exactly (not finite, or an integer past 2^53)', () => {
+    const unsafe = expect.objectContaining({ code: 'INVALID_REQUEST', message: expect.stringMatching(/^the body has a JSON number \(.+\) that is not finite or lies beyond ±9007199254740991/) });
+    expect(() => canonicalise({ method: 'POST', path: '/x', body: '{"id":12345678901234567890,"f":1e400}' }, base)).toThrow(unsafe);
+    expect(() => canonicalise({ method: 'POST', path: '/x', body: '{"f":1e400}' }, base)).toThrow(unsafe);
+    expect(() => canonicalise({ method: 'POST', path: '/x', headers: { 'content-type': 'text/plain' }, body: '[9007199254740993]' }, base)).toThrow(unsafe);
+    // Already parsed (the bus, the REST envelope): the same rule.
+    expect(() => canonicalise({ method: 'POST', path: '/x', body: { a: [{ f: Infinity }] } }, base)).toThrow(unsafe);
+    expect(() => canonicalise({ method: 'POST', path: '/x', body: { id: 2 ** 60 } }, base)).toThrow(unsafe);
+    expect(() => canonicalise({ method: 'GET', path: '/x', query: { id: 2 ** 60 } }, base)).toThrow(/would not be forwarded exactly/);
+    const ok = canonicalise({ method: 'POST', path: '/x', body: '{"id":9007199254740991,"n":-9007199254740991,"f":1.5,"e":1e3}' }, base);
+    expect(ok.body?.toString()).toBe('{"id":9007199254740991,"n":-9007199254740991,"f":1.5,"e":1000}');
+  });
 });
 
 describe('constraints on the canonical request', () => {
@@ -87,6 +133,21 @@ describe('constraints on the canonical request', () => {
     const req = canonicalise({ method: 'POST', path: '/x', body: { repo: 'acme/app' } }, base);
     enforceConstraints([rule], req);
     expect(JSON.parse(req.body!.toString())).toEqual({ repo: 'acme/app' });
+  });
+
+  it('body constraints apply to JSON bodies only: an unread body breaks every one, negative ones too', () => {
+    const notProd: Constraint = { path: 'body.name', op: 'not_in', value: ['prod'] };
+    const form = canonicalise({ method: 'POST', path: '/x', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: 'name=prod' }, base);
+    expect(holds(notProd, form)).toBe(false);
+    expect(holds({ path: 'body.name', op: 'not_eq', value: 'prod' }, form)).toBe(false);
+    expect(() => enforceConstraints([notProd], form)).toThrow(expect.objectContaining({ code: 'CONSTRAINT_VIOLATION', details: { path: 'body.name', op: 'not_in', reason: 'body_not_json' } }));
+    // Other constraints still see such a body, and a JSON body (whatever its label) is checked as JSON.
+    enforceConstraints([{ path: 'method', op: 'eq', value: 'POST' }], form);
+    const labelled = canonicalise({ method: 'POST', path: '/x', headers: { 'content-type': 'text/plain' }, body: '{"name":"prod"}' }, base);
+    expect(() => enforceConstraints([notProd], labelled)).toThrow(expect.objectContaining({ code: 'CONSTRAINT_VIOLATION' }));
+    enforceConstraints([notProd], canonicalise({ method: 'POST', path: '/x', headers: { 'content-type': 'text/plain' }, body: '{"name":"dev"}' }, base));
+    // No body at all: nothing hides there, as before.
+    enforceConstraints([notProd], canonicalise({ method: 'GET', path: '/x' }, base));
   });
 });
 

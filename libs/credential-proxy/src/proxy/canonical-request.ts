@@ -1,13 +1,16 @@
 /**
  * The canonical request (DESIGN.md §3, §5): the one form of a proxy call that constraints are
  * checked against and that is then forwarded byte for byte. Path segments are percent-decoded
- * exactly once, `.` and `..` (also spelled `%2e%2e`) resolved, an encoded `/` or `\` refused;
- * duplicate query keys, header names or JSON keys refused; caller auth headers, cookies and
- * hop-by-hop headers dropped. Anything ambiguous is refused rather than guessed.
+ * exactly once, `.` and `..` (also spelled `%2e%2e`) resolved, an encoded `/` or `\` refused, and
+ * so is `..;` (a dot segment with parameters, which servers that strip `;params` resolve);
+ * duplicate query keys, header names or JSON keys refused; numbers that would not be forwarded
+ * exactly refused; a body that looks like JSON read as JSON whatever its label; caller auth
+ * headers, cookies, method/URL overrides and hop-by-hop headers dropped. Anything ambiguous is
+ * refused rather than guessed.
  */
 import { StackError } from '@stack/contracts';
 
-import { DuplicateKeyError, parseStrictJson } from './strict-json';
+import { DuplicateKeyError, isExactNumber, parseStrictJson, UnsafeNumberError } from './strict-json';
 
 export interface RawProxyCall {
   method: string;
@@ -36,7 +39,7 @@ export interface CanonicalRequest {
   query: Array<[string, string]>;
   /** Lower-case names, unique, caller auth and hop-by-hop headers removed. */
   headers: Record<string, string>;
-  /** The parsed JSON body, when it is JSON. */
+  /** The parsed JSON body, when it is JSON (labelled so, or a `{` / `[` body whatever its label). */
   json?: unknown;
   /** Bytes to forward (undefined: no body). */
   body?: Buffer;
@@ -64,6 +67,12 @@ const DROPPED_HEADERS = new Set([
   'x-forwarded-proto',
   'x-real-ip',
   'proxy-connection',
+  // Method and URL overrides: an upstream honouring them would act on another method or path than the one checked.
+  'x-http-method-override',
+  'x-http-method',
+  'x-method-override',
+  'x-original-url',
+  'x-rewrite-url',
   // The proxy must see the answer's bytes to scrub the credential from them: no compression
   // (it asks for identity itself) and no byte ranges (a reflected secret fetched in slices).
   'accept-encoding',
@@ -101,6 +110,9 @@ export function normalisePath(rawPath: string): { pathname: string; encodedPath:
     // A segment that still holds an escape for '.', '/' or '\' after one decoding was encoded
     // twice: an upstream decoding again would see a different path than the one checked.
     if (/%(2e|2f|5c)/i.test(segment)) refuse('path is encoded more than once', { segment: piece });
+    // Servers that strip `;params` from a segment (Tomcat, Jetty, Spring) resolve `..;` as `..`.
+    const semi = segment.indexOf(';');
+    if (semi >= 0 && (segment.slice(0, semi) === '.' || segment.slice(0, semi) === '..')) refuse('path has a dot segment with parameters', { segment: piece });
     if (segment === '.') {
       if (index === raw.length - 1) out.push('');
       return;
@@ -129,7 +141,28 @@ function parseQueryString(search: string, into: Map<string, string>): void {
 }
 
 function isJsonContentType(type: string | undefined): boolean {
-  return !type || /^application\/([\w.+-]*\+)?json\b/i.test(type);
+  const t = type?.trim().toLowerCase();
+  return !t || /^application\/([\w.+-]*\+)?json\b/.test(t);
+}
+
+/** Upstreams such as GitHub parse a body as JSON whatever its content type: one that looks like JSON is read as JSON. */
+const LOOKS_LIKE_JSON = /^\s*[{[]/;
+
+function unsafeNumber(err: UnsafeNumberError): never {
+  return refuse(`the body has a ${err.message}`);
+}
+
+/** A JSON value handed over already parsed (bus, REST envelope): its numbers must survive JSON.stringify too. */
+function checkNumbers(value: unknown): void {
+  const stack: unknown[] = [value];
+  while (stack.length > 0) {
+    const v = stack.pop();
+    if (typeof v === 'number') {
+      if (!isExactNumber(v)) unsafeNumber(new UnsafeNumberError(String(v)));
+    } else if (v !== null && typeof v === 'object') {
+      for (const item of Array.isArray(v) ? v : Object.values(v as Record<string, unknown>)) stack.push(item);
+    }
+  }
 }
 
 /**
@@ -174,6 +207,7 @@ export function canonicalise(call: RawProxyCall, base: URL): CanonicalRequest {
   parseQueryString(search, queryMap);
   for (const [key, value] of Object.entries(call.query ?? {})) {
     if (queryMap.has(key)) refuse(`duplicate query key '${key}'`);
+    if (typeof value === 'number' && !isExactNumber(value)) refuse(`query '${key}' is a number that would not be forwarded exactly (send it as a string)`);
     queryMap.set(key, String(value));
   }
 
@@ -192,17 +226,20 @@ export function canonicalise(call: RawProxyCall, base: URL): CanonicalRequest {
   if (call.body !== undefined && call.body !== null) {
     if (method === 'GET' || method === 'HEAD') refuse(`${method} requests carry no body`);
     if (typeof call.body === 'string') {
-      if (isJsonContentType(headers['content-type'])) {
+      const labelled = isJsonContentType(headers['content-type']);
+      if (labelled || LOOKS_LIKE_JSON.test(call.body)) {
         try {
           json = parseStrictJson(call.body);
         } catch (err) {
           if (err instanceof DuplicateKeyError) refuse(err.message);
-          refuse('body is not valid JSON (send another content-type for other bodies)');
+          if (err instanceof UnsafeNumberError) unsafeNumber(err);
+          // Not JSON under another label: forwarded as it is, and no body constraint can hold on it.
+          if (labelled) refuse('body is not valid JSON (send another content-type for other bodies)');
         }
-      } else {
-        body = Buffer.from(call.body, 'utf8');
       }
+      if (json === undefined) body = Buffer.from(call.body, 'utf8');
     } else {
+      checkNumbers(call.body);
       json = call.body;
     }
     if (json !== undefined) {

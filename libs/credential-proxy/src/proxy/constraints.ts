@@ -3,6 +3,8 @@
  * All must hold. `matches` uses RE2 (re2js: linear time, no catastrophic backtracking) and the
  * whole value must match the pattern. A value the request does not have fails every positive
  * op (`eq`, `in`, `starts_with`, `matches`) and passes the negative ones (`not_eq`, `not_in`).
+ * Body constraints apply to JSON bodies only: on a body that was not read as JSON every `body.*`
+ * constraint fails, negative ones included, since the upstream may read that body another way.
  */
 import { RE2JS } from 're2js';
 
@@ -54,7 +56,13 @@ function same(a: unknown, b: string): boolean {
   return false;
 }
 
+/** A body was sent but not read as JSON: nothing at a `body.*` path can be known. */
+function unreadBody(constraint: Constraint, req: CanonicalRequest): boolean {
+  return constraint.path.startsWith('body.') && req.json === undefined && req.body !== undefined && req.body.length > 0;
+}
+
 export function holds(constraint: Constraint, req: CanonicalRequest): boolean {
+  if (unreadBody(constraint, req)) return false;
   const actual = valueAt(req, constraint.path);
   const expected = constraint.value;
   const list: string[] = Array.isArray(expected) ? expected : [expected];
@@ -85,6 +93,7 @@ export function holds(constraint: Constraint, req: CanonicalRequest): boolean {
 /** Throws CONSTRAINT_VIOLATION naming the first constraint that does not hold (its path and op, never the value seen). */
 export function enforceConstraints(constraints: readonly Constraint[], req: CanonicalRequest): void {
   for (const c of constraints) {
+    if (unreadBody(c, req)) throw new StackError('CONSTRAINT_VIOLATION', `the request breaks a constraint on ${c.path} (${c.op}): body constraints apply to JSON bodies only`, { path: c.path, op: c.op, reason: 'body_not_json' });
     if (!holds(c, req)) throw new StackError('CONSTRAINT_VIOLATION', `the request breaks a constraint on ${c.path} (${c.op})`, { path: c.path, op: c.op });
   }
 }

@@ -128,9 +128,10 @@ export class ProxyPipeline {
 
       const basePath = base.pathname.replace(/\/+$/, '');
       const relative = basePath && (req.pathname === basePath || req.pathname.startsWith(`${basePath}/`)) ? req.pathname.slice(basePath.length) || '/' : req.pathname;
-      enforceScopes(grant?.scopes, requiredScopes(entry, req.method, relative), req.method, relative);
+      enforceScopes(grant?.scopes, requiredScopes(entry, req.method, relative, req), req.method, relative);
       if (grant) enforceConstraints(grant.constraints, req);
-      enforceAllowedHost(conn.base_url ? { ...entry, allowed_hosts: [...entry.allowed_hosts, base.host] } : entry, req.host);
+      // Against the connection's effective base URL: its scheme, and its port unless an allowed host names another.
+      enforceAllowedHost(conn.base_url ? { ...entry, allowed_hosts: [...entry.allowed_hosts, base.host] } : entry, base, req);
       const address = await this.d.guard.resolve(req.hostname);
 
       const callerTarget = requestTarget(req);

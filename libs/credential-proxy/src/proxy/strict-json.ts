@@ -2,12 +2,26 @@
  * A JSON parser that refuses duplicate object keys. `JSON.parse` keeps the last of two equal keys
  * while other parsers keep the first, so a body like `{"repo":"ok","repo":"evil"}` could pass a
  * constraint here and mean something else upstream: refusing it removes the ambiguity.
+ * Numbers that a double cannot hold exactly enough to forward (not finite, or beyond
+ * ±Number.MAX_SAFE_INTEGER) are refused too: re-serialised they would not be what the caller sent.
  * Objects are built without a prototype, so `__proto__` is an ordinary key.
  */
 export class DuplicateKeyError extends Error {
   constructor(readonly key: string) {
     super(`duplicate JSON key '${key}'`);
   }
+}
+
+export class UnsafeNumberError extends Error {
+  constructor(readonly text: string) {
+    const shown = text.length > 32 ? `${text.slice(0, 32)}…` : text;
+    super(`JSON number (${shown}) that is not finite or lies beyond ±${Number.MAX_SAFE_INTEGER}: it would not be forwarded exactly (send it as a string)`);
+  }
+}
+
+/** Finite and within ±MAX_SAFE_INTEGER: past it every double is an integer and neighbouring integers share one. */
+export function isExactNumber(n: number): boolean {
+  return Number.isFinite(n) && Math.abs(n) <= Number.MAX_SAFE_INTEGER;
 }
 
 // JSON strings may not hold raw control characters.
@@ -102,7 +116,12 @@ export function parseStrictJson(text: string): unknown {
     if (!m) fail('unexpected token');
     i += m![0].length;
     const word = m![0];
-    return word === 'true' ? true : word === 'false' ? false : word === 'null' ? null : Number(word);
+    if (word === 'true') return true;
+    if (word === 'false') return false;
+    if (word === 'null') return null;
+    const n = Number(word);
+    if (!isExactNumber(n)) throw new UnsafeNumberError(word);
+    return n;
   };
   const out = value(0);
   ws();
