@@ -302,12 +302,14 @@ describe('auth, distributed: OAuth 2.1 for MCP clients', () => {
     const devToken = await apiToken(dev, 'stack:services');
     const created = await sendJson('POST', `${stack.publicUrl}/v1/api-keys`, devToken, { name: 'laptop' });
     expect(created.status).toBe(201);
+    // No more than the token that made it (and never stack:admin for a standard member).
+    expect(created.body.scopes).toEqual(['stack:services']);
     const apiKey = String(created.body.key);
     expect(apiKey).toMatch(/^sk_live_/);
     expect((await getJson(`${stack.publicUrl}/v1/api-keys`, apiKey)).status).toBe(200);
     // The gateway's way: auth resolves the key over the bus.
     const resolved = await bus.forService('mcp-gateway').request(ResolveApiKeyCommand, { api_key: apiKey });
-    expect(resolved).toMatchObject({ role: 'standard', member_id: expect.stringMatching(/^mem_/), operator_id: expect.stringMatching(/^op_/) });
+    expect(resolved).toMatchObject({ role: 'standard', member_id: expect.stringMatching(/^mem_/), operator_id: expect.stringMatching(/^op_/), scopes: ['stack:services'] });
 
     const devId = ((await getJson(`${stack.publicUrl}/v1/team/members`, admin)).body.members as { id: string; email: string }[]).find((m) => m.email === dev.email)!.id;
     const revoked = await sendJson('DELETE', `${stack.publicUrl}/v1/team/members/${devId}`, admin);

@@ -77,9 +77,13 @@ export function checkProtocolVersion(req: IncomingMessage): HttpRefusal | string
   return version;
 }
 
-/** The challenge of a request without a valid token (RFC 6750 + RFC 9728). */
+/**
+ * The challenge of a request without a valid token (RFC 6750 + RFC 9728). Its scope lists
+ * offline_access too: clients ask for the scope it names, and without offline_access they get
+ * no refresh token.
+ */
 export function unauthorized(config: StackConfig, err?: StackError): HttpRefusal {
-  const challenge = `Bearer resource_metadata="${resourceMetadataUrl(config)}", scope="${DEFAULT_SCOPES.join(' ')}"${err ? `, error="invalid_token", error_description="${err.message.replace(/"/g, "'")}"` : ''}`;
+  const challenge = `Bearer resource_metadata="${resourceMetadataUrl(config)}", scope="${[...DEFAULT_SCOPES, 'offline_access'].join(' ')}"${err ? `, error="invalid_token", error_description="${err.message.replace(/"/g, "'")}"` : ''}`;
   const e = err ?? new StackError('UNAUTHORIZED', 'a bearer token is required');
   return { status: e.status === 503 ? 503 : 401, headers: e.status === 503 ? {} : { 'WWW-Authenticate': challenge }, body: { error: e.toBody() } };
 }

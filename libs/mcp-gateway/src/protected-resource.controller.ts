@@ -20,7 +20,8 @@ export class ProtectedResourceController {
     return {
       resource: mcpResource(config.publicUrl),
       authorization_servers: [config.publicUrl],
-      scopes_supported: [...STACK_SCOPES],
+      // offline_access too: a client that picks its scopes from this list then gets a refresh token.
+      scopes_supported: [...STACK_SCOPES, 'offline_access'],
       bearer_methods_supported: ['header'],
       resource_name: 'STACK',
       resource_documentation: `${config.publicUrl}/v1/openapi.json`,

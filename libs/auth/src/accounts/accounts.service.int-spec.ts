@@ -1,6 +1,7 @@
 /**
  * Accounts on the real Postgres: an API key resolves to the same answer other services get over
- * the bus, auth's own REST gets the key's member with it, invitations are accepted once, and a
+ * the bus, auth's own REST gets the key's member with it, a key holds no more than its member's
+ * role (then and now) and the credential that made it allow, invitations are accepted once, and a
  * revoked member's keys stop working.
  */
 import type { Request } from 'express';
@@ -10,6 +11,7 @@ import { createServiceDataSource, migrateUnderLock, type ServiceDataSource } fro
 import type { ServiceKit } from '@stack/runtime';
 import { createTestDatabase, type TestDatabase } from '@stack/testing';
 
+import { ApiKeysController } from '../api/api-keys.controller';
 import { CallerService } from '../api/caller.service';
 import { AuthInit1764200000000 } from '../auth-init.migration';
 import type { OidcProviderService } from '../oidc/oidc-provider.service';
@@ -44,7 +46,7 @@ describe('AccountsService (real Postgres)', () => {
   it("resolves an API key to the bus answer, and gives auth's REST the key's member with it", async () => {
     const owner = await accounts.createOperatorWithOwner({ operatorName: 'Alpha', email: 'owner@alpha.test', password: PASSWORD });
     const member = (await accounts.findMember(owner.member_id))!;
-    const { key, record } = await accounts.createApiKey(member, 'ci');
+    const { key, record } = await accounts.createApiKey(member, 'ci', STACK_SCOPES);
     expect(await accounts.resolveApiKey(key)).toEqual({ api_key_id: record.id, operator_id: owner.operator_id, member_id: owner.member_id, role: 'owner', scopes: [...STACK_SCOPES] });
     expect(await callers.authenticate(bearer(key))).toEqual({ member, scopes: [...STACK_SCOPES], via: 'api_key' });
     await expect(accounts.resolveApiKey(`${key.slice(0, -1)}x`)).rejects.toMatchObject({ code: 'UNAUTHORIZED' });
@@ -56,10 +58,59 @@ describe('AccountsService (real Postgres)', () => {
     const joined = await accounts.acceptInvitation(invitation.token, PASSWORD);
     expect(joined).toMatchObject({ operator_id: owner.operator_id, email: 'new@beta.test', name: 'New', role: 'standard', status: 'active' });
     await expect(accounts.acceptInvitation(invitation.token, PASSWORD)).rejects.toMatchObject({ code: 'NOT_FOUND' });
-    const { key } = await accounts.createApiKey(joined, 'laptop');
+    const { key } = await accounts.createApiKey(joined, 'laptop', STACK_SCOPES);
     expect((await callers.authenticate(bearer(key))).member).toEqual(joined);
     await accounts.revokeMember(owner.operator_id, joined.id, owner.member_id);
     await expect(accounts.resolveApiKey(key)).rejects.toMatchObject({ code: 'UNAUTHORIZED' });
     await expect(callers.authenticate(bearer(key))).rejects.toMatchObject({ code: 'UNAUTHORIZED', message: 'API key is unknown or revoked' });
+  });
+
+  it("gives a key the scopes the member's role allows and the creating credential holds, and only what the role allows now", async () => {
+    const owner = await accounts.createOperatorWithOwner({ operatorName: 'Gamma', email: 'owner@gamma.test', password: PASSWORD });
+    const join = async (email: string, role: 'admin' | 'standard') =>
+      accounts.acceptInvitation((await accounts.invite({ operatorId: owner.operator_id, invitedBy: owner.member_id, email, name: email, role })).token, PASSWORD);
+    const standard = await join('dev@gamma.test', 'standard');
+    const nonAdmin = STACK_SCOPES.filter((s) => s !== 'stack:admin');
+    // A standard member never gets stack:admin, whatever made the key.
+    const all = await accounts.createApiKey(standard, 'all', STACK_SCOPES);
+    expect(all.record.scopes).toEqual(nonAdmin);
+    expect((await accounts.resolveApiKey(all.key)).scopes).toEqual(nonAdmin);
+    // Never more than the creating credential.
+    const narrow = await accounts.createApiKey(standard, 'narrow', ['stack:services', 'stack:admin', 'openid']);
+    expect(narrow.record.scopes).toEqual(['stack:services']);
+    expect((await callers.authenticate(bearer(narrow.key))).scopes).toEqual(['stack:services']);
+    await expect(accounts.createApiKey(standard, 'none', ['stack:admin'])).rejects.toMatchObject({ code: 'OUT_OF_SCOPE' });
+
+    // An admin demoted to standard loses stack:admin on the keys they already have.
+    const admin = await join('admin@gamma.test', 'admin');
+    const adminKey = await accounts.createApiKey(admin, 'ops', STACK_SCOPES);
+    const adminOnly = await accounts.createApiKey(admin, 'admin-only', ['stack:admin']);
+    expect((await accounts.resolveApiKey(adminKey.key)).scopes).toEqual([...STACK_SCOPES]);
+    expect((await callers.authenticate(bearer(adminOnly.key))).scopes).toEqual(['stack:admin']);
+    await accounts.updateMember(owner.operator_id, admin.id, { role: 'standard' });
+    expect(await accounts.resolveApiKey(adminKey.key)).toMatchObject({ role: 'standard', scopes: nonAdmin });
+    expect((await callers.authenticate(bearer(adminKey.key))).scopes).toEqual(nonAdmin);
+    // A key left with no scope is refused, never read as unrestricted.
+    await expect(accounts.resolveApiKey(adminOnly.key)).rejects.toMatchObject({ code: 'UNAUTHORIZED' });
+    await expect(callers.authenticate(bearer(adminOnly.key))).rejects.toMatchObject({ code: 'UNAUTHORIZED' });
+    // Promoted back, the key acts with stack:admin again.
+    await accounts.updateMember(owner.operator_id, admin.id, { role: 'admin' });
+    expect((await accounts.resolveApiKey(adminOnly.key)).scopes).toEqual(['stack:admin']);
+  });
+
+  it('makes POST /v1/api-keys give a key no more than the calling token or key holds', async () => {
+    const owner = await accounts.createOperatorWithOwner({ operatorName: 'Delta', email: 'owner@delta.test', password: PASSWORD });
+    await ds.query(`INSERT INTO auth.oidc_payloads (model, id, payload) VALUES ('Grant', 'grant_delta', '{}')`);
+    // An access token for the REST API approved for stack:services only (the owner could have had stack:admin).
+    const oidc = {
+      verifyApiToken: async () => ({ jti: 'j1', sub: owner.member_id, client_id: 'c1', scopes: ['stack:services'], aud: 'x', iat: 0, exp: 0, stk: { operator_id: owner.operator_id, member_id: owner.member_id, grant_id: 'grant_delta' } }),
+    } as unknown as OidcProviderService;
+    const controller = new ApiKeysController(accounts, new CallerService(accounts, oidc));
+    const created = await controller.create(bearer('header.payload.signature'), { name: 'from-token' });
+    expect(created.scopes).toEqual(['stack:services']);
+    expect((await accounts.resolveApiKey(created.key)).scopes).toEqual(['stack:services']);
+    // A key made with that key holds no more either.
+    const second = await controller.create(bearer(created.key), { name: 'from-key' });
+    expect(second.scopes).toEqual(['stack:services']);
   });
 });

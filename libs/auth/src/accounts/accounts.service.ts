@@ -8,7 +8,7 @@
 import { randomUUID } from 'node:crypto';
 
 import { Inject, Injectable } from '@nestjs/common';
-import { ClientApprovedEvent, MemberRevokedEvent, RevocationRecordedEvent, STACK_SCOPES, StackError, type MemberRole } from '@stack/contracts';
+import { ClientApprovedEvent, MemberRevokedEvent, RevocationRecordedEvent, StackError, scopesOfRole, type MemberRole } from '@stack/contracts';
 import { Outbox, qualifiedTable, runStatement, schemaOf } from '@stack/persistence';
 import { serviceKitToken, type ServiceKit } from '@stack/runtime';
 import type { DataSource, EntityManager } from 'typeorm';
@@ -265,7 +265,13 @@ export class AccountsService {
     });
   }
 
-  async createApiKey(member: MemberRecord, name: string): Promise<{ key: string; record: ApiKeyRecord }> {
+  /**
+   * A new key of the member, holding the scopes their role allows that the credential creating
+   * it holds too (a key never holds more than what made it); OUT_OF_SCOPE when that is none.
+   */
+  async createApiKey(member: MemberRecord, name: string, callerScopes: readonly string[]): Promise<{ key: string; record: ApiKeyRecord }> {
+    const scopes = scopesOfRole(member.role).filter((s) => callerScopes.includes(s));
+    if (!scopes.length) throw new StackError('OUT_OF_SCOPE', 'this credential holds no scope an API key of this member could hold');
     const key = newApiKey();
     const id = newId('key');
     await this.ds.query(`INSERT INTO ${this.t('api_keys')} (id, operator_id, member_id, name, prefix, key_hash, scopes) VALUES ($1,$2,$3,$4,$5,$6,$7::jsonb)`, [
@@ -275,8 +281,7 @@ export class AccountsService {
       name,
       key.slice(0, API_KEY_PREFIX.length + 6),
       sha256(key),
-      // API keys act with every scope their member's role allows.
-      JSON.stringify(STACK_SCOPES),
+      JSON.stringify(scopes),
     ]);
     const record = (await this.listApiKeys(member.operator_id, member.id)).find((k) => k.id === id)!;
     return { key, record };
@@ -300,7 +305,10 @@ export class AccountsService {
     if (!result.affected) throw new StackError('NOT_FOUND', 'no such API key');
   }
 
-  /** What an API key acts as (the bus answer to other services); UNAUTHORIZED when unknown, revoked or its member is. */
+  /**
+   * What an API key acts as (the bus answer to other services): its scopes that its member's role
+   * still allows. UNAUTHORIZED when unknown, revoked, its member is, or no scope is left.
+   */
   async resolveApiKey(key: string): Promise<ResolvedApiKey> {
     return (await this.resolveApiKeyWithMember(key)).resolved;
   }
@@ -317,6 +325,10 @@ export class AccountsService {
     )) as (Omit<MemberRow, 'password_hash'> & { key_id: string; key_operator_id: string; scopes: string[]; last_used_at: Date | null })[];
     const row = rows[0];
     if (!row) throw new StackError('UNAUTHORIZED', 'API key is unknown or revoked');
+    // A member demoted since the key was made keeps only what the role allows now.
+    const allowed: string[] = scopesOfRole(row.role);
+    const scopes = row.scopes.filter((s) => allowed.includes(s));
+    if (!scopes.length) throw new StackError('UNAUTHORIZED', "API key holds no scope its member's role allows");
     // last_used_at to the minute: enough to tell a stale key, without a write per request.
     if (!row.last_used_at || Date.now() - new Date(row.last_used_at).getTime() > 60_000) {
       await this.ds.query(`UPDATE ${this.t('api_keys')} SET last_used_at = now() WHERE id = $1`, [row.key_id]);
@@ -327,7 +339,7 @@ export class AccountsService {
         operator_id: row.key_operator_id,
         member_id: row.id,
         role: row.role,
-        scopes: row.scopes,
+        scopes,
         ...(row.allowed_connections ? { allowed_connections: row.allowed_connections } : {}),
       },
       member: toMember(row),

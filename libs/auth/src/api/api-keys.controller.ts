@@ -22,13 +22,14 @@ export class ApiKeysController {
     return { api_keys: await this.accounts.listApiKeys(member.operator_id, member.id) };
   }
 
+  /** An active member's new key: the scopes their role allows that the calling credential holds too. */
   @Post()
   async create(@Req() req: Request, @Body() body: unknown) {
-    const { member } = await this.callers.authenticate(req);
+    const { member, scopes } = await this.callers.authenticate(req);
     if (member.role === 'readonly') throw new StackError('FORBIDDEN', 'a readonly member cannot create API keys');
     const name = (body as { name?: unknown } | undefined)?.name;
     if (typeof name !== 'string' || !name.trim() || name.length > 100) throw new StackError('INVALID_REQUEST', 'name must be a non-empty string', { field: 'name' });
-    const { key, record } = await this.accounts.createApiKey(member, name.trim());
+    const { key, record } = await this.accounts.createApiKey(member, name.trim(), scopes);
     return { ...record, key };
   }
 

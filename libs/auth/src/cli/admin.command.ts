@@ -6,6 +6,7 @@
  * data directory).
  */
 import { loadConfig } from '@stack/config';
+import { STACK_SCOPES } from '@stack/contracts';
 import { createLogger } from '@stack/observability';
 import { definitionOf, withServiceDatabases, type CliCommand, type ServiceDefinition } from '@stack/runtime';
 
@@ -42,7 +43,8 @@ export const adminCommand: CliCommand = {
         if (sub === 'create-api-key') {
           const member = await accounts.findMemberForLogin(email);
           if (!member || member.status !== 'active') throw new Error(`no active member ${email.toLowerCase()}`);
-          const { key } = await accounts.createApiKey(member, flag(rest, 'name') ?? 'cli');
+          // Whoever runs this holds the database: the key gets every scope the member's role allows.
+          const { key } = await accounts.createApiKey(member, flag(rest, 'name') ?? 'cli', STACK_SCOPES);
           process.stdout.write(`${key}\n`);
           return 0;
         }

@@ -10,7 +10,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 
 import { Inject, Injectable, type OnModuleDestroy, type OnModuleInit } from '@nestjs/common';
 import { HttpAdapterHost } from '@nestjs/core';
-import { DEFAULT_SCOPES, OAUTH_JWKS_PATH, STACK_SCOPES, apiResource, mcpResource } from '@stack/contracts';
+import { DEFAULT_SCOPES, OAUTH_JWKS_PATH, STACK_SCOPES, StackError, apiResource, mcpResource } from '@stack/contracts';
 import { serviceKitToken, type ServiceKit } from '@stack/runtime';
 import { AccessTokenVerifier } from '@stack/security';
 import type { Application, NextFunction, Request, Response } from 'express';
@@ -39,6 +39,42 @@ export const OIDC_ROUTES = {
   backchannel_authentication: '/oauth/backchannel',
   challenge: '/oauth/challenge',
 } as const;
+
+/** Caps on what an unauthenticated client may register (and auth then stores). */
+export const REGISTRATION_LIMITS = { bodyBytes: 64 * 1024, uris: 20, uriChars: 2000, nameChars: 200 } as const;
+/** Registrations per client address: 20, then one every 30 s. */
+export const REGISTRATION_BUCKET = { capacity: 20, refillPerSecond: 1 / 30 };
+
+/**
+ * A request path as oidc-provider's router matches it (case-insensitive, a trailing slash
+ * ignored): the policies below hold on every spelling that reaches a route.
+ */
+export function routeOf(path: string): string {
+  return path.toLowerCase().replace(/\/+$/, '') || '/';
+}
+
+/**
+ * What the authorization endpoint reads of a request, with STACK's defaults: a client that sends
+ * no scope gets the default scopes and offline_access instead of a refusal; and one that asks for
+ * offline_access gets prompt=consent added (unless it said prompt=none), without which
+ * oidc-provider drops offline_access and the client gets no refresh token — an MCP client would
+ * then sign in again in the browser every hour. Returns the new URL, or undefined when unchanged.
+ */
+export function authorizationDefaults(requestUrl: string): string | undefined {
+  const url = new URL(requestUrl, 'http://x');
+  let changed = false;
+  if (!url.searchParams.get('scope')) {
+    url.searchParams.set('scope', [...DEFAULT_SCOPES, 'offline_access'].join(' '));
+    changed = true;
+  }
+  const scopes = url.searchParams.get('scope')!.split(' ');
+  const prompts = (url.searchParams.get('prompt') ?? '').split(' ').filter(Boolean);
+  if (scopes.includes('offline_access') && !prompts.includes('consent') && !prompts.includes('none')) {
+    url.searchParams.set('prompt', [...prompts, 'consent'].join(' '));
+    changed = true;
+  }
+  return changed ? `${url.pathname}${url.search}` : undefined;
+}
 
 const TTL = {
   AccessToken: 3600,
@@ -201,7 +237,7 @@ export class OidcProviderService implements OnModuleInit, OnModuleDestroy {
   private mount(app: Application): void {
     const callback = this.provider.callback();
     const discovery = '/.well-known/openid-configuration';
-    app.use((req: Request, res: Response, next: NextFunction) => {
+    app.use(async (req: Request, res: Response, next: NextFunction) => {
       const path = req.path;
       const ours = path === discovery || path === '/.well-known/oauth-authorization-server' || path === '/oauth' || path.startsWith('/oauth/');
       if (!ours) return next();
@@ -214,23 +250,42 @@ export class OidcProviderService implements OnModuleInit, OnModuleDestroy {
       if (!this.addresses.isTrusted(req.socket.remoteAddress)) delete req.headers['x-forwarded-for'];
       // RFC 8414 metadata: the same document oidc-provider serves for OIDC discovery.
       if (path === '/.well-known/oauth-authorization-server') req.url = discovery;
-      if (req.method === 'POST' && path === OIDC_ROUTES.registration) {
-        const problem = this.registrationProblem(req.body);
-        if (problem) {
-          res.status(400).json({ error: problem.error, error_description: problem.description });
+      const route = routeOf(path);
+      if (req.method === 'POST' && route === OIDC_ROUTES.registration) {
+        const refusal = await this.registrationRefusal(req);
+        if (refusal) {
+          if (refusal.retryAfterS) res.setHeader('Retry-After', String(refusal.retryAfterS));
+          res.status(refusal.status).json(refusal.body);
           return;
         }
       }
-      // Clients that send no scope get the default scopes instead of a refusal.
-      if (req.method === 'GET' && path === OIDC_ROUTES.authorization) {
-        const url = new URL(req.url, 'http://x');
-        if (!url.searchParams.get('scope')) {
-          url.searchParams.set('scope', [...DEFAULT_SCOPES, 'offline_access'].join(' '));
-          req.url = `${url.pathname}${url.search}`;
-        }
+      if (req.method === 'GET' && route === OIDC_ROUTES.authorization) {
+        const rewritten = authorizationDefaults(req.url);
+        if (rewritten) req.url = rewritten;
       }
       callback(req as IncomingMessage, res as ServerResponse);
     });
+  }
+
+  /**
+   * Why a dynamic registration is refused, if it is: too many from the client's address (every
+   * attempt counts), a body over the cap, or metadata outside the policy.
+   */
+  private async registrationRefusal(req: Request): Promise<{ status: number; body: unknown; retryAfterS?: number } | undefined> {
+    const address = this.addresses.resolve(req);
+    const taken = await this.kit.cache.takeToken(`auth:register:addr:${address}`, REGISTRATION_BUCKET);
+    if (!taken.allowed) {
+      const retryAfterS = Math.max(1, Math.ceil(taken.retryAfterMs / 1000));
+      this.kit.logger.warn({ address, throttled: 'registration' }, 'client registration throttled');
+      return { status: 429, retryAfterS, body: { error: new StackError('RATE_LIMITED', `too many client registrations; retry in ${retryAfterS} s`, { retry_after_s: retryAfterS }).toBody() } };
+    }
+    // The runtime has parsed the body already (up to its own, larger limit): both what was sent and what it holds count.
+    const sent = Number(req.headers['content-length']);
+    if ((Number.isFinite(sent) && sent > REGISTRATION_LIMITS.bodyBytes) || Buffer.byteLength(JSON.stringify(req.body ?? null)) > REGISTRATION_LIMITS.bodyBytes) {
+      return { status: 413, body: { error: new StackError('PAYLOAD_TOO_LARGE', `client metadata is limited to ${REGISTRATION_LIMITS.bodyBytes / 1024} KB`).toBody() } };
+    }
+    const problem = this.registrationProblem(req.body);
+    return problem ? { status: 400, body: { error: problem.error, error_description: problem.description } } : undefined;
   }
 
   private registrationProblem(body: unknown): { error: string; description: string } | undefined {
@@ -241,6 +296,14 @@ export class OidcProviderService implements OnModuleInit, OnModuleDestroy {
     }
     // Public clients only: an omitted method means `none` here (RFC 7591's default would be a secret).
     meta.token_endpoint_auth_method ??= 'none';
+    const { uris, uriChars, nameChars } = REGISTRATION_LIMITS;
+    if (typeof meta.client_name === 'string' && meta.client_name.length > nameChars) return { error: 'invalid_client_metadata', description: `client_name is at most ${nameChars} characters` };
+    // Every URI field (`*_uri`) and list of them (`*_uris`: redirect_uris and the like).
+    for (const [field, value] of Object.entries(meta)) {
+      const list = field.endsWith('_uris') && Array.isArray(value) ? (value as unknown[]) : field.endsWith('_uri') ? [value] : [];
+      if (list.length > uris) return { error: 'invalid_client_metadata', description: `${field} lists at most ${uris} URIs` };
+      if (list.some((u) => typeof u === 'string' && u.length > uriChars)) return { error: 'invalid_client_metadata', description: `${field}: a URI is at most ${uriChars} characters` };
+    }
     if (Array.isArray(meta.redirect_uris)) {
       for (const uri of meta.redirect_uris) {
         const problem = redirectUriProblem(uri);

@@ -9,11 +9,12 @@ import { randomBytes, timingSafeEqual } from 'node:crypto';
 
 import { Controller, Get, Inject, Post, Req, Res } from '@nestjs/common';
 import { ApiExcludeController } from '@nestjs/swagger';
-import { SCOPE_DESCRIPTIONS, StackError, apiResource, isStackScope, mcpResource } from '@stack/contracts';
+import { SCOPE_DESCRIPTIONS, StackError, apiResource, isStackScope, mcpResource, scopesOfRole } from '@stack/contracts';
 import { serviceKitToken, type ServiceKit } from '@stack/runtime';
 import type { Request, Response } from 'express';
+import type { Grant } from 'oidc-provider';
 
-import { AccountsService, canAdminister, type MemberRecord } from '../accounts/accounts.service';
+import { AccountsService, type MemberRecord } from '../accounts/accounts.service';
 import { verifyPassword } from '../accounts/passwords';
 import { OidcProviderService } from '../oidc/oidc-provider.service';
 import { consentPage, loginPage, messagePage, passwordPage, sendPage, signupPage, type ConsentScope } from './html';
@@ -28,6 +29,15 @@ const OFFLINE_WORDS = 'Stay connected: renew its access without asking you again
 
 function str(value: unknown): string {
   return typeof value === 'string' ? value : '';
+}
+
+/** Takes `scopes` off the grant's refusals: in oidc-provider an earlier refusal outranks a later approval. */
+function withdrawRefusals(grant: Grant, resource: string, scopes: readonly string[]): void {
+  const rejected = grant.rejected;
+  if (!rejected) return;
+  const keep = (list: string) => list.split(' ').filter((s) => s && !scopes.includes(s)).join(' ');
+  if (rejected.openid?.scope) rejected.openid.scope = keep(rejected.openid.scope);
+  if (rejected.resources?.[resource]) rejected.resources[resource] = keep(rejected.resources[resource]);
 }
 
 @ApiExcludeController()
@@ -120,13 +130,16 @@ export class InteractionController {
     }
     const { Grant } = this.oidc.provider;
     const grant = (interaction.grantId ? await Grant.find(interaction.grantId) : undefined) ?? new Grant({ accountId: ctx.member.id, clientId: ctx.clientId });
+    // Approved now, so no longer refused (the member ticked it again, or was promoted since).
+    withdrawRefusals(grant, ctx.resource, chosen);
     // The STACK scopes are advertised in scopes_supported, which makes oidc-provider count them as
-    // OpenID scopes too: they are granted (or refused) at both levels.
+    // OpenID scopes too: they are granted (or refused) at both levels. What the member's role
+    // withholds is refused as well: left undecided, oidc-provider would ask for it again and again.
     grant.addOIDCScope(chosen.join(' '));
     const refused = ctx.requested.filter((s) => !ticked.has(s));
-    if (refused.length) grant.rejectOIDCScope(refused.join(' '));
+    if (refused.length || ctx.withheld.length) grant.rejectOIDCScope([...refused, ...ctx.withheld].join(' '));
     grant.addResourceScope(ctx.resource, resourceScopes.join(' '));
-    const rejected = ctx.requested.filter((s) => isStackScope(s) && !ticked.has(s));
+    const rejected = [...ctx.requested.filter((s) => isStackScope(s) && !ticked.has(s)), ...ctx.withheld];
     if (rejected.length) grant.rejectResourceScope(ctx.resource, rejected.join(' '));
     const grantId = await grant.save();
     await this.accounts.recordConsent({ member: ctx.member, clientId: ctx.clientId, clientName: ctx.clientName, redirectHost: ctx.redirectHost, grantId, scopes: chosen, refused });
@@ -237,9 +250,11 @@ export class InteractionController {
     const resourceParam = interaction.params.resource;
     const resource = (Array.isArray(resourceParam) ? str(resourceParam[0]) : str(resourceParam)) || mcpResource(this.oidc.issuer);
     const requested = [...new Set(str(interaction.params.scope).split(' ').filter((s) => s === 'offline_access' || s === 'openid' || isStackScope(s)))];
-    // An admin-only scope is offered only to members who may use it.
-    const allowed = requested.filter((s) => s !== 'stack:admin' || canAdminister(member.role));
-    return { interaction, member, clientId, clientName: client.clientName ?? clientId, redirectHost, resource, resourceLabel: resource === apiResource(this.oidc.issuer) ? 'the STACK REST API' : 'STACK (MCP)', requested: allowed };
+    // Only the scopes the member's role allows are offered; the rest are withheld (refused unseen).
+    const roleScopes: string[] = scopesOfRole(member.role);
+    const offered = requested.filter((s) => !isStackScope(s) || roleScopes.includes(s));
+    const withheld = requested.filter((s) => isStackScope(s) && !roleScopes.includes(s));
+    return { interaction, member, clientId, clientName: client.clientName ?? clientId, redirectHost, resource, resourceLabel: resource === apiResource(this.oidc.issuer) ? 'the STACK REST API' : 'STACK (MCP)', requested: offered, withheld };
   }
 
   private csrfFor(req: Request, res: Response): string {

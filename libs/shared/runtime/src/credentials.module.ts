@@ -1,8 +1,8 @@
 /**
  * One place that turns a bearer credential into a caller, for every service that takes
  * requests from outside (REST endpoints, the MCP gateway, the proxy):
- * - an API key `sk_live_…`, resolved by auth over the bus, cached briefly and forgotten on any
- *   revocation;
+ * - an API key `sk_live_…`, resolved by auth over the bus (its scopes never more than its
+ *   member's role allows), cached briefly and forgotten on any revocation;
  * - an OAuth access token (RFC 9068 JWT from auth), verified locally against auth's JWKS for the
  *   resource it is presented to, then checked against this node's revocation state (member,
  *   grant, client);
@@ -17,7 +17,7 @@ import { Inject, Injectable, Module } from '@nestjs/common';
 
 import type { Bus, BusConnection } from '@stack/bus';
 import type { StackConfig } from '@stack/config';
-import { ACCESS_TOKEN_TYP, PASSPORT_COMMANDS, PASSPORT_TYP, ResolveApiKeyCommand, StackError, apiResource, mcpResource, type CallerContext } from '@stack/contracts';
+import { ACCESS_TOKEN_TYP, PASSPORT_COMMANDS, PASSPORT_TYP, ResolveApiKeyCommand, StackError, apiResource, mcpResource, scopesOfRole, type CallerContext } from '@stack/contracts';
 import { AccessTokenVerifier, CallerContextSigner, PassportVerifier, publicKeyOfJwk, type VerifiedPassport } from '@stack/security';
 import type { KeyObject } from 'node:crypto';
 
@@ -168,7 +168,12 @@ export class Credentials {
     if (hit && hit.until > now) return hit.caller;
     this.revocations.state.assertFresh();
     const r = await this.bus.request(ResolveApiKeyCommand, { api_key: key });
-    const caller: CallerContext = { issuer: 'auth', kind: 'member', operator_id: r.operator_id, member_id: r.member_id, scopes: r.scopes };
+    // Never more than the member's role allows, whatever the answer lists; never none (a caller
+    // without scopes would be read as unrestricted).
+    const allowed: string[] = scopesOfRole(r.role);
+    const scopes = r.scopes.filter((s) => allowed.includes(s));
+    if (!scopes.length) throw new StackError('UNAUTHORIZED', "API key holds no scope its member's role allows");
+    const caller: CallerContext = { issuer: 'auth', kind: 'member', operator_id: r.operator_id, member_id: r.member_id, scopes };
     this.apiKeys.set(id, { caller, until: now + API_KEY_CACHE_MS });
     if (this.apiKeys.size > 10_000) this.apiKeys.clear();
     return caller;

@@ -15,6 +15,9 @@ describe('Credentials (REST callers)', () => {
   const bus = {
     request: async (_cmd: unknown, payload: { api_key: string }) => {
       requests.push(payload);
+      // Answers as a stale or faulty auth could: a standard member's key listing stack:admin.
+      if (payload.api_key === 'sk_live_standard') return { api_key_id: 'key_2', operator_id: 'op_1', member_id: 'mem_2', role: 'standard', scopes: ['stack:services', 'stack:admin'] };
+      if (payload.api_key === 'sk_live_admin_only') return { api_key_id: 'key_3', operator_id: 'op_1', member_id: 'mem_3', role: 'readonly', scopes: ['stack:admin'] };
       if (payload.api_key !== 'sk_live_good') throw new StackError('UNAUTHORIZED', 'unknown API key');
       return { api_key_id: 'key_1', operator_id: 'op_1', member_id: 'mem_1', role: 'admin', scopes: ['stack:passports', 'stack:admin'] };
     },
@@ -50,6 +53,12 @@ describe('Credentials (REST callers)', () => {
     await credentials.restCaller('Bearer sk_live_good');
     expect(requests).toHaveLength(2);
     await expect(credentials.restCaller('Bearer sk_live_bad')).rejects.toMatchObject({ code: 'UNAUTHORIZED' });
+  });
+
+  it("limits an API key to the scopes its member's role allows, and refuses one left with none", async () => {
+    expect((await credentials.restCaller('Bearer sk_live_standard')).caller.scopes).toEqual(['stack:services']);
+    // No scope must never mean every scope.
+    await expect(credentials.restCaller('Bearer sk_live_admin_only')).rejects.toMatchObject({ code: 'UNAUTHORIZED' });
   });
 
   it('accepts a caller context signed with the internal secret, and only that secret', async () => {

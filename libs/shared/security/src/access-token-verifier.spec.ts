@@ -12,9 +12,9 @@ function keyPair(kid: string) {
   return { privateKey, jwk: { ...publicKey.export({ format: 'jwk' }), kid, alg: 'EdDSA', use: 'sig' } };
 }
 
-function token(privateKey: KeyObject, kid: string, claims: Record<string, unknown>, typ = 'at+jwt'): string {
+function token(privateKey: KeyObject, kid: string, claims: Record<string, unknown>, typ = 'at+jwt', alg = 'EdDSA'): string {
   const now = Math.floor(Date.now() / 1000);
-  const header = Buffer.from(JSON.stringify({ alg: 'EdDSA', typ, kid })).toString('base64url');
+  const header = Buffer.from(JSON.stringify({ alg, typ, kid })).toString('base64url');
   const body = Buffer.from(
     JSON.stringify({ iss: issuer, aud: audience, sub: 'mem_1', client_id: 'c1', jti: 'j1', scope: 'stack:services stack:admin', iat: now, exp: now + 60, stk: { operator_id: 'op_1', member_id: 'mem_1', grant_id: 'g1' }, ...claims }),
   ).toString('base64url');
@@ -34,7 +34,7 @@ async function reason(p: Promise<unknown>): Promise<string> {
 
 describe('AccessTokenVerifier', () => {
   const k1 = keyPair('k1');
-  let served = [k1.jwk];
+  let served: object[] = [k1.jwk];
   let fetches = 0;
   const fetchImpl = (async () => {
     fetches += 1;
@@ -89,5 +89,36 @@ describe('AccessTokenVerifier', () => {
     const k3 = keyPair('k3');
     served = [k1.jwk, k3.jwk];
     expect(await reason(slow.verify(token(k3.privateKey, 'k3', {})))).toMatch(/unknown key/);
+  });
+
+  it('refuses an alg that does not match the key, or that it does not accept, as UNAUTHORIZED (never a crypto error)', async () => {
+    const v = new AccessTokenVerifier({ issuer, audience, fetchImpl });
+    await v.verify(token(k1.privateKey, 'k1', {}));
+    // An Ed25519 key named with ES256, whatever the signature.
+    const [h, p] = token(k1.privateKey, 'k1', {}, 'at+jwt', 'ES256').split('.') as [string, string];
+    for (const sig of ['AAAA', Buffer.alloc(64, 1).toString('base64url')]) {
+      expect(await reason(v.verify(`${h}.${p}.${sig}`))).toMatch(/algorithm/);
+    }
+    for (const alg of ['RS256', 'HS256', 'none', 'ES384']) {
+      expect(await reason(v.verify(token(k1.privateKey, 'k1', {}, 'at+jwt', alg)))).toMatch(/algorithm/);
+    }
+    // A P-256 key named with EdDSA; and the same key with ES256 but a P-384 curve.
+    const ec = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    const ec384 = generateKeyPairSync('ec', { namedCurve: 'P-384' });
+    served = [k1.jwk, { ...ec.publicKey.export({ format: 'jwk' }), kid: 'e1', use: 'sig' }, { ...ec384.publicKey.export({ format: 'jwk' }), kid: 'e2', use: 'sig' }];
+    const ecv = new AccessTokenVerifier({ issuer, audience, fetchImpl });
+    const ecToken = (kid: string, alg: string, key: KeyObject) => {
+      const [eh, ep] = token(k1.privateKey, kid, {}, 'at+jwt', alg).split('.') as [string, string];
+      return `${eh}.${ep}.${sign('sha256', Buffer.from(`${eh}.${ep}`), { key, dsaEncoding: 'ieee-p1363' }).toString('base64url')}`;
+    };
+    await expect(ecv.verify(ecToken('e1', 'ES256', ec.privateKey))).resolves.toMatchObject({ sub: 'mem_1' });
+    expect(await reason(ecv.verify(ecToken('e1', 'EdDSA', ec.privateKey)))).toMatch(/algorithm/);
+    expect(await reason(ecv.verify(ecToken('e2', 'ES256', ec384.privateKey)))).toMatch(/algorithm/);
+  });
+
+  it('refuses a token whose alg differs from the one its key is published for', async () => {
+    served = [{ ...k1.jwk, alg: 'ES256' }];
+    const v = new AccessTokenVerifier({ issuer, audience, fetchImpl });
+    expect(await reason(v.verify(token(k1.privateKey, 'k1', {})))).toMatch(/algorithm/);
   });
 });

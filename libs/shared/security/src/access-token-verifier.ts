@@ -2,8 +2,9 @@
  * Verifies auth's OAuth access tokens (RFC 9068 JWTs, `typ: at+jwt`) locally, so every service
  * checks a bearer token without a round trip to auth: the signature against the JWKS auth
  * publishes at /oauth/jwks (fetched once, cached, refetched when a token names an unknown key,
- * at most once per `minRefetchMs`), then `typ`, `iss`, `aud` (the resource the service is), `exp`
- * and `nbf`. Revocation is the caller's next step (the revocation set, or auth itself).
+ * at most once per `minRefetchMs`), with the header's `alg` only when it is the key's own; then
+ * `typ`, `iss`, `aud` (the resource the service is), `exp` and `nbf`. Revocation is the caller's
+ * next step (the revocation set, or auth itself).
  */
 import { createPublicKey, verify as verifySignature, type JsonWebKey, type KeyObject } from 'node:crypto';
 
@@ -39,11 +40,29 @@ export interface AccessTokenVerifierOptions {
   fetchImpl?: typeof fetch;
 }
 
-const ALGS: Record<string, { crypto: string | null; kty: string }> = {
-  EdDSA: { crypto: null, kty: 'OKP' },
-  Ed25519: { crypto: null, kty: 'OKP' },
-  ES256: { crypto: 'sha256', kty: 'EC' },
+/** Accepted algorithms, each with the one kind of key it verifies with. */
+const ALGS: Record<string, { crypto: string | null; kty: string; keyType: string; curve?: string }> = {
+  EdDSA: { crypto: null, kty: 'OKP', keyType: 'ed25519' },
+  Ed25519: { crypto: null, kty: 'OKP', keyType: 'ed25519' },
+  ES256: { crypto: 'sha256', kty: 'EC', keyType: 'ec', curve: 'prime256v1' },
 };
+
+interface KnownKey {
+  key: KeyObject;
+  /** The `alg` the JWKS published the key for, if any. */
+  alg?: string;
+}
+
+function acceptedAlg(name: unknown): (typeof ALGS)[string] | undefined {
+  return typeof name === 'string' && Object.hasOwn(ALGS, name) ? ALGS[name] : undefined;
+}
+
+/** The key is of the algorithm's type (and curve), and published for it or for none. */
+function keyFits(known: KnownKey, alg: (typeof ALGS)[string]): boolean {
+  if (known.alg !== undefined && acceptedAlg(known.alg)?.keyType !== alg.keyType) return false;
+  if (known.key.asymmetricKeyType !== alg.keyType) return false;
+  return alg.curve === undefined || known.key.asymmetricKeyDetails?.namedCurve === alg.curve;
+}
 
 function b64json(part: string): Record<string, unknown> {
   const value: unknown = JSON.parse(Buffer.from(part, 'base64url').toString('utf8'));
@@ -56,7 +75,7 @@ function unauthorized(message: string): StackError {
 }
 
 export class AccessTokenVerifier {
-  private keys = new Map<string, KeyObject>();
+  private keys = new Map<string, KnownKey>();
   private lastFetch = 0;
   private fetching?: Promise<void>;
 
@@ -75,13 +94,20 @@ export class AccessTokenVerifier {
       throw unauthorized('access token is malformed');
     }
     if (typeof header.typ !== 'string' || header.typ.toLowerCase().replace(/^application\//, '') !== ACCESS_TOKEN_TYP) throw unauthorized('token is not an access token (typ)');
-    const alg = typeof header.alg === 'string' ? ALGS[header.alg] : undefined;
+    const alg = acceptedAlg(header.alg);
     if (!alg) throw unauthorized('access token algorithm is not accepted');
     const kid = typeof header.kid === 'string' ? header.kid : '';
-    const key = await this.keyFor(kid);
-    if (!key) throw unauthorized('access token is signed with an unknown key');
+    const known = await this.keyFor(kid);
+    if (!known) throw unauthorized('access token is signed with an unknown key');
+    // The header names the algorithm, the key decides it: a mismatch is refused before any crypto.
+    if (!keyFits(known, alg)) throw unauthorized('access token algorithm does not match its key');
     const signature = Buffer.from(parts[2]!, 'base64url');
-    const ok = verifySignature(alg.crypto, Buffer.from(`${parts[0]}.${parts[1]}`), alg.kty === 'EC' ? { key, dsaEncoding: 'ieee-p1363' } : key, signature);
+    let ok = false;
+    try {
+      ok = verifySignature(alg.crypto, Buffer.from(`${parts[0]}.${parts[1]}`), alg.kty === 'EC' ? { key: known.key, dsaEncoding: 'ieee-p1363' } : known.key, signature);
+    } catch {
+      ok = false;
+    }
     if (!ok) throw unauthorized('access token signature is invalid');
 
     const now = Math.floor(Date.now() / 1000);
@@ -107,7 +133,7 @@ export class AccessTokenVerifier {
     };
   }
 
-  private async keyFor(kid: string): Promise<KeyObject | undefined> {
+  private async keyFor(kid: string): Promise<KnownKey | undefined> {
     const known = this.keys.get(kid);
     if (known) return known;
     const minGap = this.options.minRefetchMs ?? 30_000;
@@ -132,11 +158,12 @@ export class AccessTokenVerifier {
       const body = (await res.json()) as { keys?: JsonWebKey[] };
       jwks = Array.isArray(body.keys) ? body.keys : [];
     }
-    const next = new Map<string, KeyObject>();
+    const next = new Map<string, KnownKey>();
     for (const jwk of jwks) {
       if (typeof jwk.kid !== 'string' || (jwk.use && jwk.use !== 'sig')) continue;
       try {
-        next.set(jwk.kid, createPublicKey({ key: { kty: jwk.kty, crv: jwk.crv, x: jwk.x, y: jwk.y } as JsonWebKey, format: 'jwk' }));
+        const key = createPublicKey({ key: { kty: jwk.kty, crv: jwk.crv, x: jwk.x, y: jwk.y } as JsonWebKey, format: 'jwk' });
+        next.set(jwk.kid, typeof jwk.alg === 'string' ? { key, alg: jwk.alg } : { key });
       } catch {
         // A key this verifier cannot use is skipped, not fatal.
       }

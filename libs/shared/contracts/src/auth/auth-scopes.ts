@@ -2,6 +2,7 @@
  * Auth's side of the public contract beside the scopes (../scopes.ts): member roles, the
  * resource indicators tokens are bound to, and where auth publishes its token keys.
  */
+import { STACK_SCOPES, type StackScope } from '../scopes';
 
 /** Member roles, strongest first. */
 export const MEMBER_ROLES = ['owner', 'admin', 'standard', 'readonly'] as const;
@@ -9,6 +10,14 @@ export type MemberRole = (typeof MEMBER_ROLES)[number];
 
 export function isMemberRole(value: unknown): value is MemberRole {
   return typeof value === 'string' && (MEMBER_ROLES as readonly string[]).includes(value);
+}
+
+/**
+ * The STACK scopes a member's role allows any credential of theirs to hold (consent, API keys):
+ * every one, stack:admin only for an owner or admin.
+ */
+export function scopesOfRole(role: MemberRole): StackScope[] {
+  return STACK_SCOPES.filter((s) => s !== 'stack:admin' || role === 'owner' || role === 'admin');
 }
 
 /** Resource indicators (RFC 8707): a token is valid only at the resource it was issued for. */

@@ -1,0 +1,253 @@
+/**
+ * The authorization server as a client meets it, on the real Postgres, NATS and Redis (auth
+ * alone, started as in production): the registration policy and the default scopes hold on
+ * every spelling of their paths the router accepts, registration is capped in size and rate
+ * per client address, and consent never asks again for a scope the member's role withholds.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+
+import { DEFAULT_SCOPES } from '@stack/contracts';
+import { startStack, type RunningStack } from '@stack/runtime';
+import { TEST_NATS_URL, TEST_REDIS_URL, createTestDatabase, freePort, uniqueName, type TestDatabase } from '@stack/testing';
+
+import { AccountsService } from '../accounts/accounts.service';
+import { authService } from '../index';
+import { REGISTRATION_BUCKET } from './oidc-provider.service';
+
+const OWNER = { email: 'owner@oidc.test', password: 'correct horse battery staple 42' };
+const REDIRECT = 'http://127.0.0.1:9/callback';
+
+describe('Authorization server (auth on the real Postgres, NATS and Redis)', () => {
+  let db: TestDatabase;
+  let stack: RunningStack;
+  let base: string;
+
+  beforeAll(async () => {
+    db = await createTestDatabase('stack_auth_oidc');
+    const port = await freePort();
+    base = `http://127.0.0.1:${port}`;
+    stack = await startStack({
+      available: [authService],
+      env: {
+        STACK_SERVICES: 'auth',
+        STACK_PUBLIC_URL: base,
+        HOST: '127.0.0.1',
+        PORT: String(port),
+        DATABASE_URL: db.url,
+        NATS_URL: TEST_NATS_URL,
+        REDIS_URL: TEST_REDIS_URL,
+        STACK_BUS_PREFIX: uniqueName('oidc'),
+        STACK_INTERNAL_SECRET: randomBytes(32).toString('base64'),
+        STACK_MASTER_KEYS: `k1:${randomBytes(32).toString('base64')}`,
+        // The test's own requests name their client address, so each test has its own budget.
+        STACK_TRUSTED_PROXIES: '127.0.0.1/32',
+        STACK_BOOTSTRAP_OWNER_EMAIL: OWNER.email,
+        STACK_BOOTSTRAP_OWNER_PASSWORD: OWNER.password,
+        LOG_LEVEL: 'warn',
+      },
+    });
+  });
+
+  afterAll(async () => {
+    await stack?.stop();
+    await db?.drop();
+  });
+
+  const register = (path: string, metadata: unknown, address: string, raw?: string) =>
+    fetch(`${base}${path}`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-forwarded-for': address }, body: raw ?? JSON.stringify(metadata) });
+  const publicClient = (name = 'Test client', redirectUris = [REDIRECT]) => ({ client_name: name, redirect_uris: redirectUris, token_endpoint_auth_method: 'none' });
+
+  it('applies the registration policy on every spelling of the path the router accepts', async () => {
+    const attacks = [
+      // A web client with a plain-http redirect anywhere, and a client secret.
+      { client_name: 'Attacker', application_type: 'web', redirect_uris: ['http://attacker.example/callback'], token_endpoint_auth_method: 'client_secret_basic' },
+      { client_name: 'Attacker', application_type: 'web', redirect_uris: ['http://attacker.example/callback'] },
+      { client_name: 'Attacker', redirect_uris: [REDIRECT], token_endpoint_auth_method: 'client_secret_post' },
+    ];
+    for (const path of ['/oauth/register', '/oauth/register/', '/oauth/Register', '/oauth/REGISTER/']) {
+      for (const body of attacks) {
+        const res = await register(path, body, '198.51.100.1');
+        const answer = (await res.json()) as { error?: string; client_secret?: string };
+        expect({ path, status: res.status, secret: answer.client_secret }).toEqual({ path, status: 400, secret: undefined });
+        expect(answer.error).toMatch(/^invalid_(client_metadata|redirect_uri)$/);
+      }
+      // A public client with a loopback redirect is still welcome there.
+      const ok = await register(path, publicClient(), '198.51.100.1');
+      expect({ path, status: ok.status }).toEqual({ path, status: 201 });
+      expect(((await ok.json()) as { token_endpoint_auth_method: string }).token_endpoint_auth_method).toBe('none');
+    }
+    const rows = (await stack.dataSources.get('auth')!.query(`SELECT payload FROM auth.oidc_payloads WHERE model = 'Client'`)) as { payload: { redirect_uris: string[] } }[];
+    expect(rows.flatMap((r) => r.payload.redirect_uris).filter((u) => u !== REDIRECT)).toEqual([]);
+  });
+
+  it('gives a client that sends no scope the default scopes on every spelling of the authorization path', async () => {
+    const client = (await (await register('/oauth/register', publicClient(), '198.51.100.2')).json()) as { client_id: string };
+    const challenge = createHash('sha256').update(randomBytes(32).toString('base64url')).digest('base64url');
+    for (const path of ['/oauth/authorize', '/oauth/authorize/', '/oauth/Authorize']) {
+      const url = new URL(`${base}${path}`);
+      for (const [k, v] of Object.entries({ client_id: client.client_id, redirect_uri: REDIRECT, response_type: 'code', code_challenge: challenge, code_challenge_method: 'S256', state: 's' })) url.searchParams.set(k, v);
+      const res = await fetch(url, { redirect: 'manual' });
+      const location = res.headers.get('location') ?? '';
+      expect({ path, status: res.status, location }).toEqual({ path, status: 303, location: expect.stringMatching(/\/login\?uid=/) });
+      const uid = new URL(location, base).searchParams.get('uid');
+      const rows = (await stack.dataSources.get('auth')!.query(`SELECT payload FROM auth.oidc_payloads WHERE model = 'Interaction' AND id = $1`, [uid])) as { payload: { params: { scope?: string } } }[];
+      expect({ path, scopes: (rows[0]?.payload.params.scope ?? '').split(' ') }).toEqual({ path, scopes: expect.arrayContaining([...DEFAULT_SCOPES]) });
+    }
+  });
+
+  it('refuses an oversized registration: the body, the number of redirect URIs, a long name or URI', async () => {
+    const address = '198.51.100.3';
+    const big = await register('/oauth/register', { ...publicClient(), client_name: 'x'.repeat(100 * 1024) }, address);
+    expect(big.status).toBe(413);
+    expect(await big.json()).toEqual({ error: { code: 'PAYLOAD_TOO_LARGE', message: expect.any(String) } });
+    // Padding alone counts too: what matters is what reaches the server.
+    const padded = await register('/oauth/register/', undefined, address, `${JSON.stringify(publicClient())}${' '.repeat(70 * 1024)}`);
+    expect(padded.status).toBe(413);
+    const cases: [string, unknown][] = [
+      ['21 redirect URIs', publicClient('Many', Array.from({ length: 21 }, (_, i) => `http://127.0.0.1:${1000 + i}/callback`))],
+      ['a 201-character name', publicClient('n'.repeat(201))],
+      ['a 2,001-character redirect URI', publicClient('Long', [`http://127.0.0.1:9/${'p'.repeat(2001 - 'http://127.0.0.1:9/'.length)}`])],
+      ['a 2,001-character client_uri', { ...publicClient(), client_uri: `https://example.com/${'p'.repeat(2001 - 'https://example.com/'.length)}` }],
+    ];
+    for (const [what, body] of cases) {
+      const res = await register('/oauth/register', body, address);
+      expect({ what, status: res.status }).toEqual({ what, status: 400 });
+      expect(((await res.json()) as { error: string }).error).toMatch(/^invalid_(client_metadata|redirect_uri)$/);
+    }
+    // At the limits, accepted.
+    const edge = publicClient('n'.repeat(200), Array.from({ length: 20 }, (_, i) => `http://127.0.0.1:${2000 + i}/${'p'.repeat(1000)}`));
+    expect((await register('/oauth/register', edge, address)).status).toBe(201);
+  });
+
+  it('limits registrations per client address: RATE_LIMITED with Retry-After, other addresses unaffected', async () => {
+    const address = '198.51.100.4';
+    for (let i = 0; i < REGISTRATION_BUCKET.capacity; i++) {
+      expect((await register('/oauth/register', publicClient(`Client ${i}`), address)).status).toBe(201);
+    }
+    // Every spelling of the path draws on the same budget, refused metadata too.
+    for (const path of ['/oauth/register', '/oauth/register/', '/oauth/Register']) {
+      const refused = await register(path, publicClient('One more'), address);
+      expect(refused.status).toBe(429);
+      expect(Number(refused.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
+      expect(await refused.json()).toEqual({ error: { code: 'RATE_LIMITED', message: expect.any(String), details: { retry_after_s: expect.any(Number) } } });
+    }
+    expect((await register('/oauth/register', publicClient('Elsewhere'), '198.51.100.5')).status).toBe(201);
+  });
+
+  describe('consent', () => {
+    const CSRF = randomBytes(32).toString('base64url');
+
+    /** A browser's part by hand: cookies kept by name, redirects followed one at a time. */
+    class Agent {
+      private readonly cookies = new Map<string, string>([['stack_csrf', CSRF]]);
+
+      async go(url: string, form?: Record<string, string | string[]>): Promise<Response> {
+        const headers: Record<string, string> = { cookie: [...this.cookies].map(([k, v]) => `${k}=${v}`).join('; ') };
+        let body: URLSearchParams | undefined;
+        if (form) {
+          body = new URLSearchParams();
+          for (const [k, v] of Object.entries(form)) for (const one of [v].flat()) body.append(k, one);
+          headers['content-type'] = 'application/x-www-form-urlencoded';
+        }
+        const res = await fetch(new URL(url, base), { method: form ? 'POST' : 'GET', headers, body, redirect: 'manual' });
+        for (const cookie of res.headers.getSetCookie()) {
+          const pair = cookie.split(';')[0]!;
+          const name = pair.slice(0, pair.indexOf('='));
+          const value = pair.slice(pair.indexOf('=') + 1);
+          if (!value || /expires=Thu, 01 Jan 1970/i.test(cookie)) this.cookies.delete(name);
+          else this.cookies.set(name, value);
+        }
+        return res;
+      }
+    }
+
+    /**
+     * One authorization: sign in, tick `tick` on every consent screen, until the client gets its
+     * code; the scopes of the access token it then gets, and how many consent screens it took.
+     */
+    /** The token endpoint's answer of the last authorization. */
+    let lastTokenResponse: { access_token: string; refresh_token?: string } | undefined;
+
+    async function authorize(clientId: string, member: { email: string; password: string }, scope: string, tick: string[]): Promise<{ consents: number; shown: string[]; scopes: string[] }> {
+      const verifier = randomBytes(32).toString('base64url');
+      const url = new URL(`${base}/oauth/authorize`);
+      const params = { client_id: clientId, redirect_uri: REDIRECT, response_type: 'code', code_challenge: createHash('sha256').update(verifier).digest('base64url'), code_challenge_method: 'S256', state: 's', scope };
+      for (const [k, v] of Object.entries(params)) url.searchParams.set(k, v);
+      const agent = new Agent();
+      let res = await agent.go(url.toString());
+      let consents = 0;
+      let shown: string[] = [];
+      for (let step = 0; step < 20; step++) {
+        expect(res.status).toBe(303);
+        const next = new URL(res.headers.get('location')!, base);
+        if (next.href.startsWith(REDIRECT)) {
+          const code = next.searchParams.get('code');
+          expect(code).toEqual(expect.any(String));
+          const token = await fetch(`${base}/oauth/token`, {
+            method: 'POST',
+            headers: { 'content-type': 'application/x-www-form-urlencoded' },
+            body: new URLSearchParams({ grant_type: 'authorization_code', code: code!, redirect_uri: REDIRECT, client_id: clientId, code_verifier: verifier }),
+          });
+          expect(token.status).toBe(200);
+          const body = (await token.json()) as { access_token: string; refresh_token?: string };
+          lastTokenResponse = body;
+          const { access_token } = body;
+          const claims = JSON.parse(Buffer.from(access_token.split('.')[1]!, 'base64url').toString('utf8')) as { scope: string };
+          return { consents, shown, scopes: claims.scope.split(' ').sort() };
+        }
+        if (next.pathname === '/login') {
+          res = await agent.go(next.href, { email: member.email, password: member.password, csrf: CSRF });
+        } else if (next.pathname === '/consent') {
+          // Stop a loop rather than follow it.
+          if (++consents > 3) return { consents, shown, scopes: [] };
+          const page = await (await agent.go(next.href)).text();
+          shown = [...page.matchAll(/name="scope" value="([^"]+)"/g)].map((m) => m[1]!);
+          res = await agent.go(next.href, { csrf: CSRF, scope: tick, decision: 'approve' });
+        } else {
+          res = await agent.go(next.href);
+        }
+      }
+      throw new Error('too many redirects');
+    }
+
+    let accounts: AccountsService;
+    let clientId: string;
+
+    beforeAll(async () => {
+      accounts = stack.app.get(AccountsService, { strict: false });
+      clientId = ((await (await register('/oauth/register', publicClient('Consent client'), '198.51.100.6')).json()) as { client_id: string }).client_id;
+    });
+
+    const join = async (email: string, role: 'admin' | 'standard') => {
+      const owner = (await accounts.findMemberForLogin(OWNER.email))!;
+      const invitation = await accounts.invite({ operatorId: owner.operator_id, invitedBy: owner.id, email, name: email, role });
+      return accounts.acceptInvitation(invitation.token, OWNER.password);
+    };
+
+    it('gives a standard member asked for stack:admin a code without it after one consent (no loop), and stack:admin once promoted', async () => {
+      const member = await join('dev@oidc.test', 'standard');
+      const dev = { email: member.email, password: OWNER.password };
+      const first = await authorize(clientId, dev, 'stack:services stack:admin', ['stack:services']);
+      expect(first).toEqual({ consents: 1, shown: ['stack:services'], scopes: ['stack:services'] });
+      // Asked again (a step-up after 403 insufficient_scope), even with stack:admin forced into the form.
+      expect(await authorize(clientId, dev, 'stack:services stack:admin', ['stack:services', 'stack:admin'])).toEqual({ consents: 1, shown: ['stack:services'], scopes: ['stack:services'] });
+      // Promoted, the member is offered stack:admin on the same client, and gets it.
+      await accounts.updateMember(member.operator_id, member.id, { role: 'admin' });
+      expect(await authorize(clientId, dev, 'stack:services stack:admin', ['stack:services', 'stack:admin'])).toEqual({ consents: 1, shown: ['stack:services', 'stack:admin'], scopes: ['stack:admin', 'stack:services'] });
+    });
+
+    it('gives a client that asks for offline_access without prompt=consent a refresh token (MCP clients sign in once, not hourly)', async () => {
+      // No prompt: oidc-provider alone would drop offline_access and issue no refresh token.
+      expect(await authorize(clientId, OWNER, 'stack:services offline_access', ['stack:services', 'offline_access'])).toMatchObject({ consents: 1, shown: ['stack:services', 'offline_access'] });
+      expect(lastTokenResponse?.refresh_token).toEqual(expect.any(String));
+      // The member may still refuse it on the consent screen.
+      await authorize(clientId, OWNER, 'stack:services offline_access', ['stack:services']);
+      expect(lastTokenResponse?.refresh_token).toBeUndefined();
+    });
+
+    it('lets an owner who unticked stack:admin tick it next time and get it', async () => {
+      expect(await authorize(clientId, OWNER, 'stack:services stack:admin', ['stack:services'])).toEqual({ consents: 1, shown: ['stack:services', 'stack:admin'], scopes: ['stack:services'] });
+      expect(await authorize(clientId, OWNER, 'stack:services stack:admin', ['stack:services', 'stack:admin'])).toEqual({ consents: 1, shown: ['stack:services', 'stack:admin'], scopes: ['stack:admin', 'stack:services'] });
+    });
+  });
+});
