@@ -8,17 +8,20 @@ import type { Request, Response } from 'express';
 import { AUDIT_OUTCOMES, StackError, type CallerContext } from '@stack/contracts';
 import { serviceKitToken, type ServiceKit } from '@stack/runtime';
 
-import { AuditLog, readScope } from '../log/audit-log.service';
+import { AuditLog, MAX_TREE_ID, readScope } from '../log/audit-log.service';
 import { AUDIT_CALLER_RESOLVER, type AuditCallerResolver } from './audit-caller.resolver';
 
 type Q = Record<string, string | undefined>;
 
-function int(q: Q, name: string): number | undefined {
+/** A non-negative integer parameter, at most `max` (a tree id is a Postgres integer). */
+function int(q: Q, name: string, max = Number.MAX_SAFE_INTEGER): number | undefined {
   const v = q[name];
   if (v === undefined || v === '') return undefined;
-  if (!/^\d{1,15}$/.test(v)) throw new StackError('INVALID_REQUEST', `${name} must be a non-negative integer`);
+  if (!/^\d{1,15}$/.test(v) || Number(v) > max) throw new StackError('INVALID_REQUEST', `${name} must be a non-negative integer${max < Number.MAX_SAFE_INTEGER ? ` of at most ${max}` : ''}`);
   return Number(v);
 }
+
+const treeId = (q: Q) => int(q, 'tree_id', MAX_TREE_ID);
 
 function date(q: Q, name: string): string | undefined {
   const v = q[name];
@@ -46,7 +49,7 @@ export class AuditController {
 
   @Get()
   async list(@Req() req: Request, @Res() res: Response, @Query() q: Q): Promise<void> {
-    const scope = await this.scope(req, 'audit.list');
+    let scope = await this.scope(req, 'audit.list');
     if (q.outcome && !OUTCOMES.has(q.outcome)) throw new StackError('INVALID_REQUEST', 'outcome must be success, failure or denied');
     const filters = { member_id: q.member_id, agent_id: q.agent_id, passport_jti: q.passport_jti, session_id: q.session_id, action: q.action, outcome: q.outcome, since: date(q, 'since'), until: date(q, 'until') };
     const limit = int(q, 'limit');
@@ -66,6 +69,9 @@ export class AuditController {
     });
     try {
       while (!closed) {
+        // The credential again every round: revoked, expired or its member gone, the stream ends.
+        scope = readScope(await this.callers.resolve(req));
+        if (closed) break;
         const page = await this.log.list(scope, { ...filters, limit: 200, after });
         for (const item of page.items) {
           res.write(`id: ${item.tree_id}.${item.leaf_index}\nevent: entry\ndata: ${JSON.stringify(item)}\n\n`);
@@ -86,7 +92,7 @@ export class AuditController {
     const scope = await this.scope(req, 'audit.export');
     if (scope.memberId || scope.agentId) throw new StackError('FORBIDDEN', 'exporting the log needs the stack:admin scope');
     res.status(200).set({ 'Content-Type': 'application/x-ndjson', 'Content-Disposition': 'attachment; filename="audit-export.ndjson"' });
-    for await (const line of this.log.exportLines(scope.operatorId, int(q, 'tree_id'))) {
+    for await (const line of this.log.exportLines(scope.operatorId, treeId(q))) {
       if (!res.write(`${line}\n`)) await new Promise((r) => res.once('drain', r));
     }
     res.end();
@@ -94,19 +100,19 @@ export class AuditController {
 
   @Get('checkpoints/latest')
   async latest(@Req() req: Request, @Query() q: Q) {
-    return this.log.latestCheckpoint((await this.scope(req)).operatorId, int(q, 'tree_id'));
+    return this.log.latestCheckpoint((await this.scope(req)).operatorId, treeId(q));
   }
 
   @Get('proofs/inclusion')
   async inclusion(@Req() req: Request, @Query() q: Q) {
-    return this.log.inclusionProof(await this.scope(req), { entry_id: q.entry_id, leaf_index: int(q, 'leaf_index'), tree_size: int(q, 'tree_size'), tree_id: int(q, 'tree_id') });
+    return this.log.inclusionProof(await this.scope(req), { entry_id: q.entry_id, leaf_index: int(q, 'leaf_index'), tree_size: int(q, 'tree_size'), tree_id: treeId(q) });
   }
 
   @Get('proofs/consistency')
   async consistency(@Req() req: Request, @Query() q: Q) {
     const first = int(q, 'tree_size_1') ?? int(q, 'first');
     if (first === undefined) throw new StackError('INVALID_REQUEST', 'tree_size_1 is required');
-    return this.log.consistencyProof(await this.scope(req), { tree_size_1: first, tree_size_2: int(q, 'tree_size_2') ?? int(q, 'second'), tree_id: int(q, 'tree_id') });
+    return this.log.consistencyProof(await this.scope(req), { tree_size_1: first, tree_size_2: int(q, 'tree_size_2') ?? int(q, 'second'), tree_id: treeId(q) });
   }
 
   /** Public: anyone may check checkpoints offline. */

@@ -183,6 +183,21 @@ describe('audit log (Postgres + NATS)', () => {
     expect(() => readScope({ issuer: 'auth', kind: 'member', scopes: [] })).toThrow(StackError);
   });
 
+  it('keeps no tree in memory for one that does not exist, lets only admins name another tree, and refuses a tree id beyond integer range', async () => {
+    const trees = (t.log as unknown as { trees: Map<string, unknown> }).trees;
+    const before = [...trees.keys()];
+    const adminA = readScope(admin(A));
+    for (const treeId of [2, 77, 2 ** 31 - 1]) await expect(t.log.consistencyProof(adminA, { tree_size_1: 0, tree_id: treeId })).rejects.toMatchObject({ code: 'NOT_FOUND' });
+    await expect(t.log.inclusionProof(adminA, { leaf_index: 0, tree_id: 77 })).rejects.toMatchObject({ code: 'NOT_FOUND' });
+    expect([...trees.keys()]).toEqual(before);
+    await expect(t.log.consistencyProof(adminA, { tree_size_1: 0, tree_id: 99_999_999_999 })).rejects.toMatchObject({ code: 'INVALID_REQUEST' });
+    // Others get their operator's live tree, by default or by its id, and no other.
+    const mine = readScope(member(A, 'mem_1'));
+    await expect(t.log.consistencyProof(mine, { tree_size_1: 0, tree_id: 2 })).rejects.toMatchObject({ code: 'FORBIDDEN' });
+    expect(await t.log.consistencyProof(mine, { tree_size_1: 10, tree_size_2: 90, tree_id: 1 })).toEqual(await t.log.consistencyProof(mine, { tree_size_1: 10, tree_size_2: 90 }));
+    expect(await t.log.consistencyProof(adminA, { tree_size_1: 10, tree_size_2: 90, tree_id: 1 })).toMatchObject({ tree_id: 1, tree_size_2: 90 });
+  });
+
   describe('tampering in Postgres is detected against the earlier checkpoint and named', () => {
     const at = async (leaf: number) => ((await t.dataSource.query(`SELECT id, entry, leaf_hash FROM audit.entries WHERE operator_id = $1 AND leaf_index = $2`, [A, leaf])) as { id: string; entry: string; leaf_hash: Buffer }[])[0]!;
 

@@ -56,6 +56,8 @@ const ACK_WAIT_MS = 10_000;
  * 3.7–6.5 before; with 64, 5.2–6.8 (`npm run bench -- audit`, a slow machine).
  */
 export const AUDIT_TREE_BLOCK_BITS = 6;
+/** Tree ids are Postgres integers. */
+export const MAX_TREE_ID = 2 ** 31 - 1;
 /** Rows an export reads at a time: a multiple of the block size. */
 const EXPORT_PAGE = 4096;
 
@@ -246,12 +248,14 @@ export class AuditLog {
   /** A tree as stored, with at least `size` leaves (default: its current size). */
   async tree(ref: TreeRef, size?: number): Promise<MerkleLevels> {
     const key = treeKey(ref);
+    const target = size ?? (await this.repo.treeSize(ref));
     let t = this.trees.get(key);
     if (!t) {
+      // Nothing is kept for a tree without leaves (or no tree at all): a read adds no entry for it.
+      if (target === 0) return new MerkleLevels({ blockBits: AUDIT_TREE_BLOCK_BITS });
       t = { levels: new MerkleLevels({ blockBits: AUDIT_TREE_BLOCK_BITS }) };
       this.trees.set(key, t);
     }
-    const target = size ?? (await this.repo.treeSize(ref));
     if (t.levels.size >= target) return t.levels;
     const entry = t;
     const missing = () => new StackError('INTERNAL_ERROR', `audit log integrity failure: leaf ${entry.levels.size} of ${key} is missing`);
@@ -271,6 +275,10 @@ export class AuditLog {
           }
         }
         return entry.levels;
+      } catch (err) {
+        // Nothing of it loaded (its leaves are gone): no entry kept for it either.
+        if (entry.levels.size === 0 && this.trees.get(key) === entry) this.trees.delete(key);
+        throw err;
       } finally {
         entry.sync = undefined;
       }
@@ -428,12 +436,18 @@ export class AuditLog {
     return row;
   }
 
-  /** The tree a request means: the given one (admins), else the live one. */
+  /** The tree a request means: the live one, or another (an existing one) an admin names. */
   private async treeOf(scope: ReadScope, treeId?: number): Promise<TreeRef> {
-    if (treeId !== undefined) return { operatorId: scope.operatorId, treeId };
+    if (treeId !== undefined && (!Number.isInteger(treeId) || treeId < 1 || treeId > MAX_TREE_ID)) throw new StackError('INVALID_REQUEST', `tree_id must be an integer from 1 to ${MAX_TREE_ID}`);
     const head = await this.repo.head(scope.operatorId);
-    if (!head) throw new StackError('NOT_FOUND', 'this log has no entries yet');
-    return head;
+    if (treeId === undefined || treeId === head?.treeId) {
+      if (!head) throw new StackError('NOT_FOUND', 'this log has no entries yet');
+      return head;
+    }
+    if (scope.memberId || scope.agentId) throw new StackError('FORBIDDEN', 'naming a tree other than the live one (tree_id) needs the stack:admin scope');
+    const ref = { operatorId: scope.operatorId, treeId };
+    if (!(await this.repo.hasTree(ref))) throw new StackError('NOT_FOUND', `this log has no tree ${treeId}`);
+    return ref;
   }
 
   async inclusionProof(scope: ReadScope, q: { entry_id?: string; leaf_index?: number; tree_size?: number; tree_id?: number }) {

@@ -263,6 +263,16 @@ export class AuditLogRepository {
     return rows.length ? Number(rows[0]!.tree_size) : 0;
   }
 
+  /** Whether the tree is live or closed and not yet dropped. */
+  async hasTree(tree: TreeRef): Promise<boolean> {
+    const rows = (await this.ds.query(
+      `SELECT 1 FROM audit.heads WHERE operator_id = $1 AND tree_id = $2
+       UNION ALL SELECT 1 FROM audit.closed_trees WHERE operator_id = $1 AND tree_id = $2 AND dropped_at IS NULL`,
+      [tree.operatorId, tree.treeId],
+    )) as unknown[];
+    return rows.length > 0;
+  }
+
   async heads(): Promise<Head[]> {
     const rows = (await this.ds.query(`SELECT operator_id, tree_id, tree_size, opened_at FROM audit.heads`)) as { operator_id: string; tree_id: number; tree_size: string; opened_at: Date }[];
     return rows.map((r) => ({ operatorId: r.operator_id, treeId: Number(r.tree_id), treeSize: Number(r.tree_size), openedAt: new Date(r.opened_at) }));

@@ -1,3 +1,5 @@
+import Ajv2020 from 'ajv/dist/2020';
+
 import { StackError } from '@stack/contracts';
 
 import { DropoffSchemas } from './dropoff-schema';
@@ -9,6 +11,32 @@ const codeOf = (fn: () => unknown): string | undefined => {
   } catch (err) {
     return err instanceof StackError ? err.code : `not a StackError: ${(err as Error).message}`;
   }
+};
+
+const seconds = (since: bigint) => Number(process.hrtime.bigint() - since) / 1e9;
+
+/** Schemas held by the Ajv instances a DropoffSchemas reaches (Ajv's own cache of compiled schemas). */
+const heldByAjv = (s: DropoffSchemas): number => {
+  const seen = new Set<unknown>();
+  let held = 0;
+  const visit = (v: unknown, depth: number): void => {
+    if (typeof v !== 'object' || v === null || seen.has(v) || depth > 3) return;
+    seen.add(v);
+    if (v instanceof Ajv2020) {
+      held += (v as unknown as { _cache: Map<unknown, unknown> })._cache.size;
+      return;
+    }
+    for (const child of v instanceof Map ? v.values() : Object.values(v)) visit(child, depth + 1);
+  };
+  visit(s, 0);
+  return held;
+};
+
+/** `$defs.d_i` refers twice to `d_{i+1}`: 2^levels subschemas expanded. */
+const refBomb = (levels: number) => {
+  const $defs: Record<string, unknown> = { [`d_${levels}`]: { type: 'integer' } };
+  for (let i = 0; i < levels; i++) $defs[`d_${i}`] = { allOf: [{ $ref: `#/$defs/d_${i + 1}` }, { $ref: `#/$defs/d_${i + 1}` }] };
+  return { $defs, $ref: '#/$defs/d_0' };
 };
 
 const schema = {
@@ -82,5 +110,82 @@ describe('drop-off schemas (hostile input)', () => {
   it('caps the number of violations it reports', () => {
     const { validate } = s.prepare({ type: 'array', items: { type: 'integer' } });
     expect(s.check(validate, Array(500).fill('x')).length).toBe(50);
+  });
+
+  it('refuses a schema whose references fan out (2^23 subschemas in 1.5 KB), at once', () => {
+    const bomb = refBomb(23);
+    expect(JSON.stringify(bomb).length).toBeLessThan(2000);
+    const started = process.hrtime.bigint();
+    expect(codeOf(() => s.prepare(bomb))).toBe('INVALID_SCHEMA');
+    expect(seconds(started)).toBeLessThan(1);
+    // A few levels stay well inside the bound, and validate.
+    const { validate } = s.prepare(refBomb(6));
+    expect(s.check(validate, 3)).toEqual([]);
+    expect(s.check(validate, 'x').length).toBeGreaterThan(0);
+  });
+
+  it('accepts a recursive schema: a tree node referring to itself, any JSON value', () => {
+    const tree = {
+      $defs: { node: { type: 'object', required: ['name'], properties: { name: { type: 'string' }, left: { $ref: '#/$defs/node' }, right: { $ref: '#/$defs/node' }, children: { type: 'array', items: { $ref: '#/$defs/node' } } } } },
+      $ref: '#/$defs/node',
+    };
+    const { validate } = s.prepare(tree);
+    expect(s.check(validate, { name: 'a', left: { name: 'b' }, children: [{ name: 'c', children: [{ name: 'd' }] }] })).toEqual([]);
+    expect(s.check(validate, { name: 'a', children: [{ name: 'c', children: [{ name: 1 }] }] }).map((v) => v.pointer)).toEqual(['/children/0/children/0/name']);
+    const json = { $defs: { value: { $anchor: 'v', anyOf: [{ type: ['string', 'number', 'boolean', 'null'] }, { type: 'array', items: { $ref: '#v' } }, { type: 'object', additionalProperties: { $ref: '#v' } }] } }, $ref: '#v' };
+    expect(s.check(s.prepare(json).validate, { a: [1, { b: null }] })).toEqual([]);
+  });
+
+  it('refuses recursion that never descends into the payload, or doubles at each level of it', () => {
+    // Each level of [[[…]]] would be checked twice as often as the one above: 2^22 checks for 22 levels.
+    expect(codeOf(() => s.prepare({ $defs: { a: { allOf: [{ items: { $ref: '#/$defs/a' } }, { items: { $ref: '#/$defs/a' } }] } }, $ref: '#/$defs/a' }))).toBe('INVALID_SCHEMA');
+    expect(codeOf(() => s.prepare({ $defs: { a: { items: { anyOf: [{ $ref: '#/$defs/a' }, { items: { $ref: '#/$defs/a' } }] } } }, $ref: '#/$defs/a' }))).toBe('INVALID_SCHEMA');
+    expect(codeOf(() => s.prepare({ $defs: { a: { anyOf: [{ type: 'string' }, { $ref: '#/$defs/b' }] }, b: { not: { $ref: '#/$defs/a' } } }, $ref: '#/$defs/a' }))).toBe('INVALID_SCHEMA');
+    expect(codeOf(() => s.prepare({ $ref: '#' }))).toBe('INVALID_SCHEMA');
+  });
+
+  it('refuses an $id below the top, and a reference that leaves the schema', () => {
+    expect(codeOf(() => s.prepare({ $defs: { x: { $id: 'https://example.com/leak', type: 'string' } }, $ref: 'https://example.com/leak' }))).toBe('INVALID_SCHEMA');
+    expect(codeOf(() => s.prepare({ type: 'object', 'x-meta': { $id: 'https://example.com/other' } }))).toBe('INVALID_SCHEMA');
+    expect(codeOf(() => s.prepare({ $ref: 'https://json-schema.org/draft/2020-12/schema' }))).toBe('INVALID_SCHEMA');
+    // The top's own $id may name its subschemas, and a property named $id is only a property.
+    const { validate } = s.prepare({ $id: 'https://example.com/top', $defs: { n: { type: 'integer' } }, properties: { $id: { type: 'string' }, n: { $ref: 'https://example.com/top#/$defs/n' } } });
+    expect(s.check(validate, { $id: 'x', n: 1 })).toEqual([]);
+    expect(s.check(validate, { n: 'one' }).map((v) => v.pointer)).toEqual(['/n']);
+  });
+
+  it('lets go of the validators it no longer keeps: Ajv holds at most the cache’s worth', () => {
+    const fresh = new DropoffSchemas();
+    const before = heldByAjv(fresh);
+    for (let i = 0; i < 1500; i++) fresh.prepare({ type: 'object', properties: { [`p${i}`]: { type: 'string', minLength: i } } });
+    expect(heldByAjv(fresh) - before).toBeLessThanOrEqual(600);
+    // The newest are still kept, and still right.
+    const { validate } = fresh.prepare({ type: 'object', properties: { p1499: { type: 'string', minLength: 1499 } } });
+    expect(fresh.check(validate, { p1499: 'short' })).toHaveLength(1);
+  });
+
+  it('refuses uniqueItems over any items unless maxItems bounds it; scalar items need no bound', () => {
+    expect(codeOf(() => s.prepare({ type: 'array', uniqueItems: true }))).toBe('INVALID_SCHEMA');
+    expect(codeOf(() => s.prepare({ type: 'array', uniqueItems: true, maxItems: 1001 }))).toBe('INVALID_SCHEMA');
+    expect(codeOf(() => s.prepare({ type: 'object', properties: { list: { type: 'array', uniqueItems: true, items: { type: 'object' } } } }))).toBe('INVALID_SCHEMA');
+    const pairs = Array.from({ length: 20_000 }, (_, i) => [i]);
+    const bounded = s.prepare({ type: 'array', uniqueItems: true, maxItems: 1000 }).validate;
+    let started = process.hrtime.bigint();
+    // Refused by maxItems, not after comparing 200 million pairs.
+    expect(s.check(bounded, pairs).map((v) => v.keyword)).toEqual(['maxItems']);
+    expect(seconds(started)).toBeLessThan(1);
+    expect(s.check(bounded, [[1], [2], [1]]).map((v) => v.keyword)).toEqual(['uniqueItems']);
+    const strings = s.prepare({ type: 'array', uniqueItems: true, items: { type: 'string' } }).validate;
+    started = process.hrtime.bigint();
+    expect(s.check(strings, pairs.map(([i]) => `s${i}`))).toEqual([]);
+    expect(seconds(started)).toBeLessThan(1);
+    expect(s.check(strings, ['a', 'b', 'a']).map((v) => v.keyword)).toEqual(['uniqueItems']);
+  });
+
+  it('reports only the first violation when every one would cost too much', () => {
+    const { validate } = s.prepare({ type: 'array', items: { allOf: Array.from({ length: 50 }, (_, i) => ({ type: 'string', minLength: i })) } });
+    // 50 failing subschemas × 20,000 items: a million error objects to report 50.
+    expect(s.check(validate, Array(20_000).fill(0))).toHaveLength(1);
+    expect(s.check(validate, Array(10).fill(0))).toHaveLength(50);
   });
 });

@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 
 import type { Bus, BusConnection, Handle } from '@stack/bus';
 import { AuditRecordedEvent, DROPOFF_COMMANDS, DropoffDepositedEvent, PASSPORT_COMMANDS, StackError, type CallerContext } from '@stack/contracts';
-import type { RunningStack } from '@stack/runtime';
+import { RevocationHost, type RunningStack } from '@stack/runtime';
 import { uniqueName } from '@stack/testing';
 
 import { EnvelopeCipher, KeyRotation, Keyring } from '@stack/security';
@@ -36,6 +36,8 @@ describe('drop-offs (real Postgres and NATS)', () => {
   const member: CallerContext = { issuer: 'mcp-gateway', kind: 'member', operator_id: operator, member_id: 'mem_1', scopes: ['stack:passports', 'stack:dropoffs'] };
   const agents: Record<string, string> = {};
   const asAgent = (name: string, op = operator): CallerContext => ({ issuer: 'passport', kind: 'agent', operator_id: op, member_id: 'mem_1', agent_id: agents[name], passport_jti: `ppt_${name}`, scopes: ['stack:services', 'stack:dropoffs'] });
+  /** The agent with a passport actually issued (what a wait checks again). */
+  const withPassport = async (name: string): Promise<CallerContext> => ({ ...asAgent(name), passport_jti: (await gw.request(PASSPORT_COMMANDS.issuePassport, { agent_id: agents[name]! }, { caller: member })).jti });
   const audit: string[] = [];
   const deposited: unknown[] = [];
   const handles: Handle[] = [];
@@ -246,10 +248,44 @@ describe('drop-offs (real Postgres and NATS)', () => {
 
   it('waits for a deposit: a collector that asks first gets the payload when it arrives', async () => {
     const created = await gw.request(D.create, { to_agent: 'reader', schema }, { caller: asAgent('writer') });
-    const waiting = gw.request(D.collect, { dropoff_id: created.id, wait_seconds: 8 }, { caller: asAgent('reader') });
+    const waiting = gw.request(D.collect, { dropoff_id: created.id, wait_seconds: 8 }, { caller: await withPassport('reader') });
     await new Promise((r) => setTimeout(r, 300));
     await gw.request(D.deposit, { dropoff_id: created.id, payload: good }, { caller: asAgent('writer') });
     expect((await waiting).payload).toEqual(good);
+  });
+
+  it('checks a waiting collector’s passport again: revoked or expired meanwhile, it gets nothing and the payload stays deposited', async () => {
+    const ds = stack.dataSources.get('passport')!;
+    const cases: Array<{ code: string; meanwhile: (jti: string) => Promise<unknown> }> = [
+      { code: 'PASSPORT_REVOKED', meanwhile: (jti) => gw.request(PASSPORT_COMMANDS.revokePassport, { jti }, { caller: member }) },
+      // Time passes (a passport lives at least 60 s; the row is moved instead of the clock).
+      { code: 'PASSPORT_EXPIRED', meanwhile: (jti) => ds.query(`UPDATE passport.passports SET expires_at = now() - interval '1 second' WHERE jti = $1`, [jti]) },
+    ];
+    for (const { code, meanwhile } of cases) {
+      const reader = await withPassport('reader');
+      const created = await gw.request(D.create, { to_agent: 'reader', schema }, { caller: asAgent('writer') });
+      const waiting = codeOf(gw.request(D.collect, { dropoff_id: created.id, wait_seconds: 8 }, { caller: reader }));
+      await new Promise((r) => setTimeout(r, 300));
+      await meanwhile(reader.passport_jti!);
+      await gw.request(D.deposit, { dropoff_id: created.id, payload: good }, { caller: asAgent('writer') });
+      expect(await waiting).toMatchObject({ code });
+      const row = await rowOf(created.id);
+      expect(row).toMatchObject({ status: 'deposited', collected_by: null });
+      expect(row.ciphertext).not.toBeNull();
+      // The recipient with a live passport still collects it.
+      expect((await gw.request(D.collect, { dropoff_id: created.id }, { caller: await withPassport('reader') })).payload).toEqual(good);
+    }
+  });
+
+  it('checks a waiting reader without a passport again: a member revoked meanwhile gets PASSPORT_REVOKED', async () => {
+    const creator: CallerContext = { ...member, member_id: 'mem_waits' };
+    const created = await gw.request(D.create, { to_agent: 'reader', schema }, { caller: creator });
+    const waiting = codeOf(gw.request(D.get, { dropoff_id: created.id, wait_seconds: 8 }, { caller: creator }));
+    await new Promise((r) => setTimeout(r, 300));
+    const now = Date.now();
+    (stack.app.get(RevocationHost, { strict: false }) as RevocationHost).state.apply({ id: `rev_${randomBytes(6).toString('hex')}`, kind: 'member', value: 'mem_waits', operator_id: operator, revoked_at_ms: now, expires_at_ms: now + 600_000 });
+    await gw.request(D.deposit, { dropoff_id: created.id, payload: good }, { caller: creator });
+    expect(await waiting).toMatchObject({ code: 'PASSPORT_REVOKED' });
   });
 
   it('only the creator deposits, only a named agent collects, another operator sees nothing', async () => {

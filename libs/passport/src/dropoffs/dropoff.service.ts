@@ -8,7 +8,7 @@
  * a payload that cannot be opened is never destroyed. Expiry purges the ciphertext (a sweeper, and a check at
  * every read). Who may touch it: only the creator's operator (another operator's drop-off is
  * NOT_FOUND); only its creator deposits; only a named recipient agent — by its passport or as the
- * OAuth client it is — collects. Every step is audited (each state change, its audit entry and its
+ * OAuth client it is — collects (its credential checked again after a wait). Every step is audited (each state change, its audit entry and its
  * event written by one statement through the outbox; refusals recorded before answering); the payload never reaches a log line,
  * an audit entry or an event.
  */
@@ -30,7 +30,7 @@ import {
   type PayloadOf,
 } from '@stack/contracts';
 import { Outbox } from '@stack/persistence';
-import { serviceKitToken, type AuditEntryInput, type ServiceKit } from '@stack/runtime';
+import { RevocationHost, serviceKitToken, type AuditEntryInput, type ServiceKit } from '@stack/runtime';
 import { EnvelopeCipher, Keyring } from '@stack/security';
 
 import { newId } from '../passports/passport.service';
@@ -51,6 +51,8 @@ interface Actor {
   agentId?: string;
   /** Equal for the creator and only the creator. */
   creatorKey: string;
+  /** When the request came in with its credential checked. */
+  since: number;
 }
 
 export function dropoffView(r: DropoffRow): DropoffView {
@@ -172,6 +174,7 @@ export class DropoffService implements OnApplicationBootstrap, OnModuleDestroy {
     @Inject(serviceKitToken('passport')) private readonly kit: ServiceKit,
     private readonly store: DropoffStore,
     private readonly agents: PassportStore,
+    private readonly revocations: RevocationHost,
   ) {
     if (!kit.config.masterKeys) throw new Error('passport: STACK_MASTER_KEYS is not set (the runtime generates one for local use)');
     this.cipher = new EnvelopeCipher(Keyring.parse(kit.config.masterKeys));
@@ -272,7 +275,11 @@ export class DropoffService implements OnApplicationBootstrap, OnModuleDestroy {
       let row = sealedHere ?? (await this.visible(actor, input.dropoff_id));
       if (!actor.agentId) throw new StackError('FORBIDDEN', 'drop-offs are collected by agents: present the agent’s passport, or call as the OAuth client that agent is', { dropoff_id: row.id });
       if (!row.to_agents.includes(actor.agentId)) throw new StackError('FORBIDDEN', 'this drop-off is not addressed to you', { dropoff_id: row.id });
-      if (row.status === 'created' && input.wait_seconds) row = await this.waitWhileCreated(actor, row, input.wait_seconds);
+      if (row.status === 'created' && input.wait_seconds) {
+        row = await this.waitWhileCreated(actor, row, input.wait_seconds);
+        // The credential was checked before the wait, which it may not have outlived.
+        await this.assertCallerLive(actor);
+      }
       if (row.status !== 'deposited' || new Date(row.expires_at).getTime() <= Date.now()) {
         this.assertOpenFor(row, 'collect');
         throw new StackError('DROPOFF_NOT_DEPOSITED', 'nothing has been deposited yet: wait (wait_seconds) and collect again', { dropoff_id: row.id });
@@ -313,7 +320,10 @@ export class DropoffService implements OnApplicationBootstrap, OnModuleDestroy {
     if (!admin && row.creator_key !== actor.creatorKey && !(actor.agentId && row.to_agents.includes(actor.agentId))) {
       throw new StackError('FORBIDDEN', 'only its creator, its recipients and admins read a drop-off', { dropoff_id: id });
     }
-    if (row.status === 'created' && waitSeconds > 0) row = await this.waitWhileCreated(actor, row, waitSeconds);
+    if (row.status === 'created' && waitSeconds > 0) {
+      row = await this.waitWhileCreated(actor, row, waitSeconds);
+      await this.assertCallerLive(actor);
+    }
     return dropoffView(row);
   }
 
@@ -356,12 +366,13 @@ export class DropoffService implements OnApplicationBootstrap, OnModuleDestroy {
       throw new StackError('FORBIDDEN', 'this needs the stack:dropoffs scope', { required_scopes: ['stack:dropoffs'] });
     }
     const operatorId = caller.operator_id;
-    if (caller.agent_id) return { caller, operatorId, agentId: caller.agent_id, creatorKey: `agent:${caller.agent_id}` };
+    const since = Date.now();
+    if (caller.agent_id) return { caller, operatorId, agentId: caller.agent_id, creatorKey: `agent:${caller.agent_id}`, since };
     if (caller.client_id) {
       const agentId = await this.agents.agentOfClient(operatorId, caller.client_id);
-      return { caller, operatorId, agentId, creatorKey: `client:${caller.client_id}:${caller.member_id ?? ''}` };
+      return { caller, operatorId, agentId, creatorKey: `client:${caller.client_id}:${caller.member_id ?? ''}`, since };
     }
-    return { caller, operatorId, creatorKey: `member:${caller.member_id ?? ''}` };
+    return { caller, operatorId, creatorKey: `member:${caller.member_id ?? ''}`, since };
   }
 
   /** The operator's drop-off; an expired one is purged on the spot (whatever the sweeper's pace). */
@@ -373,6 +384,25 @@ export class DropoffService implements OnApplicationBootstrap, OnModuleDestroy {
       return (await this.store.find(actor.operatorId, id)) ?? row;
     }
     return row;
+  }
+
+  /**
+   * The caller's credential checked again against this node's revocation state (a stale node
+   * refuses): a passport by its row (chain, expiry, issue time); another credential by its member
+   * and client, revoked since the request came in. Not the operator for those: "revoke all
+   * passports" signs no member out.
+   */
+  private async assertCallerLive(actor: Actor): Promise<void> {
+    const c = actor.caller;
+    const state = this.revocations.state;
+    if (c.passport_jti) {
+      const p = await this.agents.passport(c.passport_jti);
+      if (!p || p.operator_id !== actor.operatorId) throw new StackError('UNAUTHORIZED', 'the passport is not known');
+      if (new Date(p.expires_at).getTime() <= Date.now()) throw new StackError('PASSPORT_EXPIRED', 'the passport expired while waiting');
+      state.check({ jti: p.jti, chain: p.chain, operator_id: p.operator_id, agent_id: p.agent_id, session_id: p.session_id, member_id: p.member_id, issued_at_ms: Number(p.issued_at_ms) });
+      return;
+    }
+    state.check({ member_id: c.member_id, client_id: c.client_id, issued_at_ms: actor.since });
   }
 
   private assertOpenFor(row: DropoffRow, action: 'deposit' | 'collect'): void {
