@@ -1,4 +1,4 @@
-import { createServer } from 'node:http';
+import { Agent, createServer, request as httpRequest } from 'node:http';
 import type { IncomingHttpHeaders, Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 
@@ -67,6 +67,44 @@ describe('startReverseProxy', () => {
     cleanup.push(() => u.close());
     return u;
   }
+
+  it('closes the client connection after an answer that closes the upstream one (a 413 to an oversized body), and the next request goes on a new one', async () => {
+    // As STACK's services do with an oversized body: a 413 that closes the connection after it.
+    const early = createServer((req, res) => {
+      if (req.method === 'POST') {
+        req.resume();
+        req.on('end', () => {
+          res.writeHead(413, { 'content-type': 'application/json', connection: 'close' });
+          res.end('{"error":{"code":"PAYLOAD_TOO_LARGE"}}');
+        });
+        return;
+      }
+      req.resume();
+      res.end('ok');
+    });
+    const u = await listen(early);
+    cleanup.push(() => u.close());
+    const proxy = await proxyFor({ 'mcp-gateway': [u.url] });
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+    cleanup.push(async () => agent.destroy());
+    const send = (method: string, body?: Buffer) =>
+      new Promise<{ status: number; connection?: string; socket: unknown }>((resolve, reject) => {
+        const r = httpRequest(`${proxy.url}/mcp`, { method, agent, headers: body ? { 'content-length': String(body.length) } : {} }, (res) => {
+          res.resume();
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, connection: res.headers.connection, socket: r.socket }));
+        });
+        r.on('error', reject);
+        if (body) r.write(body, () => undefined);
+        r.end();
+      });
+    for (let i = 0; i < 5; i++) {
+      const big = await send('POST', Buffer.alloc(2 * 1024 * 1024, 'x'));
+      expect({ status: big.status, connection: big.connection }).toEqual({ status: 413, connection: 'close' });
+      const next = await send('GET');
+      expect(next.status).toBe(200);
+      expect(next.socket).not.toBe(big.socket);
+    }
+  });
 
   it('matches routes exactly as routeFor does', () => {
     const paths = [

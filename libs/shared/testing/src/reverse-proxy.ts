@@ -164,18 +164,32 @@ export async function startReverseProxy(options: ReverseProxyOptions): Promise<R
       agent,
     });
 
+    let answer: IncomingMessage | undefined;
     upstreamReq.on('response', (upstreamRes) => {
-      res.writeHead(upstreamRes.statusCode ?? 502, upstreamRes.statusMessage, forwardableResponseHeaders(upstreamRes.rawHeaders, upstreamRes.headers.connection));
+      answer = upstreamRes;
+      const outHeaders = forwardableResponseHeaders(upstreamRes.rawHeaders, upstreamRes.headers.connection);
+      // An upstream that answers before it has the whole body (a 413, say) closes its connection
+      // after the answer: the client's connection ends after it too, as an Ingress does. Kept
+      // open, the client could send its next request on it just as this proxy, seeing the
+      // upstream's close, resets it (ECONNRESET on a request no service received).
+      if (!req.complete || connectionTokens(upstreamRes.headers.connection).has('close')) outHeaders.push('Connection', 'close');
+      res.writeHead(upstreamRes.statusCode ?? 502, upstreamRes.statusMessage, outHeaders);
       // Send the head now: an SSE client must see the response start before the first event.
       res.flushHeaders();
       upstreamRes.pipe(res);
-      upstreamRes.on('error', () => res.destroy());
+      upstreamRes.on('error', () => upstreamRes.complete || res.destroy());
       upstreamRes.on('aborted', () => res.destroy());
     });
 
     upstreamReq.on('error', (err: NodeJS.ErrnoException) => {
       if (res.headersSent) {
-        res.destroy();
+        // After a whole answer the upstream's reset (it stopped reading the body) ends nothing
+        // the client still waits for: the answer finishes and the connection closes after it.
+        if (!answer?.complete) res.destroy();
+        else {
+          req.unpipe(upstreamReq);
+          req.resume();
+        }
         return;
       }
       const refused = err.code === 'ECONNREFUSED' || err.code === 'ECONNRESET' || err.code === 'EHOSTUNREACH';
