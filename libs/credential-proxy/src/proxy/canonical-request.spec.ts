@@ -63,6 +63,9 @@ describe('canonical request', () => {
     // `;` elsewhere is an ordinary character; `...;` is not a dot segment.
     expect(canonicalise({ method: 'GET', path: '/repos/acme/a;b/x' }, base).pathname).toBe('/repos/acme/a;b/x');
     expect(canonicalise({ method: 'GET', path: '/repos/acme/...;/x' }, base).pathname).toBe('/repos/acme/...;/x');
+    // Forwarded as %3B: a `;params`-stripping server cannot route it to a path the checks never saw.
+    expect(requestTarget(canonicalise({ method: 'GET', path: '/rest/api/3/project;x/KEY' }, base))).toBe('/rest/api/3/project%3Bx/KEY');
+    expect(requestTarget(canonicalise({ method: 'GET', path: '/rest/api/3/project%3bx/KEY' }, base))).toBe('/rest/api/3/project%3Bx/KEY');
   });
 
   it('drops method and URL override headers, which would let an upstream act on another method or path', () => {

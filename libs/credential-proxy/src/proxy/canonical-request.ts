@@ -94,9 +94,14 @@ function decodeOnce(text: string, what: string): string {
   }
 }
 
-/** RFC 3986 pchar: unreserved, sub-delims, ':' and '@' stay; everything else is encoded. */
+/**
+ * RFC 3986 pchar: unreserved, sub-delims but ';', ':' and '@' stay; everything else is encoded.
+ * A ';' goes encoded: servers that strip `;params` from a segment (Tomcat, Jetty, Spring) would
+ * route `/project;x/KEY` as `/project/KEY`, a path the scope rules and constraints never saw;
+ * `%3B` is a plain character to every server.
+ */
 function encodeSegment(segment: string): string {
-  return encodeURIComponent(segment).replace(/%(3A|40|21|24|26|27|28|29|2A|2B|2C|3B|3D)/g, (m) => decodeURIComponent(m));
+  return encodeURIComponent(segment).replace(/%(3A|40|21|24|26|27|28|29|2A|2B|2C|3D)/g, (m) => decodeURIComponent(m));
 }
 
 export function normalisePath(rawPath: string): { pathname: string; encodedPath: string } {

@@ -17,9 +17,10 @@ const PENDING_TTL_MS = 60_000;
 
 type Stored = { fingerprint: string; state: 'pending'; owner: string } | { fingerprint: string; state: 'done'; response?: ProxyResponse; error?: ErrorBody };
 
-export function fingerprintOf(connectionId: string, req: CanonicalRequest, target: string): string {
+export function fingerprintOf(connectionId: string, req: CanonicalRequest, target: string, channel: string): string {
   const h = createHash('sha256');
-  h.update(JSON.stringify([connectionId, req.method, req.origin, target, Object.entries(req.headers).sort()]));
+  // The channel too: an answer stored for the tool (cut to 1 MB, `truncated`) is not one REST may replay, nor the reverse.
+  h.update(JSON.stringify([connectionId, req.method, req.origin, target, Object.entries(req.headers).sort(), channel]));
   h.update('\0');
   if (req.body) h.update(req.body);
   return h.digest('base64url');

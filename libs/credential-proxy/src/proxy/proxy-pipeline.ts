@@ -135,7 +135,7 @@ export class ProxyPipeline {
       const address = await this.d.guard.resolve(req.hostname);
 
       const callerTarget = requestTarget(req);
-      const idem = call.idempotency_key && req.method !== 'GET' && req.method !== 'HEAD' ? await this.d.idempotency.begin(auth.operatorId, conn.id, call.idempotency_key, fingerprintOf(conn.id, req, callerTarget)) : undefined;
+      const idem = call.idempotency_key && req.method !== 'GET' && req.method !== 'HEAD' ? await this.d.idempotency.begin(auth.operatorId, conn.id, call.idempotency_key, fingerprintOf(conn.id, req, callerTarget, channel.name)) : undefined;
       if (idem && 'replay' in idem) {
         this.audit(auth, 'credential.proxy.replayed', 'success', target, started);
         return idem.replay;
