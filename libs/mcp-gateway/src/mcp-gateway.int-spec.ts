@@ -177,6 +177,12 @@ describe('MCP gateway over HTTP', () => {
     expect(big.status).toBe(413);
     // Refused by its declared length, unread: the connection closes after the answer rather than carry the next request.
     expect(big.headers.get('connection')).toBe('close');
+    // Nested deeper than any tool needs: refused at the HTTP level, not an internal error after validation.
+    const deep = await post(`{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"stack_test_ping","arguments":{"from":"x","pad":${'['.repeat(100_000)}${']'.repeat(100_000)}}}}`);
+    expect(deep.status).toBe(400);
+    expect(((await deep.json()) as { error: { message: string } }).error.message).toMatch(/nested deeper than 128 levels/);
+    const fine = await post({ jsonrpc: '2.0', id: 4, method: 'tools/call', params: { name: 'stack_test_ping', arguments: { from: 'x' } } });
+    expect(fine.status).toBe(200);
   });
 
   it('turns handler errors and bad arguments into tool results with isError, never protocol failures', async () => {

@@ -106,3 +106,20 @@ export async function readBody(req: IncomingMessage, limit = MAX_MCP_BODY_BYTES)
     throw err;
   }
 }
+
+/** How deep a JSON-RPC message may nest: deeper ones are refused before anything walks them recursively. */
+export const MAX_MCP_JSON_DEPTH = 128;
+
+/** True when `value` nests arrays or objects deeper than `max` (walked without recursion). */
+export function nestsDeeperThan(value: unknown, max: number): boolean {
+  const stack: Array<{ v: unknown; depth: number }> = [{ v: value, depth: 0 }];
+  while (stack.length) {
+    const { v, depth } = stack.pop()!;
+    if (v === null || typeof v !== 'object') continue;
+    if (depth >= max) return true;
+    for (const child of Array.isArray(v) ? v : Object.values(v as Record<string, unknown>)) {
+      if (child !== null && typeof child === 'object') stack.push({ v: child, depth: depth + 1 });
+    }
+  }
+  return false;
+}

@@ -10,7 +10,7 @@ import type { Request, Response } from 'express';
 import { StackError } from '@stack/contracts';
 import { bearerOf, serviceKitToken, type ServiceKit } from '@stack/runtime';
 
-import { checkOriginAndHost, checkProtocolVersion, insufficientScope, readBody, unauthorized, type HttpRefusal } from './mcp-http';
+import { MAX_MCP_JSON_DEPTH, checkOriginAndHost, checkProtocolVersion, insufficientScope, nestsDeeperThan, readBody, unauthorized, type HttpRefusal } from './mcp-http';
 import { JSONRPCMessageSchema, RpcErrorCode, rpcError } from './mcp-protocol';
 import { McpService } from './mcp.service';
 import { TOKEN_VERIFIERS, type Principal, type TokenVerifier } from './principal';
@@ -66,6 +66,8 @@ export class McpController {
     } catch {
       return send(res, { status: 400, body: rpcError(null, RpcErrorCode.ParseError, 'Parse error: invalid JSON') });
     }
+    // 1 MB of brackets nests ~500,000 deep: validating or re-encoding that recursively overflows the stack.
+    if (nestsDeeperThan(raw, MAX_MCP_JSON_DEPTH)) return send(res, { status: 400, body: rpcError(null, RpcErrorCode.InvalidRequest, `Invalid Request: JSON nested deeper than ${MAX_MCP_JSON_DEPTH} levels`) });
     const parsed = JSONRPCMessageSchema.safeParse(raw);
     if (!parsed.success) return send(res, { status: 400, body: rpcError(null, RpcErrorCode.InvalidRequest, 'Invalid Request: not a JSON-RPC 2.0 message (batches are not accepted)') });
     const message = parsed.data;
