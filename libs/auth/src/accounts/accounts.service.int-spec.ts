@@ -7,7 +7,7 @@
 import type { Request } from 'express';
 
 import { STACK_SCOPES } from '@stack/contracts';
-import { createServiceDataSource, migrateUnderLock, type ServiceDataSource } from '@stack/persistence';
+import { createServiceDataSource, migrateUnderLock, qualifiedTable, schemaOf, type ServiceDataSource } from '@stack/persistence';
 import type { ServiceKit } from '@stack/runtime';
 import { createTestDatabase, type TestDatabase } from '@stack/testing';
 
@@ -50,6 +50,37 @@ describe('AccountsService (real Postgres)', () => {
     expect(await accounts.resolveApiKey(key)).toEqual({ api_key_id: record.id, operator_id: owner.operator_id, member_id: owner.member_id, role: 'owner', scopes: [...STACK_SCOPES] });
     expect(await callers.authenticate(bearer(key))).toEqual({ member, scopes: [...STACK_SCOPES], via: 'api_key' });
     await expect(accounts.resolveApiKey(`${key.slice(0, -1)}x`)).rejects.toMatchObject({ code: 'UNAUTHORIZED' });
+  });
+
+  it('ends the OAuth grants of a member whose role loses scopes (not of one who gains or keeps them), and the browser sessions of one whose password is reset', async () => {
+    const t = (name: string) => qualifiedTable(schemaOf(ds), name);
+    const owner = await accounts.createOperatorWithOwner({ operatorName: 'Epsilon', email: 'owner@epsilon.test', password: PASSWORD });
+    const invitation = await accounts.invite({ operatorId: owner.operator_id, invitedBy: owner.member_id, email: 'admin@epsilon.test', name: 'Admin', role: 'admin' });
+    const admin = await accounts.acceptInvitation(invitation.token, PASSWORD);
+    // What oidc-provider stores for a member: a grant, a refresh token of it, a browser session.
+    const seed = async (tag: string) => {
+      await ds.query(`INSERT INTO ${t('oidc_payloads')} (model, id, payload) VALUES ('Grant', $1, $2::jsonb)`, [`grant-${tag}`, JSON.stringify({ accountId: admin.id })]);
+      await ds.query(`INSERT INTO ${t('oidc_payloads')} (model, id, payload, grant_id) VALUES ('RefreshToken', $1, '{}'::jsonb, $2)`, [`rt-${tag}`, `grant-${tag}`]);
+      await ds.query(`INSERT INTO ${t('oidc_payloads')} (model, id, payload) VALUES ('Session', $1, $2::jsonb)`, [`session-${tag}`, JSON.stringify({ accountId: admin.id })]);
+    };
+    const left = async () => ((await ds.query(`SELECT model, id FROM ${t('oidc_payloads')} ORDER BY model, id`)) as { model: string; id: string }[]).map((r) => `${r.model}:${r.id}`);
+    const grantRevocations = async () => ((await ds.query(`SELECT payload->>'value' AS v FROM ${t('outbox')} WHERE payload->>'kind' = 'grant' ORDER BY seq`)) as { v: string }[]).map((r) => r.v);
+    await seed('a');
+    await accounts.updateMember(owner.operator_id, admin.id, { name: 'Renamed' });
+    await accounts.updateMember(owner.operator_id, admin.id, { role: 'owner' });
+    expect(await left()).toEqual(['Grant:grant-a', 'RefreshToken:rt-a', 'Session:session-a']);
+    // owner → standard loses stack:admin: the grant and its tokens go, with a revocation record; the session stays.
+    await accounts.updateMember(owner.operator_id, admin.id, { role: 'standard' });
+    expect(await left()).toEqual(['Session:session-a']);
+    expect(await grantRevocations()).toEqual(['grant-a']);
+    // standard → readonly keeps every scope (only the role's own checks change): nothing ends.
+    await seed('b');
+    await accounts.updateMember(owner.operator_id, admin.id, { role: 'readonly' });
+    expect(await left()).toEqual(['Grant:grant-b', 'RefreshToken:rt-b', 'Session:session-a', 'Session:session-b']);
+    // A password reset signs the member out of every browser; grants and keys are separate credentials.
+    const reset = await accounts.createPasswordReset(owner.operator_id, admin.id);
+    await accounts.resetPassword(reset.token, `${PASSWORD} changed`);
+    expect(await left()).toEqual(['Grant:grant-b', 'RefreshToken:rt-b']);
   });
 
   it("accepts an invitation once, and refuses a revoked member's API keys", async () => {

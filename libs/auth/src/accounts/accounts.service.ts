@@ -204,10 +204,19 @@ export class AccountsService {
     const member = await this.getMember(operatorId, id);
     if (member.status !== 'active') throw new StackError('INVALID_REQUEST', 'a revoked member cannot be changed');
     if (member.role === 'owner' && patch.role && patch.role !== 'owner') await this.assertAnotherOwner(operatorId, id);
-    await this.ds.query(
-      `UPDATE ${this.t('members')} SET name = COALESCE($3, name), role = COALESCE($4, role), allowed_connections = CASE WHEN $5::boolean THEN $6::jsonb ELSE allowed_connections END WHERE id = $1 AND operator_id = $2`,
-      [id, operatorId, patch.name ?? null, patch.role ?? null, patch.allowed_connections !== undefined, patch.allowed_connections === undefined ? null : JSON.stringify(patch.allowed_connections)],
-    );
+    // A role that loses scopes (an admin made standard) ends the member's OAuth grants in the same
+    // transaction: their tokens carry the old scopes for up to 30 days otherwise. The apps connect
+    // again and are offered what the new role allows. (API keys are checked against the role at each use.)
+    const lost = patch.role !== undefined && scopesOfRole(member.role).some((s) => !(scopesOfRole(patch.role!) as string[]).includes(s));
+    await this.ds.transaction(async (m) => {
+      await m.query(
+        `UPDATE ${this.t('members')} SET name = COALESCE($3, name), role = COALESCE($4, role), allowed_connections = CASE WHEN $5::boolean THEN $6::jsonb ELSE allowed_connections END WHERE id = $1 AND operator_id = $2`,
+        [id, operatorId, patch.name ?? null, patch.role ?? null, patch.allowed_connections !== undefined, patch.allowed_connections === undefined ? null : JSON.stringify(patch.allowed_connections)],
+      );
+      if (!lost) return;
+      const grants = (await m.query(`SELECT id FROM ${this.t('oidc_payloads')} WHERE model = 'Grant' AND payload->>'accountId' = $1`, [id])) as { id: string }[];
+      for (const g of grants) await revokeGrantRows(m, g.id, 'member role reduced');
+    });
     return this.getMember(operatorId, id);
   }
 
@@ -262,6 +271,8 @@ export class AccountsService {
       const memberId = result.rows[0]?.member_id;
       if (!memberId) throw new StackError('NOT_FOUND', 'this reset link is unknown, used or expired');
       await m.query(`UPDATE ${this.t('members')} SET password_hash = $2 WHERE id = $1 AND status = 'active'`, [memberId, hash]);
+      // Signed out of every browser: a session begun with the old password (by whoever knew it) ends.
+      await m.query(`DELETE FROM ${this.t('oidc_payloads')} WHERE model = 'Session' AND payload->>'accountId' = $1`, [memberId]);
     });
   }
 
@@ -344,6 +355,14 @@ export class AccountsService {
       },
       member: toMember(row),
     };
+  }
+
+  /** An active member's `allowed_connections` (absent when not limited); NOT_FOUND otherwise. */
+  async memberAccess(operatorId: string, memberId: string): Promise<{ member_id: string; allowed_connections?: string[] }> {
+    const rows = (await this.ds.query(`SELECT id, allowed_connections FROM ${this.t('members')} WHERE id = $1 AND operator_id = $2 AND status = 'active'`, [memberId, operatorId])) as Array<{ id: string; allowed_connections: string[] | null }>;
+    const row = rows[0];
+    if (!row) throw new StackError('NOT_FOUND', 'no such member');
+    return { member_id: row.id, ...(row.allowed_connections ? { allowed_connections: row.allowed_connections } : {}) };
   }
 
   /** The grant a member already gave a client, to pre-fill consent and skip it when enough. */
