@@ -2,7 +2,8 @@
  * The authorization server as a client meets it, on the real Postgres, NATS and Redis (auth
  * alone, started as in production): the registration policy and the default scopes hold on
  * every spelling of their paths the router accepts, registration is capped in size and rate
- * per client address, and consent never asks again for a scope the member's role withholds.
+ * per client address, consent never asks again for a scope the member's role withholds, and a
+ * sign-in lockout never locks a member out of a browser they signed in on before.
  */
 import { createHash, randomBytes } from 'node:crypto';
 
@@ -134,33 +135,67 @@ describe('Authorization server (auth on the real Postgres, NATS and Redis)', () 
     expect((await register('/oauth/register', publicClient('Elsewhere'), '198.51.100.5')).status).toBe(201);
   });
 
-  describe('consent', () => {
-    const CSRF = randomBytes(32).toString('base64url');
+  const CSRF = randomBytes(32).toString('base64url');
 
-    /** A browser's part by hand: cookies kept by name, redirects followed one at a time. */
-    class Agent {
-      private readonly cookies = new Map<string, string>([['stack_csrf', CSRF]]);
+  /** A browser's part by hand: cookies kept by name, redirects followed one at a time. */
+  class Agent {
+    private readonly cookies = new Map<string, string>([['stack_csrf', CSRF]]);
 
-      async go(url: string, form?: Record<string, string | string[]>): Promise<Response> {
-        const headers: Record<string, string> = { cookie: [...this.cookies].map(([k, v]) => `${k}=${v}`).join('; ') };
-        let body: URLSearchParams | undefined;
-        if (form) {
-          body = new URLSearchParams();
-          for (const [k, v] of Object.entries(form)) for (const one of [v].flat()) body.append(k, one);
-          headers['content-type'] = 'application/x-www-form-urlencoded';
-        }
-        const res = await fetch(new URL(url, base), { method: form ? 'POST' : 'GET', headers, body, redirect: 'manual' });
-        for (const cookie of res.headers.getSetCookie()) {
-          const pair = cookie.split(';')[0]!;
-          const name = pair.slice(0, pair.indexOf('='));
-          const value = pair.slice(pair.indexOf('=') + 1);
-          if (!value || /expires=Thu, 01 Jan 1970/i.test(cookie)) this.cookies.delete(name);
-          else this.cookies.set(name, value);
-        }
-        return res;
-      }
+    has(name: string): boolean {
+      return this.cookies.has(name);
     }
 
+    async go(url: string, form?: Record<string, string | string[]>, extra: Record<string, string> = {}): Promise<Response> {
+      const headers: Record<string, string> = { cookie: [...this.cookies].map(([k, v]) => `${k}=${v}`).join('; '), ...extra };
+      let body: URLSearchParams | undefined;
+      if (form) {
+        body = new URLSearchParams();
+        for (const [k, v] of Object.entries(form)) for (const one of [v].flat()) body.append(k, one);
+        headers['content-type'] = 'application/x-www-form-urlencoded';
+      }
+      const res = await fetch(new URL(url, base), { method: form ? 'POST' : 'GET', headers, body, redirect: 'manual' });
+      for (const cookie of res.headers.getSetCookie()) {
+        const pair = cookie.split(';')[0]!;
+        const name = pair.slice(0, pair.indexOf('='));
+        const value = pair.slice(pair.indexOf('=') + 1);
+        if (!value || /expires=Thu, 01 Jan 1970/i.test(cookie)) this.cookies.delete(name);
+        else this.cookies.set(name, value);
+      }
+      return res;
+    }
+  }
+
+  describe('sign-in', () => {
+    const login = (agent: Agent, email: string, password: string, address: string) => agent.go('/login', { email, password, csrf: CSRF }, { 'x-forwarded-for': address });
+
+    it('locks an account out after five failures, but not on a browser that signed in to it before (device cookie)', async () => {
+      // A member of its own: the lock would hold the owner the other tests sign in as.
+      const accounts = stack.app.get(AccountsService, { strict: false });
+      const owner = (await accounts.findMemberForLogin(OWNER.email))!;
+      const invitation = await accounts.invite({ operatorId: owner.operator_id, invitedBy: owner.id, email: 'locked@oidc.test', name: 'Locked', role: 'standard' });
+      const member = await accounts.acceptInvitation(invitation.token, OWNER.password);
+      const USER = { email: member.email, password: OWNER.password };
+      const mine = new Agent();
+      expect((await login(mine, USER.email, USER.password, '203.0.113.10')).status).toBe(200);
+      expect(mine.has('stack_device')).toBe(true);
+      // Someone else, from anywhere, fails five times: the account is locked for every browser without the cookie.
+      const attacker = new Agent();
+      const statuses: number[] = [];
+      for (let i = 0; i < 6; i++) statuses.push((await login(attacker, USER.email, `wrong-${i}-password-guess`, `203.0.113.${20 + i}`)).status);
+      expect(statuses).toEqual([401, 401, 401, 401, 401, 429]);
+      expect((await login(attacker, USER.email, USER.password, '203.0.113.30')).status).toBe(429);
+      expect((await login(new Agent(), USER.email, USER.password, '203.0.113.31')).status).toBe(429);
+      // The member's own browser still signs in.
+      expect((await login(mine, USER.email, USER.password, '203.0.113.10')).status).toBe(200);
+      // Its own failures lock that browser alone.
+      const own: number[] = [];
+      for (let i = 0; i < 6; i++) own.push((await login(mine, USER.email, `mine-${i}-wrong-password`, '203.0.113.10')).status);
+      expect(own).toEqual([401, 401, 401, 401, 401, 429]);
+      expect((await login(mine, USER.email, USER.password, '203.0.113.10')).status).toBe(429);
+    });
+  });
+
+  describe('consent', () => {
     /**
      * One authorization: sign in, tick `tick` on every consent screen, until the client gets its
      * code; the scopes of the access token it then gets, and how many consent screens it took.

@@ -15,6 +15,7 @@ import type { Request, Response } from 'express';
 import type { Grant } from 'oidc-provider';
 
 import { AccountsService, type MemberRecord } from '../accounts/accounts.service';
+import { DEVICE_COOKIE, DEVICE_COOKIE_MAX_AGE_S, DeviceCookies } from './device-cookie';
 import { verifyPassword } from '../accounts/passwords';
 import { OidcProviderService } from '../oidc/oidc-provider.service';
 import { consentPage, loginPage, messagePage, passwordPage, sendPage, signupPage, type ConsentScope } from './html';
@@ -43,11 +44,17 @@ function withdrawRefusals(grant: Grant, resource: string, scopes: readonly strin
 @ApiExcludeController()
 @Controller()
 export class InteractionController {
+  private readonly devices: DeviceCookies;
+
   constructor(
     @Inject(serviceKitToken('auth')) private readonly kit: ServiceKit,
     private readonly accounts: AccountsService,
     private readonly oidc: OidcProviderService,
-  ) {}
+  ) {
+    const secret = Buffer.from(kit.config.internalSecret ?? '', 'base64');
+    // Without the deployment's secret (never the case once started), cookies last as long as the process.
+    this.devices = new DeviceCookies(secret.length >= 32 ? secret : randomBytes(32));
+  }
 
   @Get('login')
   async loginForm(@Req() req: Request, @Res() res: Response): Promise<void> {
@@ -71,17 +78,21 @@ export class InteractionController {
       sendPage(res, loginPage({ uid, csrf, email, status: 429, error: `Too many sign-in attempts. Try again in ${retryAfterS} seconds.` }), { 'Retry-After': String(retryAfterS) });
     };
     // Every attempt from an address counts; for an account only failures do, so a member who
-    // signs in often is never locked out by their own successes.
+    // signs in often is never locked out by their own successes. A browser that has signed in to
+    // this account before (its device cookie) has failures and a lock of its own instead of the
+    // account's: whoever locks the account out for everyone else cannot lock its member out there.
     const byAddress = await this.kit.cache.takeToken(`auth:login:addr:${address}`, ADDRESS_BUCKET);
     if (!byAddress.allowed) return throttled(byAddress.retryAfterMs, 'address');
-    const lockKey = `auth:login:lock:${email}`;
+    const device = email ? this.devices.nonceFor(readCookie(req, DEVICE_COOKIE), email) : undefined;
+    const failureKey = device ? `auth:login:dev:${device}` : `auth:login:acct:${email}`;
+    const lockKey = device ? `auth:login:devlock:${device}` : `auth:login:lock:${email}`;
     const lockedUntil = email ? Number(await this.kit.cache.get(lockKey)) : 0;
     if (lockedUntil > Date.now()) return throttled(lockedUntil - Date.now(), 'account');
     const member = email ? await this.accounts.findMemberForLogin(email) : undefined;
     const ok = await verifyPassword(password, member?.password_hash);
     if (!member || !ok || member.status !== 'active') {
       if (email) {
-        const failures = await this.kit.cache.takeToken(`auth:login:acct:${email}`, ACCOUNT_BUCKET);
+        const failures = await this.kit.cache.takeToken(failureKey, ACCOUNT_BUCKET);
         if (!failures.allowed) {
           await this.kit.cache.set(lockKey, String(Date.now() + failures.retryAfterMs), { ttlMs: failures.retryAfterMs });
           return throttled(failures.retryAfterMs, 'account');
@@ -89,6 +100,8 @@ export class InteractionController {
       }
       return sendPage(res, loginPage({ uid, csrf, email, status: 401, error: 'That email and password do not match an active member.' }));
     }
+    const secure = this.oidc.issuer.startsWith('https:') ? '; Secure' : '';
+    res.append('Set-Cookie', `${DEVICE_COOKIE}=${this.devices.issue(member.email)}; Path=/login; Max-Age=${DEVICE_COOKIE_MAX_AGE_S}; HttpOnly; SameSite=Lax${secure}`);
     if (!uid) return sendPage(res, messagePage('Signed in', `You are signed in as ${member.email}. Connect an app to STACK to continue.`));
     const interaction = await this.interaction(uid);
     if (!interaction) return sendPage(res, messagePage('Sign-in expired', 'This sign-in link has expired. Go back to your app and connect again.', 400));

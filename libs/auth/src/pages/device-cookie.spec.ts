@@ -1,0 +1,23 @@
+import { randomBytes } from 'node:crypto';
+
+import { DeviceCookies } from './device-cookie';
+
+describe('DeviceCookies', () => {
+  const cookies = new DeviceCookies(randomBytes(32));
+
+  it('recognises its own cookie for the account it was issued for, in any case', () => {
+    const value = cookies.issue('Owner@Example.test');
+    expect(cookies.nonceFor(value, 'owner@example.test')).toMatch(/^[A-Za-z0-9_-]{22}$/);
+    expect(cookies.nonceFor(cookies.issue('a@example.test'), 'a@example.test')).not.toBe(cookies.nonceFor(value, 'owner@example.test'));
+  });
+
+  it('refuses a cookie of another account, of another deployment, altered, or malformed', () => {
+    const value = cookies.issue('owner@example.test');
+    expect(cookies.nonceFor(value, 'other@example.test')).toBeUndefined();
+    expect(new DeviceCookies(randomBytes(32)).nonceFor(value, 'owner@example.test')).toBeUndefined();
+    const [v, nonce, tag, mac] = value.split('.');
+    expect(cookies.nonceFor([v, `${nonce!.slice(0, -1)}A`, tag, mac].join('.'), 'owner@example.test')).toBeUndefined();
+    expect(cookies.nonceFor([v, nonce, tag, `${mac!.slice(0, -2)}xx`].join('.'), 'owner@example.test')).toBeUndefined();
+    for (const bad of [undefined, '', 'v1.a.b', 'v2.a.b.c', `${value}.x`, 'x'.repeat(500)]) expect(cookies.nonceFor(bad, 'owner@example.test')).toBeUndefined();
+  });
+});
