@@ -2,17 +2,21 @@
  * The passport service on the real Postgres and NATS, driven over the bus as the MCP gateway
  * will drive it (each command with a signed caller context): the rules and their error codes,
  * key rotation with the JWKS keeping the retired key, revocations written with their outbox
- * rows in one transaction, and a member revocation published by auth killing that member's
- * passports and being kept for later snapshots.
+ * rows in one transaction, a member revocation published by auth killing that member's
+ * passports and being kept for later snapshots, and revocations reaching what was delegated or
+ * refreshed from the revoked passports, or minted while they committed.
  */
 import { randomBytes } from 'node:crypto';
 
 import type { Bus, BusConnection } from '@stack/bus';
 import { AuditRecordedEvent, ClientApprovedEvent, PASSPORT_COMMANDS, RevocationRecordedEvent, type CallerContext } from '@stack/contracts';
 import type { RunningStack } from '@stack/runtime';
+import { CallerContextSigner } from '@stack/security';
 import { uniqueName } from '@stack/testing';
 
 import { SigningKeys } from './keys/signing-keys.service';
+import { PassportService } from './passports/passport.service';
+import { PassportStore } from './store/passport.store';
 import { startPassportUnderTest, type PassportUnderTest } from './testing/passport-under-test';
 
 const C = PASSPORT_COMMANDS;
@@ -140,6 +144,118 @@ describe('passport service over the bus (real Postgres and NATS)', () => {
     const all = (await gateway.request(C.listAgents, {}, { caller: member })).agents.filter((a) => a.name.startsWith('claude-code-'));
     expect(all).toEqual([agent]);
     expect(agent.description).toContain('approved by mem_1');
+  });
+
+  it('revoking an agent, or deleting it (DELETE /v1/agents/:id), kills the passports delegated from its passports', async () => {
+    const a = await agentWithGrant('revoked-parent');
+    const b = await agentWithGrant('surviving-child');
+    const p = await gateway.request(C.issuePassport, { agent_id: a }, { caller: member });
+    const child = await gateway.request(C.delegatePassport, { parent_token: p.token, child_agent_id: b, services: [{ connection_id: 'scon_1', scopes: ['read'] }] }, { caller: member });
+    const own = await gateway.request(C.issuePassport, { agent_id: b }, { caller: member });
+    await gateway.request(C.revokeAgentPassports, { agent_id: a }, { caller: member });
+    expect(await gateway.request(C.verifyPassport, { token: child.token })).toMatchObject({ valid: false, revoked: true, code: 'PASSPORT_REVOKED' });
+    await expect(gateway.request(C.delegatePassport, { parent_token: child.token, child_agent_id: b, services: [] }, { caller: member })).rejects.toMatchObject({ code: 'PASSPORT_REVOKED' });
+    await expect(gateway.request(C.refreshPassport, { token: child.token }, { caller: member })).rejects.toMatchObject({ code: 'PASSPORT_REVOKED' });
+    // B's own passport lives on; so does A's next one.
+    expect((await gateway.request(C.verifyPassport, { token: own.token })).valid).toBe(true);
+    await new Promise((r) => setTimeout(r, 2));
+    expect((await gateway.request(C.verifyPassport, { token: (await gateway.request(C.issuePassport, { agent_id: a }, { caller: member })).token })).valid).toBe(true);
+    // The jti entry is written with the agent entry, through the outbox.
+    const ds = stack.dataSources.get('passport')!;
+    expect(await ds.query(`SELECT r.kind FROM "passport"."revocations" r JOIN "passport"."outbox" o ON o.id = r.id WHERE r.value = $1`, [p.jti])).toEqual([{ kind: 'jti' }]);
+
+    const doomed = await agentWithGrant('deleted-parent');
+    const p2 = await gateway.request(C.issuePassport, { agent_id: doomed }, { caller: member });
+    const child2 = await gateway.request(C.delegatePassport, { parent_token: p2.token, child_agent_id: b, services: [{ connection_id: 'scon_1', scopes: ['read'] }] }, { caller: member });
+    const bearer = `Bearer ${new CallerContextSigner(Buffer.from(stack.config.internalSecret!, 'base64')).sign(admin)}`;
+    const res = await fetch(`${stack.url}/v1/agents/${doomed}`, { method: 'DELETE', headers: { authorization: bearer } });
+    expect(res.status).toBe(200);
+    expect(await gateway.request(C.verifyPassport, { token: child2.token })).toMatchObject({ valid: false, revoked: true, code: 'PASSPORT_REVOKED' });
+    await expect(gateway.request(C.delegatePassport, { parent_token: child2.token, child_agent_id: b, services: [] }, { caller: member })).rejects.toMatchObject({ code: 'PASSPORT_REVOKED' });
+  });
+
+  it('revoking a passport kills the passports refreshed from it (transitively) and their children', async () => {
+    const a = await agentWithGrant('refreshed');
+    const b = await agentWithGrant('refreshed-child');
+    const p = await gateway.request(C.issuePassport, { agent_id: a }, { caller: member });
+    const p1 = await gateway.request(C.refreshPassport, { token: p.token }, { caller: member });
+    const p2 = await gateway.request(C.refreshPassport, { token: p1.token }, { caller: member });
+    const child = await gateway.request(C.delegatePassport, { parent_token: p1.token, child_agent_id: b, services: [{ connection_id: 'scon_1', scopes: ['read'] }] }, { caller: member });
+    // Depth does not grow with refreshes.
+    expect((await gateway.request(C.verifyPassport, { token: p2.token })).claims?.stk).toMatchObject({ chain: [], delegation_depth: 0 });
+    const other = await gateway.request(C.issuePassport, { agent_id: a }, { caller: member });
+    await gateway.request(C.revokePassport, { jti: p.jti }, { caller: member });
+    for (const t of [p1, p2, child]) expect(await gateway.request(C.verifyPassport, { token: t.token })).toMatchObject({ valid: false, revoked: true, code: 'PASSPORT_REVOKED' });
+    await expect(gateway.request(C.refreshPassport, { token: p2.token }, { caller: member })).rejects.toMatchObject({ code: 'PASSPORT_REVOKED' });
+    await expect(gateway.request(C.delegatePassport, { parent_token: p1.token, child_agent_id: b, services: [] }, { caller: member })).rejects.toMatchObject({ code: 'PASSPORT_REVOKED' });
+    expect((await gateway.request(C.verifyPassport, { token: other.token })).valid).toBe(true);
+
+    // A revocation committed while a refresh runs (after its check, before its row): the refresh is refused.
+    const q = await gateway.request(C.issuePassport, { agent_id: a }, { caller: member });
+    const store = stack.app.get(PassportStore);
+    const service = stack.app.get(PassportService);
+    const grants = store.grants.bind(store);
+    const spy = jest.spyOn(store, 'grants').mockImplementationOnce(async (...args) => {
+      await service.revoke(member, { kind: 'jti', value: q.jti });
+      return grants(...args);
+    });
+    try {
+      await expect(gateway.request(C.refreshPassport, { token: q.token }, { caller: member })).rejects.toMatchObject({ code: 'PASSPORT_REVOKED' });
+    } finally {
+      spy.mockRestore();
+    }
+    const listed = await gateway.request(C.listActivePassports, { agent_id: a }, { caller: member });
+    expect(listed.passports.map((x) => x.jti).sort()).toEqual([other.jti]);
+  });
+
+  it('a session or agent revoked while issue, delegate or refresh runs kills what they mint', async () => {
+    const a = await agentWithGrant('mid-call');
+    const b = await agentWithGrant('mid-call-child');
+    const store = stack.app.get(PassportStore);
+    const service = stack.app.get(PassportService);
+    const grants = store.grants.bind(store);
+    const revokingDuringRead = (target: Parameters<PassportService['revoke']>[1]) =>
+      jest.spyOn(store, 'grants').mockImplementationOnce(async (...args) => {
+        await service.revoke(member, target);
+        return grants(...args);
+      });
+    const sessionOf = (id: string): CallerContext => ({ ...member, session_id: id });
+
+    // issue: the caller's session is revoked between the agent check and the mint.
+    await gateway.request(C.issuePassport, { agent_id: a }, { caller: sessionOf('ses_mid_issue') });
+    let spy = revokingDuringRead({ kind: 'session', value: 'ses_mid_issue' });
+    const issued = await gateway.request(C.issuePassport, { agent_id: a }, { caller: sessionOf('ses_mid_issue') });
+    spy.mockRestore();
+    expect(await gateway.request(C.verifyPassport, { token: issued.token })).toMatchObject({ valid: false, code: 'PASSPORT_REVOKED' });
+
+    // delegate: the child agent is revoked while its grants are read.
+    const parent = await gateway.request(C.issuePassport, { agent_id: a }, { caller: sessionOf('ses_mid_delegate') });
+    spy = revokingDuringRead({ kind: 'agent', value: b });
+    const child = await gateway.request(C.delegatePassport, { parent_token: parent.token, child_agent_id: b, services: [{ connection_id: 'scon_1', scopes: ['read'] }] }, { caller: member });
+    spy.mockRestore();
+    expect(await gateway.request(C.verifyPassport, { token: child.token })).toMatchObject({ valid: false, code: 'PASSPORT_REVOKED' });
+
+    // refresh: the session is revoked while the agent's grants are read.
+    const p = await gateway.request(C.issuePassport, { agent_id: a }, { caller: sessionOf('ses_mid_refresh') });
+    spy = revokingDuringRead({ kind: 'session', value: 'ses_mid_refresh' });
+    const refreshed = await gateway.request(C.refreshPassport, { token: p.token }, { caller: member });
+    spy.mockRestore();
+    expect(await gateway.request(C.verifyPassport, { token: refreshed.token })).toMatchObject({ valid: false, code: 'PASSPORT_REVOKED' });
+  });
+
+  it('refreshing a child checks ttl_seconds as delegation does: at least 1 s, no longer than the parent has left', async () => {
+    const a = await agentWithGrant('ttl-parent');
+    const b = await agentWithGrant('ttl-child');
+    const p = await gateway.request(C.issuePassport, { agent_id: a, ttl_seconds: 600 }, { caller: member });
+    const child = await gateway.request(C.delegatePassport, { parent_token: p.token, child_agent_id: b, services: [], ttl_seconds: 120 }, { caller: member });
+    for (const ttl of [0, -5, 601]) {
+      await expect(gateway.request(C.refreshPassport, { token: child.token, ttl_seconds: ttl }, { caller: member })).rejects.toMatchObject({ code: 'INVALID_REQUEST', message: expect.stringMatching(/ttl_seconds|outlive/) });
+      await expect(gateway.request(C.delegatePassport, { parent_token: p.token, child_agent_id: b, services: [], ttl_seconds: ttl }, { caller: member })).rejects.toMatchObject({ code: 'INVALID_REQUEST' });
+    }
+    const longer = await gateway.request(C.refreshPassport, { token: child.token, ttl_seconds: 300 }, { caller: member });
+    expect(Date.parse(longer.expires_at) - Date.now()).toBeGreaterThan(290_000);
+    const left = await gateway.request(C.refreshPassport, { token: child.token }, { caller: member });
+    expect(Date.parse(left.expires_at)).toBe((await gateway.request(C.verifyPassport, { token: p.token })).claims!.exp * 1000);
   });
 
   it('rotates the signing key on demand: new passports use the new kid, the JWKS keeps the retired one, old passports still verify', async () => {

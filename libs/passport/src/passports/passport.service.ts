@@ -8,6 +8,7 @@
 import { randomBytes } from 'node:crypto';
 
 import { Inject, Injectable } from '@nestjs/common';
+import type { EntityManager } from 'typeorm';
 
 import {
   AGENT_NAME_MAX,
@@ -38,7 +39,7 @@ import { RevocationHost, serviceKitToken, type AuditEntryInput, type ServiceKit 
 import { PassportVerifier, signPassport, type RevocationEntry, type RevocationKind, type VerifiedPassport } from '@stack/security';
 
 import { SigningKeys } from '../keys/signing-keys.service';
-import { PassportStore, type PassportRow } from '../store/passport.store';
+import { PassportStore, type LivePassport, type PassportRow } from '../store/passport.store';
 
 /** A subject revocation must outlive every credential it could kill: the longest TTL, plus margin for clock skew. */
 const SUBJECT_REVOCATION_LIFETIME_MS = PASSPORT_TTL.maxSeconds * 1000 + 5 * 60_000;
@@ -104,15 +105,17 @@ export class PassportService {
     const operatorId = requireOperator(caller, 'stack:admin');
     await this.agentOrNotFound(operatorId, agentId);
     const entry = this.subjectEntry('agent', agentId, operatorId, 'agent deleted');
-    await this.store.transaction(async (m) => {
+    const written = await this.store.transaction(async (m) => {
       await this.store.deleteAgent(m, operatorId, agentId);
-      await this.store.insertRevocation(m, entry);
-      await Outbox.enqueue(m, RevocationRecordedEvent, entry, { id: entry.id });
+      const entries = [entry, ...this.jtiEntries(entry, await this.livePassportsKilledBy(m, entry))];
+      await this.writeRevocations(m, entries);
       await this.kit.audit.enqueue(m, { caller, layer: 'passport', action: 'agent.delete', outcome: 'success', agent_id: agentId });
+      return entries;
     });
     // Again after the commit: a lookup that ran while the transaction was open may have remembered the id.
     this.store.forgetAgent(operatorId, agentId);
-    await this.afterRevocation(entry);
+    await this.afterRevocation(written);
+    await this.revokeLateComers(entry, written);
     return { deleted: true };
   }
 
@@ -151,6 +154,7 @@ export class PassportService {
   // ---- passports ----
 
   async issue(caller: CallerContext, input: IssuePassportInput): Promise<IssuedPassport> {
+    const now = mintTime();
     const operatorId = requireOperator(caller, 'stack:passports');
     if (!caller.member_id) throw new StackError('FORBIDDEN', 'a passport is issued on behalf of a member; this caller has none');
     const ttl = input.ttl_seconds ?? PASSPORT_TTL.defaultSeconds;
@@ -161,7 +165,6 @@ export class PassportService {
     const agent = await this.agentOrNotFound(operatorId, input.agent_id);
     const grants = await this.store.grants(operatorId, agent.id);
     const services = input.services ? input.services.map((req) => narrowToGrant(req, grants)) : grants.map((g) => serviceOf(g, g.scopes, g.constraints));
-    const now = Date.now();
     return this.mint(caller, {
       operatorId,
       agent,
@@ -178,6 +181,7 @@ export class PassportService {
   }
 
   async delegate(caller: CallerContext | undefined, input: DelegatePassportInput): Promise<IssuedPassport> {
+    const now = mintTime();
     const parent = await this.verifyForUse(input.parent_token, 'passport.delegate');
     const p = parent.claims;
     if (caller?.operator_id && caller.operator_id !== p.stk.operator_id) throw new StackError('FORBIDDEN', 'the parent passport belongs to another operator');
@@ -208,11 +212,7 @@ export class PassportService {
       if (err instanceof StackError && err.code === 'SCOPE_ESCALATION') await this.recordDenied(p, 'passport.delegate', 'SCOPE_ESCALATION');
       throw err;
     }
-    const now = Date.now();
-    const remaining = Math.floor((parent.expiresAtMs - now) / 1000);
-    const ttl = input.ttl_seconds ?? remaining;
-    if (!Number.isInteger(ttl) || ttl < 1) throw new StackError('INVALID_REQUEST', 'ttl_seconds must be a whole number of at least 1', { field: 'ttl_seconds' });
-    if (ttl > remaining) throw new StackError('INVALID_REQUEST', `a child passport cannot outlive its parent: at most ${Math.max(0, remaining)} s are left`, { field: 'ttl_seconds', max: Math.max(0, remaining) });
+    const ttl = childTtl(input.ttl_seconds, Math.floor((parent.expiresAtMs - now) / 1000));
     return this.mint(caller, {
       operatorId: p.stk.operator_id,
       agent: child,
@@ -228,15 +228,22 @@ export class PassportService {
     });
   }
 
-  /** A fresh passport in place of a live one: same agent, session, chain and services (re-checked against today's grants). */
+  /**
+   * A fresh passport in place of a live one: same agent, session, chain and services (re-checked
+   * against today's grants). The new passport has its own jti and records the one it was
+   * refreshed from (`refreshed_from`); revoking a jti also writes jti entries for the live
+   * passports refreshed from it, so they and their children die through the usual jti and
+   * `chain` checks. The lineage lives in the database, read only when revoking: the verifier's
+   * check stays one lookup per jti of the passport and its chain, and depth never grows.
+   */
   async refresh(caller: CallerContext | undefined, input: { token: string; ttl_seconds?: number }): Promise<IssuedPassport> {
+    const now = mintTime();
     const current = await this.verifyForUse(input.token, 'passport.refresh');
     const c = current.claims;
     if (caller?.operator_id && caller.operator_id !== c.stk.operator_id) throw new StackError('FORBIDDEN', 'the passport belongs to another operator');
     const agent = await this.agentOrNotFound(c.stk.operator_id, c.stk.agent_id);
     const grants = await this.store.grants(c.stk.operator_id, agent.id);
     const services = c.stk.services.map((s) => ({ ...narrowToGrant({ connection_id: s.connection_id, scopes: s.scopes }, grants), constraints: mergeConstraints(s.connection_id, [...s.constraints, ...(grants.find((g) => g.connection_id === s.connection_id)?.constraints ?? [])]) }));
-    const now = Date.now();
     let exp: number;
     if (c.stk.chain.length === 0) {
       const ttl = input.ttl_seconds ?? PASSPORT_TTL.defaultSeconds;
@@ -246,11 +253,9 @@ export class PassportService {
       // A child never outlives its parent, refreshed or not.
       const parent = await this.store.passport(c.stk.chain[c.stk.chain.length - 1]!);
       const parentExp = parent ? Math.floor(new Date(parent.expires_at).getTime() / 1000) : c.exp;
-      const ttl = input.ttl_seconds ?? parentExp - Math.floor(now / 1000);
-      exp = Math.min(parentExp, Math.floor(now / 1000) + ttl);
-      if (exp <= Math.floor(now / 1000)) throw new StackError('PASSPORT_EXPIRED', 'the parent passport has expired');
+      exp = Math.floor(now / 1000) + childTtl(input.ttl_seconds, parentExp - Math.floor(now / 1000));
     }
-    return this.mint(caller, {
+    const issued = await this.mint(caller, {
       operatorId: c.stk.operator_id,
       agent,
       memberId: c.stk.member_id,
@@ -262,7 +267,17 @@ export class PassportService {
       intentServices: c.stk.intent_services,
       services,
       action: 'passport.refresh',
+      refreshedFrom: c.jti,
     });
+    // A revocation of this lineage that committed after the check above but before the new row
+    // could not see it: looked up now, after the row (the revoker looks again after its commit).
+    if (await this.store.lineageRevoked(issued.jti)) {
+      const entry: RevocationEntry = { id: newId('rev'), kind: 'jti', value: issued.jti, operator_id: c.stk.operator_id, revoked_at_ms: Date.now(), expires_at_ms: new Date(issued.expires_at).getTime() + 60_000, reason: 'refreshed from a revoked passport' };
+      await this.store.transaction((m) => this.writeRevocations(m, [entry]));
+      await this.afterRevocation([entry]);
+      throw new StackError('PASSPORT_REVOKED', 'the passport has been revoked');
+    }
+    return issued;
   }
 
   /** The answer of `POST /v1/passports/verify`: never throws for a bad passport, only for a stale node (503). */
@@ -307,9 +322,9 @@ export class PassportService {
     } else {
       entry = this.subjectEntry('operator', operatorId, operatorId, reason);
     }
-    await this.store.transaction(async (m) => {
-      await this.store.insertRevocation(m, entry);
-      await Outbox.enqueue(m, RevocationRecordedEvent, entry, { id: entry.id });
+    const written = await this.store.transaction(async (m) => {
+      const entries = [entry, ...this.jtiEntries(entry, await this.livePassportsKilledBy(m, entry))];
+      await this.writeRevocations(m, entries);
       await this.kit.audit.enqueue(m, {
         caller,
         layer: 'passport',
@@ -317,8 +332,10 @@ export class PassportService {
         outcome: 'success',
         ...(target.kind === 'jti' ? { passport_jti: target.value } : target.kind === 'agent' ? { agent_id: target.value } : target.kind === 'session' ? { session_id: target.value } : {}),
       });
+      return entries;
     });
-    await this.afterRevocation(entry);
+    await this.afterRevocation(written);
+    await this.revokeLateComers(entry, written);
     return entry;
   }
 
@@ -338,6 +355,7 @@ export class PassportService {
       intentServices: string[];
       services: PassportServiceClaim[];
       action: 'passport.issue' | 'passport.delegate' | 'passport.refresh';
+      refreshedFrom?: string;
     },
   ): Promise<IssuedPassport> {
     const key = await this.keys.signingKey();
@@ -382,6 +400,7 @@ export class PassportService {
         intent_services: p.intentServices,
         services: p.services,
         kid: key.kid,
+        refreshed_from: p.refreshedFrom ?? null,
       },
       [this.kit.audit.row({ ...whoOf(claims), ...(caller?.client_id ? { client_id: caller.client_id } : {}), layer: 'passport', action: p.action, outcome: 'success' })],
     );
@@ -398,16 +417,64 @@ export class PassportService {
     }
   }
 
-  private async afterRevocation(entry: RevocationEntry): Promise<void> {
+  private async afterRevocation(entries: readonly RevocationEntry[]): Promise<void> {
     // This node refuses at once; the others learn it from the stream. Publishing here rather
     // than waiting for the relay's next round saves up to its interval; the relay still owns
     // delivery (same id: JetStream drops its copy as a duplicate).
-    this.revocations.state.apply(entry);
-    try {
-      await this.kit.bus.publish(RevocationRecordedEvent, entry as never, { id: entry.id });
-    } catch (err) {
-      this.kit.logger.warn({ revocation_id: entry.id, err: (err as Error).message }, 'direct publish of a revocation failed; the outbox relay will publish it');
+    for (const entry of entries) this.revocations.state.apply(entry);
+    for (const entry of entries) {
+      try {
+        await this.kit.bus.publish(RevocationRecordedEvent, entry as never, { id: entry.id });
+      } catch (err) {
+        this.kit.logger.warn({ revocation_id: entry.id, err: (err as Error).message }, 'direct publish of a revocation failed; the outbox relay will publish it');
+      }
     }
+  }
+
+  private async writeRevocations(m: EntityManager, entries: readonly RevocationEntry[]): Promise<void> {
+    for (const e of entries) {
+      await this.store.insertRevocation(m, e);
+      await Outbox.enqueue(m, RevocationRecordedEvent, e, { id: e.id });
+    }
+  }
+
+  /**
+   * Live passports a revocation must also kill by jti, because their children carry only jtis
+   * (`chain`), never their ancestors' agents or lineage: an agent's passports (issued up to the
+   * revocation), or the passports refreshed from a revoked jti.
+   */
+  private livePassportsKilledBy(on: EntityManager | undefined, entry: RevocationEntry): Promise<LivePassport[]> {
+    const runner = on ?? this.kit.dataSource;
+    if (entry.kind === 'agent') return this.store.livePassportsOfAgent(runner, entry.operator_id, entry.value, entry.revoked_at_ms);
+    if (entry.kind === 'jti') return this.store.liveRefreshesOf(runner, entry.operator_id, entry.value);
+    return Promise.resolve([]);
+  }
+
+  private jtiEntries(cause: RevocationEntry, passports: readonly LivePassport[]): RevocationEntry[] {
+    return passports.map((p) => ({
+      id: newId('rev'),
+      kind: 'jti',
+      value: p.jti,
+      operator_id: cause.operator_id,
+      revoked_at_ms: cause.revoked_at_ms,
+      // Children never outlive their parent, so its expiry bounds the whole subtree.
+      expires_at_ms: new Date(p.expires_at).getTime() + 60_000,
+      ...(cause.reason ? { reason: cause.reason } : {}),
+    }));
+  }
+
+  /**
+   * Once more after the commit: a passport minted (issue, refresh) while the revocation's
+   * transaction was open was not in its read. A refresh looks for its lineage's revocation after
+   * writing its row, so one of the two sees the other.
+   */
+  private async revokeLateComers(cause: RevocationEntry, written: readonly RevocationEntry[]): Promise<void> {
+    const done = new Set(written.map((e) => e.value));
+    const late = (await this.livePassportsKilledBy(undefined, cause)).filter((p) => !done.has(p.jti));
+    if (!late.length) return;
+    const entries = this.jtiEntries(cause, late);
+    await this.store.transaction((m) => this.writeRevocations(m, entries));
+    await this.afterRevocation(entries);
   }
 
   private subjectEntry(kind: Exclude<RevocationKind, 'jti'>, value: string, operatorId: string, reason?: string): RevocationEntry {
@@ -456,6 +523,23 @@ function checkAgentName(name: string): void {
 
 function checkIntent(summary: string | undefined): void {
   if (summary !== undefined && summary.length > MAX_INTENT_SUMMARY) throw new StackError('INVALID_REQUEST', `intent_summary is at most ${MAX_INTENT_SUMMARY} characters`, { field: 'intent_summary' });
+}
+
+/**
+ * The moment a new passport is issued at (`issued_at_ms`), taken before its checks and reads: a
+ * subject revocation committed while they run has a later `revoked_at_ms`, so it kills the passport.
+ */
+function mintTime(): number {
+  return Date.now();
+}
+
+/** A child's TTL (delegate, refresh of a child): whole seconds, at least 1, no longer than its parent has left. */
+function childTtl(requested: number | undefined, remaining: number): number {
+  if (requested === undefined && remaining < 1) throw new StackError('PASSPORT_EXPIRED', 'the parent passport has expired');
+  const ttl = requested ?? remaining;
+  if (!Number.isInteger(ttl) || ttl < 1) throw new StackError('INVALID_REQUEST', 'ttl_seconds must be a whole number of at least 1', { field: 'ttl_seconds' });
+  if (ttl > remaining) throw new StackError('INVALID_REQUEST', `a child passport cannot outlive its parent: at most ${Math.max(0, remaining)} s are left`, { field: 'ttl_seconds', max: Math.max(0, remaining) });
+  return ttl;
 }
 
 function escalation(message: string, connectionId: string): StackError {

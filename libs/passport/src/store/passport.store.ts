@@ -26,6 +26,14 @@ export interface PassportRow {
   intent_services: string[];
   services: PassportServiceClaim[];
   kid: string;
+  /** The jti this passport was refreshed from (written, not read back by PASSPORT_COLUMNS). */
+  refreshed_from?: string | null;
+}
+
+/** A live passport a revocation also kills by its jti. */
+export interface LivePassport {
+  jti: string;
+  expires_at: Date;
 }
 
 interface AgentRow {
@@ -185,8 +193,8 @@ export class PassportStore {
   async insertPassport(p: PassportRow, events: readonly OutboxEventRow[]): Promise<void> {
     await Outbox.withEvents(
       this.kit.dataSource,
-      `INSERT INTO ${this.t('passports')} (jti, operator_id, agent_id, member_id, session_id, parent_jti, chain, delegation_depth, issued_at_ms, expires_at, intent_summary, intent_services, services, kid)
-       VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9, $10, $11, $12::jsonb, $13::jsonb, $14) RETURNING jti`,
+      `INSERT INTO ${this.t('passports')} (jti, operator_id, agent_id, member_id, session_id, parent_jti, chain, delegation_depth, issued_at_ms, expires_at, intent_summary, intent_services, services, kid, refreshed_from)
+       VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9, $10, $11, $12::jsonb, $13::jsonb, $14, $15) RETURNING jti`,
       [
         p.jti,
         p.operator_id,
@@ -202,6 +210,7 @@ export class PassportStore {
         JSON.stringify(p.intent_services),
         JSON.stringify(p.services),
         p.kid,
+        p.refreshed_from ?? null,
       ],
       events,
     );
@@ -217,6 +226,40 @@ export class PassportStore {
       `SELECT ${PASSPORT_COLUMNS} FROM ${this.t('passports')} WHERE operator_id = $1 AND expires_at > now() AND ($2::text IS NULL OR agent_id = $2) AND ($3::text IS NULL OR session_id = $3) ORDER BY 9 DESC LIMIT 1000`,
       [operatorId, filter.agent_id ?? null, filter.session_id ?? null],
     )) as PassportRow[];
+  }
+
+  /** The agent's live passports issued at or before `issuedUpToMs`, without the listing's limit. */
+  async livePassportsOfAgent(on: Runner, operatorId: string, agentId: string, issuedUpToMs: number): Promise<LivePassport[]> {
+    return (await on.query(`SELECT jti, expires_at FROM ${this.t('passports')} WHERE agent_id = $2 AND operator_id = $1 AND expires_at > now() AND issued_at_ms <= $3`, [
+      operatorId,
+      agentId,
+      issuedUpToMs,
+    ])) as LivePassport[];
+  }
+
+  /** The live passports refreshed from this jti, transitively (a refresh of a refresh included). */
+  async liveRefreshesOf(on: Runner, operatorId: string, jti: string): Promise<LivePassport[]> {
+    return (await on.query(
+      `WITH RECURSIVE r AS (
+         SELECT jti, expires_at FROM ${this.t('passports')} WHERE refreshed_from = $2 AND operator_id = $1
+         UNION
+         SELECT p.jti, p.expires_at FROM ${this.t('passports')} p JOIN r ON p.refreshed_from = r.jti
+       ) SELECT jti, expires_at FROM r WHERE expires_at > now()`,
+      [operatorId, jti],
+    )) as LivePassport[];
+  }
+
+  /** Whether this jti, or one it was refreshed from (transitively), has a jti revocation. */
+  async lineageRevoked(jti: string): Promise<boolean> {
+    const rows = (await this.kit.dataSource.query(
+      `WITH RECURSIVE l AS (
+         SELECT jti, refreshed_from FROM ${this.t('passports')} WHERE jti = $1
+         UNION
+         SELECT p.jti, p.refreshed_from FROM ${this.t('passports')} p JOIN l ON p.jti = l.refreshed_from
+       ) SELECT 1 FROM ${this.t('revocations')} WHERE kind = 'jti' AND value IN (SELECT jti FROM l) LIMIT 1`,
+      [jti],
+    )) as unknown[];
+    return rows.length > 0;
   }
 
   async sessionExists(operatorId: string, sessionId: string): Promise<boolean> {
