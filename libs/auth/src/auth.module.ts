@@ -1,10 +1,10 @@
 /**
  * The auth service's root module: accounts (operators, members, API keys), the OAuth 2.1
  * authorization server mounted under /oauth, the login and consent pages, REST under /v1/team
- * and /v1/api-keys, and `auth.resolve_api_key` on the bus.
+ * and /v1/api-keys, and `auth.resolve_api_key` / `auth.resolve_member_access` on the bus.
  */
 import { Inject, Module, type MiddlewareConsumer, type NestModule, type OnApplicationBootstrap, type OnModuleDestroy } from '@nestjs/common';
-import { ResolveApiKeyCommand } from '@stack/contracts';
+import { ResolveApiKeyCommand, ResolveMemberAccessCommand, StackError } from '@stack/contracts';
 import { serviceKitToken, type ServiceKit } from '@stack/runtime';
 import type { Handle } from '@stack/bus';
 import { urlencoded } from 'express';
@@ -35,6 +35,13 @@ export class AuthModule implements NestModule, OnApplicationBootstrap, OnModuleD
 
   onApplicationBootstrap(): void {
     this.handles.push(this.kit.bus.handle(ResolveApiKeyCommand, async ({ api_key }) => this.accounts.resolveApiKey(api_key)));
+    this.handles.push(
+      this.kit.bus.handle(ResolveMemberAccessCommand, async ({ operator_id, member_id }, ctx) => {
+        // A service asks for its callers; a caller of an operator learns only about its own operator.
+        if (ctx.caller.kind !== 'system' && ctx.caller.operator_id !== operator_id) throw new StackError('NOT_FOUND', 'no such member');
+        return this.accounts.memberAccess(operator_id, member_id);
+      }),
+    );
   }
 
   async onModuleDestroy(): Promise<void> {

@@ -100,6 +100,34 @@ async function call<T = Record<string, unknown>>(stack: RunningStack, method: st
   return { status: res.status, body: parsed as T, text };
 }
 
+/**
+ * The human's browser through oauth/start's URL: STACK's confirmation page, Continue (the page's
+ * cookie carried), the provider, back to the callback with the binding cookie Continue set.
+ */
+async function browseOAuth(stack: RunningStack, startUrl: string): Promise<{ html: string; providerUrl: string; binding: string; callback: URL; done: Response }> {
+  const target = new URL(startUrl);
+  const pageRes = await fetch(`${stack.url}${target.pathname}${target.search}`);
+  const html = await pageRes.text();
+  expect(pageRes.status).toBe(200);
+  const pageCookie = pageRes.headers.getSetCookie()[0]!.split(';')[0]!;
+  const csrf = /name="csrf" value="([^"]+)"/.exec(html)![1]!;
+  const cont = await fetch(`${stack.url}/v1/connections/oauth/confirm`, {
+    method: 'POST',
+    redirect: 'manual',
+    headers: { 'content-type': 'application/x-www-form-urlencoded', cookie: pageCookie },
+    body: new URLSearchParams({ state: target.searchParams.get('state')!, csrf }).toString(),
+  });
+  expect(cont.status).toBe(303);
+  const bindingCookie = cont.headers.getSetCookie().find((c) => c.startsWith('stack_oauth_b_'))!;
+  expect(bindingCookie).toMatch(/; HttpOnly; SameSite=Lax; Path=\/v1\/connections\/oauth\/callback; Max-Age=\d+/);
+  const providerUrl = cont.headers.get('location')!;
+  const approved = await fetch(providerUrl, { redirect: 'manual' });
+  const callback = new URL(approved.headers.get('location')!);
+  const binding = bindingCookie.split(';')[0]!;
+  const done = await fetch(`${stack.url}${callback.pathname}${callback.search}`, { headers: { cookie: binding } });
+  return { html, providerUrl, binding, callback, done };
+}
+
 const proxy = (stack: RunningStack, body: Record<string, unknown>, caller?: CallerContext) => call<ProxyResponse & { error?: { code: string; details?: Record<string, unknown> } }>(stack, 'POST', '/v1/proxy', body, caller);
 
 describe('credential proxy over HTTP (real servers, fake upstreams on loopback)', () => {
@@ -466,6 +494,19 @@ describe('credential proxy over HTTP (real servers, fake upstreams on loopback)'
     expect(other.body.error?.code).toBe('IDEMPOTENCY_CONFLICT');
   });
 
+  it('refuses a credential too short to keep out of the logs, and later log lines stay intact', async () => {
+    const from = lines.length;
+    for (const credential of [{ token: 'e' }, { token: '"' }, { value: 'short' }]) {
+      const res = await call<{ error: { code: string } }>(A, 'POST', '/v1/connections', { service_id: 'github', name: 'tiny', credential });
+      expect({ status: res.status, code: res.body.error.code }).toEqual({ status: 400, code: 'INVALID_REQUEST' });
+    }
+    await proxy(A, { service: ghConn, method: 'GET', path: '/user' });
+    const after = lines.slice(from);
+    expect(after.length).toBeGreaterThan(0);
+    for (const l of after.filter((x) => x.startsWith('{'))) expect(() => JSON.parse(l)).not.toThrow();
+    expect(after.some((l) => l.includes('"service":"credential-proxy"'))).toBe(true);
+  });
+
   it('the connect link: a page where the human pastes the secret, CSRF-protected, once', async () => {
     const link = await call<{ url: string }>(A, 'POST', '/v1/connections/connect-links', { service_id: 'github', name: 'from-link' });
     expect(link.status).toBe(201);
@@ -474,6 +515,8 @@ describe('credential proxy over HTTP (real servers, fake upstreams on loopback)'
     const pageRes = await fetch(`${A.url}${target.pathname}${target.search}`);
     const html = await pageRes.text();
     expect(pageRes.status).toBe(200);
+    // A browser then sends the page's own Origin on the post (with no-referrer it sends `null`).
+    expect(pageRes.headers.get('referrer-policy')).toBe('same-origin');
     const cookie = (pageRes.headers.get('set-cookie') ?? '').split(';')[0]!;
     const csrf = /name="csrf" value="([^"]+)"/.exec(html)![1]!;
     const token = target.searchParams.get('token')!;
@@ -482,12 +525,137 @@ describe('credential proxy over HTTP (real servers, fake upstreams on loopback)'
     // Without the cookie (a cross-site post) it is refused.
     expect((await post({ token, csrf, secret: OTHER_TOKEN })).status).toBe(403);
     expect((await post({ token, csrf, secret: OTHER_TOKEN }, { cookie, origin: 'https://evil.example' })).status).toBe(403);
-    const done = await post({ token, csrf, secret: OTHER_TOKEN }, { cookie });
+    // An opaque origin (a sandboxed frame, a no-referrer page) stays refused.
+    expect((await post({ token, csrf, secret: OTHER_TOKEN }, { cookie, origin: 'null' })).status).toBe(403);
+    // What a browser sends from the page: STACK's own origin.
+    const done = await post({ token, csrf, secret: OTHER_TOKEN }, { cookie, origin: 'http://stack.test' });
     expect(done.status).toBe(201);
     expect(await done.text()).not.toContain(OTHER_TOKEN);
     expect((await post({ token, csrf, secret: OTHER_TOKEN }, { cookie })).status).toBe(404);
     const conns = await call<{ items: Array<{ name: string }> }>(A, 'GET', '/v1/connections?service_id=github');
     expect(conns.body.items.map((c) => c.name)).toContain('from-link');
+  });
+
+  it('a connect link refuses a name already taken, and a paste that fails a check leaves the link usable', async () => {
+    const taken = await call<{ error: { code: string; details?: { reason?: string } } }>(A, 'POST', '/v1/connections/connect-links', { service_id: 'github', name: 'main' });
+    expect(taken.status).toBe(400);
+    expect(taken.body.error).toMatchObject({ code: 'INVALID_REQUEST', details: { reason: 'name_taken' } });
+    const link = await call<{ url: string }>(A, 'POST', '/v1/connections/connect-links', { service_id: 'github', name: 'retry-link' });
+    expect(link.status).toBe(201);
+    const target = new URL(link.body.url);
+    const pageRes = await fetch(`${A.url}${target.pathname}${target.search}`);
+    const csrf = /name="csrf" value="([^"]+)"/.exec(await pageRes.text())![1]!;
+    const cookie = (pageRes.headers.get('set-cookie') ?? '').split(';')[0]!;
+    const token = target.searchParams.get('token')!;
+    const post = (secret: string) =>
+      fetch(`${A.url}/v1/connections/connect`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded', cookie, origin: 'http://stack.test' }, body: new URLSearchParams({ token, csrf, secret }).toString() });
+    // Too long a secret: refused, the link still works.
+    expect((await post('x'.repeat(9000))).status).toBe(400);
+    const done = await post(OTHER_TOKEN);
+    expect(done.status).toBe(201);
+    expect((await post(OTHER_TOKEN)).status).toBe(404);
+    // A name taken after the link was made: refused, and the link is not used up by it.
+    const late = await call<{ url: string }>(A, 'POST', '/v1/connections/connect-links', { service_id: 'github', name: 'late-name' });
+    const lateTarget = new URL(late.body.url);
+    const latePage = await fetch(`${A.url}${lateTarget.pathname}${lateTarget.search}`);
+    const lateCsrf = /name="csrf" value="([^"]+)"/.exec(await latePage.text())![1]!;
+    const lateCookie = (latePage.headers.get('set-cookie') ?? '').split(';')[0]!;
+    expect((await call(A, 'POST', '/v1/connections', { service_id: 'github', name: 'late-name', credential: { token: GITHUB_TOKEN } })).status).toBe(201);
+    const refused = await fetch(`${A.url}/v1/connections/connect`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded', cookie: lateCookie },
+      body: new URLSearchParams({ token: lateTarget.searchParams.get('token')!, csrf: lateCsrf, secret: OTHER_TOKEN }).toString(),
+    });
+    expect(refused.status).toBe(400);
+    expect(await refused.text()).toContain('already exists');
+    expect((await fetch(`${A.url}${lateTarget.pathname}${lateTarget.search}`)).status).toBe(200);
+  });
+
+  describe('who may manage and see connections', () => {
+    const OP_M = 'op_mgmt';
+    let first: string;
+    let second: string;
+    const agentOf = (allowed: string[]): CallerContext => ({ issuer: 'passport', kind: 'agent', operator_id: OP_M, member_id: `mem_${OP_M}`, agent_id: 'agt_bot', passport_jti: 'ppt_mgmt', session_id: 'ses_m', scopes: ['stack:services', 'stack:dropoffs'], allowed_connections: allowed });
+    const limited = (allowed: string[], scopes = ['stack:services']): CallerContext => ({ ...member(OP_M, scopes), allowed_connections: allowed });
+
+    beforeAll(async () => {
+      first = (await call<{ id: string }>(A, 'POST', '/v1/connections', { service_id: 'github', name: 'first', credential: { token: GITHUB_TOKEN } }, member(OP_M))).body.id;
+      expect((await call(A, 'POST', '/v1/services', { service_id: 'anyhost', name: 'Any host', base_url: github.url, auth: { type: 'bearer' }, allowed_hosts: ['*'] }, member(OP_M))).status).toBe(201);
+      second = (await call<{ id: string }>(A, 'POST', '/v1/connections', { service_id: 'anyhost', name: 'second', credential: { token: OTHER_TOKEN } }, member(OP_M))).body.id;
+      expect(first).toMatch(/^scon_/);
+      expect(second).toMatch(/^scon_/);
+    });
+
+    it('an agent (passport caller) cannot disconnect, create, link, verify or define services: FORBIDDEN', async () => {
+      const agent = agentOf([first]);
+      const del = await call<{ error: { code: string } }>(A, 'DELETE', `/v1/connections/${first}`, undefined, agent);
+      expect(del.status).toBe(403);
+      expect(del.body.error.code).toBe('FORBIDDEN');
+      expect((await call(A, 'GET', `/v1/connections/${first}`, undefined, member(OP_M))).status).toBe(200);
+      const created = await call<{ error: { code: string } }>(A, 'POST', '/v1/connections', { service_id: 'github', name: 'by-agent', credential: { token: GITHUB_TOKEN } }, agent);
+      expect(created.status).toBe(403);
+      expect(created.body.error.code).toBe('FORBIDDEN');
+      expect((await call(A, 'POST', '/v1/connections/connect-links', { service_id: 'github', name: 'by-agent' }, agent)).status).toBe(403);
+      expect((await call(A, 'POST', '/v1/connections/oauth/start', { service_id: 'github', name: 'by-agent' }, agent)).status).toBe(403);
+      expect((await call(A, 'POST', `/v1/connections/${first}/verify`, undefined, agent)).status).toBe(403);
+      expect((await call(A, 'POST', '/v1/services', { service_id: 'agentsvc', name: 'x', base_url: github.url, auth: { type: 'bearer' } }, { ...agent, scopes: ['stack:admin'] })).status).toBe(403);
+      // Over the bus too (stack_connect_service).
+      await expect(A.bus.forService('mcp-gateway').request(CredentialProxyCommands.connectService, { service_id: 'slack', name: 'agent' }, { caller: agent })).rejects.toMatchObject({ code: 'FORBIDDEN' });
+      const names = (await call<{ items: Array<{ name: string }> }>(A, 'GET', '/v1/connections', undefined, member(OP_M))).body.items.map((c) => c.name);
+      expect(names).not.toContain('by-agent');
+    });
+
+    it('an agent sees only the connections its passport grants (REST and stack_list_services)', async () => {
+      const agent = agentOf([first]);
+      const list = await call<{ items: Array<{ id: string }> }>(A, 'GET', '/v1/connections', undefined, agent);
+      expect(list.status).toBe(200);
+      expect(list.body.items.map((c) => c.id)).toEqual([first]);
+      expect((await call(A, 'GET', `/v1/connections/${second}`, undefined, agent)).status).toBe(404);
+      const listing = await A.bus.forService('mcp-gateway').request(CredentialProxyCommands.listServices, {}, { caller: agent });
+      expect(listing.items.flatMap((i) => i.connections.map((c) => c.id))).toEqual([first]);
+      // An agent context that names no connections sees none.
+      const bare: CallerContext = { issuer: 'mcp-gateway', kind: 'agent', operator_id: OP_M, agent_id: 'agt_bot', scopes: ['stack:services'] };
+      const none = await A.bus.forService('mcp-gateway').request(CredentialProxyCommands.listServices, {}, { caller: bare });
+      expect(none.items.flatMap((i) => i.connections)).toEqual([]);
+    });
+
+    it("a member's allowed_connections: others are NOT_FOUND to read and FORBIDDEN to use", async () => {
+      const m = limited([first]);
+      const list = await call<{ items: Array<{ id: string }> }>(A, 'GET', '/v1/connections', undefined, m);
+      expect(list.body.items.map((c) => c.id)).toEqual([first]);
+      expect((await call(A, 'GET', `/v1/connections/${first}`, undefined, m)).status).toBe(200);
+      const hidden = await call<{ error: { code: string } }>(A, 'GET', `/v1/connections/${second}`, undefined, m);
+      expect(hidden.status).toBe(404);
+      expect(hidden.body.error.code).toBe('NOT_FOUND');
+      const services = await call<{ items: Array<{ connections: Array<{ id: string }> }> }>(A, 'GET', '/v1/services', undefined, m);
+      expect(services.body.items.flatMap((i) => i.connections.map((c) => c.id))).toEqual([first]);
+      // Use: by id FORBIDDEN, by catalog id nothing usable.
+      const byId = await proxy(A, { service: second, method: 'GET', path: '/user' }, m);
+      expect(byId.status).toBe(403);
+      expect(byId.body.error?.code).toBe('FORBIDDEN');
+      expect((await proxy(A, { service: 'anyhost', method: 'GET', path: '/user' }, m)).status).toBe(404);
+      expect((await proxy(A, { service: first, method: 'GET', path: '/user' }, m)).body.status).toBe(200);
+      // Even with a passport that grants it.
+      const withPassport = await proxy(A, { service: anyHostConn, method: 'GET', path: '/user', passport_token: passport([{ connection_id: anyHostConn, scopes: ['read'] }]) }, { ...member(OP), allowed_connections: [ghConn] });
+      expect(withPassport.status).toBe(403);
+      expect(withPassport.body.error?.code).toBe('FORBIDDEN');
+      await expect(A.bus.forService('mcp-gateway').request(CredentialProxyCommands.proxyRequest, { service: second, method: 'GET', path: '/user' }, { caller: m })).rejects.toMatchObject({ code: 'FORBIDDEN' });
+      expect((await call(A, 'POST', `/v1/connections/${second}/verify`, undefined, m)).status).toBe(403);
+      expect((await call(A, 'DELETE', `/v1/connections/${second}`, undefined, m)).status).toBe(403);
+      expect((await call(A, 'GET', `/v1/connections/${second}`, undefined, member(OP_M))).status).toBe(200);
+      // An empty list: nothing.
+      expect((await call<{ items: unknown[] }>(A, 'GET', '/v1/connections', undefined, limited([]))).body.items).toEqual([]);
+    });
+
+    it('reading connections needs stack:services (or admin): stack:audit alone is FORBIDDEN', async () => {
+      const auditor = member(OP_M, ['stack:audit']);
+      const list = await call<{ error: { code: string } }>(A, 'GET', '/v1/connections', undefined, auditor);
+      expect(list.status).toBe(403);
+      expect(list.body.error.code).toBe('FORBIDDEN');
+      expect((await call(A, 'GET', `/v1/connections/${first}`, undefined, auditor)).status).toBe(403);
+      expect((await call(A, 'GET', '/v1/services', undefined, auditor)).status).toBe(403);
+      expect((await call(A, 'GET', '/v1/connections', undefined, member(OP_M, ['stack:admin']))).status).toBe(200);
+    });
   });
 
   describe('upstream OAuth (STACK as the client)', () => {
@@ -497,18 +665,50 @@ describe('credential proxy over HTTP (real servers, fake upstreams on loopback)'
       // Starting an upstream OAuth connection needs the stack:services grant, as the other ways of connecting do.
       const unscoped = await call<{ error: { code: string } }>(A, 'POST', '/v1/connections/oauth/start', { service_id: 'github', name: 'oauth' }, member(OP, ['stack:passports']));
       expect({ status: unscoped.status, code: unscoped.body.error.code }).toEqual({ status: 403, code: 'FORBIDDEN' });
-      const start = await call<{ authorize_url: string }>(A, 'POST', '/v1/connections/oauth/start', { service_id: 'github', name: 'oauth' });
+      const start = await call<{ url: string; authorize_url: string }>(A, 'POST', '/v1/connections/oauth/start', { service_id: 'github', name: 'oauth' });
       expect(start.status).toBe(201);
-      const authorize = new URL(start.body.authorize_url);
-      expect(authorize.searchParams.get('code_challenge_method')).toBe('S256');
-      const approved = await fetch(authorize, { redirect: 'manual' });
-      const callback = new URL(approved.headers.get('location')!);
+      // STACK's page, not the provider's: the provider's URL comes only from pressing Continue on it.
+      expect(start.body.url).toMatch(/^http:\/\/stack\.test\/v1\/connections\/oauth\/confirm\?state=/);
+      expect(start.body.authorize_url).toBe(start.body.url);
+      const { html, providerUrl, callback, done } = await browseOAuth(A, start.body.url);
+      expect(html).toContain(OP);
+      expect(html).toContain(`mem_${OP}`);
+      expect(html).toContain('“<strong>oauth</strong>”');
+      expect(new URL(providerUrl).searchParams.get('code_challenge_method')).toBe('S256');
       expect(callback.pathname).toBe('/v1/connections/oauth/callback');
-      const done = await fetch(`${A.url}${callback.pathname}${callback.search}`);
       expect(done.status).toBe(200);
       const list = await call<{ items: Array<{ id: string; name: string; kind: string }> }>(A, 'GET', '/v1/connections?service_id=github');
       oauthConn = list.body.items.find((c) => c.name === 'oauth')!.id;
       expect(list.body.items.find((c) => c.name === 'oauth')!.kind).toBe('oauth2');
+    });
+
+    it('login CSRF: a provider URL opened in a browser that did not press Continue on STACK’s page connects nothing', async () => {
+      const op = 'op_csrf';
+      const start = await call<{ url: string }>(A, 'POST', '/v1/connections/oauth/start', { service_id: 'github', name: 'lured' }, member(op));
+      const target = new URL(start.body.url);
+      const state = target.searchParams.get('state')!;
+      const pageRes = await fetch(`${A.url}${target.pathname}${target.search}`);
+      const csrf = /name="csrf" value="([^"]+)"/.exec(await pageRes.text())![1]!;
+      const post = (headers: Record<string, string>) =>
+        fetch(`${A.url}/v1/connections/oauth/confirm`, { method: 'POST', redirect: 'manual', headers: { 'content-type': 'application/x-www-form-urlencoded', ...headers }, body: new URLSearchParams({ state, csrf }).toString() });
+      // Continue posted from another site, or without the page's cookie, is refused.
+      const pageCookie = pageRes.headers.getSetCookie()[0]!.split(';')[0]!;
+      expect((await post({})).status).toBe(403);
+      expect((await post({ cookie: pageCookie, origin: 'https://evil.example' })).status).toBe(403);
+      // The member of op_csrf presses Continue in their own browser and sends the provider URL to a victim.
+      const cont = await post({ cookie: pageCookie });
+      expect(cont.status).toBe(303);
+      const approved = await fetch(cont.headers.get('location')!, { redirect: 'manual' });
+      const callback = new URL(approved.headers.get('location')!);
+      // The victim's browser arrives without the binding cookie: an error page, nothing stored.
+      const victim = await fetch(`${A.url}${callback.pathname}${callback.search}`);
+      expect(victim.status).toBe(403);
+      expect(await victim.text()).toContain('not continued from this browser');
+      const forged = await fetch(`${A.url}${callback.pathname}${callback.search}`, { headers: { cookie: `stack_oauth_b_x=${randomBytes(24).toString('base64url')}` } });
+      expect(forged.status).toBe(403);
+      expect((await call<{ items: unknown[] }>(A, 'GET', '/v1/connections?service_id=github', undefined, member(op))).body.items).toEqual([]);
+      // Continue works once: a second browser cannot take the authorization over.
+      expect((await post({ cookie: pageCookie })).status).not.toBe(303);
     });
 
     it('refreshes an expired token once while 20 concurrent calls on two replicas wait for it', async () => {

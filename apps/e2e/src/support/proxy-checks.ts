@@ -2,12 +2,14 @@
  * Credential-proxy checks shared by the one-process and distributed suites: a connection is
  * answered without its secret, the proxy injects it (the fake upstream sees it, the caller never
  * does), another operator's connection is 404, an expired upstream OAuth token is refreshed once
- * while 20 concurrent calls wait, and no log line of any process holds a secret.
+ * while 20 concurrent calls wait, a connect link works in a real browser, and no log line of any
+ * process holds a secret.
  */
 import { randomBytes } from 'node:crypto';
 
 import type { CallerContext } from '@stack/contracts';
 import { CallerContextSigner } from '@stack/security';
+import type { Browser } from 'playwright-core';
 import { FakeOAuthProvider, startFakeGitHub, type FakeGitHub } from '@stack/testing';
 
 export interface ProxyFixture {
@@ -98,10 +100,24 @@ export async function expectOneRefreshFor20Calls(clients: ProxyClient[], fx: Pro
   fx.oauth.expiresIn = 30;
   const start = await c0.call('POST', '/v1/connections/oauth/start', { service_id: 'github', name: 'oauth' }, c0.member(op));
   expect(start.status).toBe(201);
-  const approved = await fetch(start.json.authorize_url as string, { redirect: 'manual' });
+  // oauth/start answers STACK's confirmation page; Continue on it (its cookie carried) binds this
+  // browser and leads to the provider; the callback needs the binding cookie Continue set.
+  const confirm = new URL(start.json.url as string);
+  expect(confirm.origin).toBe(publicUrl);
+  const pageRes = await fetch(confirm);
+  const csrf = /name="csrf" value="([^"]+)"/.exec(await pageRes.text())![1]!;
+  const cont = await fetch(new URL('/v1/connections/oauth/confirm', publicUrl), {
+    method: 'POST',
+    redirect: 'manual',
+    headers: { 'content-type': 'application/x-www-form-urlencoded', cookie: pageRes.headers.getSetCookie()[0]!.split(';')[0]! },
+    body: new URLSearchParams({ state: confirm.searchParams.get('state')!, csrf }).toString(),
+  });
+  expect(cont.status).toBe(303);
+  const binding = cont.headers.getSetCookie().find((c) => c.startsWith('stack_oauth_b_'))!.split(';')[0]!;
+  const approved = await fetch(cont.headers.get('location')!, { redirect: 'manual' });
   const callback = new URL(approved.headers.get('location')!);
   expect(callback.origin).toBe(publicUrl);
-  expect((await fetch(callback)).status).toBe(200);
+  expect((await fetch(callback, { headers: { cookie: binding } })).status).toBe(200);
   const list = await c0.call('GET', '/v1/connections?service_id=github', undefined, c0.member(op));
   const conn = (list.json.items as Array<{ id: string; kind: string }>).find((c) => c.kind === 'oauth2')!;
   // The issued token stops working upstream; the refreshed one lives an hour (no second refresh).
@@ -113,6 +129,29 @@ export async function expectOneRefreshFor20Calls(clients: ProxyClient[], fx: Pro
   fx.oauth.refreshDelayMs = 0;
   expect(answers.map((a) => a.json.status)).toEqual(Array(20).fill(200));
   expect(fx.oauth.refreshCount - before).toBe(1);
+}
+
+/** Opens a `stack_connect_service` link in Chromium, pastes the token and submits the form as a human would. */
+export async function expectConnectLinkInBrowser(client: ProxyClient, fx: ProxyFixture, browser: Browser): Promise<void> {
+  const op = `op_${randomBytes(4).toString('hex')}`;
+  const link = await client.call('POST', '/v1/connections/connect-links', { service_id: 'github', name: 'from-browser' }, client.member(op));
+  expect(link.status).toBe(201);
+  const context = await browser.newContext();
+  try {
+    const page = await context.newPage();
+    const opened = await page.goto(link.json.url as string);
+    expect(opened?.status()).toBe(200);
+    await page.fill('#secret', fx.token);
+    const [answer] = await Promise.all([page.waitForResponse((r) => r.request().method() === 'POST' && new URL(r.url()).pathname === '/v1/connections/connect'), page.click('button[type=submit]')]);
+    expect(answer.status()).toBe(201);
+    await page.waitForLoadState();
+    expect(await page.textContent('h1')).toBe('Connected');
+    expect(await page.content()).not.toContain(fx.token);
+  } finally {
+    await context.close();
+  }
+  const list = await client.call('GET', '/v1/connections?service_id=github', undefined, client.member(op));
+  expect((list.json.items as Array<{ name: string }>).map((c) => c.name)).toEqual(['from-browser']);
 }
 
 export function expectNoSecretInLogs(lines: readonly string[], secrets: readonly string[]): void {

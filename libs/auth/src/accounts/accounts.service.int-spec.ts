@@ -83,6 +83,19 @@ describe('AccountsService (real Postgres)', () => {
     expect(await left()).toEqual(['Grant:grant-b', 'RefreshToken:rt-b']);
   });
 
+  it("answers a member's allowed_connections (auth.resolve_member_access): absent when not limited, NOT_FOUND outside the operator or once revoked", async () => {
+    const owner = await accounts.createOperatorWithOwner({ operatorName: 'Zeta', email: 'owner@zeta.test', password: PASSWORD });
+    const other = await accounts.createOperatorWithOwner({ operatorName: 'Eta', email: 'owner@eta.test', password: PASSWORD });
+    const invitation = await accounts.invite({ operatorId: owner.operator_id, invitedBy: owner.member_id, email: 'dev@zeta.test', name: 'Dev', role: 'standard' });
+    const dev = await accounts.acceptInvitation(invitation.token, PASSWORD);
+    expect(await accounts.memberAccess(owner.operator_id, dev.id)).toEqual({ member_id: dev.id });
+    await accounts.updateMember(owner.operator_id, dev.id, { allowed_connections: ['scon_a', 'scon_b'] });
+    expect(await accounts.memberAccess(owner.operator_id, dev.id)).toEqual({ member_id: dev.id, allowed_connections: ['scon_a', 'scon_b'] });
+    await expect(accounts.memberAccess(other.operator_id, dev.id)).rejects.toMatchObject({ code: 'NOT_FOUND' });
+    await accounts.revokeMember(owner.operator_id, dev.id, owner.member_id);
+    await expect(accounts.memberAccess(owner.operator_id, dev.id)).rejects.toMatchObject({ code: 'NOT_FOUND' });
+  });
+
   it("accepts an invitation once, and refuses a revoked member's API keys", async () => {
     const owner = await accounts.createOperatorWithOwner({ operatorName: 'Beta', email: 'owner@beta.test', password: PASSWORD });
     const invitation = await accounts.invite({ operatorId: owner.operator_id, invitedBy: owner.member_id, email: 'new@beta.test', name: 'New', role: 'standard' });

@@ -2,7 +2,9 @@
  * The page behind a `stack_connect_service` link: the human — never the model — pastes the secret
  * here. CSRF: the form carries a per-link token that must equal the one in a SameSite=Strict,
  * HttpOnly cookie set with the form and the one stored with the link; a present Origin header must
- * be STACK's public origin. The link works once and for 15 minutes.
+ * be STACK's public origin (`null` too is refused). The page is served with
+ * `Referrer-Policy: same-origin`: browsers then send the real Origin on the post, and the link
+ * (token in the query) still never goes to another site. The link works once and for 15 minutes.
  */
 import { timingSafeEqual } from 'node:crypto';
 
@@ -38,7 +40,7 @@ export class ConnectPageController {
   constructor(@Inject(CredentialProxyCore) private readonly core: CredentialProxyCore) {}
 
   private headers(res: Response): void {
-    res.set({ 'Content-Type': 'text/html; charset=utf-8', 'Cache-Control': 'no-store', 'X-Frame-Options': 'DENY', 'Referrer-Policy': 'no-referrer', 'Content-Security-Policy': "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'" });
+    res.set({ 'Content-Type': 'text/html; charset=utf-8', 'Cache-Control': 'no-store', 'X-Frame-Options': 'DENY', 'Referrer-Policy': 'same-origin', 'Content-Security-Policy': "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'" });
   }
 
   @Get()

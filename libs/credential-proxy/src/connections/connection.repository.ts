@@ -79,6 +79,11 @@ export class ConnectionRepository {
     return rows[0] ? row(rows[0]) : undefined;
   }
 
+  async findByName(operatorId: string, serviceId: string, name: string): Promise<ConnectionRow | undefined> {
+    const rows = (await this.ds.query(`SELECT * FROM ${T} WHERE operator_id = $1 AND service_id = $2 AND name = $3`, [operatorId, serviceId, name])) as ConnectionRow[];
+    return rows[0] ? row(rows[0]) : undefined;
+  }
+
   async list(operatorId: string, serviceId?: string): Promise<ConnectionRow[]> {
     const rows = (await (serviceId
       ? this.ds.query(`SELECT * FROM ${T} WHERE operator_id = $1 AND service_id = $2 ORDER BY created_at, id`, [operatorId, serviceId])

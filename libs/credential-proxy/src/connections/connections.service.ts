@@ -3,6 +3,11 @@
  * holds the secret), list, read, verify and disconnect them, define custom services, and the
  * `stack_connect_service` flow — a short-lived link where the human, not the model, pastes the
  * secret. Another operator's connection is NOT_FOUND.
+ *
+ * Managing connections (create, connect links, OAuth start, verify, disconnect, custom services)
+ * is for members: an agent is FORBIDDEN. Reads need stack:services and show only the connections
+ * the caller may use (`allowed_connections`: a member's list, or a passport's grants); any other
+ * is NOT_FOUND to read and FORBIDDEN to act on.
  */
 import { randomBytes } from 'node:crypto';
 
@@ -13,7 +18,7 @@ import type { Catalog } from '../catalog/catalog';
 import { hostAllowed, portOf } from '../catalog/catalog';
 import type { CatalogEntry, InjectionType } from '../catalog/catalog.types';
 import type { ProxyPipeline } from '../proxy/proxy-pipeline';
-import type { Credential, CredentialVault } from '../vault/credential-vault';
+import { credentialProblem, type Credential, type CredentialVault } from '../vault/credential-vault';
 import type { ConnectionDirectory } from './connection-directory';
 import type { ConnectionRepository, ConnectionRow } from './connection.repository';
 
@@ -56,6 +61,25 @@ export function requireScope(caller: CallerContext, scope: string): void {
   if (!caller.scopes.includes(scope) && !caller.scopes.includes('stack:admin')) throw new StackError('FORBIDDEN', `this call needs the ${scope} scope`, { required_scopes: [scope] });
 }
 
+/** Connections are managed by members (their API keys, access tokens, or signed contexts), never by agents. */
+export function requireMember(caller: CallerContext): void {
+  if (caller.kind !== 'member' || caller.passport_jti) throw new StackError('FORBIDDEN', 'connections are managed by members, not agents');
+}
+
+/** The operator of a member who may manage connections (stack:services). */
+export function managerOf(caller: CallerContext): string {
+  const operatorId = operatorOf(caller);
+  requireMember(caller);
+  requireScope(caller, 'stack:services');
+  return operatorId;
+}
+
+/** Whether the caller may see and use the connection: its `allowed_connections` when set; an agent without them none. */
+export function mayUse(caller: CallerContext, connectionId: string): boolean {
+  if (caller.allowed_connections) return caller.allowed_connections.includes(connectionId);
+  return caller.kind !== 'agent' && !caller.passport_jti;
+}
+
 /** Reads `{token} | {value} | {username, password}` without echoing any of it in an error. */
 export function parseCredential(entry: CatalogEntry, raw: unknown): Credential {
   if (!raw || typeof raw !== 'object') throw new StackError('INVALID_REQUEST', 'credential must be {token}, {value} or {username, password}');
@@ -69,6 +93,9 @@ export function parseCredential(entry: CatalogEntry, raw: unknown): Credential {
   if ((entry.auth.type === 'basic') !== (credential.kind === 'basic')) {
     throw new StackError('INVALID_REQUEST', entry.auth.type === 'basic' ? `${entry.name} takes {username, password}` : `${entry.name} takes {token} or {value}`);
   }
+  // Too short to keep out of the logs (the vault refuses it too).
+  const problem = credentialProblem(credential);
+  if (problem) throw new StackError('INVALID_REQUEST', problem);
   return credential;
 }
 
@@ -87,12 +114,16 @@ export class ConnectionsService {
   ) {}
 
   async create(caller: CallerContext, input: { service_id?: unknown; name?: unknown; credential?: unknown; base_url?: unknown }): Promise<ConnectionView> {
-    const operatorId = operatorOf(caller);
-    requireScope(caller, 'stack:services');
-    return viewOf(await this.store(operatorId, caller.member_id, input));
+    const operatorId = managerOf(caller);
+    return viewOf(await this.insert(operatorId, caller.member_id, await this.prepare(operatorId, input)));
   }
 
-  private async store(operatorId: string, memberId: string | undefined, input: { service_id?: unknown; name?: unknown; credential?: unknown; base_url?: unknown }): Promise<ConnectionRow> {
+  private nameTaken(entry: CatalogEntry, name: string): StackError {
+    return new StackError('INVALID_REQUEST', `a connection named '${name}' already exists for ${entry.name}`, { reason: 'name_taken' });
+  }
+
+  /** Every check of a new connection, its name still free included, before anything is written. */
+  private async prepare(operatorId: string, input: { service_id?: unknown; name?: unknown; credential?: unknown; base_url?: unknown }): Promise<{ entry: CatalogEntry; name: string; baseUrl: string | null; credential: Credential }> {
     if (typeof input.service_id !== 'string') throw new StackError('INVALID_REQUEST', 'service_id is required');
     const name = input.name === undefined ? 'default' : input.name;
     if (typeof name !== 'string' || !CONNECTION_NAME.test(name)) throw new StackError('INVALID_REQUEST', 'name must be 1-64 letters, digits, spaces, _ . or -');
@@ -114,6 +145,12 @@ export class ConnectionsService {
       baseUrl = u.toString().replace(/\/$/, '');
     }
     const credential = parseCredential(entry, input.credential);
+    if (await this.d.repo.findByName(operatorId, entry.service_id, name)) throw this.nameTaken(entry, name);
+    return { entry, name, baseUrl, credential };
+  }
+
+  private async insert(operatorId: string, memberId: string | undefined, p: { entry: CatalogEntry; name: string; baseUrl: string | null; credential: Credential }): Promise<ConnectionRow> {
+    const { entry, name, baseUrl, credential } = p;
     const id = newConnectionId();
     const sealed = await this.d.vault.seal(operatorId, id, credential);
     const row = await this.d.repo.insert({
@@ -130,32 +167,44 @@ export class ConnectionsService {
       expires_at: null,
       created_by: memberId ?? null,
     });
-    if (!row) throw new StackError('INVALID_REQUEST', `a connection named '${name}' already exists for ${entry.name}`, { reason: 'name_taken' });
+    // A concurrent create of the same name: the unique key decides.
+    if (!row) throw this.nameTaken(entry, name);
     return row;
   }
 
   async list(caller: CallerContext, serviceId?: string): Promise<ConnectionView[]> {
-    return (await this.d.repo.list(operatorOf(caller), serviceId)).map(viewOf);
+    const operatorId = operatorOf(caller);
+    requireScope(caller, 'stack:services');
+    return (await this.d.repo.list(operatorId, serviceId)).filter((c) => mayUse(caller, c.id)).map(viewOf);
   }
 
   async get(caller: CallerContext, id: string): Promise<ConnectionView> {
-    const row = await this.d.repo.find(operatorOf(caller), id);
-    if (!row) throw new StackError('NOT_FOUND', `no connection '${id}'`);
+    const operatorId = operatorOf(caller);
+    requireScope(caller, 'stack:services');
+    const row = await this.d.repo.find(operatorId, id);
+    if (!row || !mayUse(caller, row.id)) throw new StackError('NOT_FOUND', `no connection '${id}'`);
     return viewOf(row);
   }
 
+  /** A connection of the operator the member acts on: NOT_FOUND when absent, FORBIDDEN outside the member's allowed connections. */
+  private async managed(caller: CallerContext, operatorId: string, id: string): Promise<ConnectionRow> {
+    const row = await this.d.repo.find(operatorId, id);
+    if (!row) throw new StackError('NOT_FOUND', `no connection '${id}'`);
+    if (!mayUse(caller, row.id)) throw new StackError('FORBIDDEN', 'this connection is not among the member’s allowed connections', { connection_id: row.id });
+    return row;
+  }
+
   async disconnect(caller: CallerContext, id: string): Promise<{ id: string; deleted: true }> {
-    const operatorId = operatorOf(caller);
-    requireScope(caller, 'stack:services');
+    const operatorId = managerOf(caller);
+    await this.managed(caller, operatorId, id);
     if (!(await this.d.repo.delete(operatorId, id))) throw new StackError('NOT_FOUND', `no connection '${id}'`);
     return { id, deleted: true };
   }
 
   /** Makes the catalog's cheap "who am I" call through the proxy pipeline itself. */
   async verify(caller: CallerContext, id: string): Promise<{ id: string; ok: boolean; status?: number; error?: string }> {
-    const operatorId = operatorOf(caller);
-    const row = await this.d.repo.find(operatorId, id);
-    if (!row) throw new StackError('NOT_FOUND', `no connection '${id}'`);
+    const operatorId = managerOf(caller);
+    const row = await this.managed(caller, operatorId, id);
     const entry = await this.d.catalog.find(operatorId, row.service_id);
     if (!entry?.verify) return { id, ok: true };
     try {
@@ -171,6 +220,7 @@ export class ConnectionsService {
 
   async listServices(caller: CallerContext): Promise<Array<{ service_id: string; name: string; base_url: string; auth: { type: InjectionType; name?: string }; allowed_hosts: readonly string[]; scopes: readonly string[]; builtin: boolean; oauth: boolean; connections: ConnectionView[] }>> {
     const operatorId = operatorOf(caller);
+    requireScope(caller, 'stack:services');
     // The catalog's custom services and the connections from one directory read.
     const { connections: conns, services } = await this.d.directory.rows(operatorId);
     return this.d.catalog.listIn(services).map((e) => ({
@@ -182,12 +232,13 @@ export class ConnectionsService {
       scopes: e.scopes,
       builtin: e.builtin,
       oauth: Boolean(e.oauth),
-      connections: conns.filter((c) => c.service_id === e.service_id).map(viewOf),
+      connections: conns.filter((c) => c.service_id === e.service_id && mayUse(caller, c.id)).map(viewOf),
     }));
   }
 
   async createService(caller: CallerContext, input: Record<string, unknown>): Promise<{ service_id: string }> {
     const operatorId = operatorOf(caller);
+    requireMember(caller);
     if (!caller.scopes.includes('stack:admin')) throw new StackError('FORBIDDEN', 'defining a service needs the stack:admin scope', { required_scopes: ['stack:admin'] });
     const { service_id, name, base_url, auth, allowed_hosts } = input;
     if (typeof service_id !== 'string' || !SERVICE_ID.test(service_id)) throw new StackError('INVALID_REQUEST', 'service_id must be lower-case letters, digits, _ . -');
@@ -214,13 +265,13 @@ export class ConnectionsService {
 
   /** `stack_connect_service`: a link the human opens to paste the secret (valid 15 minutes, once). */
   async connectLink(caller: CallerContext, input: { service_id?: unknown; name?: unknown }): Promise<{ url: string; expires_at: string; service_id: string; name: string }> {
-    const operatorId = operatorOf(caller);
-    requireScope(caller, 'stack:services');
+    const operatorId = managerOf(caller);
     if (typeof input.service_id !== 'string') throw new StackError('INVALID_REQUEST', 'service_id is required');
     const entry = await this.d.catalog.find(operatorId, input.service_id);
     if (!entry) throw new StackError('NOT_FOUND', `no service '${input.service_id}' in the catalog`);
     const name = input.name === undefined ? 'default' : String(input.name);
     if (!CONNECTION_NAME.test(name)) throw new StackError('INVALID_REQUEST', 'name must be 1-64 letters, digits, spaces, _ . or -');
+    if (await this.d.repo.findByName(operatorId, entry.service_id, name)) throw this.nameTaken(entry, name);
     const token = randomBytes(24).toString('base64url');
     const session: ConnectSession = { operator_id: operatorId, member_id: caller.member_id, service_id: entry.service_id, name, csrf: randomBytes(24).toString('base64url') };
     await this.d.cache.setJson(`cp:connect:${token}`, session, { ttlMs: CONNECT_LINK_TTL_MS });
@@ -237,10 +288,12 @@ export class ConnectionsService {
 
   /**
    * The form post: `session` is the one `connectSession(token)` gave the caller, who checked the
-   * CSRF token against it; the link is used up here (once, even against a concurrent post).
+   * CSRF token against it. A paste that fails a check leaves the link usable; the link is used up
+   * only once everything checked (once, even against a concurrent post).
    */
   async completeConnect(token: string, session: ConnectSession, credential: Record<string, string>): Promise<ConnectionView> {
+    const prepared = await this.prepare(session.operator_id, { service_id: session.service_id, name: session.name, credential });
     if (!(await this.d.cache.del(`cp:connect:${token}`))) throw new StackError('NOT_FOUND', 'this link was already used');
-    return viewOf(await this.store(session.operator_id, session.member_id, { service_id: session.service_id, name: session.name, credential }));
+    return viewOf(await this.insert(session.operator_id, session.member_id, prepared));
   }
 }

@@ -5,9 +5,16 @@
  * across processes a cache lock (`setIfAbsent`, Redis when configured) elects one refresher while
  * the others poll the connection row until the new token lands. A refresh the provider refuses
  * marks the connection `needs_reauth`; a provider that is down or rate-limiting (5xx, 429) does not —
- * the call fails with UPSTREAM_ERROR and the next one tries again.
+ * the call fails with UPSTREAM_ERROR and the next one tries again, as does a token answer STACK
+ * cannot use (not a JSON object, no usable access_token).
+ *
+ * Login CSRF (RFC 6749 §10.12): `start` hands out a STACK page, not the provider's URL. The page
+ * names the operator, the connection and the member who started it; pressing Continue binds the
+ * authorization to that browser (a random value in an HttpOnly, SameSite=Lax cookie, its hash in
+ * the cache, once per state) and redirects to the provider. The callback stores nothing unless
+ * the browser that arrives carries that cookie.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 
 import type { Cache } from '@stack/cache';
 import { StackError } from '@stack/contracts';
@@ -16,26 +23,40 @@ import type { StackLogger } from '@stack/observability';
 import type { CatalogEntry, UpstreamOAuth as OAuthEndpoints } from '../catalog/catalog.types';
 import type { ConnectionRepository, ConnectionRow } from '../connections/connection.repository';
 import { causeCode } from '../proxy/cause-code';
-import type { Credential, CredentialVault } from '../vault/credential-vault';
+import { MIN_TOKEN_LENGTH, type Credential, type CredentialVault } from '../vault/credential-vault';
 
 /** Refresh this long before `expires_at`, so a token never expires mid-call. */
 export const REFRESH_SKEW_MS = 60_000;
 const LOCK_TTL_MS = 30_000;
-const STATE_TTL_MS = 10 * 60_000;
+export const STATE_TTL_MS = 10 * 60_000;
+/** Longest token life believed (a larger `expires_in` is read as this). */
+const MAX_EXPIRES_IN_S = 365 * 86_400;
 
-interface PendingAuthorization {
+/** The page the human opens to continue to the provider, and where the provider sends them back. */
+export const OAUTH_CONFIRM_PATH = '/v1/connections/oauth/confirm';
+export const OAUTH_CALLBACK_PATH = '/v1/connections/oauth/callback';
+
+export interface PendingAuthorization {
   operator_id: string;
   member_id?: string;
   service_id: string;
   name: string;
   verifier: string;
+  /** The scopes asked for: stored when the provider's answer does not name the granted ones. */
+  scopes: string[];
+  /** The confirmation page's CSRF token. */
+  csrf: string;
+  /** Epoch ms. */
+  expires_at: number;
 }
 
+/** A token endpoint's answer, each field kept only when it has the type RFC 6749 §5.1 gives it. */
 interface TokenAnswer {
   access_token?: string;
   refresh_token?: string;
   token_type?: string;
   expires_in?: number;
+  scope?: string;
   /** RFC 6749 §5.2: the provider's error code when it refuses. */
   error?: unknown;
 }
@@ -44,6 +65,42 @@ interface TokenResult {
   ok: boolean;
   status: number;
   body: TokenAnswer;
+  /** Why a 2xx answer cannot be used (no JSON object, no usable access_token); never holds a token. */
+  unusable?: string;
+}
+
+/** Reads a token endpoint's JSON (anything, `null` included) into a TokenAnswer. */
+export function readTokenAnswer(raw: unknown): { body: TokenAnswer; unusable?: string } {
+  if (!raw || typeof raw !== 'object' || Array.isArray(raw)) return { body: {}, unusable: 'the answer is not a JSON object' };
+  const r = raw as Record<string, unknown>;
+  const body: TokenAnswer = { error: r.error };
+  if (typeof r.access_token === 'string') body.access_token = r.access_token;
+  if (typeof r.refresh_token === 'string') body.refresh_token = r.refresh_token;
+  if (typeof r.token_type === 'string') body.token_type = r.token_type;
+  if (typeof r.scope === 'string') body.scope = r.scope;
+  // Some providers send numbers as strings ("3600").
+  const expiresIn = typeof r.expires_in === 'string' && /^\d{1,12}$/.test(r.expires_in.trim()) ? Number(r.expires_in.trim()) : r.expires_in;
+  if (typeof expiresIn === 'number' && Number.isFinite(expiresIn) && expiresIn > 0) body.expires_in = Math.min(expiresIn, MAX_EXPIRES_IN_S);
+  let unusable: string | undefined;
+  if (typeof r.access_token !== 'string') unusable = 'access_token is missing or not a string';
+  else if (r.access_token.length < MIN_TOKEN_LENGTH) unusable = 'access_token is too short';
+  else if (r.refresh_token !== undefined && r.refresh_token !== null && (typeof r.refresh_token !== 'string' || r.refresh_token.length < MIN_TOKEN_LENGTH)) unusable = 'refresh_token is not a usable string';
+  return { body, unusable };
+}
+
+/** The granted scopes: RFC 6749 separates them with spaces; GitHub, Slack and Linear use commas. */
+export function grantedScopes(scope: string, separator = ' '): string[] {
+  const parts = scope.split(/[\s,]+/).flatMap((s) => (separator.trim() ? s.split(separator) : [s]));
+  return [...new Set(parts.filter(Boolean))];
+}
+
+/** The name of the cookie that binds an authorization (`b`) or its confirmation page's CSRF token (`c`) to a browser. */
+export function oauthCookieName(kind: 'b' | 'c', state: string): string {
+  return `stack_oauth_${kind}_${createHash('sha256').update(state).digest('base64url').slice(0, 16)}`;
+}
+
+function digest(value: string): Buffer {
+  return createHash('sha256').update(value).digest();
 }
 
 /** The provider's `error` code for a log line: a short printable string, or nothing. */
@@ -76,7 +133,7 @@ export class UpstreamOAuthManager {
   }
 
   get redirectUri(): string {
-    return `${this.o.publicUrl}/v1/connections/oauth/callback`;
+    return `${this.o.publicUrl}${OAUTH_CALLBACK_PATH}`;
   }
 
   private client(entry: CatalogEntry): { clientId: string; clientSecret: string; endpoints: OAuthEndpoints } {
@@ -85,29 +142,78 @@ export class UpstreamOAuthManager {
     return { ...client, endpoints: entry.oauth };
   }
 
-  async start(input: { entry: CatalogEntry; operatorId: string; memberId?: string; name: string; scopes?: string[] }): Promise<{ authorize_url: string; state: string }> {
-    const { clientId, endpoints } = this.client(input.entry);
+  /**
+   * Starts an authorization: `url` is STACK's confirmation page (the human opens it; it leads to
+   * the provider), `authorize_url` the same URL under its earlier name.
+   */
+  async start(input: { entry: CatalogEntry; operatorId: string; memberId?: string; name: string; scopes?: string[] }): Promise<{ url: string; authorize_url: string; state: string; expires_at: string }> {
+    const { endpoints } = this.client(input.entry);
     const state = randomBytes(24).toString('base64url');
-    const verifier = randomBytes(48).toString('base64url');
-    const pending: PendingAuthorization = { operator_id: input.operatorId, member_id: input.memberId, service_id: input.entry.service_id, name: input.name, verifier };
+    const expiresAt = this.now() + STATE_TTL_MS;
+    const pending: PendingAuthorization = {
+      operator_id: input.operatorId,
+      member_id: input.memberId,
+      service_id: input.entry.service_id,
+      name: input.name,
+      verifier: randomBytes(48).toString('base64url'),
+      scopes: input.scopes ?? [...endpoints.default_scopes],
+      csrf: randomBytes(24).toString('base64url'),
+      expires_at: expiresAt,
+    };
     await this.o.cache.setJson(`cp:oauth-state:${state}`, pending, { ttlMs: STATE_TTL_MS });
+    const url = `${this.o.publicUrl}${OAUTH_CONFIRM_PATH}?state=${encodeURIComponent(state)}`;
+    return { url, authorize_url: url, state, expires_at: new Date(expiresAt).toISOString() };
+  }
+
+  /** A pending authorization and its service, for the confirmation page. */
+  async pending(state: string, findEntry: (operatorId: string, serviceId: string) => Promise<CatalogEntry | undefined>): Promise<{ pending: PendingAuthorization; entry: CatalogEntry }> {
+    const pending = state ? await this.o.cache.getJson<PendingAuthorization>(`cp:oauth-state:${state}`) : undefined;
+    if (!pending) throw new StackError('INVALID_REQUEST', 'this authorization is unknown, expired or already used; start the connection again');
+    const entry = await findEntry(pending.operator_id, pending.service_id);
+    if (!entry) throw new StackError('NOT_FOUND', 'the service no longer exists');
+    return { pending, entry };
+  }
+
+  /**
+   * The human pressed Continue on the confirmation page (its CSRF token checked by the caller):
+   * binds the authorization to this browser — once — and gives the provider's authorize URL and
+   * the cookie value that must come back with the callback.
+   */
+  async proceed(state: string, pending: PendingAuthorization, entry: CatalogEntry): Promise<{ authorize_url: string; binding: string; max_age_s: number }> {
+    const { clientId, endpoints } = this.client(entry);
+    const ttlMs = pending.expires_at - this.now();
+    if (ttlMs <= 0) throw new StackError('INVALID_REQUEST', 'this authorization has expired; start the connection again');
+    const binding = randomBytes(24).toString('base64url');
+    if (!(await this.o.cache.setIfAbsent(`cp:oauth-bind:${state}`, digest(binding).toString('base64url'), { ttlMs }))) {
+      throw new StackError('FORBIDDEN', 'this link was already used to continue; start the connection again');
+    }
     const url = new URL(endpoints.authorize_url);
     url.searchParams.set('response_type', 'code');
     url.searchParams.set('client_id', clientId);
     url.searchParams.set('redirect_uri', this.redirectUri);
     url.searchParams.set('state', state);
-    url.searchParams.set('code_challenge', createHash('sha256').update(verifier).digest('base64url'));
+    url.searchParams.set('code_challenge', createHash('sha256').update(pending.verifier).digest('base64url'));
     url.searchParams.set('code_challenge_method', 'S256');
-    const scopes = input.scopes ?? endpoints.default_scopes;
-    if (scopes.length) url.searchParams.set('scope', scopes.join(endpoints.scope_separator ?? ' '));
-    return { authorize_url: url.toString(), state };
+    if (pending.scopes.length) url.searchParams.set('scope', pending.scopes.join(endpoints.scope_separator ?? ' '));
+    return { authorize_url: url.toString(), binding, max_age_s: Math.ceil(ttlMs / 1000) };
   }
 
-  /** The callback: one use of `state`, the code exchanged with the PKCE verifier, the connection stored. */
-  async complete(input: { code: string; state: string; findEntry: (operatorId: string, serviceId: string) => Promise<CatalogEntry | undefined> }): Promise<ConnectionRow> {
+  /**
+   * The callback: the browser must carry the binding set by `proceed`; then one use of `state`,
+   * the code exchanged with the PKCE verifier, the connection stored.
+   */
+  async complete(input: { code: string; state: string; binding: string | undefined; findEntry: (operatorId: string, serviceId: string) => Promise<CatalogEntry | undefined> }): Promise<ConnectionRow> {
     const key = `cp:oauth-state:${input.state}`;
+    const bindKey = `cp:oauth-bind:${input.state}`;
     const pending = await this.o.cache.getJson<PendingAuthorization>(key);
-    if (!pending || !(await this.o.cache.del(key))) throw new StackError('INVALID_REQUEST', 'this authorization is unknown, expired or already used');
+    if (!pending) throw new StackError('INVALID_REQUEST', 'this authorization is unknown, expired or already used');
+    const bound = await this.o.cache.get(bindKey);
+    if (!bound || !input.binding || !timingSafeEqual(Buffer.from(bound), Buffer.from(digest(input.binding).toString('base64url')))) {
+      this.o.logger.warn({ operator_id: pending.operator_id, service: pending.service_id }, 'oauth: a callback arrived from a browser that did not continue the authorization; nothing stored');
+      throw new StackError('FORBIDDEN', 'this authorization was not continued from this browser; open the link from STACK and press Continue');
+    }
+    if (!(await this.o.cache.del(key))) throw new StackError('INVALID_REQUEST', 'this authorization is unknown, expired or already used');
+    await this.o.cache.del(bindKey);
     const entry = await input.findEntry(pending.operator_id, pending.service_id);
     if (!entry) throw new StackError('NOT_FOUND', 'the service no longer exists');
     let answer: TokenResult;
@@ -117,8 +223,8 @@ export class UpstreamOAuthManager {
       this.o.logger.warn({ operator_id: pending.operator_id, service: entry.service_id, cause_code: causeCode(err) ?? (err instanceof Error ? err.name : undefined) }, 'oauth: the token endpoint could not be reached to exchange an authorization code');
       throw new StackError('UPSTREAM_ERROR', `${entry.name} could not be reached to complete the connection`);
     }
-    if (!answer.ok || !answer.body.access_token) {
-      this.o.logger.warn({ operator_id: pending.operator_id, service: entry.service_id, status: answer.status, oauth_error: oauthError(answer.body) }, 'oauth: the provider refused the authorization code');
+    if (!answer.ok || answer.unusable || !answer.body.access_token) {
+      this.o.logger.warn({ operator_id: pending.operator_id, service: entry.service_id, status: answer.status, oauth_error: oauthError(answer.body), unusable: answer.ok ? answer.unusable : undefined }, 'oauth: the provider refused the authorization code or answered without a usable token');
       throw new StackError('UPSTREAM_ERROR', `${entry.name} refused the authorization code`);
     }
     const id = this.o.newConnectionId();
@@ -134,7 +240,8 @@ export class UpstreamOAuthManager {
       secret: sealed,
       key_id: sealed.kid,
       base_url: null,
-      scopes: [],
+      // RFC 6749 §5.1: no `scope` in the answer means the scopes asked for were granted.
+      scopes: answer.body.scope !== undefined ? grantedScopes(answer.body.scope, entry.oauth?.scope_separator) : pending.scopes,
       expires_at: this.expiry(answer.body),
       created_by: pending.member_id ?? null,
     });
@@ -160,7 +267,7 @@ export class UpstreamOAuthManager {
   }
 
   private expiry(body: TokenAnswer): Date | null {
-    return typeof body.expires_in === 'number' && body.expires_in > 0 ? new Date(this.now() + body.expires_in * 1000) : null;
+    return body.expires_in !== undefined ? new Date(this.now() + body.expires_in * 1000) : null;
   }
 
   private async refreshAcrossReplicas(conn: ConnectionRow, entry: CatalogEntry): Promise<Credential> {
@@ -205,7 +312,12 @@ export class UpstreamOAuthManager {
       this.o.logger.warn({ connection_id: conn.id, service: entry.service_id, status: answer.status }, 'oauth: the provider could not refresh a token just now; the connection is kept');
       throw new StackError('UPSTREAM_ERROR', `${entry.name} could not refresh the token just now (status ${answer.status}); try again`, { upstream_status: answer.status });
     }
-    if (!answer.ok || !answer.body.access_token) {
+    if (answer.ok && answer.unusable && oauthError(answer.body) === undefined) {
+      // A 2xx STACK cannot use is not a refusal: the refresh token may still be good, the next call tries again.
+      this.o.logger.warn({ connection_id: conn.id, service: entry.service_id, status: answer.status, unusable: answer.unusable }, 'oauth: the provider answered a token refresh without a usable token; the connection is kept');
+      throw new StackError('UPSTREAM_ERROR', `${entry.name} answered the token refresh without a usable token; try again`, { upstream_status: answer.status });
+    }
+    if (!answer.ok || answer.unusable || !answer.body.access_token) {
       this.o.logger.warn({ connection_id: conn.id, service: entry.service_id, status: answer.status, oauth_error: oauthError(answer.body) }, 'oauth: the provider refused the token refresh; the connection needs a new authorization');
       await this.o.repo.setStatus(conn.operator_id, conn.id, 'needs_reauth');
       throw needsReauth(conn);
@@ -226,12 +338,13 @@ export class UpstreamOAuthManager {
       signal: AbortSignal.timeout(15_000),
       redirect: 'manual',
     });
-    let body: TokenAnswer = {};
+    let raw: unknown;
     try {
-      body = (await res.json()) as TokenAnswer;
+      raw = await res.json();
     } catch {
-      body = {};
+      raw = undefined;
     }
-    return { ok: res.ok, status: res.status, body };
+    const { body, unusable } = readTokenAnswer(raw);
+    return { ok: res.ok, status: res.status, body, unusable };
   }
 }

@@ -1,6 +1,6 @@
 /**
  * The proxy pipeline of DESIGN.md §5, in its order: the caller's authority (a member through
- * their own context, or a passport), the connection, the canonical request, scope rules, every
+ * their own context — within its allowed connections when it has such a list — or a passport), the connection, the canonical request, scope rules, every
  * constraint, allowed hosts, the network guard (DNS once, private addresses refused), the audit
  * record, idempotency, the credential (refreshed when due) injected after the caller's auth
  * headers were dropped, the upstream call (timeout, no redirects, capped answer, abortable by a
@@ -92,15 +92,18 @@ export class ProxyPipeline {
   /** The connection named by `service` (a connection id, or a catalog id with exactly one usable connection) among the operator's. */
   choose(auth: Authority, service: string, connections: readonly ConnectionRow[]): { conn: ConnectionRow; grant?: PassportService } {
     const granted = auth.claims?.stk.services;
+    // The caller's own limit (a member's allowed connections), whatever passport it presents.
+    const allowed = auth.caller.allowed_connections;
     if (isConnectionId(service)) {
       const conn = connections.find((c) => c.id === service);
       if (!conn) throw new StackError('NOT_FOUND', `no connection '${service}'`);
+      if (allowed && !allowed.includes(conn.id)) throw new StackError('FORBIDDEN', 'this connection is not among the caller’s allowed connections', { connection_id: conn.id });
       if (!granted) return { conn };
       const grant = granted.find((g) => g.connection_id === conn.id);
       if (!grant) throw new StackError('FORBIDDEN', 'the passport does not grant this connection', { connection_id: conn.id });
       return { conn, grant };
     }
-    const all = connections.filter((c) => c.service_id === service);
+    const all = connections.filter((c) => c.service_id === service && (!allowed || allowed.includes(c.id)));
     const usable = granted ? all.filter((c) => granted.some((g) => g.connection_id === c.id)) : all;
     if (usable.length === 0) throw new StackError('NOT_FOUND', `no usable connection of '${service}'`);
     if (usable.length > 1) {

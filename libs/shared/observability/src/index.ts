@@ -4,7 +4,7 @@
  */
 export { createLogger } from './logger';
 export type { CreateLoggerOptions, LogDestination, LogFields, LogMethod, StackLogger, StackLogLevel } from './logger';
-export { isSensitiveKey, REDACTED, redactSensitiveKeys, SecretRedactor } from './secret-redactor';
+export { isSensitiveKey, MIN_SECRET_LENGTH, REDACTED, redactSensitiveKeys, SecretRedactor } from './secret-redactor';
 export { NestLoggerAdapter } from './nest-logger.adapter';
 export {
   currentRequestContext,

@@ -34,6 +34,13 @@ export interface StackLogger {
   child(bindings: LogFields): StackLogger;
   /** Registers a secret value (a decrypted credential, say): from now on it never reaches output. */
   addSecret(value: string): void;
+  /**
+   * The secrets `owner` (a connection, say) holds now, replacing those it held before; the previous
+   * generation stays redacted, older ones are forgotten, so replacing a token forever stays bounded.
+   */
+  holdSecrets(owner: string, values: readonly string[]): void;
+  /** Forgets the secrets `owner` held. */
+  releaseSecrets(owner: string): void;
   isLevelEnabled(level: Exclude<StackLogLevel, 'silent'>): boolean;
 }
 
@@ -147,6 +154,14 @@ class PinoStackLogger implements StackLogger {
 
   addSecret(value: string): void {
     this.redactor.add(value);
+  }
+
+  holdSecrets(owner: string, values: readonly string[]): void {
+    this.redactor.hold(owner, values);
+  }
+
+  releaseSecrets(owner: string): void {
+    this.redactor.release(owner);
   }
 
   isLevelEnabled(level: Exclude<StackLogLevel, 'silent'>): boolean {

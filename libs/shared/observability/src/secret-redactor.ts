@@ -10,45 +10,102 @@ import { stdSerializers } from 'pino';
 export const REDACTED = '[REDACTED]';
 
 /**
+ * Secrets shorter than this are not registered: replacing every "e" or every quote would corrupt
+ * every log line of the process (and break its JSON) while hiding nothing worth hiding.
+ */
+export const MIN_SECRET_LENGTH = 4;
+
+/**
  * A set of secret values and the one regular expression that finds any of them.
  * Shared by a logger and all its children, so a secret registered anywhere is scrubbed everywhere.
+ *
+ * Secrets are either permanent (`add`: configuration) or held by an owner (`hold`: a connection's
+ * credential). An owner's secrets are replaced when it holds new ones; the previous generation is
+ * kept (a replaced token may stay valid upstream until it expires), older ones are forgotten, so
+ * refreshing a token forever does not grow the set.
  */
 export class SecretRedactor {
-  private readonly forms = new Set<string>();
-  private pattern: RegExp | undefined;
+  private readonly permanent = new Set<string>();
+  private readonly owned = new Map<string, { current: readonly string[]; previous: readonly string[] }>();
+  private forms: Set<string> | undefined;
+  private pattern: RegExp | null | undefined;
 
   constructor(secrets: Iterable<string> = []) {
     for (const secret of secrets) this.add(secret);
   }
 
   /**
-   * Registers a secret. Besides the value itself, its JSON-escaped and URL-encoded spellings are
-   * registered too: a secret with a quote or a newline appears escaped inside a JSON log line, and
-   * one inside a logged URL appears percent-encoded. Empty strings are ignored.
+   * Registers a secret for the life of the process. Besides the value itself, its JSON-escaped and
+   * URL-encoded spellings are registered too: a secret with a quote or a newline appears escaped
+   * inside a JSON log line, and one inside a logged URL appears percent-encoded. Non-strings and
+   * strings shorter than MIN_SECRET_LENGTH are ignored.
    */
   add(secret: string): void {
-    if (typeof secret !== 'string' || secret.length === 0) return;
-    const before = this.forms.size;
-    this.forms.add(secret);
-    this.forms.add(JSON.stringify(secret).slice(1, -1));
-    this.forms.add(encodeURIComponent(secret));
-    if (this.forms.size !== before) this.pattern = undefined;
+    if (!registrable(secret) || this.permanent.has(secret)) return;
+    this.permanent.add(secret);
+    this.changed();
+  }
+
+  /** The secrets `owner` holds now, in place of those it held before (kept one more generation). */
+  hold(owner: string, secrets: readonly string[]): void {
+    const next = [...new Set(secrets.filter(registrable))].sort();
+    const held = this.owned.get(owner);
+    if (held && sameList(held.current, next)) return;
+    // The same owner re-registering a secret it already held keeps both generations as they are.
+    if (held && sameList(held.previous, next)) return;
+    this.owned.set(owner, { current: next, previous: held?.current ?? [] });
+    this.changed();
+  }
+
+  /** Forgets everything `owner` held (its credential is gone). */
+  release(owner: string): void {
+    if (this.owned.delete(owner)) this.changed();
   }
 
   /** How many spellings are registered (tests and diagnostics). */
   get size(): number {
-    return this.forms.size;
+    return this.spellings().size;
   }
 
   redact(text: string): string {
-    if (this.forms.size === 0) return text;
-    if (!this.pattern) {
+    if (this.pattern === undefined) {
+      const forms = this.spellings();
       // Longest first: a secret that contains another must be replaced whole, not in pieces.
-      const alternatives = [...this.forms].sort((a, b) => b.length - a.length).map(escapeRegExp);
-      this.pattern = new RegExp(alternatives.join('|'), 'g');
+      const alternatives = [...forms].sort((a, b) => b.length - a.length).map(escapeRegExp);
+      this.pattern = alternatives.length ? new RegExp(alternatives.join('|'), 'g') : null;
     }
-    return text.replace(this.pattern, REDACTED);
+    return this.pattern ? text.replace(this.pattern, REDACTED) : text;
   }
+
+  private changed(): void {
+    this.forms = undefined;
+    this.pattern = undefined;
+  }
+
+  private spellings(): Set<string> {
+    if (!this.forms) {
+      const forms = new Set<string>();
+      const secrets = [...this.permanent, ...[...this.owned.values()].flatMap((h) => [...h.current, ...h.previous])];
+      for (const secret of secrets) {
+        const escaped = JSON.stringify(secret).slice(1, -1);
+        // Log lines are JSON: a secret that needs escaping only ever appears escaped. Its raw
+        // form would match quotes and backslashes of the line's own syntax.
+        if (escaped === secret) forms.add(secret);
+        forms.add(escaped);
+        forms.add(encodeURIComponent(secret));
+      }
+      this.forms = forms;
+    }
+    return this.forms;
+  }
+}
+
+function registrable(secret: unknown): secret is string {
+  return typeof secret === 'string' && secret.length >= MIN_SECRET_LENGTH;
+}
+
+function sameList(a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && a.every((s, i) => s === b[i]);
 }
 
 function escapeRegExp(text: string): string {

@@ -10,6 +10,9 @@
  *   the bus, refetched on an unknown kid) and checked against the revocation state, which also
  *   tracks the calls made with it so a revocation can cut them.
  * A stale node refuses what it cannot check (REVOCATION_STATE_STALE).
+ * The caller carries `allowed_connections` when limited: a member's (from auth: with the API key's
+ * answer, or asked over the bus for an access token, cached briefly and forgotten on any
+ * revocation), or, for a passport, the connections it grants.
  */
 import { createHash } from 'node:crypto';
 
@@ -17,7 +20,7 @@ import { Inject, Injectable, Module } from '@nestjs/common';
 
 import type { Bus, BusConnection } from '@stack/bus';
 import type { StackConfig } from '@stack/config';
-import { ACCESS_TOKEN_TYP, PASSPORT_COMMANDS, PASSPORT_TYP, ResolveApiKeyCommand, StackError, apiResource, mcpResource, scopesOfRole, type CallerContext } from '@stack/contracts';
+import { ACCESS_TOKEN_TYP, PASSPORT_COMMANDS, PASSPORT_TYP, ResolveApiKeyCommand, ResolveMemberAccessCommand, StackError, apiResource, mcpResource, scopesOfRole, type CallerContext } from '@stack/contracts';
 import { AccessTokenVerifier, CallerContextSigner, PassportVerifier, publicKeyOfJwk, type VerifiedPassport } from '@stack/security';
 import type { KeyObject } from 'node:crypto';
 
@@ -90,6 +93,7 @@ function passportCaller(p: VerifiedPassport): CallerContext {
       session_id: stk.session_id,
       // An agent with a passport uses services and drop-offs; the passport itself says which.
       scopes: Object.freeze(['stack:services', 'stack:dropoffs']) as string[],
+      allowed_connections: Object.freeze(stk.services.map((s) => s.connection_id)) as string[],
     } satisfies CallerContext);
     passportCallers.set(p, caller);
   }
@@ -102,6 +106,8 @@ export class Credentials {
   private readonly accessTokens: Record<Resource, AccessTokenVerifier>;
   readonly passports: PassportVerifier;
   private readonly apiKeys = new Map<string, { caller: CallerContext; until: number }>();
+  /** Members' `allowed_connections` for access tokens (undefined: not limited). */
+  private readonly memberAccess = new Map<string, { allowed: string[] | undefined; until: number }>();
   private passportKeys = new Map<string, KeyObject>();
   private passportKeysFetchedAt = 0;
   private jwksFetch?: Promise<void>;
@@ -120,7 +126,10 @@ export class Credentials {
     };
     this.passports = new PassportVerifier({ audience: config.publicUrl, keys: (kid) => this.passportKey(kid), revocations: revocations.state });
     // A revoked member's keys must stop working at once, not when the cache entry ages out.
-    revocations.state.onRevoked(() => this.apiKeys.clear());
+    revocations.state.onRevoked(() => {
+      this.apiKeys.clear();
+      this.memberAccess.clear();
+    });
   }
 
   /**
@@ -152,7 +161,11 @@ export class Credentials {
       const t = await this.accessTokens[resource].verify(token);
       // The operator is left out on purpose: "revoke all passports" must not sign members out.
       this.revocations.state.check({ member_id: t.stk.member_id, grant_id: t.stk.grant_id, client_id: t.client_id, issued_at_ms: t.iat * 1000 });
-      return { kind: 'oauth', caller: { issuer: 'auth', kind: 'member', operator_id: t.stk.operator_id, member_id: t.stk.member_id, client_id: t.client_id, scopes: t.scopes } };
+      const allowed = await this.allowedConnections(t.stk.operator_id, t.stk.member_id);
+      return {
+        kind: 'oauth',
+        caller: { issuer: 'auth', kind: 'member', operator_id: t.stk.operator_id, member_id: t.stk.member_id, client_id: t.client_id, scopes: t.scopes, ...(allowed ? { allowed_connections: allowed } : {}) },
+      };
     }
     if (typ === PASSPORT_TYP) {
       const p = await this.passports.verify(token);
@@ -173,10 +186,24 @@ export class Credentials {
     const allowed: string[] = scopesOfRole(r.role);
     const scopes = r.scopes.filter((s) => allowed.includes(s));
     if (!scopes.length) throw new StackError('UNAUTHORIZED', "API key holds no scope its member's role allows");
-    const caller: CallerContext = { issuer: 'auth', kind: 'member', operator_id: r.operator_id, member_id: r.member_id, scopes };
+    const caller: CallerContext = { issuer: 'auth', kind: 'member', operator_id: r.operator_id, member_id: r.member_id, scopes, ...(r.allowed_connections ? { allowed_connections: r.allowed_connections } : {}) };
     this.apiKeys.set(id, { caller, until: now + API_KEY_CACHE_MS });
     if (this.apiKeys.size > 10_000) this.apiKeys.clear();
     return caller;
+  }
+
+  /** A member's `allowed_connections` (undefined: not limited), asked of auth and cached like API keys. */
+  private async allowedConnections(operatorId: string, memberId: string): Promise<string[] | undefined> {
+    const key = `${operatorId}:${memberId}`;
+    const hit = this.memberAccess.get(key);
+    const now = Date.now();
+    if (hit && hit.until > now) return hit.allowed;
+    const r = await this.bus.request(ResolveMemberAccessCommand, { operator_id: operatorId, member_id: memberId }).catch((err: unknown) => {
+      throw err instanceof StackError && err.code === 'NOT_FOUND' ? new StackError('UNAUTHORIZED', 'the member of this token is no longer active') : err;
+    });
+    if (this.memberAccess.size >= 10_000) this.memberAccess.clear();
+    this.memberAccess.set(key, { allowed: r.allowed_connections, until: now + API_KEY_CACHE_MS });
+    return r.allowed_connections;
   }
 
   /**

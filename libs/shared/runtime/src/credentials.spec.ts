@@ -84,7 +84,7 @@ describe('Credentials (REST callers)', () => {
         aud: config.publicUrl,
         iat: now,
         exp: now + 900,
-        stk: { operator_id: 'op_1', agent_id: 'agt_1', agent_name: 'bot', member_id: 'mem_1', session_id: 'ses_1', issued_at_ms: Date.now(), chain: [], delegation_depth: 0, intent_summary: '', intent_services: [], services: [] },
+        stk: { operator_id: 'op_1', agent_id: 'agt_1', agent_name: 'bot', member_id: 'mem_1', session_id: 'ses_1', issued_at_ms: Date.now(), chain: [], delegation_depth: 0, intent_summary: '', intent_services: [], services: [{ connection_id: 'scon_1', service_id: 'github', service_name: 'GitHub', scopes: ['read'], constraints: [] }] },
       };
       return `Bearer ${signPassport(claims, { kid: 'k1', privateKey })}`;
     };
@@ -116,7 +116,8 @@ describe('Credentials (REST callers)', () => {
       const token = passport('ppt_same');
       const [a, b] = [await creds.restCaller(token), await creds.restCaller(token)];
       expect(a.caller).toBe(b.caller);
-      expect(a.caller).toEqual({ issuer: 'passport', kind: 'agent', operator_id: 'op_1', member_id: 'mem_1', agent_id: 'agt_1', passport_jti: 'ppt_same', session_id: 'ses_1', scopes: ['stack:services', 'stack:dropoffs'] });
+      // An agent reaches only the connections its passport grants.
+      expect(a.caller).toEqual({ issuer: 'passport', kind: 'agent', operator_id: 'op_1', member_id: 'mem_1', agent_id: 'agt_1', passport_jti: 'ppt_same', session_id: 'ses_1', scopes: ['stack:services', 'stack:dropoffs'], allowed_connections: ['scon_1'] });
       expect(Object.isFrozen(a.caller) && Object.isFrozen(a.caller.scopes)).toBe(true);
       expect(() => (a.caller.scopes as string[]).push('stack:admin')).toThrow(TypeError);
       const other = await creds.restCaller(passport('ppt_other'));

@@ -54,6 +54,14 @@ describe('CallerContextSigner', () => {
     expect(codeOf(() => new CallerContextSigner(key).verify(bad))).toBe('UNAUTHORIZED');
   });
 
+  it('carries allowed_connections, and refuses a signed context whose allowed_connections is not a list of ids', () => {
+    const s = new CallerContextSigner(key);
+    const limited: CallerContext = { ...ctx, allowed_connections: ['scon_a'] };
+    expect(s.verify(s.sign(limited))).toEqual(limited);
+    const bad = s.sign({ ...ctx, allowed_connections: 'scon_a' as unknown as string[] });
+    expect(codeOf(() => new CallerContextSigner(key).verify(bad))).toBe('UNAUTHORIZED');
+  });
+
   it('refuses a short key', () => {
     expect(() => new CallerContextSigner(randomBytes(16))).toThrow(/32 bytes/);
   });

@@ -90,5 +90,7 @@ function isCallerContext(value: Record<string, unknown>): value is CallerContext
   for (const k of ['operator_id', 'member_id', 'agent_id', 'client_id', 'passport_jti', 'session_id']) {
     if (value[k] !== undefined && typeof value[k] !== 'string') return false;
   }
+  const allowed = value.allowed_connections;
+  if (allowed !== undefined && (!Array.isArray(allowed) || !allowed.every((c) => typeof c === 'string'))) return false;
   return true;
 }

@@ -26,6 +26,22 @@ export const ResolveApiKeyCommand = defineCommand({
 });
 
 /**
+ * What a member may reach beyond their scopes: their `allowed_connections` (absent when not
+ * limited). Used for OAuth access tokens, which do not carry it. An unknown or inactive member,
+ * or one of another operator, is NOT_FOUND.
+ */
+export const ResolveMemberAccessCommand = defineCommand({
+  service: 'auth',
+  name: 'resolve_member_access',
+  description: "A member's allowed_connections (absent when not limited). NOT_FOUND for an unknown or inactive member of the operator.",
+  request: Type.Object({ operator_id: Type.String({ minLength: 1, maxLength: 200 }), member_id: Type.String({ minLength: 1, maxLength: 200 }) }),
+  response: Type.Object({
+    member_id: Type.String(),
+    allowed_connections: Type.Optional(Type.Array(Type.String())),
+  }),
+});
+
+/**
  * A member approved an OAuth client on the consent page. The passport service records it as an
  * agent of the operator, attributed to the member (auth keeps its own `connected_apps` row).
  */
@@ -60,5 +76,5 @@ export const MemberRevokedEvent = defineEvent({
   }),
 });
 
-export const AUTH_COMMANDS = [ResolveApiKeyCommand] as const;
+export const AUTH_COMMANDS = [ResolveApiKeyCommand, ResolveMemberAccessCommand] as const;
 export const AUTH_EVENTS = [ClientApprovedEvent, MemberRevokedEvent] as const;

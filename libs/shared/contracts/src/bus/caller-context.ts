@@ -18,6 +18,11 @@ export const CallerContextSchema = Type.Object({
   passport_jti: Type.Optional(Type.String()),
   session_id: Type.Optional(Type.String()),
   scopes: Type.Array(Type.String()),
+  /**
+   * The connection ids the caller may see and use, when limited: a member's `allowed_connections`,
+   * or the connections a passport grants. Absent: no such limit.
+   */
+  allowed_connections: Type.Optional(Type.Array(Type.String())),
 });
 
 export type CallerContext = Static<typeof CallerContextSchema>;

@@ -1,0 +1,217 @@
+import { randomBytes } from 'node:crypto';
+
+import { MemoryCache, MemoryStore } from '@stack/cache';
+import { createLogger, type LogDestination } from '@stack/observability';
+
+import type { CatalogEntry } from '../catalog/catalog.types';
+import type { ConnectionRepository, ConnectionRow } from '../connections/connection.repository';
+import { CredentialVault } from '../vault/credential-vault';
+import { grantedScopes, OAUTH_CONFIRM_PATH, readTokenAnswer, UpstreamOAuthManager } from './upstream-oauth';
+
+const ENTRY: CatalogEntry = {
+  service_id: 'github',
+  name: 'GitHub',
+  base_url: 'https://api.github.test',
+  auth: { type: 'bearer' },
+  allowed_hosts: ['api.github.test'],
+  scopes: ['read', 'write'],
+  scope_rules: [],
+  oauth: { authorize_url: 'https://github.test/login/oauth/authorize', token_url: 'https://github.test/login/oauth/access_token', default_scopes: ['repo', 'read:org'] },
+  credential_kinds: ['oauth2'],
+  builtin: true,
+};
+const findEntry = async (_op: string, id: string) => (id === ENTRY.service_id ? ENTRY : undefined);
+
+/** The connection table in memory: what the manager calls. */
+class MemoryRepo {
+  readonly rows = new Map<string, ConnectionRow>();
+  readonly statuses: string[] = [];
+  async insert(c: Omit<ConnectionRow, 'created_at' | 'updated_at' | 'verified_at'>): Promise<ConnectionRow> {
+    const row: ConnectionRow = { ...c, created_at: new Date(), updated_at: new Date(), verified_at: null };
+    this.rows.set(c.id, row);
+    return row;
+  }
+  async find(_op: string, id: string): Promise<ConnectionRow | undefined> {
+    return this.rows.get(id);
+  }
+  async setStatus(_op: string, id: string, status: ConnectionRow['status']): Promise<void> {
+    this.statuses.push(status);
+    this.rows.set(id, { ...this.rows.get(id)!, status });
+  }
+  async replaceSecret(_op: string, id: string, secret: ConnectionRow['secret'], expiresAt: Date | null): Promise<void> {
+    this.rows.set(id, { ...this.rows.get(id)!, secret, key_id: secret.kid, expires_at: expiresAt });
+  }
+}
+
+class CapturedOutput implements LogDestination {
+  readonly lines: string[] = [];
+  write(line: string): void {
+    this.lines.push(line);
+  }
+}
+
+/** The token endpoint answers `body` (any JSON text, `null` included) with `status`. */
+function tokenEndpoint(status: number, body: string): jest.SpyInstance {
+  return jest.spyOn(globalThis, 'fetch').mockImplementation(async () => new Response(body, { status, headers: { 'content-type': 'application/json' } }));
+}
+
+function setup() {
+  const repo = new MemoryRepo();
+  const out = new CapturedOutput();
+  const logger = createLogger({ level: 'warn', service: 'credential-proxy', instance: 'node-1', destination: out });
+  const vault = CredentialVault.fromMasterKeys(`k1:${randomBytes(32).toString('base64')}`, logger);
+  let n = 0;
+  const manager = new UpstreamOAuthManager({
+    repo: repo as unknown as ConnectionRepository,
+    vault,
+    cache: new MemoryCache({ keyPrefix: 'test', store: new MemoryStore() }),
+    clients: { github: { clientId: 'stack-client', clientSecret: 'client-secret-1234' } },
+    publicUrl: 'https://stack.test',
+    newConnectionId: () => `scon_${++n}`,
+    logger,
+  });
+  /** start → the confirmation page's Continue → the provider's URL and the browser's binding. */
+  const begin = async (scopes?: string[]) => {
+    const started = await manager.start({ entry: ENTRY, operatorId: 'op_a', memberId: 'mem_a', name: 'oauth', scopes });
+    const { pending, entry } = await manager.pending(started.state, findEntry);
+    const { authorize_url, binding } = await manager.proceed(started.state, pending, entry);
+    return { started, authorize_url, binding };
+  };
+  const connect = async (token: { status: number; body: string }) => {
+    const { started, binding } = await begin();
+    const fetchMock = tokenEndpoint(token.status, token.body);
+    try {
+      return await manager.complete({ code: 'the-code', state: started.state, binding, findEntry });
+    } finally {
+      fetchMock.mockRestore();
+    }
+  };
+  return { repo, out, vault, manager, begin, connect };
+}
+
+const token = () => `gho_${randomBytes(12).toString('hex')}`;
+
+afterEach(() => jest.restoreAllMocks());
+
+describe('UpstreamOAuthManager: the authorization is bound to the browser that continues it', () => {
+  it('start answers STACK’s confirmation page, never the provider’s URL', async () => {
+    const { manager } = setup();
+    const started = await manager.start({ entry: ENTRY, operatorId: 'op_a', memberId: 'mem_a', name: 'oauth' });
+    const url = new URL(started.url);
+    expect(url.origin + url.pathname).toBe(`https://stack.test${OAUTH_CONFIRM_PATH}`);
+    expect(started.authorize_url).toBe(started.url);
+    expect(url.searchParams.get('state')).toBe(started.state);
+    const { pending } = await manager.pending(started.state, findEntry);
+    expect(pending).toMatchObject({ operator_id: 'op_a', member_id: 'mem_a', name: 'oauth', scopes: ['repo', 'read:org'] });
+  });
+
+  it('Continue gives the provider URL (PKCE, state) once; a second Continue is refused', async () => {
+    const { manager, begin } = setup();
+    const { started, authorize_url } = await begin();
+    const provider = new URL(authorize_url);
+    expect(provider.origin).toBe('https://github.test');
+    expect(provider.searchParams.get('state')).toBe(started.state);
+    expect(provider.searchParams.get('code_challenge_method')).toBe('S256');
+    expect(provider.searchParams.get('scope')).toBe('repo read:org');
+    const { pending, entry } = await manager.pending(started.state, findEntry);
+    await expect(manager.proceed(started.state, pending, entry)).rejects.toMatchObject({ code: 'FORBIDDEN' });
+  });
+
+  it('a callback without the binding, or with another one, stores nothing and leaves the authorization usable', async () => {
+    const { manager, repo, begin } = setup();
+    const { started, binding } = await begin();
+    const fetchMock = tokenEndpoint(200, JSON.stringify({ access_token: token(), token_type: 'bearer' }));
+    for (const other of [undefined, '', 'not-the-binding']) {
+      await expect(manager.complete({ code: 'the-code', state: started.state, binding: other, findEntry })).rejects.toMatchObject({ code: 'FORBIDDEN' });
+    }
+    expect(fetchMock).not.toHaveBeenCalled();
+    expect(repo.rows.size).toBe(0);
+    await manager.complete({ code: 'the-code', state: started.state, binding, findEntry });
+    expect(repo.rows.size).toBe(1);
+    await expect(manager.complete({ code: 'the-code', state: started.state, binding, findEntry })).rejects.toMatchObject({ code: 'INVALID_REQUEST' });
+  });
+
+  it('a callback whose state never went through Continue is refused', async () => {
+    const { manager, repo } = setup();
+    const started = await manager.start({ entry: ENTRY, operatorId: 'op_a', memberId: 'mem_a', name: 'oauth' });
+    await expect(manager.complete({ code: 'the-code', state: started.state, binding: 'anything', findEntry })).rejects.toMatchObject({ code: 'FORBIDDEN' });
+    expect(repo.rows.size).toBe(0);
+  });
+});
+
+describe('UpstreamOAuthManager: token answers of odd shapes', () => {
+  it('accepts expires_in as a numeric string', async () => {
+    const { connect } = setup();
+    const before = Date.now();
+    const row = await connect({ status: 200, body: JSON.stringify({ access_token: token(), refresh_token: token(), expires_in: '3600' }) });
+    expect(row.expires_at).not.toBeNull();
+    expect(row.expires_at!.getTime()).toBeGreaterThanOrEqual(before + 3_599_000);
+  });
+
+  it('a 200 with body null completes nothing: UPSTREAM_ERROR, not INTERNAL_ERROR', async () => {
+    const { connect, repo } = setup();
+    await expect(connect({ status: 200, body: 'null' })).rejects.toMatchObject({ code: 'UPSTREAM_ERROR' });
+    expect(repo.rows.size).toBe(0);
+  });
+
+  it('refuses an access_token that is not a string (UPSTREAM_ERROR), storing nothing', async () => {
+    const { connect, repo } = setup();
+    for (const access_token of [12345678901, { t: 'x' }, ['gho_abcdefgh'], 'short']) {
+      await expect(connect({ status: 200, body: JSON.stringify({ access_token, token_type: 'bearer' }) })).rejects.toMatchObject({ code: 'UPSTREAM_ERROR' });
+    }
+    expect(repo.rows.size).toBe(0);
+  });
+
+  it('stores the granted scopes (space- or comma-separated); without `scope`, the ones asked for', async () => {
+    const { connect } = setup();
+    expect((await connect({ status: 200, body: JSON.stringify({ access_token: token(), scope: 'repo gist' }) })).scopes).toEqual(['repo', 'gist']);
+    expect((await connect({ status: 200, body: JSON.stringify({ access_token: token(), scope: 'repo,read:org' }) })).scopes).toEqual(['repo', 'read:org']);
+    expect((await connect({ status: 200, body: JSON.stringify({ access_token: token() }) })).scopes).toEqual(['repo', 'read:org']);
+    expect(grantedScopes('channels:read,chat:write', ',')).toEqual(['channels:read', 'chat:write']);
+    expect(grantedScopes('a|b c', '|')).toEqual(['a', 'b', 'c']);
+  });
+
+  describe('on refresh', () => {
+    async function due() {
+      const s = setup();
+      const row = await s.connect({ status: 200, body: JSON.stringify({ access_token: token(), refresh_token: token(), expires_in: 30 }) });
+      return { ...s, row };
+    }
+
+    it('a 200 with body null: UPSTREAM_ERROR and the connection kept, as for an outage', async () => {
+      const { manager, repo, row } = await due();
+      tokenEndpoint(200, 'null');
+      await expect(manager.credential(row, ENTRY)).rejects.toMatchObject({ code: 'UPSTREAM_ERROR' });
+      expect(repo.statuses).toEqual([]);
+      expect(repo.rows.get(row.id)!.status).toBe('active');
+    });
+
+    it('a non-string access_token: UPSTREAM_ERROR, the old credential kept', async () => {
+      const { manager, repo, row } = await due();
+      tokenEndpoint(200, JSON.stringify({ access_token: 42, expires_in: 3600 }));
+      await expect(manager.credential(row, ENTRY)).rejects.toMatchObject({ code: 'UPSTREAM_ERROR' });
+      expect(repo.rows.get(row.id)!.secret).toBe(row.secret);
+    });
+
+    it('a 200 carrying an OAuth error (Slack answers so) is a refusal: needs_reauth', async () => {
+      const { manager, repo, row } = await due();
+      tokenEndpoint(200, JSON.stringify({ ok: false, error: 'invalid_refresh_token' }));
+      await expect(manager.credential(row, ENTRY)).rejects.toMatchObject({ code: 'FORBIDDEN', details: { reason: 'needs_reauth' } });
+      expect(repo.statuses).toEqual(['needs_reauth']);
+    });
+
+    it('expires_in as a numeric string sets the next expiry', async () => {
+      const { manager, repo, row } = await due();
+      const fresh = token();
+      tokenEndpoint(200, JSON.stringify({ access_token: fresh, expires_in: '7200' }));
+      expect(await manager.credential(row, ENTRY)).toMatchObject({ kind: 'oauth2', access_token: fresh });
+      expect(repo.rows.get(row.id)!.expires_at!.getTime()).toBeGreaterThan(Date.now() + 7_000_000);
+    });
+  });
+
+  it('readTokenAnswer keeps only well-typed fields', () => {
+    expect(readTokenAnswer(null)).toEqual({ body: {}, unusable: 'the answer is not a JSON object' });
+    expect(readTokenAnswer([1]).unusable).toBeDefined();
+    expect(readTokenAnswer({ access_token: 'gho_abcdefgh', expires_in: 'soon', token_type: 7 })).toEqual({ body: { access_token: 'gho_abcdefgh', error: undefined } });
+  });
+});
