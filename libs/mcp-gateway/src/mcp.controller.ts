@@ -53,11 +53,7 @@ export class McpController {
     }
 
     const body = await readBody(req);
-    if (!body) {
-      // Refused by its declared length, the body was not read: the connection is not reused for another request.
-      if (!req.complete) res.setHeader('Connection', 'close');
-      return send(res, { status: 413, body: rpcError(null, RpcErrorCode.InvalidRequest, 'request body is larger than 1 MB') });
-    }
+    if (!body) return send(res, { status: 413, body: rpcError(null, RpcErrorCode.InvalidRequest, 'request body is larger than 1 MB') });
     const contentType = String(req.headers['content-type'] ?? '');
     if (!contentType.includes('application/json')) return send(res, { status: 415, body: rpcError(null, RpcErrorCode.InvalidRequest, 'Content-Type must be application/json') });
     let raw: unknown;

@@ -106,6 +106,41 @@ describe('startReverseProxy', () => {
     }
   });
 
+  it('reads a request body whole before forwarding it, so an early answer leaves the client connection in step for the next request', async () => {
+    // As a STACK service does with a body larger than its limit: answer at once, read nothing (Node drains the rest).
+    const seen: Array<string | undefined> = [];
+    const early = createServer((req, res) => {
+      seen.push(req.headers['content-length']);
+      res.writeHead(req.method === 'POST' ? 413 : 200, { 'content-type': 'text/plain' });
+      res.end(req.method === 'POST' ? 'too large' : 'ok');
+    });
+    const u = await listen(early);
+    cleanup.push(() => u.close());
+    const proxy = await proxyFor({ 'mcp-gateway': [u.url] });
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+    cleanup.push(async () => agent.destroy());
+    const send = (method: string, body?: Buffer) =>
+      new Promise<{ status: number; socket: unknown }>((resolve, reject) => {
+        const r = httpRequest(`${proxy.url}/mcp`, { method, agent, headers: body ? { 'transfer-encoding': 'chunked' } : {} }, (res) => {
+          res.resume();
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, socket: r.socket }));
+        });
+        r.on('error', reject);
+        if (body) for (let i = 0; i < body.length; i += 64 * 1024) r.write(body.subarray(i, i + 64 * 1024));
+        r.end();
+      });
+    for (let i = 0; i < 5; i++) {
+      const big = await send('POST', Buffer.alloc(2 * 1024 * 1024, 'x'));
+      expect(big.status).toBe(413);
+      const next = await send('GET');
+      expect(next.status).toBe(200);
+      // The same keep-alive connection carried both: nothing was reset.
+      expect(next.socket).toBe(big.socket);
+    }
+    // A chunked upload reaches the service whole, with its length.
+    expect(seen.filter((n) => n !== undefined)).toEqual(Array(5).fill(String(2 * 1024 * 1024)));
+  });
+
   it('matches routes exactly as routeFor does', () => {
     const paths = [
       '/',

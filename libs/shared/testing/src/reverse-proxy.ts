@@ -109,6 +109,9 @@ function normaliseBase(url: string): string {
   return url.replace(/\/+$/, '');
 }
 
+/** The largest request body the proxy reads before forwarding (ingress-nginx's proxy-body-size, set high). */
+const MAX_BUFFERED_BODY_BYTES = 64 * 1024 * 1024;
+
 export async function startReverseProxy(options: ReverseProxyOptions): Promise<ReverseProxy> {
   const host = options.host ?? '127.0.0.1';
   const upstreams = new Map<ServiceName, string[]>();
@@ -133,7 +136,7 @@ export async function startReverseProxy(options: ReverseProxyOptions): Promise<R
     return list[n % list.length];
   };
 
-  const forward = (req: IncomingMessage, res: ServerResponse, service: ServiceName, tried: Set<string>): void => {
+  const forward = (req: IncomingMessage, res: ServerResponse, service: ServiceName, tried: Set<string>, body?: Buffer): void => {
     const base = pick(service, tried);
     if (base === undefined) {
       sendError(res, 502, 'UPSTREAM_ERROR', tried.size > 0 ? `no replica of ${service} answered` : `no replica of ${service} is running`);
@@ -154,7 +157,12 @@ export async function startReverseProxy(options: ReverseProxyOptions): Promise<R
     headers['x-forwarded-host'] = req.headers.host ?? `${host}:${port}`;
     headers['x-forwarded-port'] = String(port);
 
-    const bodyless = BODYLESS_METHODS.has(req.method ?? 'GET') && req.headers['content-length'] === undefined && req.headers['transfer-encoding'] === undefined;
+    const bodyless = body === undefined;
+    if (body) {
+      // The body was read whole before forwarding: it goes with its length.
+      headers['content-length'] = String(body.length);
+      delete headers['transfer-encoding'];
+    }
     const upstreamReq = httpRequest({
       host: target.hostname,
       port: target.port || 80,
@@ -168,11 +176,8 @@ export async function startReverseProxy(options: ReverseProxyOptions): Promise<R
     upstreamReq.on('response', (upstreamRes) => {
       answer = upstreamRes;
       const outHeaders = forwardableResponseHeaders(upstreamRes.rawHeaders, upstreamRes.headers.connection);
-      // An upstream that answers before it has the whole body (a 413, say) closes its connection
-      // after the answer: the client's connection ends after it too, as an Ingress does. Kept
-      // open, the client could send its next request on it just as this proxy, seeing the
-      // upstream's close, resets it (ECONNRESET on a request no service received).
-      if (!req.complete || connectionTokens(upstreamRes.headers.connection).has('close')) outHeaders.push('Connection', 'close');
+      // An upstream that closes its connection after the answer has the client's closed after it too.
+      if (connectionTokens(upstreamRes.headers.connection).has('close')) outHeaders.push('Connection', 'close');
       res.writeHead(upstreamRes.statusCode ?? 502, upstreamRes.statusMessage, outHeaders);
       // Send the head now: an SSE client must see the response start before the first event.
       res.flushHeaders();
@@ -183,18 +188,13 @@ export async function startReverseProxy(options: ReverseProxyOptions): Promise<R
 
     upstreamReq.on('error', (err: NodeJS.ErrnoException) => {
       if (res.headersSent) {
-        // After a whole answer the upstream's reset (it stopped reading the body) ends nothing
-        // the client still waits for: the answer finishes and the connection closes after it.
+        // After a whole answer the upstream's reset ends nothing the client still waits for.
         if (!answer?.complete) res.destroy();
-        else {
-          req.unpipe(upstreamReq);
-          req.resume();
-        }
         return;
       }
       const refused = err.code === 'ECONNREFUSED' || err.code === 'ECONNRESET' || err.code === 'EHOSTUNREACH';
       if (options.retryIdempotent && bodyless && refused && !res.destroyed) {
-        forward(req, res, service, tried);
+        forward(req, res, service, tried, body);
         return;
       }
       if (!res.destroyed) sendError(res, 502, 'UPSTREAM_ERROR', `${service} replica ${base} did not answer (${err.code ?? err.message})`);
@@ -205,13 +205,36 @@ export async function startReverseProxy(options: ReverseProxyOptions): Promise<R
       if (!res.writableFinished) upstreamReq.destroy();
     });
 
+    upstreamReq.end(body);
+  };
+
+  /**
+   * A request body is read whole before it is forwarded, as ingress-nginx does by default
+   * (proxy_request_buffering): the upstream then sees a complete request however slowly the client
+   * sent it, and an early answer (a 413 to an oversized body) never reaches a client still
+   * uploading on a connection it would then reuse — streamed, that raced: the next request on it
+   * failed with ECONNRESET.
+   */
+  const readBody = (req: IncomingMessage, res: ServerResponse, then: (body: Buffer | undefined) => void): void => {
+    const bodyless = BODYLESS_METHODS.has(req.method ?? 'GET') && req.headers['content-length'] === undefined && req.headers['transfer-encoding'] === undefined;
     if (bodyless) {
-      upstreamReq.end();
       req.resume();
-    } else {
-      req.pipe(upstreamReq);
-      req.on('error', () => upstreamReq.destroy());
+      then(undefined);
+      return;
     }
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let refused = false;
+    req.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > MAX_BUFFERED_BODY_BYTES) refused = true;
+      else chunks.push(chunk);
+    });
+    req.on('end', () => {
+      if (refused) sendError(res, 413, 'PAYLOAD_TOO_LARGE', `request bodies through this proxy are limited to ${MAX_BUFFERED_BODY_BYTES} bytes`);
+      else then(Buffer.concat(chunks, size));
+    });
+    req.on('error', () => res.destroy());
   };
 
   const server = createServer((req, res) => {
@@ -222,7 +245,7 @@ export async function startReverseProxy(options: ReverseProxyOptions): Promise<R
       sendError(res, 404, 'NOT_FOUND', `no service serves ${pathname}`);
       return;
     }
-    forward(req, res, service, new Set());
+    readBody(req, res, (body) => forward(req, res, service, new Set(), body));
   });
   // Long-lived streams (SSE, slow uploads) are the point of some tests; no server-side cut-off.
   server.requestTimeout = 0;
