@@ -222,7 +222,7 @@ function sameValue(a: Step, b: Step): boolean {
 }
 
 /** The schema's anchors; refuses an `$id` below the top (everything Ajv indexes is one resource, or it is refused). */
-function indexResource(root: Obj): Map<string, Obj> {
+export function indexResource(root: Obj): Map<string, Obj> {
   const anchors = new Map<string, Obj>();
   const stack: unknown[] = [root];
   while (stack.length) {
@@ -250,7 +250,7 @@ function indexResource(root: Obj): Map<string, Obj> {
 }
 
 /** The node a reference points to inside the schema, or undefined. */
-function resolveRef(root: Obj, anchors: ReadonlyMap<string, Obj>, ref: string): unknown {
+export function resolveRef(root: Obj, anchors: ReadonlyMap<string, Obj>, ref: string): unknown {
   const hash = ref.indexOf('#');
   const base = hash < 0 ? ref : ref.slice(0, hash);
   if (base !== '' && !isOwnUri(root, base)) return undefined;

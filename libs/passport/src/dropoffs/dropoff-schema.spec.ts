@@ -188,4 +188,48 @@ describe('drop-off schemas (hostile input)', () => {
     expect(s.check(validate, Array(20_000).fill(0))).toHaveLength(1);
     expect(s.check(validate, Array(10).fill(0))).toHaveLength(50);
   });
+
+  it('refuses a payload too costly to check against its schema (413), at once, before validating it', () => {
+    const zeros = Array(256_000).fill(0);
+    // An allOf of 1,000 `{items}` (44 KB, no $ref) against a 256k-item array: 256 million checks.
+    const allOf = s.prepare({ allOf: Array.from({ length: 1000 }, (_, i) => ({ items: { type: 'integer', minimum: -i } })) }).validate;
+    let started = process.hrtime.bigint();
+    let err: unknown;
+    try {
+      s.check(allOf, zeros);
+    } catch (e) {
+      err = e;
+    }
+    expect(seconds(started)).toBeLessThan(1);
+    expect(err).toBeInstanceOf(StackError);
+    expect(err).toMatchObject({ code: 'PAYLOAD_TOO_LARGE', message: expect.stringContaining('too costly to check against this schema') });
+    // A large enum under items: every item compared with every entry.
+    const enumSchema = s.prepare({ type: 'array', items: { enum: Array.from({ length: 5000 }, (_, i) => `value-${i}`) } }).validate;
+    started = process.hrtime.bigint();
+    expect(codeOf(() => s.check(enumSchema, Array(100_000).fill('nope')))).toBe('PAYLOAD_TOO_LARGE');
+    expect(seconds(started)).toBeLessThan(1);
+    // The same schemas still check a small payload.
+    expect(s.check(allOf, [0, 1, 2])).toEqual([]);
+    expect(s.check(enumSchema, ['value-7'])).toEqual([]);
+  });
+
+  it('accepts a realistic 512 KB payload under a schema of tens of subschemas', () => {
+    const item = {
+      type: 'object',
+      required: ['id', 'name', 'qty'],
+      additionalProperties: false,
+      properties: { id: { type: 'string', pattern: '^[A-Z]+-[0-9]+$' }, name: { type: 'string', minLength: 1 }, qty: { type: 'integer', minimum: 0 }, price: { type: 'number' }, tags: { type: 'array', items: { enum: ['a', 'b', 'c', 'd'] } }, when: { type: 'string', format: 'date-time' } },
+    };
+    const { validate } = s.prepare({ type: 'object', required: ['rows'], additionalProperties: false, properties: { title: { type: 'string', maxLength: 200 }, rows: { type: 'array', items: { $ref: '#/$defs/item' } }, ids: { type: 'array', items: { type: 'integer', minimum: 0 } } }, $defs: { item } });
+    const rows = Array.from({ length: 4000 }, (_, i) => ({ id: `AB-${i}`, name: 'widget', qty: i, price: 1.5, tags: ['a', 'c'], when: '2024-01-01T00:00:00Z' }));
+    const payload = { title: 'stock', rows, ids: Array.from({ length: 20_000 }, (_, i) => i) };
+    const bytes = JSON.stringify(payload).length;
+    expect(bytes).toBeGreaterThan(450 * 1024);
+    expect(bytes).toBeLessThan(512 * 1024);
+    expect(s.check(validate, payload)).toEqual([]);
+    // The cap's worth of small integers under a typed items: 256k values.
+    expect(s.check(s.prepare({ type: 'array', items: { type: 'integer', minimum: 0, maximum: 9 } }).validate, Array(256_000).fill(0))).toEqual([]);
+    // A failing one still gets its violations.
+    expect(s.check(validate, { ...payload, rows: [{ ...rows[0], qty: -1 }, ...rows.slice(1)] }).map((v) => v.pointer)).toEqual(['/rows/0/qty']);
+  });
 });
