@@ -83,6 +83,30 @@ describe('passport service over the bus (real Postgres and NATS)', () => {
     await expect(gateway.request(C.revokeAllPassports, { confirm: true }, { caller: member })).rejects.toMatchObject({ code: 'FORBIDDEN' });
   });
 
+  it('a member limited to some connections (allowed_connections) grants, issues and delegates only those: FORBIDDEN otherwise', async () => {
+    const limitedAdmin: CallerContext = { ...admin, member_id: 'mem_limited', allowed_connections: ['scon_1'] };
+    const limited: CallerContext = { ...member, member_id: 'mem_limited', allowed_connections: ['scon_1'] };
+    const a = await agentWithGrant('limited-parent');
+    const b = await agentWithGrant('limited-child');
+    // An unlimited admin also grants scon_2 to both agents.
+    for (const id of [a, b]) await gateway.request(C.grantAgentAccess, { agent_id: id, connection_id: 'scon_2', scopes: ['read'] }, { caller: admin });
+
+    await expect(gateway.request(C.grantAgentAccess, { agent_id: a, connection_id: 'scon_3', scopes: ['read'] }, { caller: limitedAdmin })).rejects.toMatchObject({ code: 'FORBIDDEN', details: { connection_id: 'scon_3' } });
+    expect((await gateway.request(C.listAgentGrants, { agent_id: a }, { caller: member })).grants.map((g) => g.connection_id).sort()).toEqual(['scon_1', 'scon_2']);
+    await gateway.request(C.grantAgentAccess, { agent_id: a, connection_id: 'scon_1', service_id: 'github', scopes: ['read'] }, { caller: limitedAdmin });
+
+    await expect(gateway.request(C.issuePassport, { agent_id: a, services: [{ connection_id: 'scon_2', scopes: ['read'] }] }, { caller: limited })).rejects.toMatchObject({ code: 'FORBIDDEN' });
+    // Without services: the agent's grants within the caller's connections only.
+    const all = await gateway.request(C.issuePassport, { agent_id: a }, { caller: limited });
+    expect((await gateway.request(C.verifyPassport, { token: all.token })).claims?.stk.services.map((s) => s.connection_id)).toEqual(['scon_1']);
+
+    // A parent holding scon_2 (issued by an unlimited member): a limited caller cannot delegate it on.
+    const parent = await gateway.request(C.issuePassport, { agent_id: a }, { caller: member });
+    await expect(gateway.request(C.delegatePassport, { parent_token: parent.token, child_agent_id: b, services: [{ connection_id: 'scon_2', scopes: ['read'] }] }, { caller: limited })).rejects.toMatchObject({ code: 'FORBIDDEN' });
+    const child = await gateway.request(C.delegatePassport, { parent_token: parent.token, child_agent_id: b, services: [{ connection_id: 'scon_1', scopes: ['read'] }] }, { caller: limited });
+    expect((await gateway.request(C.verifyPassport, { token: child.token })).claims?.stk.services.map((s) => s.connection_id)).toEqual(['scon_1']);
+  });
+
   it('writes each revocation with its outbox rows (revocation and audit) and publishes it to STACK_REVOCATIONS', async () => {
     const a = await agentWithGrant('outboxed');
     const r = await gateway.request(C.revokeAgentPassports, { agent_id: a }, { caller: member });

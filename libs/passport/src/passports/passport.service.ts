@@ -121,6 +121,7 @@ export class PassportService {
 
   async grantAccess(caller: CallerContext, input: { agent_id: string; connection_id: string; service_id?: string; service_name?: string; scopes: string[]; constraints?: Constraint[] }): Promise<GrantView> {
     const operatorId = requireOperator(caller, 'stack:admin');
+    requireAllowedConnection(caller, input.connection_id);
     await this.agentOrNotFound(operatorId, input.agent_id);
     const constraints = mergeConstraints(input.connection_id, input.constraints ?? []);
     // The connection belongs to the credential proxy; until it answers on the bus (issue 6) its
@@ -163,8 +164,10 @@ export class PassportService {
     }
     checkIntent(input.intent_summary);
     const agent = await this.agentOrNotFound(operatorId, input.agent_id);
+    for (const req of input.services ?? []) requireAllowedConnection(caller, req.connection_id);
     const grants = await this.store.grants(operatorId, agent.id);
-    const services = input.services ? input.services.map((req) => narrowToGrant(req, grants)) : grants.map((g) => serviceOf(g, g.scopes, g.constraints));
+    // No services asked: the agent's grants, less those outside a limited caller's connections.
+    const services = input.services ? input.services.map((req) => narrowToGrant(req, grants)) : grants.filter((g) => mayUseConnection(caller, g.connection_id)).map((g) => serviceOf(g, g.scopes, g.constraints));
     return this.mint(caller, {
       operatorId,
       agent,
@@ -198,6 +201,7 @@ export class PassportService {
       for (const req of input.services) {
         const held = p.stk.services.find((s) => s.connection_id === req.connection_id);
         if (!held) throw escalation(`the parent passport does not hold connection ${req.connection_id}`, req.connection_id);
+        requireAllowedConnection(caller, req.connection_id);
         const extra = req.scopes.filter((s) => !held.scopes.includes(s));
         if (extra.length) throw escalation(`the parent passport does not hold scopes ${extra.join(', ')} on ${req.connection_id}`, req.connection_id);
         const grant = childGrants.find((g) => g.connection_id === req.connection_id);
@@ -515,6 +519,16 @@ export function requireOperator(caller: CallerContext, scope: 'stack:passports' 
   if (!caller.operator_id) throw new StackError('UNAUTHORIZED', 'this needs an authenticated caller of an operator');
   if (caller.kind !== 'system' && caller.scopes.length > 0 && !caller.scopes.includes(scope)) throw new StackError('FORBIDDEN', `this needs the ${scope} scope`, { scope });
   return caller.operator_id;
+}
+
+/** Whether the caller may act on the connection: absent `allowed_connections` means no limit. */
+function mayUseConnection(caller: CallerContext | undefined, connectionId: string): boolean {
+  return !caller?.allowed_connections || caller.allowed_connections.includes(connectionId);
+}
+
+/** A caller limited to some connections grants, issues and delegates only those: FORBIDDEN, as the proxy refuses acting on the others. */
+function requireAllowedConnection(caller: CallerContext | undefined, connectionId: string): void {
+  if (!mayUseConnection(caller, connectionId)) throw new StackError('FORBIDDEN', `connection ${connectionId} is not among the caller's allowed connections`, { connection_id: connectionId });
 }
 
 function checkAgentName(name: string): void {
