@@ -1,11 +1,13 @@
 /**
  * oidc-provider's storage on the real Postgres: find/consume/expiry, the refresh-token grace
- * window, and a grant revocation that writes exactly one RevocationRecordedEvent to the outbox.
+ * window (one replay only), and a grant revocation that writes exactly one
+ * RevocationRecordedEvent to the outbox.
  */
 import { createServiceDataSource, migrateUnderLock, type ServiceDataSource } from '@stack/persistence';
 import { createTestDatabase, type TestDatabase } from '@stack/testing';
 
 import { AuthInit1764200000000 } from '../auth-init.migration';
+import { AuthRefreshGrace1765200000000 } from '../refresh-grace.migration';
 import { PostgresOidcAdapter, REFRESH_GRACE_MS } from './postgres-adapter';
 
 describe('PostgresOidcAdapter (real Postgres)', () => {
@@ -14,7 +16,7 @@ describe('PostgresOidcAdapter (real Postgres)', () => {
 
   beforeAll(async () => {
     db = await createTestDatabase('stack_auth_adapter');
-    ds = createServiceDataSource({ service: 'auth', url: db.url, entities: [], migrations: [AuthInit1764200000000], poolSize: 2 });
+    ds = createServiceDataSource({ service: 'auth', url: db.url, entities: [], migrations: [AuthInit1764200000000, AuthRefreshGrace1765200000000], poolSize: 2 });
     await ds.initialize();
     await migrateUnderLock(ds);
     await ds.query(`INSERT INTO auth.operators (id, name) VALUES ('op_a', 'A')`);
@@ -39,13 +41,29 @@ describe('PostgresOidcAdapter (real Postgres)', () => {
     expect(await interactions.find('i1')).toBeUndefined();
   });
 
-  it('lets a just-rotated refresh token be presented again within the grace window, not after', async () => {
+  it('lets a just-rotated refresh token be presented again once within the grace window, not twice, not after', async () => {
     const refresh = new PostgresOidcAdapter('RefreshToken', ds);
     await refresh.upsert('r1', { grantId: 'g1', accountId: 'mem_a' }, 3600);
+    // Reads before it is consumed do not use up the grace.
+    expect((await refresh.find('r1'))?.consumed).toBeUndefined();
+    expect((await refresh.find('r1'))?.consumed).toBeUndefined();
     await refresh.consume('r1');
     expect((await refresh.find('r1'))?.consumed).toBeUndefined();
-    await ds.query(`UPDATE auth.oidc_payloads SET consumed_at = now() - ($1 || ' milliseconds')::interval WHERE id = 'r1'`, [String(REFRESH_GRACE_MS + 1000)]);
+    // A second replay within the window is consumed: oidc-provider revokes the grant as reuse.
     expect((await refresh.find('r1'))?.consumed).toEqual(expect.any(Number));
+    expect((await refresh.find('r1'))?.consumed).toEqual(expect.any(Number));
+
+    // Concurrent replays (as from several replicas): exactly one reads unconsumed.
+    await refresh.upsert('r1c', { grantId: 'g1', accountId: 'mem_a' }, 3600);
+    await refresh.consume('r1c');
+    const reads = await Promise.all([1, 2, 3, 4].map(() => refresh.find('r1c')));
+    expect(reads.filter((r) => r && r.consumed === undefined)).toHaveLength(1);
+
+    // After the window, even the first replay is consumed.
+    await refresh.upsert('r1x', { grantId: 'g1', accountId: 'mem_a' }, 3600);
+    await refresh.consume('r1x');
+    await ds.query(`UPDATE auth.oidc_payloads SET consumed_at = now() - ($1 || ' milliseconds')::interval WHERE id = 'r1x'`, [String(REFRESH_GRACE_MS + 1000)]);
+    expect((await refresh.find('r1x'))?.consumed).toEqual(expect.any(Number));
   });
 
   it('revokes a grant with every row of it and records one revocation through the outbox', async () => {

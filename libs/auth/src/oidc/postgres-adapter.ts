@@ -5,9 +5,11 @@
  * embedded Postgres serves one transaction at a time, so none may wait on anything else.
  *
  * Two behaviours beyond plain storage:
- * - refresh-token grace: a refresh token consumed less than REFRESH_GRACE_MS ago reads as
- *   unconsumed, so a client resending the token it just rotated gets a fresh pair instead of
- *   having its whole grant revoked (some MCP clients do this);
+ * - refresh-token grace: the first read of a refresh token consumed less than REFRESH_GRACE_MS
+ *   ago reads as unconsumed, so a client resending the token it just rotated gets a fresh pair
+ *   instead of having its whole grant revoked (some MCP clients do this). Only the first: the
+ *   read marks `grace_used_at` with a conditional UPDATE (atomic across replicas), and any later
+ *   read is consumed, which oidc-provider treats as reuse and revokes the grant;
  * - revoking a grant (oidc-provider's revocation, a member revoked, an app disconnected) writes
  *   a RevocationRecordedEvent through the outbox in the same transaction as the delete.
  */
@@ -26,6 +28,8 @@ interface PayloadRow {
   payload: Record<string, unknown>;
   consumed_at: Date | null;
   expires_at: Date | null;
+  /** RefreshToken only: this read took the token's one grace presentation. */
+  in_grace?: boolean;
 }
 
 export interface AdapterPayload {
@@ -87,16 +91,28 @@ export class PostgresOidcAdapter {
   }
 
   private async findBy(column: 'id' | 'uid' | 'user_code', value: string): Promise<AdapterPayload | undefined> {
-    const rows = (await this.dataSource.query(`SELECT payload, consumed_at, expires_at FROM ${this.table} WHERE model = $1 AND ${column} = $2`, [this.model, value])) as PayloadRow[];
+    const rows = (
+      this.model === 'RefreshToken'
+        ? // One statement: claim the grace if it is still unused (the UPDATE's row lock serialises
+          // concurrent reads, so only one gets it), then read the row as it was before.
+          await this.dataSource.query(
+            `WITH grace AS (
+               UPDATE ${this.table} SET grace_used_at = now()
+               WHERE model = $1 AND ${column} = $2 AND grace_used_at IS NULL
+                 AND consumed_at IS NOT NULL AND consumed_at > now() - ($3::bigint * interval '1 millisecond')
+                 AND (expires_at IS NULL OR expires_at > now())
+               RETURNING 1
+             )
+             SELECT payload, consumed_at, expires_at, EXISTS (SELECT 1 FROM grace) AS in_grace FROM ${this.table} WHERE model = $1 AND ${column} = $2`,
+            [this.model, value, REFRESH_GRACE_MS],
+          )
+        : await this.dataSource.query(`SELECT payload, consumed_at, expires_at FROM ${this.table} WHERE model = $1 AND ${column} = $2`, [this.model, value])
+    ) as PayloadRow[];
     const row = rows[0];
     if (!row) return undefined;
     if (row.expires_at && new Date(row.expires_at).getTime() <= Date.now()) return undefined;
     const payload: AdapterPayload = { ...row.payload };
-    if (row.consumed_at) {
-      const consumedAt = new Date(row.consumed_at).getTime();
-      const inGrace = this.model === 'RefreshToken' && Date.now() - consumedAt < REFRESH_GRACE_MS;
-      if (!inGrace) payload.consumed = Math.floor(consumedAt / 1000);
-    }
+    if (row.consumed_at && !row.in_grace) payload.consumed = Math.floor(new Date(row.consumed_at).getTime() / 1000);
     return payload;
   }
 }
