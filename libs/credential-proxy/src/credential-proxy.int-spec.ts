@@ -20,6 +20,7 @@ import { FakeOAuthProvider, TEST_NATS_URL, TEST_REDIS_URL, createTestDatabase, s
 
 import type { PassportAuthority } from './caller/caller-seams';
 import { rotateMasterKeyCommand } from './cli/rotate-master-key.command';
+import { ConnectionRepository } from './connections/connection.repository';
 import { createCredentialProxyService } from './credential-proxy.module';
 
 const GITHUB_TOKEN = `ghp_${randomBytes(16).toString('hex')}`;
@@ -481,6 +482,21 @@ describe('credential proxy over HTTP (real servers, fake upstreams on loopback)'
     expect((await proxy(A, { service: 'github', method: 'GET', path: '/user' }, member(op))).body.connection_id).toBe(next.body.id);
   });
 
+  it('a disconnect takes the connection’s token out of the log redactor; a token another connection holds stays redacted', async () => {
+    const op = 'op_epsilon';
+    const own = `ghp_${randomBytes(16).toString('hex')}`;
+    const solo = await call<{ id: string }>(A, 'POST', '/v1/connections', { service_id: 'github', name: 'solo', credential: { token: own } }, member(op));
+    const shared = await call<{ id: string }>(A, 'POST', '/v1/connections', { service_id: 'github', name: 'shared', credential: { token: GITHUB_TOKEN } }, member(op));
+    const from = lines.length;
+    A.logger.info(`before ${own}`);
+    expect((await call(A, 'DELETE', `/v1/connections/${solo.body.id}`, undefined, member(op))).status).toBe(200);
+    expect((await call(A, 'DELETE', `/v1/connections/${shared.body.id}`, undefined, member(op))).status).toBe(200);
+    // `own` is logged on purpose here: no connection holds it any more.
+    A.logger.info(`after ${own} ${GITHUB_TOKEN}`);
+    const msgs = lines.slice(from).flatMap((l) => (l.startsWith('{') ? [String((JSON.parse(l) as { msg?: unknown }).msg)] : []));
+    expect(msgs).toEqual(expect.arrayContaining([`before [REDACTED]`, `after ${own} [REDACTED]`]));
+  });
+
   it('replays the stored outcome for a repeated idempotency key and refuses a different request under it', async () => {
     const before = github.issuesCreated;
     const body = { service: ghConn, method: 'POST', path: '/repos/acme/app/issues', body: { title: 'once' }, idempotency_key: `idem-${randomBytes(4).toString('hex')}` };
@@ -748,6 +764,20 @@ describe('credential proxy over HTTP (real servers, fake upstreams on loopback)'
       const refused = lines.flatMap((l) => (l.startsWith('{') ? [JSON.parse(l) as Record<string, unknown>] : [])).find((l) => l.connection_id === oauthConn && String(l.msg).startsWith('oauth: the provider refused the token refresh'));
       expect(refused).toMatchObject({ service: 'github', status: 400, oauth_error: 'invalid_grant' });
     });
+  });
+
+  it('replaceSecret (a token refresh) stores the scopes given with the secret, keeps them when none are given, and says when the connection is gone', async () => {
+    const op = 'op_zeta';
+    const created = await call<{ id: string }>(A, 'POST', '/v1/connections', { service_id: 'github', name: 'scoped', credential: { token: GITHUB_TOKEN } }, member(op));
+    const repo = new ConnectionRepository(A.dataSources.get('credential-proxy')!);
+    const row = (await repo.find(op, created.body.id))!;
+    expect(row.scopes).toEqual([]);
+    expect(await repo.replaceSecret(op, row.id, row.secret, null, { scopes: ['repo', 'gist'] })).toBe(true);
+    expect((await repo.find(op, row.id))!.scopes).toEqual(['repo', 'gist']);
+    expect(await repo.replaceSecret(op, row.id, row.secret, null)).toBe(true);
+    expect((await repo.find(op, row.id))!.scopes).toEqual(['repo', 'gist']);
+    expect((await call(A, 'DELETE', `/v1/connections/${row.id}`, undefined, member(op))).status).toBe(200);
+    expect(await repo.replaceSecret(op, row.id, row.secret, null, { scopes: ['repo'] })).toBe(false);
   });
 
   it('rotates the master key without downtime: add a key, re-wrap in the background, retire the old one', async () => {

@@ -107,17 +107,18 @@ export class ConnectionRepository {
     await this.changed(operatorId);
   }
 
-  /** Replaces the sealed secret (token refresh); `expectKeyId` guards a concurrent re-wrap. */
-  async replaceSecret(operatorId: string, id: string, secret: SealedSecret, expiresAt: Date | null, status: ConnectionStatus = 'active'): Promise<void> {
-    await this.ds.query(`UPDATE ${T} SET secret = $3, key_id = $4, expires_at = $5, status = $6, updated_at = now() WHERE operator_id = $1 AND id = $2`, [
-      operatorId,
-      id,
-      JSON.stringify(secret),
-      secret.kid,
-      expiresAt,
-      status,
-    ]);
-    await this.changed(operatorId);
+  /**
+   * Replaces the sealed secret (token refresh), and the scopes when `changes.scopes` is given (else
+   * they stay as stored). False when the connection no longer exists.
+   */
+  async replaceSecret(operatorId: string, id: string, secret: SealedSecret, expiresAt: Date | null, changes: { scopes?: readonly string[]; status?: ConnectionStatus } = {}): Promise<boolean> {
+    const { rows } = await runStatement(
+      this.ds,
+      `UPDATE ${T} SET secret = $3, key_id = $4, expires_at = $5, status = $6, scopes = COALESCE($7::jsonb, scopes), updated_at = now() WHERE operator_id = $1 AND id = $2 RETURNING id`,
+      [operatorId, id, JSON.stringify(secret), secret.kid, expiresAt, changes.status ?? 'active', changes.scopes ? JSON.stringify(changes.scopes) : null],
+    );
+    if (rows.length > 0) await this.changed(operatorId);
+    return rows.length > 0;
   }
 
   /** Re-wrap: replaces the secret only if it is still the one that was read (a refresh may have won). */

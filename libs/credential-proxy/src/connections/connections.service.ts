@@ -197,7 +197,10 @@ export class ConnectionsService {
   async disconnect(caller: CallerContext, id: string): Promise<{ id: string; deleted: true }> {
     const operatorId = managerOf(caller);
     await this.managed(caller, operatorId, id);
-    if (!(await this.d.repo.delete(operatorId, id))) throw new StackError('NOT_FOUND', `no connection '${id}'`);
+    const deleted = await this.d.repo.delete(operatorId, id);
+    // Gone either way (a concurrent disconnect may have won): its secrets leave the log redactor.
+    this.d.vault.forget(operatorId, id);
+    if (!deleted) throw new StackError('NOT_FOUND', `no connection '${id}'`);
     return { id, deleted: true };
   }
 

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 
 import { MemoryCache, MemoryStore } from '@stack/cache';
-import { createLogger, type LogDestination } from '@stack/observability';
+import { createLogger, REDACTED, SecretRedactor, type LogDestination } from '@stack/observability';
 
 import type { CatalogEntry } from '../catalog/catalog.types';
 import type { ConnectionRepository, ConnectionRow } from '../connections/connection.repository';
@@ -38,8 +38,11 @@ class MemoryRepo {
     this.statuses.push(status);
     this.rows.set(id, { ...this.rows.get(id)!, status });
   }
-  async replaceSecret(_op: string, id: string, secret: ConnectionRow['secret'], expiresAt: Date | null): Promise<void> {
-    this.rows.set(id, { ...this.rows.get(id)!, secret, key_id: secret.kid, expires_at: expiresAt });
+  async replaceSecret(_op: string, id: string, secret: ConnectionRow['secret'], expiresAt: Date | null, changes: { scopes?: readonly string[] } = {}): Promise<boolean> {
+    const row = this.rows.get(id);
+    if (!row) return false;
+    this.rows.set(id, { ...row, secret, key_id: secret.kid, expires_at: expiresAt, scopes: changes.scopes ? [...changes.scopes] : row.scopes });
+    return true;
   }
 }
 
@@ -58,7 +61,8 @@ function tokenEndpoint(status: number, body: string): jest.SpyInstance {
 function setup() {
   const repo = new MemoryRepo();
   const out = new CapturedOutput();
-  const logger = createLogger({ level: 'warn', service: 'credential-proxy', instance: 'node-1', destination: out });
+  const redactor = new SecretRedactor();
+  const logger = createLogger({ level: 'warn', service: 'credential-proxy', instance: 'node-1', destination: out, redactor });
   const vault = CredentialVault.fromMasterKeys(`k1:${randomBytes(32).toString('base64')}`, logger);
   let n = 0;
   const manager = new UpstreamOAuthManager({
@@ -86,7 +90,7 @@ function setup() {
       fetchMock.mockRestore();
     }
   };
-  return { repo, out, vault, manager, begin, connect };
+  return { repo, out, redactor, vault, manager, begin, connect };
 }
 
 const token = () => `gho_${randomBytes(12).toString('hex')}`;
@@ -206,6 +210,33 @@ describe('UpstreamOAuthManager: token answers of odd shapes', () => {
       tokenEndpoint(200, JSON.stringify({ access_token: fresh, expires_in: '7200' }));
       expect(await manager.credential(row, ENTRY)).toMatchObject({ kind: 'oauth2', access_token: fresh });
       expect(repo.rows.get(row.id)!.expires_at!.getTime()).toBeGreaterThan(Date.now() + 7_000_000);
+    });
+
+    it('a `scope` in the answer replaces the stored scopes (narrowed or widened); none keeps them', async () => {
+      const { manager, repo, row } = await due();
+      expect(row.scopes).toEqual(['repo', 'read:org']);
+      tokenEndpoint(200, JSON.stringify({ access_token: token(), expires_in: 30, scope: 'repo' }));
+      await manager.credential(repo.rows.get(row.id)!, ENTRY);
+      expect(repo.rows.get(row.id)!.scopes).toEqual(['repo']);
+      tokenEndpoint(200, JSON.stringify({ access_token: token(), expires_in: 30 }));
+      await manager.credential(repo.rows.get(row.id)!, ENTRY);
+      expect(repo.rows.get(row.id)!.scopes).toEqual(['repo']);
+      tokenEndpoint(200, JSON.stringify({ access_token: token(), expires_in: 30, scope: 'repo,gist,read:org' }));
+      await manager.credential(repo.rows.get(row.id)!, ENTRY);
+      expect(repo.rows.get(row.id)!.scopes).toEqual(['repo', 'gist', 'read:org']);
+    });
+
+    it('a connection deleted while its refresh ran: NOT_FOUND, and the new tokens leave the log redactor', async () => {
+      const { manager, repo, redactor, row } = await due();
+      const fresh = token();
+      const freshRefresh = token();
+      jest.spyOn(globalThis, 'fetch').mockImplementation(async () => {
+        repo.rows.delete(row.id);
+        return new Response(JSON.stringify({ access_token: fresh, refresh_token: freshRefresh, expires_in: 3600 }), { status: 200, headers: { 'content-type': 'application/json' } });
+      });
+      await expect(manager.credential(row, ENTRY)).rejects.toMatchObject({ code: 'NOT_FOUND' });
+      expect(redactor.redact(`${fresh} ${freshRefresh}`)).toBe(`${fresh} ${freshRefresh}`);
+      expect(redactor.redact(fresh)).not.toBe(REDACTED);
     });
   });
 

@@ -323,8 +323,14 @@ export class UpstreamOAuthManager {
       throw needsReauth(conn);
     }
     const fresh: Credential = { kind: 'oauth2', access_token: answer.body.access_token, refresh_token: answer.body.refresh_token ?? old.refresh_token, token_type: answer.body.token_type };
+    // RFC 6749 §5.1: a `scope` in the answer replaces the stored scopes; none leaves them as they are.
+    const scopes = answer.body.scope !== undefined ? grantedScopes(answer.body.scope, entry.oauth?.scope_separator) : undefined;
     const sealed = await this.o.vault.seal(conn.operator_id, conn.id, fresh);
-    await this.o.repo.replaceSecret(conn.operator_id, conn.id, sealed, this.expiry(answer.body));
+    if (!(await this.o.repo.replaceSecret(conn.operator_id, conn.id, sealed, this.expiry(answer.body), { scopes }))) {
+      // Disconnected while the refresh ran: the new tokens leave the log redactor too.
+      this.o.vault.forget(conn.operator_id, conn.id);
+      throw new StackError('NOT_FOUND', 'the connection no longer exists');
+    }
     return fresh;
   }
 

@@ -56,4 +56,17 @@ describe('CredentialVault', () => {
     logger.info(`using ${live}`);
     expect(out.records()[0]!.msg).toBe(`using ${REDACTED}`);
   });
+
+  it('forget: a deleted connection’s secrets are no longer redacted; one another connection holds still is', async () => {
+    const { out, logger, redactor, vault } = setup();
+    const baseline = redactor.size;
+    await vault.seal('op_a', 'scon_2', { kind: 'token', token: 'ghp_shared_token_2222' });
+    const sealed = await vault.seal('op_a', 'scon_1', { kind: 'oauth2', access_token: 'gho_only_scon1_1111', refresh_token: 'ghp_shared_token_2222' });
+    await vault.open('op_a', 'scon_1', sealed);
+    vault.forget('op_a', 'scon_1');
+    logger.info('gho_only_scon1_1111 ghp_shared_token_2222');
+    expect(out.records()[0]!.msg).toBe(`gho_only_scon1_1111 ${REDACTED}`);
+    vault.forget('op_a', 'scon_2');
+    expect(redactor.size).toBe(baseline);
+  });
 });

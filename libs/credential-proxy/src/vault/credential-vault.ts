@@ -4,7 +4,7 @@
  * memory, and every secret string it holds is registered with the logger the moment it is
  * sealed or opened, so no log line can carry it afterwards. The logger holds a connection's
  * secrets per connection: a replaced token (an upstream OAuth refresh) replaces the old ones
- * after one generation instead of piling up.
+ * after one generation instead of piling up, and a deleted connection's are forgotten (`forget`).
  */
 import { StackError } from '@stack/contracts';
 import { MIN_SECRET_LENGTH, type StackLogger } from '@stack/observability';
@@ -75,12 +75,12 @@ export class CredentialVault {
 
   constructor(
     kek: KeyEncryptionProvider,
-    private readonly logger: Pick<StackLogger, 'holdSecrets'>,
+    private readonly logger: Pick<StackLogger, 'holdSecrets' | 'releaseSecrets'>,
   ) {
     this.cipher = new EnvelopeCipher(kek);
   }
 
-  static fromMasterKeys(masterKeys: string, logger: Pick<StackLogger, 'holdSecrets'>): CredentialVault {
+  static fromMasterKeys(masterKeys: string, logger: Pick<StackLogger, 'holdSecrets' | 'releaseSecrets'>): CredentialVault {
     return new CredentialVault(Keyring.parse(masterKeys), logger);
   }
 
@@ -99,6 +99,14 @@ export class CredentialVault {
     this.opened.set(sealed, { operatorId, connectionId, credential });
     credential.catch(() => this.opened.delete(sealed));
     return credential;
+  }
+
+  /**
+   * The connection is gone: the logger forgets the secrets it held for it. A value also held by
+   * another connection or configured as a secret stays redacted.
+   */
+  forget(operatorId: string, connectionId: string): void {
+    this.logger.releaseSecrets(owner(operatorId, connectionId));
   }
 
   private async decrypt(operatorId: string, connectionId: string, sealed: SealedSecret): Promise<Credential> {

@@ -121,6 +121,17 @@ describe('secrets in log output', () => {
     expect(out.records().map((r) => r.value ?? r.msg)).toEqual([REDACTED, `child ${REDACTED}`]);
   });
 
+  it('releaseSecrets forgets what an owner held, except values configured as secrets or held by another owner', () => {
+    const configured = 'config-secret-1234';
+    const { out, logger } = setup([configured]);
+    const child = logger.child({ component: 'vault' });
+    child.holdSecrets('connection:op:c1', ['only-c1-token-aaaa', 'shared-token-bbbb', configured]);
+    child.holdSecrets('connection:op:c2', ['shared-token-bbbb']);
+    logger.releaseSecrets('connection:op:c1');
+    logger.info('only-c1-token-aaaa shared-token-bbbb config-secret-1234');
+    expect(out.records()[0].msg).toBe(`only-c1-token-aaaa ${REDACTED} ${REDACTED}`);
+  });
+
   it('redacts the JSON-escaped and URL-encoded spellings of a secret', () => {
     const tricky = 'pa"ss\\wo\nrd/ü+&=';
     const { out, logger } = setup([tricky]);

@@ -39,7 +39,7 @@ export interface StackLogger {
    * generation stays redacted, older ones are forgotten, so replacing a token forever stays bounded.
    */
   holdSecrets(owner: string, values: readonly string[]): void;
-  /** Forgets the secrets `owner` held. */
+  /** Forgets the secrets `owner` held (its credential is deleted); values configured or held by another owner stay redacted. */
   releaseSecrets(owner: string): void;
   isLevelEnabled(level: Exclude<StackLogLevel, 'silent'>): boolean;
 }
