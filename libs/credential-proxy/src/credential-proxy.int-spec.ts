@@ -110,6 +110,8 @@ async function browseOAuth(stack: RunningStack, startUrl: string): Promise<{ htm
   const pageRes = await fetch(`${stack.url}${target.pathname}${target.search}`);
   const html = await pageRes.text();
   expect(pageRes.status).toBe(200);
+  // Under no-referrer a browser would post Continue with Origin: null, which is refused.
+  expect(pageRes.headers.get('referrer-policy')).toBe('same-origin');
   const pageCookie = pageRes.headers.getSetCookie()[0]!.split(';')[0]!;
   const csrf = /name="csrf" value="([^"]+)"/.exec(html)![1]!;
   const cont = await fetch(`${stack.url}/v1/connections/oauth/confirm`, {

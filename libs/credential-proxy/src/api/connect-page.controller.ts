@@ -6,8 +6,6 @@
  * `Referrer-Policy: same-origin`: browsers then send the real Origin on the post, and the link
  * (token in the query) still never goes to another site. The link works once and for 15 minutes.
  */
-import { timingSafeEqual } from 'node:crypto';
-
 import { Controller, Get, Inject, Post, Query, Req, Res } from '@nestjs/common';
 import type { Request, Response } from 'express';
 
@@ -15,32 +13,18 @@ import { StackError } from '@stack/contracts';
 
 import { CredentialProxyCore } from '../credential-proxy.core';
 import { escapeHtml, page } from './connections.controller';
+import { cookieValue, pageHeaders, sameSecret } from './page-helpers';
 import { readBody } from './read-body';
 
 export const CONNECT_PATH = '/v1/connections/connect';
 const COOKIE = 'stack_connect_csrf';
-
-function same(a: string | undefined, b: string): boolean {
-  if (!a) return false;
-  const x = Buffer.from(a);
-  const y = Buffer.from(b);
-  return x.length === y.length && timingSafeEqual(x, y);
-}
-
-function cookie(req: Request, name: string): string | undefined {
-  for (const part of (req.headers.cookie ?? '').split(';')) {
-    const [k, ...v] = part.trim().split('=');
-    if (k === name) return decodeURIComponent(v.join('='));
-  }
-  return undefined;
-}
 
 @Controller('v1/connections/connect')
 export class ConnectPageController {
   constructor(@Inject(CredentialProxyCore) private readonly core: CredentialProxyCore) {}
 
   private headers(res: Response): void {
-    res.set({ 'Content-Type': 'text/html; charset=utf-8', 'Cache-Control': 'no-store', 'X-Frame-Options': 'DENY', 'Referrer-Policy': 'same-origin', 'Content-Security-Policy': "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'" });
+    pageHeaders(res);
   }
 
   @Get()
@@ -79,7 +63,7 @@ export class ConnectPageController {
       const token = form.get('token') ?? '';
       const { session, entry } = await this.core.connections.connectSession(token);
       const csrf = form.get('csrf') ?? undefined;
-      if (!same(csrf, session.csrf) || !same(cookie(req, COOKIE), session.csrf)) throw new StackError('FORBIDDEN', 'the form has expired or was not sent from this page; open the link again');
+      if (!sameSecret(csrf, session.csrf) || !sameSecret(cookieValue(req, COOKIE), session.csrf)) throw new StackError('FORBIDDEN', 'the form has expired or was not sent from this page; open the link again');
       const credential: Record<string, string> =
         entry.auth.type === 'basic' ? { username: form.get('username') ?? '', password: form.get('password') ?? '' } : entry.credential_kinds.includes('token') ? { token: form.get('secret') ?? '' } : { value: form.get('secret') ?? '' };
       const view = await this.core.connections.completeConnect(token, session, credential);

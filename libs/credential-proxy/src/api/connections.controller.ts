@@ -4,8 +4,6 @@
  * OAuth start, its confirmation page and callback. Thin: authenticate through the seam, then
  * ConnectionsService or the OAuth manager.
  */
-import { timingSafeEqual } from 'node:crypto';
-
 import { Body, Controller, Delete, Get, HttpCode, Inject, Param, Post, Query, Req, Res } from '@nestjs/common';
 import type { Request, Response } from 'express';
 
@@ -14,6 +12,7 @@ import { StackError } from '@stack/contracts';
 import { CredentialProxyCore } from '../credential-proxy.core';
 import { CONNECTION_NAME, managerOf } from '../connections/connections.service';
 import { OAUTH_CALLBACK_PATH, OAUTH_CONFIRM_PATH, oauthCookieName } from '../oauth/upstream-oauth';
+import { cookieValue, pageHeaders, sameSecret } from './page-helpers';
 import { readBody } from './read-body';
 
 type Json = Record<string, unknown>;
@@ -110,7 +109,7 @@ export class ConnectionsController {
       const state = form.get('state') ?? '';
       const { pending, entry } = await this.core.oauth.pending(state, (op, id) => this.core.catalog.find(op, id));
       const csrfCookie = oauthCookieName('c', state);
-      if (!same(form.get('csrf') ?? undefined, pending.csrf) || !same(cookieValue(req, csrfCookie), pending.csrf)) {
+      if (!sameSecret(form.get('csrf') ?? undefined, pending.csrf) || !sameSecret(cookieValue(req, csrfCookie), pending.csrf)) {
         throw new StackError('FORBIDDEN', 'the form has expired or was not sent from this page; open the link again');
       }
       const { authorize_url, binding, max_age_s } = await this.core.oauth.proceed(state, pending, entry);
@@ -163,39 +162,6 @@ export class ConnectionsController {
   async verify(@Req() req: Request, @Param('id') id: string) {
     return this.core.connections.verify(await this.caller(req), id);
   }
-}
-
-/** HTML page headers; `formTarget` is an origin a form on the page may end up at (the provider, after STACK's redirect). */
-function pageHeaders(res: Response, formTarget?: string): void {
-  const formAction = formTarget ? `'self' ${formTarget}` : "'self'";
-  res.set({
-    'Content-Type': 'text/html; charset=utf-8',
-    'Cache-Control': 'no-store',
-    'X-Frame-Options': 'DENY',
-    'Referrer-Policy': 'no-referrer',
-    'Content-Security-Policy': `default-src 'none'; style-src 'unsafe-inline'; form-action ${formAction}; frame-ancestors 'none'`,
-  });
-}
-
-function same(a: string | undefined, b: string): boolean {
-  if (!a) return false;
-  const x = Buffer.from(a);
-  const y = Buffer.from(b);
-  return x.length === y.length && timingSafeEqual(x, y);
-}
-
-function cookieValue(req: Request, name: string): string | undefined {
-  for (const part of (req.headers.cookie ?? '').split(';')) {
-    const [k, ...v] = part.trim().split('=');
-    if (k === name) {
-      try {
-        return decodeURIComponent(v.join('='));
-      } catch {
-        return undefined;
-      }
-    }
-  }
-  return undefined;
 }
 
 export function escapeHtml(s: string): string {
