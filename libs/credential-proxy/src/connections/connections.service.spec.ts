@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 
 import type { Cache } from '@stack/cache';
 import type { CallerContext } from '@stack/contracts';
-import { createLogger, REDACTED, SecretRedactor, type LogDestination } from '@stack/observability';
+import { createLogger, REDACTED, SecretRedactor, MemoryLogDestination } from '@stack/observability';
 
 import type { Catalog } from '../catalog/catalog';
 import type { CatalogEntry } from '../catalog/catalog.types';
@@ -44,17 +44,10 @@ class MemoryRepo {
   }
 }
 
-class CapturedOutput implements LogDestination {
-  readonly lines: string[] = [];
-  write(line: string): void {
-    this.lines.push(line);
-  }
-}
-
 const member: CallerContext = { issuer: 'auth', kind: 'member', operator_id: 'op_a', member_id: 'mem_a', scopes: ['stack:services'] };
 
 function setup() {
-  const out = new CapturedOutput();
+  const out = new MemoryLogDestination();
   const redactor = new SecretRedactor();
   const logger = createLogger({ level: 'info', service: 'credential-proxy', instance: 'node-1', destination: out, redactor });
   const vault = CredentialVault.fromMasterKeys(`k1:${randomBytes(32).toString('base64')}`, logger);

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 
 import { MemoryCache, MemoryStore } from '@stack/cache';
-import { createLogger, REDACTED, SecretRedactor, type LogDestination } from '@stack/observability';
+import { createLogger, REDACTED, SecretRedactor, MemoryLogDestination } from '@stack/observability';
 
 import type { CatalogEntry } from '../catalog/catalog.types';
 import type { ConnectionRepository, ConnectionRow } from '../connections/connection.repository';
@@ -46,13 +46,6 @@ class MemoryRepo {
   }
 }
 
-class CapturedOutput implements LogDestination {
-  readonly lines: string[] = [];
-  write(line: string): void {
-    this.lines.push(line);
-  }
-}
-
 /** The token endpoint answers `body` (any JSON text, `null` included) with `status`. */
 function tokenEndpoint(status: number, body: string): jest.SpyInstance {
   return jest.spyOn(globalThis, 'fetch').mockImplementation(async () => new Response(body, { status, headers: { 'content-type': 'application/json' } }));
@@ -60,7 +53,7 @@ function tokenEndpoint(status: number, body: string): jest.SpyInstance {
 
 function setup() {
   const repo = new MemoryRepo();
-  const out = new CapturedOutput();
+  const out = new MemoryLogDestination();
   const redactor = new SecretRedactor();
   const logger = createLogger({ level: 'warn', service: 'credential-proxy', instance: 'node-1', destination: out, redactor });
   const vault = CredentialVault.fromMasterKeys(`k1:${randomBytes(32).toString('base64')}`, logger);

@@ -1,21 +1,11 @@
 import { randomBytes } from 'node:crypto';
 
-import { createLogger, REDACTED, SecretRedactor, type LogDestination } from '@stack/observability';
+import { createLogger, REDACTED, SecretRedactor, MemoryLogDestination } from '@stack/observability';
 
 import { CredentialVault, MIN_TOKEN_LENGTH } from './credential-vault';
 
-class CapturedOutput implements LogDestination {
-  readonly lines: string[] = [];
-  write(line: string): void {
-    this.lines.push(line);
-  }
-  records(): Record<string, unknown>[] {
-    return this.lines.map((l) => JSON.parse(l) as Record<string, unknown>);
-  }
-}
-
 function setup() {
-  const out = new CapturedOutput();
+  const out = new MemoryLogDestination();
   const redactor = new SecretRedactor();
   const logger = createLogger({ level: 'info', service: 'credential-proxy', instance: 'node-1', destination: out, redactor });
   const vault = CredentialVault.fromMasterKeys(`k1:${randomBytes(32).toString('base64')}`, logger);

@@ -2,7 +2,7 @@
  * @stack/observability: logs, request context, metrics, traces and readiness checks shared by every
  * STACK service.
  */
-export { createLogger } from './logger';
+export { createLogger, MemoryLogDestination } from './logger';
 export type { CreateLoggerOptions, LogDestination, LogFields, LogMethod, StackLogger, StackLogLevel } from './logger';
 export { isSensitiveKey, MIN_SECRET_LENGTH, REDACTED, redactSensitiveKeys, SecretRedactor } from './secret-redactor';
 export { NestLoggerAdapter } from './nest-logger.adapter';

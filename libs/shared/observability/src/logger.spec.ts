@@ -1,5 +1,5 @@
 import { NestLoggerAdapter } from './nest-logger.adapter';
-import { createLogger, type LogDestination, type StackLogger } from './logger';
+import { createLogger, MemoryLogDestination, type StackLogger } from './logger';
 import { requestContext } from './request-context';
 import { REDACTED } from './secret-redactor';
 
@@ -12,24 +12,8 @@ interface BusLoggerShape {
   error(obj: Record<string, unknown>, msg: string): void;
 }
 
-class CapturedOutput implements LogDestination {
-  readonly lines: string[] = [];
-  write(line: string): void {
-    this.lines.push(line);
-  }
-  get text(): string {
-    return this.lines.join('');
-  }
-  records(): Record<string, unknown>[] {
-    return this.text
-      .split('\n')
-      .filter((l) => l.length > 0)
-      .map((l) => JSON.parse(l) as Record<string, unknown>);
-  }
-}
-
-function setup(secrets: string[] = [], level: 'info' | 'trace' = 'trace'): { out: CapturedOutput; logger: StackLogger } {
-  const out = new CapturedOutput();
+function setup(secrets: string[] = [], level: 'info' | 'trace' = 'trace'): { out: MemoryLogDestination; logger: StackLogger } {
+  const out = new MemoryLogDestination();
   return { out, logger: createLogger({ level, service: 'passport', instance: 'node-1', secrets, destination: out }) };
 }
 
@@ -207,8 +191,8 @@ describe('correlation fields', () => {
 
 describe('createLogger options', () => {
   it('names a wrong option', () => {
-    expect(() => createLogger({ level: 'loud' as 'info', service: 's', instance: 'i', destination: new CapturedOutput() })).toThrow(/level must be one of/);
-    expect(() => createLogger({ level: 'info', service: '', instance: 'i', destination: new CapturedOutput() })).toThrow(/service must be a non-empty string/);
+    expect(() => createLogger({ level: 'loud' as 'info', service: 's', instance: 'i', destination: new MemoryLogDestination() })).toThrow(/level must be one of/);
+    expect(() => createLogger({ level: 'info', service: '', instance: 'i', destination: new MemoryLogDestination() })).toThrow(/service must be a non-empty string/);
   });
 });
 

@@ -49,6 +49,27 @@ export interface LogDestination {
   write(line: string): unknown;
 }
 
+/** A destination that keeps the lines in memory: what tests and diagnostics read back. */
+export class MemoryLogDestination implements LogDestination {
+  readonly lines: string[] = [];
+
+  write(line: string): void {
+    this.lines.push(line);
+  }
+
+  get text(): string {
+    return this.lines.join('');
+  }
+
+  /** Each line parsed as the JSON record it is. */
+  records(): Record<string, unknown>[] {
+    return this.text
+      .split('\n')
+      .filter((l) => l.length > 0)
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+  }
+}
+
 export interface CreateLoggerOptions {
   level: StackLogLevel;
   service: string;

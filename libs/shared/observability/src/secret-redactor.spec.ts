@@ -1,19 +1,9 @@
-import { createLogger, type LogDestination } from './logger';
+import { createLogger, MemoryLogDestination } from './logger';
 import { MIN_SECRET_LENGTH, REDACTED, SecretRedactor } from './secret-redactor';
-
-class CapturedOutput implements LogDestination {
-  readonly lines: string[] = [];
-  write(line: string): void {
-    this.lines.push(line);
-  }
-  records(): Record<string, unknown>[] {
-    return this.lines.map((l) => JSON.parse(l) as Record<string, unknown>);
-  }
-}
 
 describe('SecretRedactor', () => {
   it('ignores secrets shorter than MIN_SECRET_LENGTH: one-character secrets leave every log line intact and valid JSON', () => {
-    const out = new CapturedOutput();
+    const out = new MemoryLogDestination();
     const logger = createLogger({ level: 'info', service: 'credential-proxy', instance: 'node-1', destination: out });
     for (const s of ['e', '"', '\\', ':', 'abc'.slice(0, MIN_SECRET_LENGTH - 1)]) logger.addSecret(s);
     logger.holdSecrets('connection:op:c1', ['e', '"']);
@@ -24,7 +14,7 @@ describe('SecretRedactor', () => {
   });
 
   it('matches a secret that needs JSON escaping only in its escaped spelling, so the line stays valid JSON', () => {
-    const out = new CapturedOutput();
+    const out = new MemoryLogDestination();
     const logger = createLogger({ level: 'info', service: 'credential-proxy', instance: 'node-1', destination: out });
     // Unescaped, this spelling appears in the line only as its syntax: `"a":"ab","b":"cd"`.
     const secret = 'ab","b":"cd';

@@ -68,6 +68,26 @@ describe('startReverseProxy', () => {
     return u;
   }
 
+  /**
+   * Requests to `url` over one keep-alive connection at most, a body sent with its length or in
+   * 64 KB chunks: the status, the Connection header and the socket each answer came on.
+   */
+  function oneConnection(url: string, framing: 'length' | 'chunked') {
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+    cleanup.push(async () => agent.destroy());
+    return (method: string, body?: Buffer) =>
+      new Promise<{ status: number; connection?: string; socket: unknown }>((resolve, reject) => {
+        const headers = !body ? {} : framing === 'length' ? { 'content-length': String(body.length) } : { 'transfer-encoding': 'chunked' };
+        const r = httpRequest(url, { method, agent, headers }, (res) => {
+          res.resume();
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, connection: res.headers.connection, socket: r.socket }));
+        });
+        r.on('error', reject);
+        if (body) for (let i = 0; i < body.length; i += 64 * 1024) r.write(body.subarray(i, i + 64 * 1024));
+        r.end();
+      });
+  }
+
   it('closes the client connection after an answer that closes the upstream one (a 413 to an oversized body), and the next request goes on a new one', async () => {
     // As STACK's services do with an oversized body: a 413 that closes the connection after it.
     const early = createServer((req, res) => {
@@ -85,18 +105,7 @@ describe('startReverseProxy', () => {
     const u = await listen(early);
     cleanup.push(() => u.close());
     const proxy = await proxyFor({ 'mcp-gateway': [u.url] });
-    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
-    cleanup.push(async () => agent.destroy());
-    const send = (method: string, body?: Buffer) =>
-      new Promise<{ status: number; connection?: string; socket: unknown }>((resolve, reject) => {
-        const r = httpRequest(`${proxy.url}/mcp`, { method, agent, headers: body ? { 'content-length': String(body.length) } : {} }, (res) => {
-          res.resume();
-          res.on('end', () => resolve({ status: res.statusCode ?? 0, connection: res.headers.connection, socket: r.socket }));
-        });
-        r.on('error', reject);
-        if (body) r.write(body, () => undefined);
-        r.end();
-      });
+    const send = oneConnection(`${proxy.url}/mcp`, 'length');
     for (let i = 0; i < 5; i++) {
       const big = await send('POST', Buffer.alloc(2 * 1024 * 1024, 'x'));
       expect({ status: big.status, connection: big.connection }).toEqual({ status: 413, connection: 'close' });
@@ -117,18 +126,7 @@ describe('startReverseProxy', () => {
     const u = await listen(early);
     cleanup.push(() => u.close());
     const proxy = await proxyFor({ 'mcp-gateway': [u.url] });
-    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
-    cleanup.push(async () => agent.destroy());
-    const send = (method: string, body?: Buffer) =>
-      new Promise<{ status: number; socket: unknown }>((resolve, reject) => {
-        const r = httpRequest(`${proxy.url}/mcp`, { method, agent, headers: body ? { 'transfer-encoding': 'chunked' } : {} }, (res) => {
-          res.resume();
-          res.on('end', () => resolve({ status: res.statusCode ?? 0, socket: r.socket }));
-        });
-        r.on('error', reject);
-        if (body) for (let i = 0; i < body.length; i += 64 * 1024) r.write(body.subarray(i, i + 64 * 1024));
-        r.end();
-      });
+    const send = oneConnection(`${proxy.url}/mcp`, 'chunked');
     for (let i = 0; i < 5; i++) {
       const big = await send('POST', Buffer.alloc(2 * 1024 * 1024, 'x'));
       expect(big.status).toBe(413);
