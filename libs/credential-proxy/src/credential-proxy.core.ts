@@ -47,9 +47,10 @@ export class CredentialProxyCore {
     this.publicUrl = config.publicUrl;
     if (!config.masterKeys) throw new Error('credential-proxy: STACK_MASTER_KEYS is not set (the runtime generates one for local use)');
     this.repo = new ConnectionRepository(deps.dataSource, { changed: (operatorId) => this.directory.changed(operatorId) });
-    this.directory = new ConnectionDirectory(this.repo, deps.cache);
-    this.catalog = new Catalog(this.directory, config.serviceBaseUrls ?? {});
     this.vault = CredentialVault.fromMasterKeys(config.masterKeys, logger);
+    // A connection disconnected on another replica: its secrets leave this one's log redactor at the next reload.
+    this.directory = new ConnectionDirectory(this.repo, deps.cache, { onGone: (operatorId, ids) => ids.forEach((id) => this.vault.forget(operatorId, id)) });
+    this.catalog = new Catalog(this.directory, config.serviceBaseUrls ?? {});
     this.oauth = new UpstreamOAuthManager({ repo: this.repo, vault: this.vault, cache: deps.cache, clients: config.upstreamOAuthClients ?? {}, publicUrl: config.publicUrl, newConnectionId, logger });
     this.pipeline = new ProxyPipeline({
       connections: this.directory,

@@ -257,6 +257,12 @@ describe('credential proxy over HTTP (real servers, fake upstreams on loopback)'
       refusedAddress(await proxy(A, { service: anyHostConn, method: 'GET', url: `http://[::ffff:127.0.0.1]:${github.port}/user` }));
     });
 
+    it('[::ffff:0:127.0.0.1] (SIIT IPv4-translated) and NAT64 spellings of the metadata address are refused', async () => {
+      refusedAddress(await proxy(A, { service: anyHostConn, method: 'GET', url: `http://[::ffff:0:127.0.0.1]:${github.port}/user` }));
+      refusedAddress(await proxy(A, { service: anyHostConn, method: 'GET', url: 'http://[::ffff:0:169.254.169.254]/latest/meta-data/' }));
+      refusedAddress(await proxy(A, { service: anyHostConn, method: 'GET', url: 'http://[64:ff9b:1::169.254.169.254]/latest/meta-data/' }));
+    });
+
     it('100.64.0.1 (CGNAT) is refused', async () => {
       refusedAddress(await proxy(A, { service: anyHostConn, method: 'GET', url: 'http://100.64.0.1/' }));
     });
@@ -589,6 +595,39 @@ describe('credential proxy over HTTP (real servers, fake upstreams on loopback)'
     expect((await fetch(`${A.url}${lateTarget.pathname}${lateTarget.search}`)).status).toBe(200);
   });
 
+  it("a Jira connection needs its own site, and its credential reaches that site only — never another *.atlassian.net", async () => {
+    const basic = { username: 'me@acme.test', password: 'jira-api-token-123' };
+    const noSite = await call<{ error: { code: string; details?: { reason?: string } } }>(A, 'POST', '/v1/connections', { service_id: 'jira', name: 'nosite', credential: basic });
+    expect(noSite.status).toBe(400);
+    expect(noSite.body.error).toMatchObject({ code: 'INVALID_REQUEST', details: { reason: 'base_url_required' } });
+    const noSiteLink = await call<{ error: { code: string; details?: { reason?: string } } }>(A, 'POST', '/v1/connections/connect-links', { service_id: 'jira', name: 'nosite' });
+    expect(noSiteLink.body.error).toMatchObject({ code: 'INVALID_REQUEST', details: { reason: 'base_url_required' } });
+    expect((await call(A, 'POST', '/v1/connections', { service_id: 'jira', name: 'elsewhere', base_url: 'https://acme.example.com', credential: basic })).status).toBe(400);
+    const jira = await call<{ id: string }>(A, 'POST', '/v1/connections', { service_id: 'jira', name: 'acme', base_url: 'https://acme.atlassian.net', credential: basic });
+    expect(jira.status).toBe(201);
+    // Another tenant's site on the same domain is refused before any lookup or connect.
+    const other = await proxy(A, { service: jira.body.id, method: 'GET', url: 'https://evil.atlassian.net/rest/api/3/myself' });
+    expect(other.status).toBe(403);
+    expect(other.body.error).toMatchObject({ code: 'FORBIDDEN', details: { reason: 'host_not_allowed', host: 'evil.atlassian.net' } });
+    // A link made for a site carries it to the page and into the connection.
+    const link = await call<{ url: string }>(A, 'POST', '/v1/connections/connect-links', { service_id: 'jira', name: 'acme-link', base_url: 'https://acme.atlassian.net' });
+    expect(link.status).toBe(201);
+    const target = new URL(link.body.url);
+    const pageRes = await fetch(`${A.url}${target.pathname}${target.search}`);
+    const html = await pageRes.text();
+    expect(html).toContain('https://acme.atlassian.net');
+    const csrf = /name="csrf" value="([^"]+)"/.exec(html)![1]!;
+    const cookie = (pageRes.headers.get('set-cookie') ?? '').split(';')[0]!;
+    const done = await fetch(`${A.url}/v1/connections/connect`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded', cookie, origin: 'http://stack.test' },
+      body: new URLSearchParams({ token: target.searchParams.get('token')!, csrf, ...basic }).toString(),
+    });
+    expect(done.status).toBe(201);
+    const made = await call<{ items: Array<{ name: string; base_url?: string }> }>(A, 'GET', '/v1/connections?service_id=jira');
+    expect(made.body.items.find((c) => c.name === 'acme-link')?.base_url).toBe('https://acme.atlassian.net');
+  });
+
   describe('who may manage and see connections', () => {
     const OP_M = 'op_mgmt';
     let first: string;
@@ -663,6 +702,21 @@ describe('credential proxy over HTTP (real servers, fake upstreams on loopback)'
       expect((await call(A, 'GET', `/v1/connections/${second}`, undefined, member(OP_M))).status).toBe(200);
       // An empty list: nothing.
       expect((await call<{ items: unknown[] }>(A, 'GET', '/v1/connections', undefined, limited([]))).body.items).toEqual([]);
+    });
+
+    it('a member limited to some connections cannot add one (REST, connect link, stack_connect_service, OAuth); an unlimited member can', async () => {
+      const m = limited([first]);
+      const refused = (res: Answer<{ error?: { code: string; details?: Record<string, unknown> } }>) => {
+        expect(res.status).toBe(403);
+        expect(res.body.error).toMatchObject({ code: 'FORBIDDEN', details: { reason: 'connections_limited' } });
+      };
+      refused(await call(A, 'POST', '/v1/connections', { service_id: 'github', name: 'planted', credential: { token: GITHUB_TOKEN } }, m));
+      refused(await call(A, 'POST', '/v1/connections/connect-links', { service_id: 'github', name: 'planted' }, m));
+      refused(await call(A, 'POST', '/v1/connections/oauth/start', { service_id: 'github', name: 'planted' }, m));
+      await expect(A.bus.forService('mcp-gateway').request(CredentialProxyCommands.connectService, { service_id: 'github', name: 'planted' }, { caller: m })).rejects.toMatchObject({ code: 'FORBIDDEN' });
+      const names = (await call<{ items: Array<{ name: string }> }>(A, 'GET', '/v1/connections', undefined, member(OP_M))).body.items.map((c) => c.name);
+      expect(names).not.toContain('planted');
+      expect((await call(A, 'POST', '/v1/connections/connect-links', { service_id: 'github', name: 'planted' }, member(OP_M))).status).toBe(201);
     });
 
     it('reading connections needs stack:services (or admin): stack:audit alone is FORBIDDEN', async () => {

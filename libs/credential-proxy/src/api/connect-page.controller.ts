@@ -47,7 +47,7 @@ export class ConnectPageController {
     res.status(200).send(
       page(
         `Connect ${entry.name}`,
-        `<p>Connection name: <strong>${escapeHtml(session.name)}</strong>. The secret is encrypted in STACK's vault; agents use it only through the proxy and never see it.</p><form method="post" action="${CONNECT_PATH}"><input type="hidden" name="token" value="${escapeHtml(token ?? '')}"><input type="hidden" name="csrf" value="${escapeHtml(session.csrf)}">${fields}<button type="submit">Connect</button></form>`,
+        `<p>Connection name: <strong>${escapeHtml(session.name)}</strong>.${session.base_url ? ` Site: <strong>${escapeHtml(session.base_url)}</strong>.` : ''} The secret is encrypted in STACK's vault; agents use it only through the proxy and never see it.</p><form method="post" action="${CONNECT_PATH}"><input type="hidden" name="token" value="${escapeHtml(token ?? '')}"><input type="hidden" name="csrf" value="${escapeHtml(session.csrf)}">${fields}<button type="submit">Connect</button></form>`,
       ),
     );
   }

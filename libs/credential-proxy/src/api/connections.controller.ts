@@ -10,7 +10,7 @@ import type { Request, Response } from 'express';
 import { StackError } from '@stack/contracts';
 
 import { CredentialProxyCore } from '../credential-proxy.core';
-import { CONNECTION_NAME, managerOf } from '../connections/connections.service';
+import { CONNECTION_NAME, creatorOf } from '../connections/connections.service';
 import { OAUTH_CALLBACK_PATH, OAUTH_CONFIRM_PATH, oauthCookieName } from '../oauth/upstream-oauth';
 import { cookieValue, pageHeaders, sameSecret } from './page-helpers';
 import { readBody } from './read-body';
@@ -57,8 +57,8 @@ export class ConnectionsController {
   @HttpCode(201)
   async oauthStart(@Req() req: Request, @Body() body: Json) {
     const caller = await this.caller(req);
-    // The same grant as creating a connection by API key or asking for a connect link: a member with stack:services.
-    const operatorId = managerOf(caller);
+    // The same grant as creating a connection by API key or asking for a connect link: a member with stack:services, not limited to some connections.
+    const operatorId = creatorOf(caller);
     const entry = typeof body?.service_id === 'string' ? await this.core.catalog.find(operatorId, body.service_id) : undefined;
     if (!entry) throw new StackError('NOT_FOUND', 'no such service in the catalog');
     const name = body.name === undefined ? 'default' : body.name;

@@ -1,5 +1,5 @@
 import { BUILTIN_CATALOG } from './builtin-catalog';
-import { applyOverrides, customEntry, enforceAllowedHost, hostAllowed, targetOf } from './catalog';
+import { applyOverrides, connectionHosts, customEntry, enforceAllowedHost, hostAllowed, siteRequired, targetOf } from './catalog';
 import type { GraphQLRequest } from './graphql-operations';
 import { enforceScopes, pathMatches, requiredScopes } from './scope-rules';
 
@@ -45,6 +45,25 @@ describe('catalog', () => {
     expect(hostAllowed(['*.atlassian.net'], 'evilatlassian.net', 443, 443)).toBe(false);
     expect(hostAllowed(['127.0.0.1:4000'], '127.0.0.1:4001', 4001, 4000)).toBe(false);
     expect(hostAllowed(['*'], 'anything.test', 8080, 443)).toBe(true);
+  });
+
+  it("sends a Jira connection's credential to its own site only; a custom service keeps its admin's wildcard", () => {
+    const jira = BUILTIN_CATALOG.find((e) => e.service_id === 'jira')!;
+    expect(siteRequired(jira)).toBe(true);
+    expect(siteRequired(github)).toBe(false);
+    // Overridden (the tests' fakes, a Jira Data Center URL): one host, no site asked.
+    expect(siteRequired(applyOverrides([jira], { jira: 'https://jira.acme.test' })[0]!)).toBe(false);
+    const site = new URL('https://acme.atlassian.net');
+    const hosts = connectionHosts(jira, site);
+    expect(hosts.allowed_hosts).toEqual(['acme.atlassian.net']);
+    expect(refusal(hosts, site.href, 'https://acme.atlassian.net/rest/api/3/myself')).toBeUndefined();
+    expect(refusal(hosts, site.href, 'https://evil.atlassian.net/rest/api/3/myself')).toMatchObject({ code: 'FORBIDDEN', details: { reason: 'host_not_allowed' } });
+    // A Jira connection made before sites were required reaches no host at all (not the placeholder's).
+    expect(connectionHosts(jira, undefined).allowed_hosts).toEqual([]);
+    expect(refusal(connectionHosts(jira, undefined), jira.base_url, 'https://your-site.atlassian.net/rest/api/3/myself')).toMatchObject({ details: { reason: 'host_not_allowed' } });
+    expect(connectionHosts(github, undefined)).toBe(github);
+    const custom = customEntry({ operator_id: 'op', service_id: 'wiki', name: 'Wiki', base_url: 'https://wiki.acme.test', auth_type: 'bearer', auth_name: null, allowed_hosts: ['*.acme.test'] } as Parameters<typeof customEntry>[0]);
+    expect(connectionHosts(custom, new URL('https://a.acme.test')).allowed_hosts).toEqual(['*.acme.test', 'a.acme.test']);
   });
 
   it('allows the base URL port only, unless an allowed-host entry names another', () => {

@@ -78,6 +78,27 @@ export function hostAllowed(allowed: readonly string[], host: string, port: numb
 }
 
 /**
+ * A built-in entry whose hosts are a wildcard (Jira Cloud: `*.atlassian.net`) names which sites a
+ * connection may be made for, not one the catalog can call: each connection gives its own site
+ * as `base_url`. (With STACK_SERVICE_BASE_URLS the override is the one host, and no site is asked.)
+ */
+export function siteRequired(entry: CatalogEntry): boolean {
+  return entry.builtin && entry.allowed_hosts.some((h) => h.includes('*'));
+}
+
+/**
+ * The hosts one connection's calls may reach. A built-in wildcard is dropped: a Jira connection
+ * reaches its own site only, so its credential never goes to another tenant's site on the same
+ * domain (and one without a site reaches none). A custom service keeps what its admin allowed.
+ */
+export function connectionHosts(entry: CatalogEntry, connBase: URL | undefined): CatalogEntry {
+  if (!connBase && !siteRequired(entry)) return entry;
+  const hosts = entry.builtin ? entry.allowed_hosts.filter((h) => !h.includes('*')) : [...entry.allowed_hosts];
+  if (connBase) hosts.push(connBase.host);
+  return { ...entry, allowed_hosts: hosts };
+}
+
+/**
  * The credential goes only to an allowed host, over the base URL's scheme (no `http:` downgrade
  * of an `https:` service), on the base URL's port or one an allowed-host entry names.
  */

@@ -32,6 +32,11 @@ export interface ConnectionDirectoryOptions {
   /** Operators kept in memory (default 10,000; the least recently loaded go first). */
   maxOperators?: number;
   now?: () => number;
+  /**
+   * Connections a reload no longer finds (disconnected on any replica): this replica forgets their
+   * secrets in the log redactor. The replica that disconnected forgets them at once itself.
+   */
+  onGone?: (operatorId: string, connectionIds: string[]) => void;
 }
 
 const GENERATION_TTL_MS = 7 * 24 * 3600 * 1000;
@@ -42,9 +47,12 @@ export function generationKey(operatorId: string): string {
 
 export class ConnectionDirectory {
   private readonly snapshots = new Map<string, Snapshot>();
+  /** The connection ids of each operator's last load: a reload that no longer finds one tells `onGone`. */
+  private readonly connectionIds = new Map<string, ReadonlySet<string>>();
   private readonly maxAgeMs: number;
   private readonly maxOperators: number;
   private readonly now: () => number;
+  private readonly onGone?: (operatorId: string, connectionIds: string[]) => void;
 
   constructor(
     private readonly repo: ConnectionRepository,
@@ -54,6 +62,7 @@ export class ConnectionDirectory {
     this.maxAgeMs = options.maxAgeMs ?? 30_000;
     this.maxOperators = options.maxOperators ?? 10_000;
     this.now = options.now ?? Date.now;
+    this.onGone = options.onGone;
   }
 
   /** Call after a write to the operator's connections or services has committed. */
@@ -77,10 +86,25 @@ export class ConnectionDirectory {
     };
     this.snapshots.delete(operatorId);
     this.snapshots.set(operatorId, snapshot);
-    if (this.snapshots.size > this.maxOperators) this.snapshots.delete(this.snapshots.keys().next().value as string);
-    snapshot.data.catch(() => {
-      if (this.snapshots.get(operatorId) === snapshot) this.snapshots.delete(operatorId);
-    });
+    if (this.snapshots.size > this.maxOperators) {
+      const oldest = this.snapshots.keys().next().value as string;
+      this.snapshots.delete(oldest);
+      this.connectionIds.delete(oldest);
+    }
+    snapshot.data.then(
+      ({ connections }) => {
+        // Only the newest load speaks (an older one finishing late would see a connection made since as gone).
+        if (this.snapshots.get(operatorId) !== snapshot) return;
+        const ids = new Set(connections.map((c) => c.id));
+        const before = this.connectionIds.get(operatorId);
+        this.connectionIds.set(operatorId, ids);
+        const gone = before ? [...before].filter((id) => !ids.has(id)) : [];
+        if (gone.length) this.onGone?.(operatorId, gone);
+      },
+      () => {
+        if (this.snapshots.get(operatorId) === snapshot) this.snapshots.delete(operatorId);
+      },
+    );
     return snapshot.data;
   }
 }

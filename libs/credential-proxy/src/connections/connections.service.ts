@@ -15,7 +15,7 @@ import type { Cache } from '@stack/cache';
 import { StackError, type CallerContext, type ConnectionView } from '@stack/contracts';
 
 import type { Catalog } from '../catalog/catalog';
-import { hostAllowed, portOf } from '../catalog/catalog';
+import { hostAllowed, portOf, siteRequired } from '../catalog/catalog';
 import type { CatalogEntry, InjectionType } from '../catalog/catalog.types';
 import type { ProxyPipeline } from '../proxy/proxy-pipeline';
 import { credentialProblem, type Credential, type CredentialVault } from '../vault/credential-vault';
@@ -27,6 +27,8 @@ export interface ConnectSession {
   member_id?: string;
   service_id: string;
   name: string;
+  /** The connection's own base URL (its site, for Jira), checked when the link was made. */
+  base_url?: string;
   csrf: string;
 }
 
@@ -74,6 +76,17 @@ export function managerOf(caller: CallerContext): string {
   return operatorId;
 }
 
+/**
+ * managerOf, for making a new connection: not a member limited to some connections. Such a
+ * member could otherwise add a connection the others then use unaware — a token of an account
+ * they control under a name the team trusts — while their own list keeps them from its calls.
+ */
+export function creatorOf(caller: CallerContext): string {
+  const operatorId = managerOf(caller);
+  if (caller.allowed_connections) throw new StackError('FORBIDDEN', 'a member limited to some connections cannot add connections; an admin can', { reason: 'connections_limited' });
+  return operatorId;
+}
+
 /** Whether the caller may see and use the connection: its `allowed_connections` when set; an agent without them none. */
 export function mayUse(caller: CallerContext, connectionId: string): boolean {
   if (caller.allowed_connections) return caller.allowed_connections.includes(connectionId);
@@ -99,6 +112,29 @@ export function parseCredential(entry: CatalogEntry, raw: unknown): Credential {
   return credential;
 }
 
+/**
+ * A new connection's own base URL, or null for the service's: the same rule as every call (the
+ * service's scheme, an allowed host, its port unless the allowed host names another). Required
+ * where the service has no one host (Jira Cloud: each team's site).
+ */
+export function connectionBaseUrl(entry: CatalogEntry, value: unknown): string | null {
+  if (value === undefined) {
+    if (siteRequired(entry)) throw new StackError('INVALID_REQUEST', `base_url is required for ${entry.name}: the URL of your own site (one of ${entry.allowed_hosts.join(', ')})`, { reason: 'base_url_required' });
+    return null;
+  }
+  let u: URL;
+  try {
+    u = new URL(String(value));
+  } catch {
+    throw new StackError('INVALID_REQUEST', 'base_url must be an absolute URL');
+  }
+  if (u.protocol !== 'https:' && u.protocol !== 'http:') throw new StackError('INVALID_REQUEST', 'base_url must be http or https');
+  const serviceBase = new URL(entry.base_url);
+  if (u.protocol !== serviceBase.protocol) throw new StackError('INVALID_REQUEST', `base_url must use ${entry.name}'s scheme (${serviceBase.protocol})`);
+  if (!hostAllowed(entry.allowed_hosts, u.host, portOf(u), portOf(serviceBase))) throw new StackError('INVALID_REQUEST', `base_url must be on one of ${entry.name}'s allowed hosts and ports`);
+  return u.toString().replace(/\/$/, '');
+}
+
 export class ConnectionsService {
   constructor(
     private readonly d: {
@@ -114,7 +150,7 @@ export class ConnectionsService {
   ) {}
 
   async create(caller: CallerContext, input: { service_id?: unknown; name?: unknown; credential?: unknown; base_url?: unknown }): Promise<ConnectionView> {
-    const operatorId = managerOf(caller);
+    const operatorId = creatorOf(caller);
     return viewOf(await this.insert(operatorId, caller.member_id, await this.prepare(operatorId, input)));
   }
 
@@ -129,21 +165,7 @@ export class ConnectionsService {
     if (typeof name !== 'string' || !CONNECTION_NAME.test(name)) throw new StackError('INVALID_REQUEST', 'name must be 1-64 letters, digits, spaces, _ . or -');
     const entry = await this.d.catalog.find(operatorId, input.service_id);
     if (!entry) throw new StackError('NOT_FOUND', `no service '${input.service_id}' in the catalog`);
-    let baseUrl: string | null = null;
-    if (input.base_url !== undefined) {
-      let u: URL;
-      try {
-        u = new URL(String(input.base_url));
-      } catch {
-        throw new StackError('INVALID_REQUEST', 'base_url must be an absolute URL');
-      }
-      if (u.protocol !== 'https:' && u.protocol !== 'http:') throw new StackError('INVALID_REQUEST', 'base_url must be http or https');
-      // The same rule as every call: the service's scheme, an allowed host, its port unless the allowed host names another.
-      const serviceBase = new URL(entry.base_url);
-      if (u.protocol !== serviceBase.protocol) throw new StackError('INVALID_REQUEST', `base_url must use ${entry.name}'s scheme (${serviceBase.protocol})`);
-      if (!hostAllowed(entry.allowed_hosts, u.host, portOf(u), portOf(serviceBase))) throw new StackError('INVALID_REQUEST', `base_url must be on one of ${entry.name}'s allowed hosts and ports`);
-      baseUrl = u.toString().replace(/\/$/, '');
-    }
+    const baseUrl = connectionBaseUrl(entry, input.base_url);
     const credential = parseCredential(entry, input.credential);
     if (await this.d.repo.findByName(operatorId, entry.service_id, name)) throw this.nameTaken(entry, name);
     return { entry, name, baseUrl, credential };
@@ -267,16 +289,17 @@ export class ConnectionsService {
   }
 
   /** `stack_connect_service`: a link the human opens to paste the secret (valid 15 minutes, once). */
-  async connectLink(caller: CallerContext, input: { service_id?: unknown; name?: unknown }): Promise<{ url: string; expires_at: string; service_id: string; name: string }> {
-    const operatorId = managerOf(caller);
+  async connectLink(caller: CallerContext, input: { service_id?: unknown; name?: unknown; base_url?: unknown }): Promise<{ url: string; expires_at: string; service_id: string; name: string }> {
+    const operatorId = creatorOf(caller);
     if (typeof input.service_id !== 'string') throw new StackError('INVALID_REQUEST', 'service_id is required');
     const entry = await this.d.catalog.find(operatorId, input.service_id);
     if (!entry) throw new StackError('NOT_FOUND', `no service '${input.service_id}' in the catalog`);
     const name = input.name === undefined ? 'default' : String(input.name);
     if (!CONNECTION_NAME.test(name)) throw new StackError('INVALID_REQUEST', 'name must be 1-64 letters, digits, spaces, _ . or -');
+    const baseUrl = connectionBaseUrl(entry, input.base_url);
     if (await this.d.repo.findByName(operatorId, entry.service_id, name)) throw this.nameTaken(entry, name);
     const token = randomBytes(24).toString('base64url');
-    const session: ConnectSession = { operator_id: operatorId, member_id: caller.member_id, service_id: entry.service_id, name, csrf: randomBytes(24).toString('base64url') };
+    const session: ConnectSession = { operator_id: operatorId, member_id: caller.member_id, service_id: entry.service_id, name, ...(baseUrl ? { base_url: baseUrl } : {}), csrf: randomBytes(24).toString('base64url') };
     await this.d.cache.setJson(`cp:connect:${token}`, session, { ttlMs: CONNECT_LINK_TTL_MS });
     return { url: `${this.d.publicUrl}/v1/connections/connect?token=${token}`, expires_at: new Date(Date.now() + CONNECT_LINK_TTL_MS).toISOString(), service_id: entry.service_id, name };
   }
@@ -295,7 +318,7 @@ export class ConnectionsService {
    * only once everything checked (once, even against a concurrent post).
    */
   async completeConnect(token: string, session: ConnectSession, credential: Record<string, string>): Promise<ConnectionView> {
-    const prepared = await this.prepare(session.operator_id, { service_id: session.service_id, name: session.name, credential });
+    const prepared = await this.prepare(session.operator_id, { service_id: session.service_id, name: session.name, credential, ...(session.base_url ? { base_url: session.base_url } : {}) });
     if (!(await this.d.cache.del(`cp:connect:${token}`))) throw new StackError('NOT_FOUND', 'this link was already used');
     return viewOf(await this.insert(session.operator_id, session.member_id, prepared));
   }

@@ -15,7 +15,7 @@ import type { AuditEntryInput } from '@stack/runtime';
 import type { AbortLike, CredentialSubject, ResolvedAddress } from '@stack/security';
 
 import type { Catalog } from '../catalog/catalog';
-import { enforceAllowedHost } from '../catalog/catalog';
+import { connectionHosts, enforceAllowedHost } from '../catalog/catalog';
 import type { CatalogEntry } from '../catalog/catalog.types';
 import { enforceScopes, requiredScopes } from '../catalog/scope-rules';
 import type { InFlightTracker, PassportAuthority } from '../caller/caller-seams';
@@ -134,7 +134,7 @@ export class ProxyPipeline {
       enforceScopes(grant?.scopes, requiredScopes(entry, req.method, relative, req), req.method, relative);
       if (grant) enforceConstraints(grant.constraints, req);
       // Against the connection's effective base URL: its scheme, and its port unless an allowed host names another.
-      enforceAllowedHost(conn.base_url ? { ...entry, allowed_hosts: [...entry.allowed_hosts, base.host] } : entry, base, req);
+      enforceAllowedHost(connectionHosts(entry, conn.base_url ? base : undefined), base, req);
       const address = await this.d.guard.resolve(req.hostname);
 
       const callerTarget = requestTarget(req);

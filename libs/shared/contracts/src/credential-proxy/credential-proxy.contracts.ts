@@ -93,7 +93,11 @@ export const CredentialProxyCommands = {
     service: 'credential-proxy',
     name: 'connect_service',
     description: 'A link the human opens to connect a service; the secret never passes through the model (stack_connect_service).',
-    request: Type.Object({ service_id: Type.String({ minLength: 1, maxLength: 64 }), name: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })) }),
+    request: Type.Object({
+      service_id: Type.String({ minLength: 1, maxLength: 64 }),
+      name: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })),
+      base_url: Type.Optional(Type.String({ minLength: 1, maxLength: 2048, description: "The connection's own base URL: required where the service has no one host (Jira Cloud: the team's site, e.g. https://acme.atlassian.net)." })),
+    }),
     response: ConnectLinkSchema,
   }),
   proxyRequest: defineCommand({

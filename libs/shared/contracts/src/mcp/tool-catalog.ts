@@ -145,7 +145,7 @@ export const SERVICE_TOOLS: ToolDef[] = [
     name: 'stack_connect_service',
     title: 'Connect a service',
     description:
-      'Creates a link for the human to open in a browser to connect a service (service_id from stack_list_services, optional connection name). The secret is entered on that page and never passes through you. Returns the link and when it expires.',
+      'Creates a link for the human to open in a browser to connect a service (service_id from stack_list_services, optional connection name; base_url for a service on the team\'s own site, such as Jira Cloud). The secret is entered on that page and never passes through you. Returns the link and when it expires.',
     scope: 'stack:services',
     annotations: WRITE,
     command: CredentialProxyCommands.connectService,

@@ -35,9 +35,11 @@ const V4_BLOCKED = [
   '192.88.99.0/24', '192.168.0.0/16', '198.18.0.0/15', '198.51.100.0/24', '203.0.113.0/24', '224.0.0.0/4', '240.0.0.0/4',
 ];
 // IPv4-compatible (::/96), discard, IETF protocol assignments (Teredo, benchmarking, ORCHID…),
-// documentation, 6to4, unique local, link-local, site-local and multicast.
-const V6_BLOCKED = ['::/128', '::1/128', '::/96', '100::/64', '2001::/23', '2001:db8::/32', '2002::/16', 'fc00::/7', 'fe80::/10', 'fec0::/10', 'ff00::/8'];
-const V6_TRANSLATED = ['::ffff:0:0/96', '64:ff9b::/96', '64:ff9b:1::/48'];
+// documentation (both prefixes), 6to4, unique local, link-local, site-local and multicast.
+const V6_BLOCKED = ['::/128', '::1/128', '::/96', '100::/64', '2001::/23', '2001:db8::/32', '3fff::/20', '2002::/16', 'fc00::/7', 'fe80::/10', 'fec0::/10', 'ff00::/8'];
+// IPv4-mapped, SIIT's IPv4-translated (`::ffff:0:a.b.c.d`, RFC 7915: a stateless translator turns it
+// into that IPv4 address) and NAT64's well-known and local-use prefixes.
+const V6_TRANSLATED = ['::ffff:0:0/96', '::ffff:0:0:0/96', '64:ff9b::/96', '64:ff9b:1::/48'];
 
 /** Cloud metadata endpoints reached by name (their addresses are link-local and refused anyway). */
 export const METADATA_HOSTNAMES: ReadonlySet<string> = new Set(['metadata.google.internal', 'metadata', 'metadata.goog', 'instance-data', 'instance-data.ec2.internal']);
