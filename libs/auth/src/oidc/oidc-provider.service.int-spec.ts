@@ -2,8 +2,9 @@
  * The authorization server as a client meets it, on the real Postgres, NATS and Redis (auth
  * alone, started as in production): the registration policy and the default scopes hold on
  * every spelling of their paths the router accepts, registration is capped in size and rate
- * per client address, consent never asks again for a scope the member's role withholds, and a
- * sign-in lockout never locks a member out of a browser they signed in on before.
+ * per client address, consent never asks again for a scope the member's role withholds, a
+ * sign-in lockout never locks a member out of a browser they signed in on before, and a
+ * just-rotated refresh token keeps its one grace resend whoever introspected or tried to revoke it.
  */
 import { createHash, randomBytes } from 'node:crypto';
 
@@ -165,6 +166,55 @@ describe('Authorization server (auth on the real Postgres, NATS and Redis)', () 
     }
   }
 
+  /**
+   * One authorization: sign in, tick `tick` on every consent screen, until the client gets its
+   * code; the scopes of the access token it then gets, and how many consent screens it took.
+   */
+  /** The token endpoint's answer of the last authorization. */
+  let lastTokenResponse: { access_token: string; refresh_token?: string } | undefined;
+
+  async function authorize(clientId: string, member: { email: string; password: string }, scope: string, tick: string[]): Promise<{ consents: number; shown: string[]; scopes: string[] }> {
+    const verifier = randomBytes(32).toString('base64url');
+    const url = new URL(`${base}/oauth/authorize`);
+    const params = { client_id: clientId, redirect_uri: REDIRECT, response_type: 'code', code_challenge: createHash('sha256').update(verifier).digest('base64url'), code_challenge_method: 'S256', state: 's', scope };
+    for (const [k, v] of Object.entries(params)) url.searchParams.set(k, v);
+    const agent = new Agent();
+    let res = await agent.go(url.toString());
+    let consents = 0;
+    let shown: string[] = [];
+    for (let step = 0; step < 20; step++) {
+      expect(res.status).toBe(303);
+      const next = new URL(res.headers.get('location')!, base);
+      if (next.href.startsWith(REDIRECT)) {
+        const code = next.searchParams.get('code');
+        expect(code).toEqual(expect.any(String));
+        const token = await fetch(`${base}/oauth/token`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/x-www-form-urlencoded' },
+          body: new URLSearchParams({ grant_type: 'authorization_code', code: code!, redirect_uri: REDIRECT, client_id: clientId, code_verifier: verifier }),
+        });
+        expect(token.status).toBe(200);
+        const body = (await token.json()) as { access_token: string; refresh_token?: string };
+        lastTokenResponse = body;
+        const { access_token } = body;
+        const claims = JSON.parse(Buffer.from(access_token.split('.')[1]!, 'base64url').toString('utf8')) as { scope: string };
+        return { consents, shown, scopes: claims.scope.split(' ').sort() };
+      }
+      if (next.pathname === '/login') {
+        res = await agent.go(next.href, { email: member.email, password: member.password, csrf: CSRF });
+      } else if (next.pathname === '/consent') {
+        // Stop a loop rather than follow it.
+        if (++consents > 3) return { consents, shown, scopes: [] };
+        const page = await (await agent.go(next.href)).text();
+        shown = [...page.matchAll(/name="scope" value="([^"]+)"/g)].map((m) => m[1]!);
+        res = await agent.go(next.href, { csrf: CSRF, scope: tick, decision: 'approve' });
+      } else {
+        res = await agent.go(next.href);
+      }
+    }
+    throw new Error('too many redirects');
+  }
+
   describe('sign-in', () => {
     const login = (agent: Agent, email: string, password: string, address: string) => agent.go('/login', { email, password, csrf: CSRF }, { 'x-forwarded-for': address });
 
@@ -196,55 +246,6 @@ describe('Authorization server (auth on the real Postgres, NATS and Redis)', () 
   });
 
   describe('consent', () => {
-    /**
-     * One authorization: sign in, tick `tick` on every consent screen, until the client gets its
-     * code; the scopes of the access token it then gets, and how many consent screens it took.
-     */
-    /** The token endpoint's answer of the last authorization. */
-    let lastTokenResponse: { access_token: string; refresh_token?: string } | undefined;
-
-    async function authorize(clientId: string, member: { email: string; password: string }, scope: string, tick: string[]): Promise<{ consents: number; shown: string[]; scopes: string[] }> {
-      const verifier = randomBytes(32).toString('base64url');
-      const url = new URL(`${base}/oauth/authorize`);
-      const params = { client_id: clientId, redirect_uri: REDIRECT, response_type: 'code', code_challenge: createHash('sha256').update(verifier).digest('base64url'), code_challenge_method: 'S256', state: 's', scope };
-      for (const [k, v] of Object.entries(params)) url.searchParams.set(k, v);
-      const agent = new Agent();
-      let res = await agent.go(url.toString());
-      let consents = 0;
-      let shown: string[] = [];
-      for (let step = 0; step < 20; step++) {
-        expect(res.status).toBe(303);
-        const next = new URL(res.headers.get('location')!, base);
-        if (next.href.startsWith(REDIRECT)) {
-          const code = next.searchParams.get('code');
-          expect(code).toEqual(expect.any(String));
-          const token = await fetch(`${base}/oauth/token`, {
-            method: 'POST',
-            headers: { 'content-type': 'application/x-www-form-urlencoded' },
-            body: new URLSearchParams({ grant_type: 'authorization_code', code: code!, redirect_uri: REDIRECT, client_id: clientId, code_verifier: verifier }),
-          });
-          expect(token.status).toBe(200);
-          const body = (await token.json()) as { access_token: string; refresh_token?: string };
-          lastTokenResponse = body;
-          const { access_token } = body;
-          const claims = JSON.parse(Buffer.from(access_token.split('.')[1]!, 'base64url').toString('utf8')) as { scope: string };
-          return { consents, shown, scopes: claims.scope.split(' ').sort() };
-        }
-        if (next.pathname === '/login') {
-          res = await agent.go(next.href, { email: member.email, password: member.password, csrf: CSRF });
-        } else if (next.pathname === '/consent') {
-          // Stop a loop rather than follow it.
-          if (++consents > 3) return { consents, shown, scopes: [] };
-          const page = await (await agent.go(next.href)).text();
-          shown = [...page.matchAll(/name="scope" value="([^"]+)"/g)].map((m) => m[1]!);
-          res = await agent.go(next.href, { csrf: CSRF, scope: tick, decision: 'approve' });
-        } else {
-          res = await agent.go(next.href);
-        }
-      }
-      throw new Error('too many redirects');
-    }
-
     let accounts: AccountsService;
     let clientId: string;
 
@@ -283,6 +284,42 @@ describe('Authorization server (auth on the real Postgres, NATS and Redis)', () 
     it('lets an owner who unticked stack:admin tick it next time and get it', async () => {
       expect(await authorize(clientId, OWNER, 'stack:services stack:admin', ['stack:services'])).toEqual({ consents: 1, shown: ['stack:services', 'stack:admin'], scopes: ['stack:services'] });
       expect(await authorize(clientId, OWNER, 'stack:services stack:admin', ['stack:services', 'stack:admin'])).toEqual({ consents: 1, shown: ['stack:services', 'stack:admin'], scopes: ['stack:admin', 'stack:services'] });
+    });
+  });
+
+  describe('refresh-token grace', () => {
+    const post = (path: string, fields: Record<string, string>) =>
+      fetch(`${base}${path}`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams(fields) });
+    const newClient = async (name: string) => ((await (await register('/oauth/register', publicClient(name), '198.51.100.7')).json()) as { client_id: string }).client_id;
+
+    // Each lookup, and what oidc-provider answers it about a rotated token: inactive, nothing revoked.
+    it.each([
+      ['introspected by its own client', 'own', '/oauth/introspect', 200, { active: false }],
+      ['introspected by another client', 'other', '/oauth/introspect', 200, { active: false }],
+      ['sent for revocation by another client', 'other', '/oauth/revoke', 200, ''],
+      ['redeemed by another client', 'other', '/oauth/token', 400, { error: 'invalid_grant', error_description: 'grant request is invalid' }],
+    ] as const)('lets a client resend its just-rotated refresh token once after it was %s, and revokes the grant on a second resend', async (_what, caller, path, status, expected) => {
+      const clientId = await newClient(`Grace ${path} ${caller}`);
+      const otherId = await newClient('Someone else');
+      const refresh = (token: string, client = clientId) => post('/oauth/token', { grant_type: 'refresh_token', refresh_token: token, client_id: client });
+      await authorize(clientId, OWNER, 'stack:services offline_access', ['stack:services', 'offline_access']);
+      const rotatedToken = lastTokenResponse!.refresh_token!;
+      const rotation = await refresh(rotatedToken);
+      expect(rotation.status).toBe(200);
+      const current = ((await rotation.json()) as { refresh_token: string }).refresh_token;
+
+      const asker = caller === 'own' ? clientId : otherId;
+      const lookup = path === '/oauth/token' ? await refresh(rotatedToken, asker) : await post(path, { token: rotatedToken, token_type_hint: 'refresh_token', client_id: asker });
+      const answer = path === '/oauth/revoke' ? await lookup.text() : await lookup.json();
+      // The client's own resend within the grace: a fresh pair, the grant intact.
+      const resend = await refresh(rotatedToken);
+      expect({ lookup: lookup.status, answer, resend: resend.status }).toEqual({ lookup: status, answer: expected, resend: 200 });
+      const graced = ((await resend.json()) as { refresh_token: string }).refresh_token;
+      expect(graced).toEqual(expect.any(String));
+      // A second resend is reuse: refused, and every token of the grant dies with it.
+      const reuse = await refresh(rotatedToken);
+      expect({ status: reuse.status, error: ((await reuse.json()) as { error: string }).error }).toEqual({ status: 400, error: 'invalid_grant' });
+      for (const token of [graced, current]) expect((await refresh(token)).status).toBe(400);
     });
   });
 });

@@ -1,7 +1,7 @@
 /**
  * oidc-provider's storage on the real Postgres: find/consume/expiry, the refresh-token grace
- * window (one replay only), and a grant revocation that writes exactly one
- * RevocationRecordedEvent to the outbox.
+ * window (one replay only, taken by the token's own client's refresh_token grant alone), and a
+ * grant revocation that writes exactly one RevocationRecordedEvent to the outbox.
  */
 import { createServiceDataSource, migrateUnderLock, type ServiceDataSource } from '@stack/persistence';
 import { createTestDatabase, type TestDatabase } from '@stack/testing';
@@ -42,8 +42,8 @@ describe('PostgresOidcAdapter (real Postgres)', () => {
   });
 
   it('lets a just-rotated refresh token be presented again once within the grace window, not twice, not after', async () => {
-    const refresh = new PostgresOidcAdapter('RefreshToken', ds);
-    await refresh.upsert('r1', { grantId: 'g1', accountId: 'mem_a' }, 3600);
+    const refresh = new PostgresOidcAdapter('RefreshToken', ds, () => 'c');
+    await refresh.upsert('r1', { grantId: 'g1', accountId: 'mem_a', clientId: 'c' }, 3600);
     // Reads before it is consumed do not use up the grace.
     expect((await refresh.find('r1'))?.consumed).toBeUndefined();
     expect((await refresh.find('r1'))?.consumed).toBeUndefined();
@@ -54,16 +54,33 @@ describe('PostgresOidcAdapter (real Postgres)', () => {
     expect((await refresh.find('r1'))?.consumed).toEqual(expect.any(Number));
 
     // Concurrent replays (as from several replicas): exactly one reads unconsumed.
-    await refresh.upsert('r1c', { grantId: 'g1', accountId: 'mem_a' }, 3600);
+    await refresh.upsert('r1c', { grantId: 'g1', accountId: 'mem_a', clientId: 'c' }, 3600);
     await refresh.consume('r1c');
     const reads = await Promise.all([1, 2, 3, 4].map(() => refresh.find('r1c')));
     expect(reads.filter((r) => r && r.consumed === undefined)).toHaveLength(1);
 
     // After the window, even the first replay is consumed.
-    await refresh.upsert('r1x', { grantId: 'g1', accountId: 'mem_a' }, 3600);
+    await refresh.upsert('r1x', { grantId: 'g1', accountId: 'mem_a', clientId: 'c' }, 3600);
     await refresh.consume('r1x');
     await ds.query(`UPDATE auth.oidc_payloads SET consumed_at = now() - ($1 || ' milliseconds')::interval WHERE id = 'r1x'`, [String(REFRESH_GRACE_MS + 1000)]);
     expect((await refresh.find('r1x'))?.consumed).toEqual(expect.any(Number));
+  });
+
+  it('leaves the grace to the refresh_token grant of the token\'s own client: other lookups read a rotated token consumed', async () => {
+    let redeemer: string | undefined;
+    const refresh = new PostgresOidcAdapter('RefreshToken', ds, () => redeemer);
+    await refresh.upsert('r3', { grantId: 'g3', accountId: 'mem_a', clientId: 'c' }, 3600);
+    await refresh.consume('r3');
+    // Introspection, revocation (no redeemer) and another client's grant: consumed, as it is.
+    for (const who of [undefined, 'other']) {
+      redeemer = who;
+      expect((await refresh.find('r3'))?.consumed).toEqual(expect.any(Number));
+      expect((await refresh.find('r3'))?.consumed).toEqual(expect.any(Number));
+    }
+    // The client's own resend still has its one grace, and no more.
+    redeemer = 'c';
+    expect((await refresh.find('r3'))?.consumed).toBeUndefined();
+    expect((await refresh.find('r3'))?.consumed).toEqual(expect.any(Number));
   });
 
   it('revokes a grant with every row of it and records one revocation through the outbox', async () => {

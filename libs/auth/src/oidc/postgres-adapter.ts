@@ -5,11 +5,14 @@
  * embedded Postgres serves one transaction at a time, so none may wait on anything else.
  *
  * Two behaviours beyond plain storage:
- * - refresh-token grace: the first read of a refresh token consumed less than REFRESH_GRACE_MS
- *   ago reads as unconsumed, so a client resending the token it just rotated gets a fresh pair
- *   instead of having its whole grant revoked (some MCP clients do this). Only the first: the
- *   read marks `grace_used_at` with a conditional UPDATE (atomic across replicas), and any later
- *   read is consumed, which oidc-provider treats as reuse and revokes the grant;
+ * - refresh-token grace: a refresh token consumed less than REFRESH_GRACE_MS ago reads as
+ *   unconsumed once, so a client resending the token it just rotated gets a fresh pair instead
+ *   of having its whole grant revoked (some MCP clients do this). Only the read of its own
+ *   client's refresh_token grant at the token endpoint takes the grace: introspection,
+ *   revocation or another client looking the token up read it consumed (inactive) and leave the
+ *   grace to the client. Only once: that read marks `grace_used_at` with a conditional UPDATE
+ *   (atomic across replicas), and any later one is consumed, which oidc-provider treats as reuse
+ *   and revokes the grant;
  * - revoking a grant (oidc-provider's revocation, a member revoked, an app disconnected) writes
  *   a RevocationRecordedEvent through the outbox in the same transaction as the delete.
  */
@@ -17,6 +20,7 @@ import { randomUUID } from 'node:crypto';
 
 import { RevocationRecordedEvent } from '@stack/contracts';
 import { Outbox, qualifiedTable, runStatement, schemaOf } from '@stack/persistence';
+import Provider from 'oidc-provider';
 import type { DataSource, EntityManager } from 'typeorm';
 
 /** How long a just-rotated refresh token may be presented again. */
@@ -32,6 +36,23 @@ interface PayloadRow {
   in_grace?: boolean;
 }
 
+/**
+ * The client redeeming a refresh token in the request being served (the refresh_token grant at
+ * the token endpoint), or undefined for any other lookup: the only read that may take the grace.
+ */
+export type RefreshRedeemer = () => string | undefined;
+
+/**
+ * Read from oidc-provider's request context (its AsyncLocalStorage, entered on every route):
+ * at the token endpoint, the refresh_token grant is the one lookup of a refresh token, and runs
+ * after client authentication. Introspection and revocation are other routes.
+ */
+export const refreshGrantClient: RefreshRedeemer = () => {
+  const oidc = Provider.ctx?.oidc;
+  if (oidc?.route !== 'token' || oidc.params?.grant_type !== 'refresh_token') return undefined;
+  return oidc.client?.clientId;
+};
+
 export interface AdapterPayload {
   [key: string]: unknown;
   grantId?: string;
@@ -46,6 +67,7 @@ export class PostgresOidcAdapter {
   constructor(
     private readonly model: string,
     private readonly dataSource: DataSource,
+    private readonly redeemer: RefreshRedeemer = refreshGrantClient,
   ) {
     this.table = qualifiedTable(schemaOf(dataSource), 'oidc_payloads');
   }
@@ -91,20 +113,24 @@ export class PostgresOidcAdapter {
   }
 
   private async findBy(column: 'id' | 'uid' | 'user_code', value: string): Promise<AdapterPayload | undefined> {
+    // Any other read of a refresh token sees it as it is: consumed once rotated, grace untouched.
+    const redeemer = this.model === 'RefreshToken' ? this.redeemer() : undefined;
     const rows = (
-      this.model === 'RefreshToken'
+      redeemer
         ? // One statement: claim the grace if it is still unused (the UPDATE's row lock serialises
-          // concurrent reads, so only one gets it), then read the row as it was before.
+          // concurrent reads, so only one gets it), then read the row as it was before. Another
+          // client's token would fail the grant anyway (client mismatch): it takes no grace.
           await this.dataSource.query(
             `WITH grace AS (
                UPDATE ${this.table} SET grace_used_at = now()
                WHERE model = $1 AND ${column} = $2 AND grace_used_at IS NULL
                  AND consumed_at IS NOT NULL AND consumed_at > now() - ($3::bigint * interval '1 millisecond')
                  AND (expires_at IS NULL OR expires_at > now())
+                 AND payload->>'clientId' = $4
                RETURNING 1
              )
              SELECT payload, consumed_at, expires_at, EXISTS (SELECT 1 FROM grace) AS in_grace FROM ${this.table} WHERE model = $1 AND ${column} = $2`,
-            [this.model, value, REFRESH_GRACE_MS],
+            [this.model, value, REFRESH_GRACE_MS, redeemer],
           )
         : await this.dataSource.query(`SELECT payload, consumed_at, expires_at FROM ${this.table} WHERE model = $1 AND ${column} = $2`, [this.model, value])
     ) as PayloadRow[];
