@@ -13,6 +13,7 @@ import { AuditRecordedEvent, ClientApprovedEvent, PASSPORT_COMMANDS, RevocationR
 import type { RunningStack } from '@stack/runtime';
 import { CallerContextSigner } from '@stack/security';
 import { uniqueName } from '@stack/testing';
+import type { EntityManager } from 'typeorm';
 
 import { SigningKeys } from './keys/signing-keys.service';
 import { PassportService } from './passports/passport.service';
@@ -105,6 +106,27 @@ describe('passport service over the bus (real Postgres and NATS)', () => {
     await expect(gateway.request(C.delegatePassport, { parent_token: parent.token, child_agent_id: b, services: [{ connection_id: 'scon_2', scopes: ['read'] }] }, { caller: limited })).rejects.toMatchObject({ code: 'FORBIDDEN' });
     const child = await gateway.request(C.delegatePassport, { parent_token: parent.token, child_agent_id: b, services: [{ connection_id: 'scon_1', scopes: ['read'] }] }, { caller: limited });
     expect((await gateway.request(C.verifyPassport, { token: child.token })).claims?.stk.services.map((s) => s.connection_id)).toEqual(['scon_1']);
+  });
+
+  it('a member limited to some connections removes grants and refreshes passports of those only: FORBIDDEN otherwise', async () => {
+    const limitedAdmin: CallerContext = { ...admin, member_id: 'mem_limited', allowed_connections: ['scon_1'] };
+    const limited: CallerContext = { ...member, member_id: 'mem_limited', allowed_connections: ['scon_1'] };
+    const a = await agentWithGrant('limited-remover');
+    await gateway.request(C.grantAgentAccess, { agent_id: a, connection_id: 'scon_2', scopes: ['read'] }, { caller: admin });
+
+    await expect(gateway.request(C.removeAgentGrant, { agent_id: a, connection_id: 'scon_2' }, { caller: limitedAdmin })).rejects.toMatchObject({ code: 'FORBIDDEN', details: { connection_id: 'scon_2' } });
+    expect((await gateway.request(C.listAgentGrants, { agent_id: a }, { caller: member })).grants.map((g) => g.connection_id).sort()).toEqual(['scon_1', 'scon_2']);
+
+    // A passport holding scon_2 (issued by an unlimited member): a limited caller cannot refresh it, and nothing is minted.
+    const both = await gateway.request(C.issuePassport, { agent_id: a }, { caller: member });
+    await expect(gateway.request(C.refreshPassport, { token: both.token }, { caller: limited })).rejects.toMatchObject({ code: 'FORBIDDEN', details: { connection_id: 'scon_2' } });
+    expect((await gateway.request(C.listActivePassports, { agent_id: a }, { caller: member })).passports.map((p) => p.jti)).toEqual([both.jti]);
+    const own = await gateway.request(C.issuePassport, { agent_id: a }, { caller: limited });
+    const refreshed = await gateway.request(C.refreshPassport, { token: own.token }, { caller: limited });
+    expect((await gateway.request(C.verifyPassport, { token: refreshed.token })).claims?.stk.services.map((s) => s.connection_id)).toEqual(['scon_1']);
+
+    await gateway.request(C.removeAgentGrant, { agent_id: a, connection_id: 'scon_1' }, { caller: limitedAdmin });
+    expect((await gateway.request(C.listAgentGrants, { agent_id: a }, { caller: member })).grants.map((g) => g.connection_id)).toEqual(['scon_2']);
   });
 
   it('writes each revocation with its outbox rows (revocation and audit) and publishes it to STACK_REVOCATIONS', async () => {
@@ -265,6 +287,87 @@ describe('passport service over the bus (real Postgres and NATS)', () => {
     const refreshed = await gateway.request(C.refreshPassport, { token: p.token }, { caller: member });
     spy.mockRestore();
     expect(await gateway.request(C.verifyPassport, { token: refreshed.token })).toMatchObject({ valid: false, code: 'PASSPORT_REVOKED' });
+  });
+
+  describe('a mint racing a subject revocation', () => {
+    const sessionOf = (id: string): CallerContext => ({ ...member, session_id: id });
+    type Work = (m: EntityManager) => Promise<unknown>;
+    /** Runs the next transaction of the store (the revocation's) with `around` wrapped about its commit. */
+    const aroundNextTransaction = (around: (commit: (work: Work) => Promise<unknown>, work: Work) => Promise<unknown>) => {
+      const store = stack.app.get(PassportStore);
+      const transaction = store.transaction.bind(store) as (work: Work) => Promise<unknown>;
+      return jest.spyOn(store, 'transaction').mockImplementationOnce(((work: Work) => around(transaction, work)) as PassportStore['transaction']);
+    };
+    const lockWaiters = async () =>
+      ((await stack.dataSources.get('passport')!.query(`SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`)) as { n: number }[])[0]!.n;
+    /**
+     * The outcome of `mint`, started inside the revocation's transaction after its writes, before
+     * its commit (a moment after its stamp); the commit waits until the mint has finished or waits on a lock.
+     */
+    const mintWhileCommitting = async <T>(revoke: () => Promise<unknown>, mint: () => Promise<T>): Promise<T> => {
+      let minting: Promise<T> | undefined;
+      const spy = aroundNextTransaction((commit, work) =>
+        commit(async (m) => {
+          const written = await work(m);
+          await new Promise((r) => setTimeout(r, 5));
+          let settled = false;
+          minting = mint().finally(() => (settled = true));
+          minting.catch(() => undefined);
+          await waitFor(async () => (settled || (await lockWaiters()) > 0 ? true : undefined));
+          return written;
+        }),
+      );
+      try {
+        await revoke();
+      } finally {
+        spy.mockRestore();
+      }
+      return minting!;
+    };
+
+    it('a delegation started while a session revocation commits, from a passport of that session, is refused', async () => {
+      const a = await agentWithGrant('racing-parent');
+      const b = await agentWithGrant('racing-child');
+      const service = stack.app.get(PassportService);
+      const p = await gateway.request(C.issuePassport, { agent_id: a }, { caller: sessionOf('ses_commit_delegate') });
+      const delegated = mintWhileCommitting(
+        () => service.revoke(member, { kind: 'session', value: 'ses_commit_delegate' }),
+        () => service.delegate(member, { parent_token: p.token, child_agent_id: b, services: [{ connection_id: 'scon_1', scopes: ['read'] }] }),
+      );
+      await expect(delegated).rejects.toMatchObject({ code: 'PASSPORT_REVOKED' });
+    });
+
+    it('an issue started while its agent’s deletion commits is refused', async () => {
+      const doomed = await agentWithGrant('racing-deleted');
+      const service = stack.app.get(PassportService);
+      const issued = mintWhileCommitting(
+        () => service.deleteAgent(admin, doomed),
+        () => service.issue(member, { agent_id: doomed }),
+      );
+      await expect(issued).rejects.toMatchObject({ code: 'NOT_FOUND' });
+    });
+
+    it('a refresh on a node that has not applied a committed session revocation yet is refused', async () => {
+      const a = await agentWithGrant('racing-refreshed');
+      const service = stack.app.get(PassportService);
+      const q = await gateway.request(C.issuePassport, { agent_id: a }, { caller: sessionOf('ses_unapplied') });
+      let refreshed: Promise<unknown> | undefined;
+      // Between the commit and this node applying the revocation: as on a node the stream has not reached yet.
+      const spy = aroundNextTransaction((commit, work) =>
+        commit(work).then(async (written) => {
+          await new Promise((r) => setTimeout(r, 5));
+          refreshed = service.refresh(member, { token: q.token });
+          await refreshed.catch(() => undefined);
+          return written;
+        }),
+      );
+      try {
+        await service.revoke(member, { kind: 'session', value: 'ses_unapplied' });
+      } finally {
+        spy.mockRestore();
+      }
+      await expect(refreshed).rejects.toMatchObject({ code: 'PASSPORT_REVOKED' });
+    });
   });
 
   it('refreshing a child checks ttl_seconds as delegation does: at least 1 s, no longer than the parent has left', async () => {

@@ -104,8 +104,8 @@ export class PassportService {
   async deleteAgent(caller: CallerContext, agentId: string): Promise<{ deleted: boolean }> {
     const operatorId = requireOperator(caller, 'stack:admin');
     await this.agentOrNotFound(operatorId, agentId);
-    const entry = this.subjectEntry('agent', agentId, operatorId, 'agent deleted');
     const written = await this.store.transaction(async (m) => {
+      const entry = this.subjectEntry('agent', agentId, operatorId, await this.store.revocationTime(m, operatorId), 'agent deleted');
       await this.store.deleteAgent(m, operatorId, agentId);
       const entries = [entry, ...this.jtiEntries(entry, await this.livePassportsKilledBy(m, entry))];
       await this.writeRevocations(m, entries);
@@ -115,7 +115,7 @@ export class PassportService {
     // Again after the commit: a lookup that ran while the transaction was open may have remembered the id.
     this.store.forgetAgent(operatorId, agentId);
     await this.afterRevocation(written);
-    await this.revokeLateComers(entry, written);
+    await this.revokeLateComers(written[0]!, written);
     return { deleted: true };
   }
 
@@ -147,6 +147,7 @@ export class PassportService {
 
   async removeGrant(caller: CallerContext, agentId: string, connectionId: string): Promise<{ removed: boolean }> {
     const operatorId = requireOperator(caller, 'stack:admin');
+    requireAllowedConnection(caller, connectionId);
     await this.agentOrNotFound(operatorId, agentId);
     if (!(await this.store.removeGrant(operatorId, agentId, connectionId))) throw notFound('grant');
     return { removed: true };
@@ -155,7 +156,6 @@ export class PassportService {
   // ---- passports ----
 
   async issue(caller: CallerContext, input: IssuePassportInput): Promise<IssuedPassport> {
-    const now = mintTime();
     const operatorId = requireOperator(caller, 'stack:passports');
     if (!caller.member_id) throw new StackError('FORBIDDEN', 'a passport is issued on behalf of a member; this caller has none');
     const ttl = input.ttl_seconds ?? PASSPORT_TTL.defaultSeconds;
@@ -163,8 +163,10 @@ export class PassportService {
       throw new StackError('INVALID_REQUEST', `ttl_seconds must be from ${PASSPORT_TTL.minSeconds} to ${PASSPORT_TTL.maxSeconds}`, { field: 'ttl_seconds' });
     }
     checkIntent(input.intent_summary);
-    const agent = await this.agentOrNotFound(operatorId, input.agent_id);
     for (const req of input.services ?? []) requireAllowedConnection(caller, req.connection_id);
+    // Stamped before the reads: a subject revocation committed while they run is stamped later, so it kills the passport.
+    const now = await this.store.mintTime(operatorId);
+    const agent = await this.agentOrNotFound(operatorId, input.agent_id);
     const grants = await this.store.grants(operatorId, agent.id);
     // No services asked: the agent's grants, less those outside a limited caller's connections.
     const services = input.services ? input.services.map((req) => narrowToGrant(req, grants)) : grants.filter((g) => mayUseConnection(caller, g.connection_id)).map((g) => serviceOf(g, g.scopes, g.constraints));
@@ -184,7 +186,6 @@ export class PassportService {
   }
 
   async delegate(caller: CallerContext | undefined, input: DelegatePassportInput): Promise<IssuedPassport> {
-    const now = mintTime();
     const parent = await this.verifyForUse(input.parent_token, 'passport.delegate');
     const p = parent.claims;
     if (caller?.operator_id && caller.operator_id !== p.stk.operator_id) throw new StackError('FORBIDDEN', 'the parent passport belongs to another operator');
@@ -194,6 +195,7 @@ export class PassportService {
       throw new StackError('DELEGATION_DEPTH_EXCEEDED', `a passport can be delegated at most ${MAX_DELEGATION_DEPTH} times`, { max_depth: MAX_DELEGATION_DEPTH });
     }
     checkIntent(input.intent_summary);
+    const now = await this.mintTimeFrom(parent, 'passport.delegate');
     const child = await this.agentOrNotFound(p.stk.operator_id, input.child_agent_id);
     const childGrants = await this.store.grants(p.stk.operator_id, child.id);
     const services: PassportServiceClaim[] = [];
@@ -241,10 +243,11 @@ export class PassportService {
    * check stays one lookup per jti of the passport and its chain, and depth never grows.
    */
   async refresh(caller: CallerContext | undefined, input: { token: string; ttl_seconds?: number }): Promise<IssuedPassport> {
-    const now = mintTime();
     const current = await this.verifyForUse(input.token, 'passport.refresh');
     const c = current.claims;
     if (caller?.operator_id && caller.operator_id !== c.stk.operator_id) throw new StackError('FORBIDDEN', 'the passport belongs to another operator');
+    for (const s of c.stk.services) requireAllowedConnection(caller, s.connection_id);
+    const now = await this.mintTimeFrom(current, 'passport.refresh');
     const agent = await this.agentOrNotFound(c.stk.operator_id, c.stk.agent_id);
     const grants = await this.store.grants(c.stk.operator_id, agent.id);
     const services = c.stk.services.map((s) => ({ ...narrowToGrant({ connection_id: s.connection_id, scopes: s.scopes }, grants), constraints: mergeConstraints(s.connection_id, [...s.constraints, ...(grants.find((g) => g.connection_id === s.connection_id)?.constraints ?? [])]) }));
@@ -311,22 +314,20 @@ export class PassportService {
 
   async revoke(caller: CallerContext, target: RevokeTarget, reason?: string): Promise<RevocationEntry> {
     const operatorId = requireOperator(caller, target.kind === 'operator' ? 'stack:admin' : 'stack:passports');
-    let entry: RevocationEntry;
+    let jtiEntry: RevocationEntry | undefined;
     if (target.kind === 'jti') {
       const row = await this.store.passport(target.value);
       if (!row || row.operator_id !== operatorId) throw notFound('passport');
       // Children never outlive their parent, so the parent's expiry bounds the whole subtree.
-      entry = { id: newId('rev'), kind: 'jti', value: row.jti, operator_id: operatorId, revoked_at_ms: Date.now(), expires_at_ms: new Date(row.expires_at).getTime() + 60_000, ...(reason ? { reason } : {}) };
+      jtiEntry = { id: newId('rev'), kind: 'jti', value: row.jti, operator_id: operatorId, revoked_at_ms: Date.now(), expires_at_ms: new Date(row.expires_at).getTime() + 60_000, ...(reason ? { reason } : {}) };
     } else if (target.kind === 'agent') {
       await this.agentOrNotFound(operatorId, target.value);
-      entry = this.subjectEntry('agent', target.value, operatorId, reason);
     } else if (target.kind === 'session') {
       if (!(await this.store.sessionExists(operatorId, target.value))) throw notFound('session');
-      entry = this.subjectEntry('session', target.value, operatorId, reason);
-    } else {
-      entry = this.subjectEntry('operator', operatorId, operatorId, reason);
     }
     const written = await this.store.transaction(async (m) => {
+      // A jti kills by its id whenever minted; a subject by time, stamped in the transaction (revocationTime).
+      const entry = target.kind === 'jti' ? jtiEntry! : this.subjectEntry(target.kind, target.kind === 'operator' ? operatorId : target.value, operatorId, await this.store.revocationTime(m, operatorId), reason);
       const entries = [entry, ...this.jtiEntries(entry, await this.livePassportsKilledBy(m, entry))];
       await this.writeRevocations(m, entries);
       await this.kit.audit.enqueue(m, {
@@ -338,6 +339,7 @@ export class PassportService {
       });
       return entries;
     });
+    const entry = written[0]!;
     await this.afterRevocation(written);
     await this.revokeLateComers(entry, written);
     return entry;
@@ -421,6 +423,22 @@ export class PassportService {
     }
   }
 
+  /**
+   * The mint time of a passport made from another (delegate, refresh), stamped before the reads
+   * as issue's is, then that other one checked in the database as well: this node learns a
+   * revocation from the stream a moment after its commit, and one committed before the mint time
+   * is stamped earlier (PassportStore.revocationTime), so it would not kill what is minted from
+   * the passport it killed.
+   */
+  private async mintTimeFrom(from: VerifiedPassport, action: string): Promise<number> {
+    const now = await this.store.mintTime(from.claims.stk.operator_id);
+    if (await this.store.revoked(from.subject)) {
+      await this.recordDenied(from.claims, action, 'PASSPORT_REVOKED');
+      throw new StackError('PASSPORT_REVOKED', 'the passport has been revoked');
+    }
+    return now;
+  }
+
   private async afterRevocation(entries: readonly RevocationEntry[]): Promise<void> {
     // This node refuses at once; the others learn it from the stream. Publishing here rather
     // than waiting for the relay's next round saves up to its interval; the relay still owns
@@ -469,7 +487,7 @@ export class PassportService {
 
   /**
    * Once more after the commit: a passport minted (issue, refresh) while the revocation's
-   * transaction was open was not in its read. A refresh looks for its lineage's revocation after
+   * transaction was open (for a subject: stamped before it, written after) was not in its read. A refresh looks for its lineage's revocation after
    * writing its row, so one of the two sees the other.
    */
   private async revokeLateComers(cause: RevocationEntry, written: readonly RevocationEntry[]): Promise<void> {
@@ -481,9 +499,8 @@ export class PassportService {
     await this.afterRevocation(entries);
   }
 
-  private subjectEntry(kind: Exclude<RevocationKind, 'jti'>, value: string, operatorId: string, reason?: string): RevocationEntry {
-    const now = Date.now();
-    return { id: newId('rev'), kind, value, operator_id: operatorId, revoked_at_ms: now, expires_at_ms: now + SUBJECT_REVOCATION_LIFETIME_MS, ...(reason ? { reason } : {}) };
+  private subjectEntry(kind: Exclude<RevocationKind, 'jti'>, value: string, operatorId: string, revokedAtMs: number, reason?: string): RevocationEntry {
+    return { id: newId('rev'), kind, value, operator_id: operatorId, revoked_at_ms: revokedAtMs, expires_at_ms: revokedAtMs + SUBJECT_REVOCATION_LIFETIME_MS, ...(reason ? { reason } : {}) };
   }
 
   private async agentOrNotFound(operatorId: string, agentId: string): Promise<AgentView> {
@@ -526,7 +543,7 @@ function mayUseConnection(caller: CallerContext | undefined, connectionId: strin
   return !caller?.allowed_connections || caller.allowed_connections.includes(connectionId);
 }
 
-/** A caller limited to some connections grants, issues and delegates only those: FORBIDDEN, as the proxy refuses acting on the others. */
+/** A caller limited to some connections grants, removes grants, issues, delegates and refreshes only those: FORBIDDEN, as the proxy refuses acting on the others. */
 function requireAllowedConnection(caller: CallerContext | undefined, connectionId: string): void {
   if (!mayUseConnection(caller, connectionId)) throw new StackError('FORBIDDEN', `connection ${connectionId} is not among the caller's allowed connections`, { connection_id: connectionId });
 }
@@ -537,14 +554,6 @@ function checkAgentName(name: string): void {
 
 function checkIntent(summary: string | undefined): void {
   if (summary !== undefined && summary.length > MAX_INTENT_SUMMARY) throw new StackError('INVALID_REQUEST', `intent_summary is at most ${MAX_INTENT_SUMMARY} characters`, { field: 'intent_summary' });
-}
-
-/**
- * The moment a new passport is issued at (`issued_at_ms`), taken before its checks and reads: a
- * subject revocation committed while they run has a later `revoked_at_ms`, so it kills the passport.
- */
-function mintTime(): number {
-  return Date.now();
 }
 
 /** A child's TTL (delegate, refresh of a child): whole seconds, at least 1, no longer than its parent has left. */

@@ -3,13 +3,15 @@
  * read as rules. Raw SQL on the service's own schema; callers pass a transaction's manager
  * when a write must commit together with its outbox rows.
  */
+import { createHash } from 'node:crypto';
+
 import { Inject, Injectable } from '@nestjs/common';
 import type { EntityManager } from 'typeorm';
 
 import type { AgentView, Constraint, GrantView, PassportService as PassportServiceClaim } from '@stack/contracts';
 import { Outbox, qualifiedTable, runStatement, schemaOf, type OutboxEventRow } from '@stack/persistence';
 import { serviceKitToken, type ServiceKit } from '@stack/runtime';
-import type { RevocationEntry } from '@stack/security';
+import type { CredentialSubject, RevocationEntry } from '@stack/security';
 
 export interface PassportRow {
   jti: string;
@@ -72,6 +74,14 @@ type Runner = EntityManager | ServiceKit['dataSource'];
 const KNOWN_AGENT_TTL_MS = 30_000;
 const KNOWN_AGENT_LIMIT = 50_000;
 const knownKey = (operatorId: string, agentId: string) => `${operatorId}\u0000${agentId}`;
+
+/** The database's clock in whole milliseconds: one clock for every replica. */
+const DB_NOW_MS = 'floor(extract(epoch FROM clock_timestamp()) * 1000)::float8';
+
+/** The advisory lock ordering an operator's mints and subject revocations (a signed 64-bit integer, as a decimal string). */
+function mintLockKey(operatorId: string): string {
+  return createHash('sha256').update(`stack:passport:mints:${operatorId}`).digest().readBigInt64BE(0).toString();
+}
 
 @Injectable()
 export class PassportStore {
@@ -264,6 +274,50 @@ export class PassportStore {
 
   async sessionExists(operatorId: string, sessionId: string): Promise<boolean> {
     const rows = (await this.kit.dataSource.query(`SELECT 1 FROM ${this.t('passports')} WHERE operator_id = $1 AND session_id = $2 LIMIT 1`, [operatorId, sessionId])) as unknown[];
+    return rows.length > 0;
+  }
+
+  /**
+   * The moment a passport of the operator is minted at (`issued_at_ms`), read on the database's
+   * clock while holding the operator's mint lock shared (see revocationTime). One statement, so
+   * the lock is released as soon as the clock is read.
+   */
+  async mintTime(operatorId: string): Promise<number> {
+    // MATERIALIZED: the clock is read from the lock's row, so only once the lock is held.
+    const rows = (await this.kit.dataSource.query(`WITH l AS MATERIALIZED (SELECT pg_advisory_xact_lock_shared($1::bigint)) SELECT ${DB_NOW_MS} AS now_ms FROM l`, [mintLockKey(operatorId)])) as { now_ms: number }[];
+    return Number(rows[0]!.now_ms);
+  }
+
+  /**
+   * The moment a subject revocation of the operator is stamped with (`revoked_at_ms`): the
+   * database's clock, read after taking the operator's mint lock exclusively, which `m`'s
+   * transaction holds until it commits. So no mint stamps between this stamp and the commit: one
+   * stamped before it is killed (issued at or before), one stamped after it finds the revocation
+   * committed. One clock and one lock in the database hold across replicas, whatever their own
+   * clocks say; on the embedded database transactions run one at a time, which orders them alike.
+   */
+  async revocationTime(m: EntityManager, operatorId: string): Promise<number> {
+    // Outside a transaction the lock would be released before the revocation is written.
+    if (!m.queryRunner?.isTransactionActive) throw new Error('revocationTime must be called with the EntityManager of an open transaction');
+    await m.query('SELECT pg_advisory_xact_lock($1::bigint)', [mintLockKey(operatorId)]);
+    const rows = (await m.query(`SELECT ${DB_NOW_MS} AS now_ms`)) as { now_ms: number }[];
+    return Number(rows[0]!.now_ms);
+  }
+
+  /** Whether a stored revocation kills the credential: the live set's predicates (jti and chain; a subject revoked at or after its issue), read from the database. */
+  async revoked(s: CredentialSubject): Promise<boolean> {
+    const pairs: [string, string | undefined][] = [
+      ...[s.jti, ...(s.chain ?? [])].map((jti): [string, string | undefined] => ['jti', jti]),
+      ['agent', s.agent_id],
+      ['session', s.session_id],
+      ['member', s.member_id],
+      ['operator', s.operator_id],
+    ];
+    const known = pairs.filter((p): p is [string, string] => p[1] !== undefined);
+    const rows = (await this.kit.dataSource.query(
+      `SELECT 1 FROM ${this.t('revocations')} r JOIN unnest($1::text[], $2::text[]) AS s(kind, value) ON r.value = s.value AND r.kind = s.kind WHERE r.kind = 'jti' OR r.revoked_at_ms >= $3 LIMIT 1`,
+      [known.map((p) => p[0]), known.map((p) => p[1]), s.issued_at_ms],
+    )) as unknown[];
     return rows.length > 0;
   }
 
