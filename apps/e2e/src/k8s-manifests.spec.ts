@@ -4,11 +4,14 @@
  * deployment policies of issue 8 checked as assertions (security context, resources, probes,
  * routes, disruption budgets, autoscalers, network policies, migrations, NATS users).
  */
+import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
+import { ConfigError, loadConfig } from '@stack/config';
 import { MAX_BUS_PAYLOAD_BYTES, PUBLIC_ROUTES, SERVICE_NAMES } from '@stack/contracts';
 import type { ServiceName } from '@stack/contracts';
+import { classifyAddress } from '@stack/security';
 import { repoRoot } from '@stack/testing';
 
 import { checkNatsUsers, readDevNatsUsers, readProdNatsValues, DEV_NATS_CONF } from './support/k8s-nats-permissions';
@@ -20,6 +23,7 @@ import {
   httpRoutePaths,
   ingressPaths,
   ipBlockRules,
+  ipBlocksAllow,
   memoryBytes,
   resolvePath,
   ruleIsOpenToAll,
@@ -35,6 +39,26 @@ import { OVERLAYS, parseYamlDocuments, readRepoYaml, renderOverlay, validateAgai
 
 const STACK_LABEL = { 'app.kubernetes.io/name': 'stack' };
 const ENGINE_PORTS = { nats: 4222, postgres: 5432, redis: 6379 } as const;
+
+/**
+ * Addresses the services' own address policy refuses (@stack/security classifyAddress), which
+ * internet egress must refuse too: cloud metadata endpoints first, then one of each special-use
+ * range, the IPv6 forms that reach IPv4 (IPv4-compatible, IPv4-mapped, SIIT, NAT64, 6to4,
+ * Teredo) with the metadata address inside.
+ */
+const SPECIAL_USE_ADDRESSES = [
+  '169.254.169.254', // AWS, GCP, Azure, Oracle, DigitalOcean metadata
+  '169.254.170.2', // ECS task metadata
+  '100.100.100.200', // Alibaba Cloud metadata
+  '192.0.0.192', // Oracle Cloud metadata (legacy)
+  'fd00:ec2::254', // AWS metadata over IPv6
+  'fd20:ce::254', // GCP metadata over IPv6
+  ...['0.0.0.1', '10.1.2.3', '100.64.0.1', '127.0.0.1', '172.16.0.1', '192.0.2.1', '192.88.99.1', '192.168.1.1', '198.18.0.1', '198.51.100.1', '203.0.113.1', '224.0.0.1', '240.0.0.1', '255.255.255.255'],
+  ...['::', '::1', '::a9fe:a9fe', '::ffff:169.254.169.254', '::ffff:0:a9fe:a9fe', '64:ff9b::a9fe:a9fe', '64:ff9b:1::a9fe:a9fe', '100::1', '2001::a9fe:a9fe', '2001:db8::1', '2002:a9fe:a9fe::1', '3fff::1', 'fe80::1', 'fec0::1', 'ff02::1'],
+];
+/** Azure's WireServer (host agent, VM extension settings): public-looking, reachable from a VM, never an upstream. */
+const AZURE_WIRESERVER = '168.63.129.16';
+const PUBLIC_ADDRESSES = ['140.82.112.3', '2606:4700:4700::1111'];
 
 function deploymentOf(objects: readonly K8sObject[], service: ServiceName): Workload {
   const w = workloads(objects).find((x) => x.kind === 'Deployment' && x.podLabels['app.kubernetes.io/component'] === service);
@@ -154,7 +178,8 @@ describe.each(OVERLAYS)('k8s/overlays/%s', (overlay: Overlay) => {
     const shutdownS = Number(config.STACK_SHUTDOWN_TIMEOUT_MS) / 1000;
     expect(shutdownS).toBeGreaterThan(0);
     expect(config.HOST).toBe('0.0.0.0');
-    expect(config.NODE_ENV).toBe('production');
+    // dev is a throwaway cluster on plain http with well-known secrets, which production refuses.
+    expect(config.NODE_ENV).toBe(overlay === 'prod' ? 'production' : 'development');
     for (const service of SERVICE_NAMES) {
       const d = deploymentOf(objects, service);
       const [c] = d.pod.containers;
@@ -213,7 +238,7 @@ describe.each(OVERLAYS)('k8s/overlays/%s', (overlay: Overlay) => {
     }
   });
 
-  it('lets only the ingress controller (and Prometheus) reach the services, and each service only the engines and internet it needs', () => {
+  it('lets only the ingress controller, the HTTPRoute\'s Gateway (and Prometheus) reach the services, and each service only the engines and internet it needs, never a metadata endpoint', () => {
     // Nothing is allowed by default.
     const denyAll = byKind(objects, 'NetworkPolicy').filter((p) => {
       const s = specOf<{ podSelector: object; policyTypes?: string[]; ingress?: unknown[]; egress?: unknown[] }>(p);
@@ -221,6 +246,9 @@ describe.each(OVERLAYS)('k8s/overlays/%s', (overlay: Overlay) => {
     });
     expect(denyAll).toHaveLength(1);
     const engine = (name: keyof typeof ENGINE_PORTS) => ({ 'stack-engine': name });
+    // The ingress controller, Prometheus, and the Gateway each HTTPRoute attaches to.
+    const gatewayNamespaces = byKind(objects, 'HTTPRoute').flatMap((r) => specOf<{ parentRefs: { namespace?: string }[] }>(r).parentRefs.map((p) => p.namespace ?? r.metadata.namespace!));
+    const callers = [...new Set(['ingress-nginx', 'monitoring', ...gatewayNamespaces])].sort();
     for (const service of SERVICE_NAMES) {
       const labels = deploymentOf(objects, service).podLabels;
       const ingress = effectivePolicy(objects, labels, 'Ingress');
@@ -228,7 +256,8 @@ describe.each(OVERLAYS)('k8s/overlays/%s', (overlay: Overlay) => {
       const from = ingress.rules.flatMap((r) => r.peers ?? []);
       expect(ingress.rules.some(ruleIsOpenToAll)).toBe(false);
       expect(from.every((p) => !p.ipBlock && !p.podSelector && p.namespaceSelector?.matchLabels?.['kubernetes.io/metadata.name'])).toBe(true);
-      expect(from.map((p) => p.namespaceSelector?.matchLabels?.['kubernetes.io/metadata.name']).sort()).toEqual(['ingress-nginx', 'monitoring']);
+      expect({ service, from: [...new Set(from.map((p) => p.namespaceSelector?.matchLabels?.['kubernetes.io/metadata.name']))].sort() }).toEqual({ service, from: callers });
+      expect(ingress.rules.every((r) => r.ports?.length && r.ports.every((p) => p.port === 8080))).toBe(true);
 
       const egress = effectivePolicy(objects, labels, 'Egress');
       expect(egress.isolated).toBe(true);
@@ -238,20 +267,21 @@ describe.each(OVERLAYS)('k8s/overlays/%s', (overlay: Overlay) => {
       // No service reaches another service's pods directly: they talk over NATS.
       for (const other of SERVICE_NAMES) expect(allowsPodPeer(egress.rules, { ...STACK_LABEL, 'app.kubernetes.io/component': other }, 8080)).toBe(false);
       const internet = ipBlockRules(egress.rules);
+      // Internet egress reaches nothing the address policy refuses, cloud metadata least of all:
+      // the network holds even if the application check is bypassed.
+      const special = SPECIAL_USE_ADDRESSES.filter((address) => ipBlocksAllow(internet, address));
+      expect({ service, special }).toEqual({ service, special: [] });
+      expect({ service, wireServer: ipBlocksAllow(internet, AZURE_WIRESERVER) }).toEqual({ service, wireServer: false });
       if (service === 'credential-proxy') {
-        expect(internet.length).toBeGreaterThan(0);
+        // Any public address, on any port: upstream APIs.
+        for (const address of PUBLIC_ADDRESSES) expect({ address, allowed: ipBlocksAllow(internet, address, 8443) }).toEqual({ address, allowed: true });
       } else if (service === 'auth') {
-        expect(internet.length).toBeGreaterThan(0);
+        // Client metadata documents over HTTPS; STACK sends no mail, so no SMTP either.
+        for (const address of PUBLIC_ADDRESSES) expect({ address, https: ipBlocksAllow(internet, address, 443) }).toEqual({ address, https: true });
         const ports = internet.flatMap((r) => (r.ports ?? [{ port: 'any' }]).map((p) => p.port));
-        expect(ports.every((p) => [443, 25, 465, 587].includes(p as number))).toBe(true);
+        expect(ports).toEqual([443]);
       } else {
         expect({ service, internet: internet.length }).toEqual({ service, internet: 0 });
-      }
-      // Internet egress never includes the cluster's private ranges or the cloud metadata address.
-      for (const rule of internet) {
-        for (const peer of rule.peers ?? []) {
-          if (peer.ipBlock?.cidr === '0.0.0.0/0') expect(peer.ipBlock.except).toEqual(expect.arrayContaining(['10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16', '169.254.0.0/16']));
-        }
       }
       if (service === 'skill-runner') {
         // NATS, Postgres and DNS: nothing else.
@@ -259,6 +289,49 @@ describe.each(OVERLAYS)('k8s/overlays/%s', (overlay: Overlay) => {
         const reached = peers.map((p) => p.podSelector?.matchLabels?.['stack-engine'] ?? p.podSelector?.matchLabels?.['k8s-app']).sort();
         expect(reached).toEqual(['kube-dns', 'nats', 'postgres']);
       }
+    }
+  });
+
+  it('lets the migrations Job reach Postgres (and DNS) only: it needs neither the bus, the cache nor the internet', () => {
+    const job = workloads(objects).find((w) => w.kind === 'Job')!;
+    const egress = effectivePolicy(objects, job.podLabels, 'Egress');
+    expect(egress.isolated).toBe(true);
+    expect(allowsPodPeer(egress.rules, { 'stack-engine': 'postgres' }, ENGINE_PORTS.postgres)).toBe(true);
+    const peers = egress.rules.flatMap((r) => r.peers ?? []);
+    expect(peers.map((p) => (p.ipBlock ? 'ipBlock' : (p.podSelector?.matchLabels?.['stack-engine'] ?? p.podSelector?.matchLabels?.['k8s-app']))).sort()).toEqual(['kube-dns', 'postgres']);
+  });
+
+  it('gives every STACK container an environment that passes start-up validation, as production in prod', () => {
+    const config = configMapData(objects, 'stack-config');
+    const secret = byKind(objects, 'Secret').find((s) => s.metadata.name.startsWith('stack-secrets'));
+    // prod's Secret comes from the platform's store: stand in with values of the documented shape.
+    const standIn: Record<string, string> = {
+      DATABASE_URL: 'postgres://stack:pw@stack-db-rw:5432/stack?sslmode=verify-full',
+      REDIS_URL: 'rediss://:pw@redis.redis:6379',
+      STACK_MASTER_KEYS: `k1:${randomBytes(32).toString('base64')}`,
+      STACK_INTERNAL_SECRET: randomBytes(48).toString('base64'),
+    };
+    const secretValue = (key: string): string =>
+      secret ? Buffer.from(String((secret.data as Record<string, string>)[key]), 'base64').toString('utf8') : (standIn[key] ?? `nats://${key.slice('NATS_URL_'.length).toLowerCase().replace(/_/g, '-')}:pw@nats.nats:4222`);
+    const stackWorkloads = workloads(objects).filter((w) => w.podLabels['app.kubernetes.io/name'] === 'stack');
+    expect(stackWorkloads.length).toBe(SERVICE_NAMES.length + 1);
+    for (const w of stackWorkloads) {
+      const [c] = w.pod.containers;
+      const env: Record<string, string> = { ...config };
+      for (const e of c.env ?? []) {
+        const ref = e.valueFrom?.secretKeyRef;
+        if (e.value !== undefined) env[e.name] = e.value;
+        else if (e.valueFrom?.fieldRef) env[e.name] = `${w.name}-pod`;
+        else if (ref && !ref.optional) env[e.name] = secretValue(ref.key);
+      }
+      let problems: string[] = [];
+      try {
+        expect(loadConfig(env).nodeEnv).toBe(overlay === 'prod' ? 'production' : 'development');
+      } catch (err) {
+        if (!(err instanceof ConfigError)) throw err;
+        problems = err.problems.map((p) => `${p.variable}: ${p.message}`);
+      }
+      expect({ workload: w.name, problems }).toEqual({ workload: w.name, problems: [] });
     }
   });
 
@@ -299,6 +372,20 @@ describe.each(OVERLAYS)('k8s/overlays/%s', (overlay: Overlay) => {
       for (const ref of refs) expect(`${keys.target.name} ${keys.data.map((d) => d.secretKey).join(',')}`).toContain(ref.split(' ')[1]);
       expect([...refs].every((r) => r.startsWith(`${keys.target.name} `))).toBe(true);
     }
+  });
+});
+
+describe('internet egress samples', () => {
+  it('are what the address policy refuses, and the policy reader judges ipBlocks as a CNI does', () => {
+    expect(SPECIAL_USE_ADDRESSES.filter((a) => classifyAddress(a) === 'public')).toEqual([]);
+    expect(PUBLIC_ADDRESSES.map(classifyAddress)).toEqual(['public', 'public']);
+    const rules = [{ peers: [{ ipBlock: { cidr: '0.0.0.0/0', except: ['169.254.0.0/16'] } }], ports: [{ protocol: 'TCP', port: 443 }] }];
+    expect(ipBlocksAllow(rules, '140.82.112.3', 443)).toBe(true);
+    expect(ipBlocksAllow(rules, '140.82.112.3', 25)).toBe(false);
+    expect(ipBlocksAllow(rules, '169.254.169.254')).toBe(false);
+    expect(ipBlocksAllow(rules, '::ffff:169.254.169.254')).toBe(false);
+    expect(ipBlocksAllow(rules, '::ffff:140.82.112.3')).toBe(true);
+    expect(ipBlocksAllow(rules, '2606:4700:4700::1111')).toBe(false); // no IPv6 block
   });
 });
 

@@ -3,6 +3,8 @@
  * pod templates of workloads, label selectors, which NetworkPolicies select a pod and what
  * they allow, and which backend an Ingress or HTTPRoute picks for a request path.
  */
+import { BlockList, isIP } from 'node:net';
+
 import type { K8sObject } from './k8s-render';
 
 export type Labels = Record<string, string>;
@@ -197,6 +199,30 @@ export function portAllowed(ports: readonly PolicyPort[] | undefined, port: numb
 /** The rules that reach addresses outside the cluster (ipBlock peers). */
 export function ipBlockRules(rules: readonly PolicyRule[]): PolicyRule[] {
   return rules.filter((r) => (r.peers ?? []).some((p) => p.ipBlock));
+}
+
+function cidrHolds(cidr: string, address: string): boolean {
+  const [net = '', bits = ''] = cidr.split('/');
+  const family = isIP(address);
+  if (isIP(net) !== family) return false;
+  const type = family === 6 ? 'ipv6' : 'ipv4';
+  const list = new BlockList();
+  list.addSubnet(net, Number(bits), type);
+  return list.check(address, type);
+}
+
+/**
+ * Whether the ipBlock peers of `rules` let traffic reach `address` (on `port`, when given): inside
+ * a peer's `cidr` and outside all of its `except`. An IPv4-mapped IPv6 address leaves the pod as
+ * the IPv4 address it maps, so that is what is judged.
+ */
+export function ipBlocksAllow(rules: readonly PolicyRule[], address: string, port?: number): boolean {
+  const onTheWire = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address)?.[1] ?? address;
+  return rules.some(
+    (r) =>
+      (port === undefined || portAllowed(r.ports, port)) &&
+      (r.peers ?? []).some((p) => p.ipBlock && cidrHolds(p.ipBlock.cidr, onTheWire) && !(p.ipBlock.except ?? []).some((e) => cidrHolds(e, onTheWire))),
+  );
 }
 
 // ---- routing -------------------------------------------------------------------------

@@ -68,16 +68,16 @@ export interface EnvVarSpec {
 
 /** Documentation of every variable, in the order the README lists them. */
 export const ENV_VARS: readonly EnvVarSpec[] = [
-  { name: 'STACK_PUBLIC_URL', doc: 'Public origin that fronts every service; the OAuth issuer and the MCP resource derive from it.', defaultText: 'http://localhost:$PORT' },
+  { name: 'STACK_PUBLIC_URL', doc: 'Public origin that fronts every service; the OAuth issuer and the MCP resource derive from it. Required when NODE_ENV=production, and https there unless its host is loopback (`localhost`, `*.localhost`, 127.0.0.0/8, `[::1]`).', defaultText: 'http://localhost:$PORT' },
   { name: 'PORT', doc: 'HTTP port this process listens on.', defaultText: '8080' },
   { name: 'HOST', doc: 'Address this process binds to. Containers set 0.0.0.0.', defaultText: '127.0.0.1' },
   { name: 'DATABASE_URL', doc: 'PostgreSQL URL. Unset: an embedded Postgres (PGlite) under STACK_DATA_DIR (one-process mode only).', secret: true },
   { name: 'NATS_URL', doc: 'NATS server URL(s), comma-separated, JetStream enabled; `nats://user:password@host:4222` carries this service’s NATS user. Unset: an in-process bus (only when this process runs every service).', secret: true },
   { name: 'REDIS_URL', doc: 'Redis URL for shared short-lived state (cache, rate limits, locks). Unset: in-process cache.', secret: true },
-  { name: 'STACK_MASTER_KEYS', doc: 'Key-encryption keyring, `id:base64key` entries comma-separated, first is current (32-byte keys). Unset: generated once into STACK_DATA_DIR with a warning; refused when NODE_ENV=production.', secret: true },
-  { name: 'STACK_INTERNAL_SECRET', doc: 'Shared secret (base64, at least 32 bytes) that signs caller contexts on the bus. Unset: generated once into STACK_DATA_DIR; required when NATS_URL is set or NODE_ENV=production.', secret: true },
+  { name: 'STACK_MASTER_KEYS', doc: 'Key-encryption keyring, `id:base64key` entries comma-separated, first is current (32-byte keys, each id once). Unset: generated once into STACK_DATA_DIR with a warning; refused when NODE_ENV=production, as are keys that are not random bytes (text, a few repeated values): generate them with `openssl rand -base64 32`.', secret: true },
+  { name: 'STACK_INTERNAL_SECRET', doc: 'Shared secret (base64, at least 32 bytes) that signs caller contexts on the bus. Unset: generated once into STACK_DATA_DIR; required when NATS_URL is set or NODE_ENV=production, and random bytes there (`openssl rand -base64 48`).', secret: true },
   { name: 'STACK_SERVICES', doc: 'Which services this process runs: `all` or a comma-separated subset of auth, mcp-gateway, credential-proxy, passport, skill-runner, audit.', defaultText: 'all' },
-  { name: 'STACK_DATA_DIR', doc: 'Directory for embedded data (PGlite database, generated keys).', defaultText: './.stack' },
+  { name: 'STACK_DATA_DIR', doc: 'Directory for embedded data (PGlite database, generated keys in `generated-keys.json`). Private to the user STACK runs as: created 0700, the key file 0600; an existing one open to others is made 0700 if it holds only STACK\'s data, else start-up stops (give STACK a directory of its own).', defaultText: './.stack' },
   { name: 'STACK_BUS_PREFIX', doc: 'First token of every bus subject and stream name, so deployments (and test runs) sharing a NATS never meet.', defaultText: 'stack' },
   { name: 'STACK_STREAM_REPLICAS', doc: 'JetStream replicas of each durable stream (STACK_EVENTS, STACK_AUDIT, STACK_REVOCATIONS): 3 on a three-node NATS cluster.', defaultText: '1' },
   { name: 'STACK_BUS_TIMEOUT_MS', doc: 'How long a bus request waits for its reply before failing with BUS_TIMEOUT.', defaultText: '5000' },
@@ -101,5 +101,5 @@ export const ENV_VARS: readonly EnvVarSpec[] = [
   { name: 'STACK_BOOTSTRAP_OWNER_EMAIL', doc: 'Email of the first owner, created (with a new operator) when auth starts and no member exists yet. Needs STACK_BOOTSTRAP_OWNER_PASSWORD.' },
   { name: 'STACK_BOOTSTRAP_OWNER_PASSWORD', doc: 'Password of that first owner (at least 10 characters). Only read while no member exists.', secret: true },
   { name: 'STACK_AUTH_SIGNUP', doc: '`open` (anyone may create a team on /login/signup), `invite-only` (members join by invitation) or `closed` (no sign-up, no invitations: owners come from `stack admin create-owner`).', defaultText: 'invite-only' },
-  { name: 'NODE_ENV', doc: '`production` refuses generated keys and insecure defaults.', defaultText: 'development' },
+  { name: 'NODE_ENV', doc: '`production` refuses generated keys, key material that is not random, and a STACK_PUBLIC_URL that is unset or plain http off loopback.', defaultText: 'development' },
 ];

@@ -82,6 +82,57 @@ describe('loadConfig', () => {
     expect(problems.map((p) => p.variable)).toEqual(expect.arrayContaining(['STACK_MASTER_KEYS', 'STACK_INTERNAL_SECRET']));
   });
 
+  describe('in production', () => {
+    const production = { NODE_ENV: 'production', STACK_MASTER_KEYS: master, STACK_INTERNAL_SECRET: secret, STACK_PUBLIC_URL: 'https://stack.example.com' };
+
+    it('accepts an https public origin, and plain http on loopback only', () => {
+      for (const url of ['https://stack.example.com', 'http://127.0.0.1:8080', 'http://localhost:3000', 'http://stack.localhost', 'http://[::1]:8080']) {
+        expect(loadConfig({ ...production, STACK_PUBLIC_URL: url }).publicUrl).toBe(new URL(url).origin);
+      }
+    });
+
+    it('refuses a plain http public origin elsewhere: tokens, passwords and cookies would cross the network in clear', () => {
+      for (const url of ['http://stack.example.com', 'http://10.0.0.5:8080', 'http://stack.localtest.me', 'http://[2001:db8::1]']) {
+        const problems = problemsOf({ ...production, STACK_PUBLIC_URL: url });
+        expect({ url, problems }).toEqual({ url, problems: [{ variable: 'STACK_PUBLIC_URL', message: expect.stringMatching(/https:\/\/ origin when NODE_ENV=production/) }] });
+      }
+      // Outside production a laptop or test cluster may use http.
+      expect(loadConfig({ ...production, NODE_ENV: 'development', STACK_PUBLIC_URL: 'http://stack.localtest.me' }).publicUrl).toBe('http://stack.localtest.me');
+    });
+
+    it('refuses the http://localhost default: the issuer must be named', () => {
+      const { STACK_PUBLIC_URL: _unset, ...rest } = production;
+      expect(problemsOf(rest)).toEqual([{ variable: 'STACK_PUBLIC_URL', message: expect.stringMatching(/^required when NODE_ENV=production/) }]);
+    });
+
+    // The dev overlay's well-known values (k8s/overlays/dev/kustomization.yaml) and a zero key.
+    const devMasterKeys = 'dev1:ZGV2LW9ubHktbWFzdGVyLWtleS0zMi1ieXRlcy0hISE=';
+    const devInternalSecret = 'ZGV2LW9ubHktaW50ZXJuYWwtc2VjcmV0LTMyLWJ5dGVzIQ==';
+    const zeroKey = Buffer.alloc(32).toString('base64');
+
+    it.each([
+      ['STACK_MASTER_KEYS', 'the dev overlay key', devMasterKeys],
+      ['STACK_MASTER_KEYS', 'an all-zero key', `k0:${zeroKey}`],
+      ['STACK_MASTER_KEYS', 'a passphrase behind a random current key', `${master},old:${Buffer.from('correct horse battery staple 32b').toString('base64')}`],
+      ['STACK_INTERNAL_SECRET', 'the dev overlay secret', devInternalSecret],
+      ['STACK_INTERNAL_SECRET', 'a repeated byte', Buffer.alloc(48, 7).toString('base64')],
+    ])('refuses %s that is not random bytes (%s), without showing it', (variable, _what, value) => {
+      const problems = problemsOf({ ...production, [variable]: value });
+      expect(problems.map((p) => p.variable)).toEqual([variable]);
+      expect(problems[0]!.message).toMatch(/expected random bytes/);
+      for (const part of value.split(/[,:]/)) if (part.length > 8) expect(problems[0]!.message).not.toContain(part);
+      // Not in development: the dev overlay runs with them.
+      expect(() => loadConfig({ ...production, NODE_ENV: 'development', [variable]: value })).not.toThrow();
+    });
+  });
+
+  it('refuses a master key id given twice, which would leave data keys wrapped by one of them unopenable', () => {
+    const other = randomBytes(32).toString('base64');
+    const problems = problemsOf({ STACK_MASTER_KEYS: `k1:${other},${master}` });
+    expect(problems).toEqual([{ variable: 'STACK_MASTER_KEYS', message: expect.stringMatching(/"k1" appears twice/) }]);
+    expect(problems[0]!.message).not.toContain(other);
+  });
+
   it('never echoes a secret value in its error', () => {
     const bad = 'k1:c2VjcmV0LXRoYXQtaXMtdG9vLXNob3J0';
     try {

@@ -90,6 +90,13 @@ export function loadConfig(env: Env = process.env): StackConfig {
     const u = new URL(publicUrlRaw);
     if (u.pathname !== '/' || u.search || u.hash) fail('STACK_PUBLIC_URL', `expected an origin with no path, query or fragment, got ${shown('STACK_PUBLIC_URL', publicUrlRaw)}`);
     publicUrl = u.origin;
+    // Tokens, passwords and session cookies cross this origin: in production it must be named,
+    // and plain http is accepted only where it never leaves the machine (as OAuth 2.1 allows).
+    if (production && get('STACK_PUBLIC_URL') === undefined) {
+      fail('STACK_PUBLIC_URL', 'required when NODE_ENV=production: the OAuth issuer and the MCP resource derive from it (the http://localhost default is for local use)');
+    } else if (production && u.protocol === 'http:' && !isLoopbackHost(u.hostname)) {
+      fail('STACK_PUBLIC_URL', `expected an https:// origin when NODE_ENV=production (plain http only on a loopback host), got ${shown('STACK_PUBLIC_URL', publicUrlRaw)}`);
+    }
   }
 
   const host = get('HOST') ?? '127.0.0.1';
@@ -101,11 +108,22 @@ export function loadConfig(env: Env = process.env): StackConfig {
 
   const masterKeys = get('STACK_MASTER_KEYS');
   if (masterKeys !== undefined) {
+    const ids = new Set<string>();
     for (const entry of masterKeys.split(',')) {
       const [id, key, extra] = entry.trim().split(':');
       const bytes = key ? Buffer.from(key, 'base64') : Buffer.alloc(0);
       if (!id || !/^[A-Za-z0-9_-]{1,32}$/.test(id) || extra !== undefined || bytes.length !== 32) {
         fail('STACK_MASTER_KEYS', 'expected comma-separated `id:base64key` entries, each key 32 bytes of base64 (value hidden)');
+        break;
+      }
+      // Data keys name the key that wrapped them: two entries with one id leave some unopenable.
+      if (ids.has(id)) {
+        fail('STACK_MASTER_KEYS', `key id ${JSON.stringify(id)} appears twice: give each entry its own id (values hidden)`);
+        break;
+      }
+      ids.add(id);
+      if (production && !looksRandom(bytes)) {
+        fail('STACK_MASTER_KEYS', `expected random bytes in key ${JSON.stringify(id)} when NODE_ENV=production, but it decodes to text or to a few repeated values, as placeholder and the dev overlay's keys do: generate each key with \`openssl rand -base64 32\` (value hidden)`);
         break;
       }
     }
@@ -116,6 +134,8 @@ export function loadConfig(env: Env = process.env): StackConfig {
   const internalSecret = get('STACK_INTERNAL_SECRET');
   if (internalSecret !== undefined && Buffer.from(internalSecret, 'base64').length < 32) {
     fail('STACK_INTERNAL_SECRET', 'expected at least 32 bytes of base64 (value hidden)');
+  } else if (internalSecret !== undefined && production && !looksRandom(Buffer.from(internalSecret, 'base64'))) {
+    fail('STACK_INTERNAL_SECRET', "expected random bytes when NODE_ENV=production, but it decodes to text or to a few repeated values, as placeholder and the dev overlay's secrets do: generate it with `openssl rand -base64 48` (value hidden)");
   } else if (internalSecret === undefined && (production || natsUrl)) {
     fail('STACK_INTERNAL_SECRET', 'required when NATS_URL is set or NODE_ENV=production: every process must share it to verify caller contexts');
   }
@@ -222,6 +242,24 @@ export function loadConfig(env: Env = process.env): StackConfig {
   };
   if (problems.length) throw new ConfigError(problems);
   return config;
+}
+
+/** Loopback names and addresses: what OAuth 2.1 lets go over plain http. */
+function isLoopbackHost(hostname: string): boolean {
+  const host = hostname.replace(/^\[|\]$/g, '').toLowerCase();
+  if (host === 'localhost' || host.endsWith('.localhost')) return true;
+  if (isIP(host) === 4) return host.startsWith('127.');
+  return host === '::1';
+}
+
+/**
+ * Whether key material looks generated rather than typed: 32 random bytes are all printable
+ * ASCII with odds of about 10^-14 and show about 30 distinct values, so bytes that are all text
+ * (a base64-encoded passphrase, the dev overlay's keys) or fewer than 16 distinct values (an
+ * all-zero placeholder) were not drawn from a random source.
+ */
+function looksRandom(bytes: Uint8Array): boolean {
+  return !bytes.every((b) => b >= 0x20 && b <= 0x7e) && new Set(bytes).size >= 16;
 }
 
 /** Values that must never reach a log line, error or response. */

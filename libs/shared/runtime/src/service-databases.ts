@@ -8,6 +8,7 @@ import type { ServiceName } from '@stack/contracts';
 import type { StackLogger } from '@stack/observability';
 import { createServiceDataSource, migrateUnderLock, startEmbeddedPostgres, type ServiceDataSource } from '@stack/persistence';
 
+import { ensurePrivateDataDir } from './local-secrets';
 import type { ServiceDefinition } from './service-definition';
 
 export interface ServiceDatabase {
@@ -22,6 +23,7 @@ export async function withServiceDatabases<T>(
   definitions: readonly ServiceDefinition[],
   work: (databases: Map<ServiceName, ServiceDatabase>) => Promise<T>,
 ): Promise<T> {
+  if (!config.databaseUrl) ensurePrivateDataDir(config.dataDir, (msg) => logger.warn(msg));
   const embedded = config.databaseUrl ? undefined : await startEmbeddedPostgres({ dataDir: config.dataDir, logger });
   const databases = new Map<ServiceName, ServiceDatabase>();
   try {

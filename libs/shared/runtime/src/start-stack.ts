@@ -38,7 +38,7 @@ import { Outbox, OutboxRelay, createServiceDataSource, migrateUnderLock, startEm
 
 import { AuditRecorder } from './audit-recorder';
 import { JSON_BODY_LIMIT_BYTES, installFastRoutes, pathOf } from './fast-routes';
-import { withLocalSecrets } from './local-secrets';
+import { ensurePrivateDataDir, withLocalSecrets } from './local-secrets';
 import { startRewrapJobs } from './rewrap-jobs';
 import { ProcessState } from './process-state';
 import { TOKENS, serviceKitToken, type ServiceDefinition } from './service-definition';
@@ -146,6 +146,7 @@ export async function startStack(options: StartStackOptions): Promise<RunningSta
 
     let databaseUrl = config.databaseUrl;
     if (!databaseUrl) {
+      ensurePrivateDataDir(config.dataDir, (msg) => logger.warn(msg));
       const embedded = await startEmbeddedPostgres({ dataDir: config.dataDir, maxConnections: chosen.length * EMBEDDED_POOL_SIZE + 16, logger });
       closers.push({ name: 'embedded postgres', close: () => embedded.close() });
       databaseUrl = embedded.url;
