@@ -8,7 +8,7 @@ describe('network guard', () => {
     ['100.64.0.1', 'private'], ['100.100.100.200', 'private'], ['0.0.0.0', 'private'], ['224.0.0.1', 'private'], ['::1', 'private'], ['::', 'private'],
     ['fe80::1', 'private'], ['fd00:ec2::254', 'private'], ['::ffff:127.0.0.1', 'translated'], ['::ffff:8.8.8.8', 'translated'],
     ['64:ff9b::a9fe:a9fe', 'translated'],
-    ['::ffff:0:7f00:1', 'translated'], ['::ffff:0:a9fe:a9fe', 'translated'], ['64:ff9b:1::7f00:1', 'translated'], ['3fff::1', 'private'], ['::7f00:1', 'private'], ['fec0::1', 'private'], ['2001:2::1', 'private'], ['8.8.8.8', 'public'], ['140.82.112.5', 'public'], ['2606:4700::1111', 'public'],
+    ['::ffff:0:7f00:1', 'translated'], ['168.63.129.16', 'private'], ['168.63.129.17', 'public'], ['::ffff:0:a9fe:a9fe', 'translated'], ['64:ff9b:1::7f00:1', 'translated'], ['3fff::1', 'private'], ['::7f00:1', 'private'], ['fec0::1', 'private'], ['2001:2::1', 'private'], ['8.8.8.8', 'public'], ['140.82.112.5', 'public'], ['2606:4700::1111', 'public'],
   ])('classifies %s as %s', (address, verdict) => {
     expect(classifyAddress(address)).toBe(verdict);
   });

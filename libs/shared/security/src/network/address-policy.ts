@@ -30,8 +30,10 @@ export function normaliseHost(hostname: string): string {
   return hostname.replace(/^\[|\]$/g, '').toLowerCase().replace(/\.$/, '');
 }
 
+// Besides the special-use ranges: Azure's WireServer (168.63.129.16, a public address that serves
+// VM agents and, from inside a VM, platform secrets) — a metadata endpoint in all but name.
 const V4_BLOCKED = [
-  '0.0.0.0/8', '10.0.0.0/8', '100.64.0.0/10', '127.0.0.0/8', '169.254.0.0/16', '172.16.0.0/12', '192.0.0.0/24', '192.0.2.0/24',
+  '168.63.129.16/32', '0.0.0.0/8', '10.0.0.0/8', '100.64.0.0/10', '127.0.0.0/8', '169.254.0.0/16', '172.16.0.0/12', '192.0.0.0/24', '192.0.2.0/24',
   '192.88.99.0/24', '192.168.0.0/16', '198.18.0.0/15', '198.51.100.0/24', '203.0.113.0/24', '224.0.0.0/4', '240.0.0.0/4',
 ];
 // IPv4-compatible (::/96), discard, IETF protocol assignments (Teredo, benchmarking, ORCHID…),
