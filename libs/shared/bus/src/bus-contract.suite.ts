@@ -204,6 +204,23 @@ export function busContractSuite(name: string, factory: BusFactory, opts: { shar
       expect(b.instance).toBe(a.instance);
     });
 
+    it('answers a resent message id from memory for its caller only, never for another', async () => {
+      const bus = await connect();
+      let calls = 0;
+      bus.forService('audit').handle(ping, () => {
+        calls++;
+        return { service: 'audit' as const, instance: `call-${calls}`, pid: 1, at: new Date().toISOString() };
+      });
+      await bus.flush();
+      const id = randomUUID();
+      const one: CallerContext = { issuer: 'auth', kind: 'member', operator_id: 'op_1', member_id: 'mem_1', scopes: ['stack:audit'] };
+      const two: CallerContext = { ...one, operator_id: 'op_2', member_id: 'mem_2' };
+      const a = await bus.forService('mcp-gateway').request(ping, {}, { messageId: id, caller: one });
+      await expectCode(bus.forService('mcp-gateway').request(ping, {}, { messageId: id, caller: two }), 'IDEMPOTENCY_CONFLICT');
+      expect((await bus.forService('mcp-gateway').request(ping, {}, { messageId: id, caller: { ...one } })).instance).toBe(a.instance);
+      expect(calls).toBe(1);
+    });
+
     it('carries the W3C trace context to the handler', async () => {
       propagation.setGlobalPropagator(new W3CTraceContextPropagator());
       const manager = new AsyncLocalStorageContextManager().enable();
@@ -311,6 +328,28 @@ export function busContractSuite(name: string, factory: BusFactory, opts: { shar
       expect(await bus.forService('audit').lastSequence('EVENTS')).toBe(a.seq);
     });
 
+    it('takes an event whose caller context expired after it was stored: a consumer back after minutes loses nothing', async () => {
+      // The clock of this process two minutes on once the event is stored, as for a consumer that was down that long.
+      const realNow = Date.now;
+      let ahead = 0;
+      Date.now = () => realNow() + ahead;
+      try {
+        const bus = await connect();
+        await bus.ensureStreams();
+        const member: CallerContext = { issuer: 'auth', kind: 'member', operator_id: 'op_1', member_id: 'mem_1', scopes: ['stack:services'] };
+        await bus.forService('credential-proxy').publish(AuditRecordedEvent, { id: 'aud_late', occurred_at: new Date().toISOString(), layer: 'proxy', action: 'proxy.request', outcome: 'success' }, { id: 'aud_late', caller: member });
+        ahead = 120_000;
+        const seen: CallerContext[] = [];
+        const handle = await bus.forService('audit').consume({ durable: 'late-reader', events: [AuditRecordedEvent], ackWaitMs: 2000 }, async (_e, _p, ctx) => {
+          seen.push(ctx.caller);
+        });
+        await waitFor(() => seen.length >= 1, 5000).finally(() => handle.stop());
+        expect(seen).toEqual([member]);
+      } finally {
+        Date.now = realNow;
+      }
+    });
+
     it('redelivers an event whose handler failed, and an idempotent handler applies it once', async () => {
       const bus = await connect();
       await bus.ensureStreams();
@@ -335,6 +374,21 @@ export function busContractSuite(name: string, factory: BusFactory, opts: { shar
       await handle.stop();
       expect(deliveries.slice(0, 2)).toEqual([1, 2]);
       expect(applied.get('rev_1')).toBe(1);
+    });
+
+    it('goes on past an event whose handler always fails, and keeps redelivering that one', async () => {
+      const bus = await connect();
+      await bus.ensureStreams();
+      const publisher = bus.forService('audit');
+      for (const i of ['poison', 'after-1', 'after-2']) await publisher.publish(ServiceStartedEvent, { ...started(0), instance: i }, { id: i });
+      const seen: string[] = [];
+      const handle = await bus.forService('audit').consume({ durable: 'poisoned', events: [ServiceStartedEvent], ackWaitMs: 1000 }, async (_e, payload) => {
+        const instance = (payload as { instance: string }).instance;
+        seen.push(instance);
+        if (instance === 'poison') throw new Error('this one never works');
+      });
+      await waitFor(() => seen.includes('after-2') && seen.filter((i) => i === 'poison').length >= 2, 4000).finally(() => handle.stop());
+      expect(seen.filter((i) => i !== 'poison')).toEqual(['after-1', 'after-2']);
     });
 
     it('lets a consumer take one event type from a stream holding several', async () => {

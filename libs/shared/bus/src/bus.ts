@@ -6,7 +6,7 @@
 import type { CallerContext, CommandDef, EventDef, PayloadOf, RequestOf, ResponseOf, ServiceName, StreamBase } from '@stack/contracts';
 
 export interface RequestOptions {
-  /** Who the request acts for; signed by the bus with the internal key. Defaults to the sender service itself (kind `system`). */
+  /** Who the request acts for; signed by the bus with the internal key, for this command's subject only. Defaults to the sender service itself (kind `system`). */
   caller?: CallerContext;
   /** Overrides STACK_BUS_TIMEOUT_MS. */
   timeoutMs?: number;
@@ -19,7 +19,10 @@ export interface MessageContext {
   /** Unique message id (`Stack-Msg-Id`). */
   id: string;
   subject: string;
-  /** Verified caller context. A message whose signature fails never reaches a handler. */
+  /**
+   * Verified caller context, signed for this message's subject (an event's as of when its stream
+   * stored it). A message whose signature fails never reaches a handler.
+   */
   caller: CallerContext;
   /** The service that sent it. */
   sender?: string;

@@ -60,7 +60,7 @@ function isPromise<T>(v: T | Promise<T>): v is Promise<T> {
 }
 
 export class CommandDispatcher<C extends CommandDef> {
-  private readonly replies = new Map<string, { at: number; reply: Uint8Array | Promise<Uint8Array> }>();
+  private readonly replies = new Map<string, { at: number; who: string; reply: Uint8Array | Promise<Uint8Array> }>();
   /** Handlers still running: a stopping subscription waits for them before the service closes what they use. */
   private readonly running = new Set<Promise<unknown>>();
 
@@ -102,11 +102,22 @@ export class CommandDispatcher<C extends CommandDef> {
     }
     if (env.meta.replay !== true) return this.run(env, msg.subject, started);
     const id = env.meta.id;
+    // A remembered reply goes only to a verified resend by the caller of the first: the id alone
+    // is no credential, and another caller reusing it must not read someone else's answer.
+    let who: string;
+    try {
+      who = JSON.stringify(this.signer.verify(env.meta.caller, { audience: msg.subject }));
+    } catch (err) {
+      return this.failed(err, msg.subject, undefined, started, id);
+    }
     const seen = this.replies.get(id);
-    if (seen && started - seen.at < REPLAY_TTL_MS) return seen.reply;
+    if (seen && started - seen.at < REPLAY_TTL_MS) {
+      if (seen.who === who) return seen.reply;
+      return this.failed(new StackError('IDEMPOTENCY_CONFLICT', `message id ${id} was sent by another caller`), msg.subject, undefined, started, id);
+    }
     const reply = this.run(env, msg.subject, started);
     if (this.replies.size >= REPLAY_LIMIT) this.prune(started);
-    this.replies.set(id, { at: started, reply });
+    this.replies.set(id, { at: started, who, reply });
     return reply;
   }
 
@@ -115,7 +126,7 @@ export class CommandDispatcher<C extends CommandDef> {
     return tracer.startActiveSpan(`${subject} process`, { kind: SpanKind.SERVER, attributes: { 'messaging.system': 'nats', 'messaging.destination.name': subject } }, parent, (span) => {
       let result: ReturnType<CommandHandler<C>>;
       try {
-        const caller = this.signer.verify(env.meta.caller);
+        const caller = this.signer.verify(env.meta.caller, { audience: subject });
         assertValid(this.command.request, env.data, `request to ${subject}`);
         const ctx: MessageContext = { id: env.meta.id, subject, caller, sender: env.meta.sender, traceparent: env.meta.traceparent };
         result = this.handler(env.data as Parameters<CommandHandler<C>>[0], ctx);

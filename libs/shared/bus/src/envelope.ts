@@ -54,6 +54,11 @@ export function decodeRequest(bytes: Uint8Array, subject: string): RequestEnvelo
   if (!env || typeof env !== 'object' || !env.meta || typeof env.meta !== 'object' || typeof env.meta.id !== 'string') {
     throw new StackError('INVALID_REQUEST', `request to ${subject} has no envelope`);
   }
+  // What reaches a handler's context as strings must be strings (the caller is the signer's to judge).
+  const { sender, traceparent, tracestate } = env.meta;
+  if ((sender !== undefined && typeof sender !== 'string') || (traceparent !== undefined && typeof traceparent !== 'string') || (tracestate !== undefined && typeof tracestate !== 'string')) {
+    throw new StackError('INVALID_REQUEST', `request to ${subject} has a malformed envelope`);
+  }
   return env;
 }
 

@@ -45,6 +45,8 @@ interface StoredMessage {
   /** The payload's JSON text: nothing here crosses a wire. */
   data: string;
   headers: Map<string, string>;
+  /** When it was stored (ms): its caller context is judged as of then, as JetStream's timestamp is on NATS. */
+  at: number;
 }
 
 interface MemoryStream {
@@ -57,9 +59,18 @@ interface MemoryStream {
 }
 
 interface MemoryConsumer {
-  /** Highest sequence acknowledged in order; survives `stop()` and a new `consume()` with the same durable name. */
+  /**
+   * Every message up to this sequence was delivered and acknowledged, or waits in `retry`;
+   * survives `stop()` and a new `consume()` with the same durable name.
+   */
   ackFloor: number;
   deliveries: Map<number, number>;
+  /**
+   * Messages whose handler failed, each delivered again once its back-off is over while those
+   * after it go on, as JetStream redelivers a message refused with a delay: a message that always
+   * fails does not stop its consumer.
+   */
+  retry: { message: StoredMessage; dueAt: number }[];
   running?: { wake: () => void; stopped: boolean; done: Promise<void> };
 }
 
@@ -229,14 +240,14 @@ class InProcessServiceBus implements Bus {
     this.sender = { service, signer: conn.signer, systemCaller: systemCallerOf(service) };
   }
 
-  private headersFor(id: string, caller: CallerContext | undefined): Map<string, string> {
-    return new Map(eventHeaders(this.sender, id, caller));
+  private headersFor(subject: string, id: string, caller: CallerContext | undefined): Map<string, string> {
+    return new Map(eventHeaders(this.sender, subject, id, caller));
   }
 
   async request<C extends CommandDef>(command: C, payload: RequestOf<C>, options: RequestOptions = {}): Promise<ResponseOf<C>> {
     if (this.conn.closed) throw new StackError('SERVICE_UNAVAILABLE', 'the bus is closed');
     const subject = commandSubject(this.conn.options.prefix, command);
-    const meta = requestMeta(this.sender, options.messageId ?? randomUUID(), options);
+    const meta = requestMeta(this.sender, subject, options.messageId ?? randomUUID(), options);
     const data = encodeRequest(meta, payload, `request to ${subject}`);
     const entry = this.conn.handlers.get(subject);
     const started = performance.now();
@@ -295,7 +306,7 @@ class InProcessServiceBus implements Bus {
     const seen = stream.ids.recent(options.id, now);
     if (seen) return { stream: stream.name, seq: seen.seq, duplicate: true };
     const seq = ++stream.lastSeq;
-    stream.messages.push({ seq, subject, data, headers: this.headersFor(options.id, options.caller) });
+    stream.messages.push({ seq, subject, data, headers: this.headersFor(subject, options.id, options.caller), at: now });
     stream.ids.remember(options.id, seq, now);
     stream.ids.forget(now);
     if (stream.messages.length > MAX_IN_MEMORY_MESSAGES) trim(stream);
@@ -308,7 +319,7 @@ class InProcessServiceBus implements Bus {
     const bySubject = new Map(options.events.map((e) => [eventSubject(this.conn.options.prefix, e), e]));
     let consumer = stream.consumers.get(options.durable);
     if (!consumer) {
-      consumer = { ackFloor: options.startSeq !== undefined ? Math.max(0, options.startSeq - 1) : options.deliver === 'new' ? stream.lastSeq : 0, deliveries: new Map() };
+      consumer = { ackFloor: options.startSeq !== undefined ? Math.max(0, options.startSeq - 1) : options.deliver === 'new' ? stream.lastSeq : 0, deliveries: new Map(), retry: [] };
       stream.consumers.set(options.durable, consumer);
     }
     if (consumer.running && !consumer.running.stopped) throw new Error(`consumer ${options.durable} is already running in this process`);
@@ -339,7 +350,7 @@ class InProcessServiceBus implements Bus {
         let payload: unknown;
         let caller: CallerContext;
         try {
-          caller = signer.verify(next.headers.get(BUS_HEADERS.caller));
+          caller = signer.verify(next.headers.get(BUS_HEADERS.caller), { audience: next.subject, at: next.at });
           payload = JSON.parse(next.data) as unknown;
           assertValid(event.payload, payload, `event ${next.subject}`);
         } catch (err) {
@@ -385,9 +396,10 @@ class InProcessServiceBus implements Bus {
         finish = () => resolve(done);
       });
     };
-    const backOff = (deliveries: number) =>
+    /** Until `ms` have passed (none: until woken) or the consumer is woken. */
+    const sleep = (ms: number | undefined) =>
       new Promise<void>((resolve) => {
-        const t = setTimeout(resolve, Math.min(30_000, 100 * 2 ** Math.min(deliveries, 8)));
+        const t = ms === undefined ? undefined : setTimeout(resolve, ms);
         wake = () => {
           clearTimeout(t);
           resolve();
@@ -395,22 +407,36 @@ class InProcessServiceBus implements Bus {
       });
     running.done = (async () => {
       while (!running.stopped) {
-        // A window of messages handled at once (one by default); the ack floor advances over the
-        // leading ones that succeeded, and delivery resumes at the first failure (handlers are idempotent).
-        const from = firstAfter(stream.messages, c.ackFloor);
-        if (from === -1) {
-          await new Promise<void>((resolve) => {
-            wake = resolve;
-          });
+        // A window of messages handled at once (one by default): the redeliveries that are due, then
+        // what follows the ack floor. The floor passes every new message of the window; one that
+        // failed waits in `retry` (handlers are idempotent).
+        let window: StoredMessage[];
+        let retried = 0;
+        if (c.retry.length === 0) {
+          const from = firstAfter(stream.messages, c.ackFloor);
+          window = from === -1 ? [] : stream.messages.slice(from, from + maxInFlight);
+        } else {
+          const now = Date.now();
+          const due = c.retry.filter((r) => r.dueAt <= now).slice(0, maxInFlight);
+          if (due.length) c.retry = c.retry.filter((r) => !due.includes(r));
+          window = due.map((r) => r.message);
+          retried = window.length;
+          const from = retried < maxInFlight ? firstAfter(stream.messages, c.ackFloor) : -1;
+          if (from !== -1) for (const m of stream.messages.slice(from, from + maxInFlight - retried)) window.push(m);
+        }
+        if (window.length === 0) {
+          await sleep(c.retry.length ? Math.max(1, Math.min(...c.retry.map((r) => r.dueAt)) - Date.now()) : undefined);
           continue;
         }
-        const window = stream.messages.slice(from, from + maxInFlight);
         const outcome = deliverAll(window);
         const done = Array.isArray(outcome) ? outcome : await outcome;
-        const failed = done.indexOf(false);
-        const acked = failed === -1 ? window : window.slice(0, failed);
-        if (acked.length) c.ackFloor = acked[acked.length - 1]!.seq;
-        if (failed !== -1) await backOff(c.deliveries.get(window[failed]!.seq) ?? 1);
+        if (window.length > retried) c.ackFloor = window[window.length - 1]!.seq;
+        const failedAt = Date.now();
+        for (let i = 0; i < window.length; i++) {
+          if (done[i]) continue;
+          const deliveries = c.deliveries.get(window[i]!.seq) ?? 1;
+          c.retry.push({ message: window[i]!, dueAt: failedAt + Math.min(30_000, 100 * 2 ** Math.min(deliveries, 8)) });
+        }
       }
     })();
     return {

@@ -2,7 +2,10 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { resolve } from 'node:path';
 
-import { ServiceStartedEvent, StackError, SYSTEM_COMMANDS } from '@stack/contracts';
+import { AckPolicy, connect, headers as natsHeaders } from 'nats';
+
+import { AuditRecordedEvent, BUS_HEADERS, RevocationRecordedEvent, ServiceStartedEvent, StackError, SYSTEM_COMMANDS, commandSubject, eventSubject, streamName, type CallerContext } from '@stack/contracts';
+import { CallerContextSigner } from '@stack/security';
 import { dropBusStreams, startTcpFaultProxy, TEST_NATS_URL } from '@stack/testing';
 
 import { busContractSuite } from './bus-contract.suite';
@@ -61,6 +64,102 @@ describe('NATS bus across processes', () => {
       // NATS picks a queue member at random: each replica gets a real share.
       for (const n of pids.values()) expect(n).toBeGreaterThan(40);
     } finally {
+      await conn.close();
+    }
+  });
+});
+
+describe('NATS bus: a caller context read off a stream', () => {
+  it('is good for nothing else: not on a command, not as a REST credential, not on another event, not after it expired', async () => {
+    const prefix = `t${randomBytes(5).toString('hex')}`;
+    const secret = randomBytes(32);
+    const conn = await connectTracked({ servers: TEST_NATS_URL, prefix, internalSecret: secret, timeoutMs: 2000, instanceId: 'test' });
+    // Whoever holds NATS credentials and may read STACK_AUDIT (any service user may use the JetStream API).
+    const spy = await connect({ servers: TEST_NATS_URL });
+    try {
+      await conn.ensureStreams();
+      const admin: CallerContext = { issuer: 'auth', kind: 'member', operator_id: 'op_1', member_id: 'mem_1', scopes: ['stack:admin', 'stack:services'] };
+      const audit = (id: string) => ({ id, occurred_at: new Date().toISOString(), layer: 'proxy' as const, action: 'proxy.request', outcome: 'success' as const });
+      await conn.forService('credential-proxy').publish(AuditRecordedEvent, audit('aud_1'), { id: 'aud_1', caller: admin });
+      const jsm = await spy.jetstreamManager();
+      await jsm.consumers.add(streamName(prefix, 'AUDIT'), { durable_name: 'spy', ack_policy: AckPolicy.None });
+      const read = await (await spy.jetstream().consumers.get(streamName(prefix, 'AUDIT'), 'spy')).next({ expires: 2000 });
+      const stolen = read!.headers!.get(BUS_HEADERS.caller);
+      expect(stolen).toBeTruthy();
+
+      // On a command: refused before the handler.
+      let handled = 0;
+      conn.forService('passport').handle(SYSTEM_COMMANDS.passport.ping, () => {
+        handled++;
+        return { service: 'passport' as const, instance: 'x', pid: 1, at: new Date().toISOString() };
+      });
+      await conn.flush();
+      const reply = await spy.request(commandSubject(prefix, SYSTEM_COMMANDS.passport.ping), new TextEncoder().encode(JSON.stringify({ meta: { id: 'forged', caller: stolen, sender: 'passport' }, data: {} })), { timeout: 2000 });
+      expect(JSON.parse(new TextDecoder().decode(reply.data))).toMatchObject({ ok: false, error: { code: 'UNAUTHORIZED' } });
+      expect(handled).toBe(0);
+      // As a REST credential (Credentials.restCaller verifies with no subject).
+      expect(() => new CallerContextSigner(secret).verify(stolen)).toThrow(StackError);
+
+      // On another event subject, or on its own once expired: the consumer never sees them.
+      const raw = async (subject: string, id: string, caller: string, payload: unknown) => {
+        const h = natsHeaders();
+        h.set(BUS_HEADERS.messageId, id);
+        h.set(BUS_HEADERS.natsMessageId, id);
+        h.set(BUS_HEADERS.sender, 'passport');
+        h.set(BUS_HEADERS.caller, caller);
+        await spy.jetstream().publish(subject, new TextEncoder().encode(JSON.stringify(payload)), { headers: h });
+      };
+      const revocation = { id: 'rev_forged', kind: 'operator', value: 'op_1', operator_id: 'op_1', revoked_at_ms: Date.now(), expires_at_ms: Date.now() + 60_000 };
+      await raw(eventSubject(prefix, RevocationRecordedEvent), 'rev_forged', stolen, revocation);
+      const longAgo = new CallerContextSigner(secret, 60_000, () => Date.now() - 120_000).sign(admin, eventSubject(prefix, AuditRecordedEvent));
+      await raw(eventSubject(prefix, AuditRecordedEvent), 'aud_expired', longAgo, audit('aud_expired'));
+      await conn.forService('passport').publish(RevocationRecordedEvent, { ...revocation, id: 'rev_real' }, { id: 'rev_real' });
+      await conn.forService('credential-proxy').publish(AuditRecordedEvent, audit('aud_2'), { id: 'aud_2', caller: admin });
+      const revocations: string[] = [];
+      const audits: string[] = [];
+      const handles = [
+        await conn.forService('passport').consume({ durable: 'rev', events: [RevocationRecordedEvent] }, async (_e, p) => void revocations.push((p as { id: string }).id)),
+        await conn.forService('audit').consume({ durable: 'aud', events: [AuditRecordedEvent] }, async (_e, p) => void audits.push((p as { id: string }).id)),
+      ];
+      const end = Date.now() + 5000;
+      while ((!revocations.includes('rev_real') || !audits.includes('aud_2')) && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
+      await Promise.all(handles.map((h) => h.stop()));
+      expect(revocations).toEqual(['rev_real']);
+      expect(audits).toEqual(['aud_1', 'aud_2']);
+    } finally {
+      await spy.close();
+      await conn.close();
+    }
+  });
+});
+
+describe('NATS bus: reply subjects', () => {
+  it('answers only an inbox: a request naming a JetStream API subject as its reply purges nothing', async () => {
+    const prefix = `t${randomBytes(5).toString('hex')}`;
+    const conn = await connectTracked({ servers: TEST_NATS_URL, prefix, internalSecret: randomBytes(32), timeoutMs: 2000, instanceId: 'test' });
+    const other = await connect({ servers: TEST_NATS_URL });
+    try {
+      await conn.ensureStreams();
+      const bus = conn.forService('audit');
+      await bus.publish(AuditRecordedEvent, { id: 'aud_kept', occurred_at: new Date().toISOString(), layer: 'proxy', action: 'proxy.request', outcome: 'success' }, { id: 'aud_kept' });
+      let handled = 0;
+      bus.handle(SYSTEM_COMMANDS.audit.ping, () => {
+        handled++;
+        return { service: 'audit' as const, instance: 'x', pid: 1, at: new Date().toISOString() };
+      });
+      await conn.flush();
+      const ping = commandSubject(prefix, SYSTEM_COMMANDS.audit.ping);
+      const request = new TextEncoder().encode(JSON.stringify({ meta: { id: 'deputy', caller: new CallerContextSigner(randomBytes(32)).sign({ issuer: 'audit', kind: 'system', scopes: [] }, ping), sender: 'audit' }, data: {} }));
+      // Even the error answer to a request it refuses would do: the server takes any reply as a purge request.
+      other.publish(ping, request, { reply: `$JS.API.STREAM.PURGE.${streamName(prefix, 'AUDIT')}` });
+      await other.flush();
+      // An ordinary request after it: once answered, the first one has been dealt with.
+      await bus.request(SYSTEM_COMMANDS.audit.ping, {});
+      expect(await bus.lastSequence('AUDIT')).toBe(1);
+      expect((await (await other.jetstreamManager()).streams.info(streamName(prefix, 'AUDIT'))).state.messages).toBe(1);
+      expect(handled).toBe(1);
+    } finally {
+      await other.close();
       await conn.close();
     }
   });

@@ -301,6 +301,11 @@ interface QueuedPublish {
   reject: (err: unknown) => void;
 }
 
+/** A reply subject a requester's client made: `_INBOX.…`, or under a per-user prefix such as `_INBOX_audit.…`. */
+function isInbox(subject: string): boolean {
+  return subject.startsWith('_INBOX.') || subject.startsWith('_INBOX_');
+}
+
 function isNotFound(err: unknown): boolean {
   const e = err as NatsError & { api_error?: { err_code?: number } };
   return e?.api_error?.err_code === 10059 || /not found/i.test(String(e?.message));
@@ -316,9 +321,9 @@ class NatsServiceBus implements Bus {
     this.sender = { service, signer: conn.signer, systemCaller: systemCallerOf(service) };
   }
 
-  private headersFor(id: string, caller: CallerContext | undefined): MsgHdrs {
+  private headersFor(subject: string, id: string, caller: CallerContext | undefined): MsgHdrs {
     const h = natsHeaders();
-    for (const [k, v] of eventHeaders(this.sender, id, caller)) h.set(k, v);
+    for (const [k, v] of eventHeaders(this.sender, subject, id, caller)) h.set(k, v);
     // JetStream's duplicate window goes by this header.
     h.set('Nats-Msg-Id', id);
     return h;
@@ -331,7 +336,7 @@ class NatsServiceBus implements Bus {
     const span = tracer.startSpan(`${subject} send`, { kind: SpanKind.CLIENT, attributes: { 'messaging.system': 'nats', 'messaging.destination.name': subject } });
     let outcome: 'ok' | 'error' | 'timeout' | 'no_responders' = 'ok';
     try {
-      const meta = requestMeta(this.sender, options.messageId ?? randomUUID(), options, span);
+      const meta = requestMeta(this.sender, subject, options.messageId ?? randomUUID(), options, span);
       const data = encodeRequest(meta, payload, `request to ${subject}`);
       const msg = await this.conn.nc.request(subject, data, { timeout });
       return decodeReply(msg.data) as ResponseOf<C>;
@@ -367,6 +372,13 @@ class NatsServiceBus implements Bus {
           this.conn.options.logger?.error({ subject, err: err.message }, 'bus subscription error');
           return;
         }
+        // The server lets a responder publish to whatever reply subject the request names: answering
+        // `$JS.API.STREAM.PURGE.<stream>` would purge a stream with this service's rights. Only an
+        // inbox gets an answer; a request naming anything else is not handled at all.
+        if (msg.reply && !isInbox(msg.reply)) {
+          this.conn.options.logger?.warn({ subject, reply: msg.reply.slice(0, 200) }, 'bus request refused: its reply subject is not an inbox');
+          return;
+        }
         const reply = dispatcher.dispatch({ subject: msg.subject, data: msg.data });
         if (reply instanceof Uint8Array) {
           if (msg.reply) msg.respond(reply);
@@ -392,7 +404,7 @@ class NatsServiceBus implements Bus {
   async publish<E extends EventDef>(event: E, payload: PayloadOf<E>, options: PublishOptions): Promise<PublishAck> {
     const subject = eventSubject(this.conn.options.prefix, event);
     const data = encodeJson(payload, `event ${subject}`);
-    const headers = this.headersFor(options.id, options.caller);
+    const headers = this.headersFor(subject, options.id, options.caller);
     try {
       return await this.conn.publishToStream(subject, data, headers, this.conn.options.timeoutMs);
     } catch (err) {
@@ -456,7 +468,9 @@ class NatsServiceBus implements Bus {
       let payload: unknown;
       let caller: CallerContext;
       try {
-        caller = signer.verify(header(BUS_HEADERS.caller));
+        // Judged as of when the stream stored it: a consumer that was down, or a message redelivered
+        // for minutes, still takes what was valid when it was published.
+        caller = signer.verify(header(BUS_HEADERS.caller), { audience: m.subject, at: m.info.timestampNanos / 1e6 });
         payload = decodeJson(m.data);
         assertValid(event.payload, payload, `event ${m.subject}`);
       } catch (err) {

@@ -1,6 +1,7 @@
 /**
  * What the sending side attaches to a message, the same for both transports: the request
- * envelope's metadata for commands, the NATS-style headers for events.
+ * envelope's metadata for commands, the NATS-style headers for events. The caller context is
+ * signed for the message's subject, so it is good for nothing else.
  */
 import type { Span } from '@opentelemetry/api';
 
@@ -21,22 +22,22 @@ export function systemCallerOf(service: ServiceName): CallerContext {
   return { issuer: service, kind: 'system', scopes: [] };
 }
 
-export function requestMeta(sender: Sender, id: string, options: RequestOptions, span?: Span): RequestMeta {
+export function requestMeta(sender: Sender, subject: string, id: string, options: RequestOptions, span?: Span): RequestMeta {
   return {
     id,
     ...(options.messageId ? { replay: true } : {}),
-    caller: sender.signer.sign(options.caller ?? sender.systemCaller),
+    caller: sender.signer.sign(options.caller ?? sender.systemCaller, subject),
     sender: sender.service,
     ...currentTraceFields(span),
   };
 }
 
 /** Headers of an event: message id, sender, signed caller, trace context. */
-export function eventHeaders(sender: Sender, id: string, caller: CallerContext | undefined): [string, string][] {
+export function eventHeaders(sender: Sender, subject: string, id: string, caller: CallerContext | undefined): [string, string][] {
   const entries: [string, string][] = [
     [BUS_HEADERS.messageId, id],
     [BUS_HEADERS.sender, sender.service],
-    [BUS_HEADERS.caller, sender.signer.sign(caller ?? sender.systemCaller)],
+    [BUS_HEADERS.caller, sender.signer.sign(caller ?? sender.systemCaller, subject)],
   ];
   const trace = currentTraceFields();
   if (trace.traceparent) entries.push([BUS_HEADERS.traceparent, trace.traceparent]);

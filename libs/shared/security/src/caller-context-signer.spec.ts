@@ -62,6 +62,47 @@ describe('CallerContextSigner', () => {
     expect(codeOf(() => new CallerContextSigner(key).verify(bad))).toBe('UNAUTHORIZED');
   });
 
+  it('binds a bus context to its subject: refused on another subject and as a REST credential', () => {
+    const s = new CallerContextSigner(key);
+    const onAudit = s.sign(ctx, 'stack.v1.events.audit.recorded');
+    expect(s.verify(onAudit, { audience: 'stack.v1.events.audit.recorded' })).toEqual(ctx);
+    // Lifted off the audit stream and presented elsewhere, by a receiver that has it cached and by one that has not.
+    for (const receiver of [s, new CallerContextSigner(key)]) {
+      expect(codeOf(() => receiver.verify(onAudit, { audience: 'stack.v1.passport.issue_passport' }))).toBe('UNAUTHORIZED');
+      expect(codeOf(() => receiver.verify(onAudit))).toBe('UNAUTHORIZED');
+    }
+    // The same context object signed for another subject gets its own binding, not the cached one.
+    const onIssue = s.sign(ctx, 'stack.v1.passport.issue_passport');
+    expect(onIssue).not.toBe(onAudit);
+    expect(s.verify(onIssue, { audience: 'stack.v1.passport.issue_passport' })).toEqual(ctx);
+    expect(s.sign(ctx, 'stack.v1.events.audit.recorded')).toBe(onAudit);
+  });
+
+  it('takes an unbound context (operator tooling, earlier senders) at REST and on any subject', () => {
+    const s = new CallerContextSigner(key);
+    const unbound = s.sign(ctx);
+    expect(s.verify(unbound)).toEqual(ctx);
+    expect(new CallerContextSigner(key).verify(unbound, { audience: 'stack.v1.passport.issue_passport' })).toEqual(ctx);
+  });
+
+  it('judges a context as of the time given (when a stream stored its message), not only now', () => {
+    let now = 1_000_000;
+    const s = new CallerContextSigner(key, 60_000, () => now);
+    const token = s.sign(ctx, 'stack.v1.events.audit.recorded');
+    const storedAt = now + 1_000;
+    now += 120_000;
+    expect(codeOf(() => s.verify(token, { audience: 'stack.v1.events.audit.recorded' }))).toBe('UNAUTHORIZED');
+    expect(s.verify(token, { audience: 'stack.v1.events.audit.recorded', at: storedAt })).toEqual(ctx);
+    // Stored after it expired (republished later by whoever lifted it): refused.
+    expect(codeOf(() => new CallerContextSigner(key, 60_000, () => now).verify(token, { audience: 'stack.v1.events.audit.recorded', at: storedAt + 61_000 }))).toBe('UNAUTHORIZED');
+    expect(codeOf(() => s.verify(token, { audience: 'stack.v1.events.audit.recorded', at: Number.NaN }))).toBe('UNAUTHORIZED');
+  });
+
+  it('refuses a caller context that is not a string as UNAUTHORIZED', () => {
+    const s = new CallerContextSigner(key);
+    for (const bad of [42, { token: 'x' }, ['a.b.c'], true]) expect(codeOf(() => s.verify(bad))).toBe('UNAUTHORIZED');
+  });
+
   it('refuses a short key', () => {
     expect(() => new CallerContextSigner(randomBytes(16))).toThrow(/32 bytes/);
   });
