@@ -44,7 +44,7 @@ async function json<T>(pool: Pool, token: string, method: 'GET' | 'POST', path: 
 
 async function agents(url: string, internalSecret: string): Promise<{ a: string; b: string; bId: string }> {
   const signer = new CallerContextSigner(Buffer.from(internalSecret, 'base64'));
-  const owner = signer.sign({ issuer: 'auth', kind: 'member', operator_id: `op_bench_${randomBytes(3).toString('hex')}`, member_id: 'mem_bench', scopes: [] });
+  const owner = signer.sign({ issuer: 'auth', kind: 'member', operator_id: `op_bench_${randomBytes(3).toString('hex')}`, member_id: 'mem_bench', scopes: ['stack:passports', 'stack:dropoffs', 'stack:admin'] });
   const pool = new Pool(url, { connections: 2 });
   try {
     const reg = async (name: string) => (await json<{ id: string }>(pool, owner, 'POST', '/v1/agents/register', { name }, 201)).id;

@@ -82,7 +82,7 @@ export const revocationBenchmark: Benchmark = {
       closers.push(() => stack.stop());
       const internalSecret = Buffer.from(stack.internalSecret, 'base64');
       const signer = new CallerContextSigner(internalSecret);
-      const caller: CallerContext = { issuer: 'auth', kind: 'member', operator_id: `op_${randomBytes(4).toString('hex')}`, member_id: 'mem_bench', scopes: [] };
+      const caller: CallerContext = { issuer: 'auth', kind: 'member', operator_id: `op_${randomBytes(4).toString('hex')}`, member_id: 'mem_bench', scopes: ['stack:passports', 'stack:admin'] };
       const api = async <T>(path: string, body: unknown): Promise<T> => {
         const res = await fetch(`${stack.publicUrl}${path}`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${signer.sign(caller)}` }, body: JSON.stringify(body) });
         const json = (await res.json()) as T;

@@ -52,6 +52,12 @@ describe('passport service over the bus (real Postgres and NATS)', () => {
     expect(agents.map((a) => a.id)).toEqual([id]);
     await expect(gateway.request(C.listAgents, {})).rejects.toMatchObject({ code: 'UNAUTHORIZED' });
     await expect(gateway.request(C.listAgents, {}, { caller: { ...member, scopes: ['stack:audit'] } })).rejects.toMatchObject({ code: 'FORBIDDEN' });
+    // No scopes is no rights (an access token whose grant ended up empty), never every right.
+    const noScopes = { ...member, scopes: [] };
+    await expect(gateway.request(C.listAgents, {}, { caller: noScopes })).rejects.toMatchObject({ code: 'FORBIDDEN' });
+    await expect(gateway.request(C.grantAgentAccess, { agent_id: id, connection_id: 'scon_2', service_id: 'github', scopes: ['read'] }, { caller: noScopes })).rejects.toMatchObject({ code: 'FORBIDDEN' });
+    await expect(gateway.request(C.issuePassport, { agent_id: id, intent_summary: 'x', services: [{ connection_id: 'scon_1', scopes: ['read'] }] }, { caller: noScopes })).rejects.toMatchObject({ code: 'FORBIDDEN' });
+    await expect(gateway.request(C.revokeAllPassports, { confirm: true }, { caller: noScopes })).rejects.toMatchObject({ code: 'FORBIDDEN' });
     // Granting needs stack:admin.
     await expect(gateway.request(C.grantAgentAccess, { agent_id: id, connection_id: 'scon_2', scopes: [] }, { caller: member })).rejects.toMatchObject({ code: 'FORBIDDEN' });
     await expect(gateway.request(C.registerAgent, { name: 'Bad_Name' }, { caller: member })).rejects.toMatchObject({ code: 'INVALID_REQUEST' });

@@ -34,7 +34,7 @@ export class PassportClient {
   }
 
   caller(extra: Partial<CallerContext> = {}): CallerContext {
-    return { issuer: 'auth', kind: 'member', operator_id: this.operatorId, member_id: this.memberId, scopes: [], ...extra };
+    return { issuer: 'auth', kind: 'member', operator_id: this.operatorId, member_id: this.memberId, scopes: ['stack:services', 'stack:passports', 'stack:dropoffs', 'stack:admin'], ...extra };
   }
 
   async call<T = Record<string, unknown>>(method: string, path: string, body?: unknown, options: { auth?: boolean | CallerContext } = {}): Promise<ApiAnswer<T>> {

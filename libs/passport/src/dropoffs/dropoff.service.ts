@@ -362,7 +362,8 @@ export class DropoffService implements OnApplicationBootstrap, OnModuleDestroy {
 
   private async actor(caller: CallerContext): Promise<Actor> {
     if (!caller.operator_id || caller.kind === 'system') throw new StackError('UNAUTHORIZED', 'drop-offs need an authenticated member or agent of a team');
-    if (caller.scopes.length > 0 && !caller.scopes.includes('stack:dropoffs') && !caller.scopes.includes('stack:admin')) {
+    // No scopes is no rights, never every right.
+    if (!caller.scopes.includes('stack:dropoffs') && !caller.scopes.includes('stack:admin')) {
       throw new StackError('FORBIDDEN', 'this needs the stack:dropoffs scope', { required_scopes: ['stack:dropoffs'] });
     }
     const operatorId = caller.operator_id;

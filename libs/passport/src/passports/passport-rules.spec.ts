@@ -14,9 +14,12 @@ describe('passport rules', () => {
     expect(mergeConstraints('scon_1', many.slice(0, 32))).toHaveLength(32);
   });
 
-  it('needs an operator, and the scope when the caller lists scopes', () => {
+  it('needs an operator and the scope; a member or agent with no scopes has no rights (a service acting for itself needs none)', () => {
     const caller: CallerContext = { issuer: 'auth', kind: 'member', operator_id: 'op_1', scopes: [] };
-    expect(requireOperator(caller, 'stack:admin')).toBe('op_1');
+    expect(() => requireOperator(caller, 'stack:admin')).toThrow(expect.objectContaining({ code: 'FORBIDDEN' }));
+    expect(() => requireOperator(caller, 'stack:passports')).toThrow(expect.objectContaining({ code: 'FORBIDDEN' }));
+    expect(() => requireOperator({ ...caller, kind: 'agent' }, 'stack:passports')).toThrow(expect.objectContaining({ code: 'FORBIDDEN' }));
+    expect(requireOperator({ ...caller, issuer: 'passport', kind: 'system' }, 'stack:admin')).toBe('op_1');
     expect(() => requireOperator({ ...caller, operator_id: undefined }, 'stack:passports')).toThrow(expect.objectContaining({ code: 'UNAUTHORIZED' }));
     expect(() => requireOperator({ ...caller, scopes: ['stack:passports'] }, 'stack:admin')).toThrow(expect.objectContaining({ code: 'FORBIDDEN' }));
     expect(requireOperator({ ...caller, scopes: ['stack:passports'] }, 'stack:passports')).toBe('op_1');

@@ -189,7 +189,7 @@ export class PassportService {
     const parent = await this.verifyForUse(input.parent_token, 'passport.delegate');
     const p = parent.claims;
     if (caller?.operator_id && caller.operator_id !== p.stk.operator_id) throw new StackError('FORBIDDEN', 'the parent passport belongs to another operator');
-    if (caller && caller.kind !== 'system' && caller.scopes.length > 0 && !caller.scopes.includes('stack:passports')) throw new StackError('FORBIDDEN', 'this needs the stack:passports scope');
+    if (caller && caller.kind !== 'system' && !caller.scopes.includes('stack:passports')) throw new StackError('FORBIDDEN', 'this needs the stack:passports scope');
     if (p.stk.delegation_depth >= MAX_DELEGATION_DEPTH) {
       await this.recordDenied(p, 'passport.delegate', 'DELEGATION_DEPTH_EXCEEDED');
       throw new StackError('DELEGATION_DEPTH_EXCEEDED', `a passport can be delegated at most ${MAX_DELEGATION_DEPTH} times`, { max_depth: MAX_DELEGATION_DEPTH });
@@ -534,7 +534,8 @@ function whoOf(claims: PassportClaims): Pick<AuditEntryInput, 'operator_id' | 'm
  */
 export function requireOperator(caller: CallerContext, scope: 'stack:passports' | 'stack:admin'): string {
   if (!caller.operator_id) throw new StackError('UNAUTHORIZED', 'this needs an authenticated caller of an operator');
-  if (caller.kind !== 'system' && caller.scopes.length > 0 && !caller.scopes.includes(scope)) throw new StackError('FORBIDDEN', `this needs the ${scope} scope`, { scope });
+  // No scopes is no rights, never every right: a token whose grant ended up empty must not pass as unrestricted.
+  if (caller.kind !== 'system' && !caller.scopes.includes(scope)) throw new StackError('FORBIDDEN', `this needs the ${scope} scope`, { scope });
   return caller.operator_id;
 }
 
