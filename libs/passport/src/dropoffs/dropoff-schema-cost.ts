@@ -1,22 +1,81 @@
 /**
  * What checking one payload against one drop-off schema costs, counted before Ajv runs. Without
- * any `$ref`, a 44 KB schema (an `allOf` of 1,000 `{items: …}`) against a 256k-item array is 256
- * million subschema applications (10 s of a blocked event loop). The schema is turned once into a
+ * any `$ref`, a 13 KB schema (an `allOf` of 300 `{items: …}`) against a 256k-item array is 77
+ * million subschema applications (seconds of a blocked event loop). The schema is turned once into a
  * plan (a node per subschema: its weight, and which subschemas it applies to the same value, to
  * a property, to an item); the payload is then walked, without recursion, with the multiset of
  * subschemas that apply to each value (every `$ref`, `allOf`, `anyOf`, … expanded). Cost is the
  * sum over values of those subschemas' weights: one per subschema, plus the values of its
  * `enum` / `const` (compared one by one), its `required` and `properties` names, and for a string
- * its length under `pattern`, `format`, `minLength`, `maxLength`. It over-counts (every branch of
+ * (or a key, under `patternProperties`) its length under `format`, `minLength`, `maxLength`, and
+ * under `pattern` its length times what a character may cost that pattern's program (patternRate). It over-counts (every branch of
  * `anyOf` / `if`, every `patternProperties` on every key), never under-counts. Subtrees no
  * subschema reaches cost nothing. Sets of subschemas are shared between values reached the same
  * way (every item past `prefixItems`, every property outside `properties`), so counting is linear
  * in the payload; it stops as soon as the budget is passed.
  */
-import { indexResource, MAX_UNIQUE_ITEMS, resolveRef } from './dropoff-schema-shape';
+import { RE2JS } from 're2js';
+
+import { indexResource, MAX_UNIQUE_ITEMS, patternSize, resolveRef } from './dropoff-schema-shape';
 
 /** Characters of a string that cost one unit under a length-dependent keyword. */
 const CHARS_PER_UNIT = 16;
+/**
+ * Matching a string on RE2 (re2js, the validator's engine) is linear, but at a rate that depends
+ * on the program. A one-pass program (anchored, unambiguous: most schema patterns — ids, emails,
+ * UUIDs) or a literal runs at a few ns a character. Any other runs on a lazy DFA with an 8 MB
+ * budget; a program whose DFA could outgrow it may build a state for every character — its
+ * closure over the program's instructions and a transition table a slot per character class —
+ * or fall back to the NFA, which steps every instruction per character. Measured here:
+ * `(?:\p{L}|a)*a\p{L}{120}` (125 instructions, 1,370 classes) 12 µs a character, `\p{L}{700}`
+ * 48 µs, while the DFA takes 0.1–15 ns a character when it fits.
+ */
+const DFA_BUDGET_BYTES = 8 * 1024 * 1024;
+/** re2js's own accounting of a DFA state (overhead, a slot per instruction) and its table (overhead, a slot per class). */
+const DFA_STATE_BYTES = (insts: number, classes: number) => 150 + 8 * insts + 48 + 8 * (classes + 1);
+/** Units per character (a unit is ~80 ns of checking) for a program whose DFA may not fit: per instruction, and per character class. */
+const UNITS_PER_INSTRUCTION = 0.75;
+const UNITS_PER_CLASS = 1 / 16;
+const patternRates = new Map<string, number>();
+
+/**
+ * What matching one character against `pattern` may cost, in units: a one-pass program, a
+ * literal, or one whose every DFA state (at most 2^instructions, four start flags each) fits the
+ * budget, like any length-dependent keyword; any other as if each character built a DFA state.
+ */
+export function patternRate(pattern: string): number {
+  let rate = patternRates.get(pattern);
+  if (rate === undefined) {
+    rate = computePatternRate(pattern);
+    if (patternRates.size >= 4096) patternRates.clear();
+    patternRates.set(pattern, rate);
+  }
+  return rate;
+}
+
+interface Re2Program {
+  numberOfInstructions(): number;
+  onepass: unknown;
+  prefixComplete: boolean;
+  dfa: { numClasses: number };
+}
+
+function computePatternRate(pattern: string): number {
+  let re: Re2Program | undefined;
+  try {
+    re = (RE2JS.compile(pattern) as unknown as { re2Input?: Re2Program }).re2Input;
+  } catch {
+    // Not valid RE2: the schema is refused when it compiles.
+  }
+  const insts = re?.numberOfInstructions?.();
+  const classes = re?.dfa?.numClasses;
+  // Should the engine's inside change, the shape measure's estimate stands in (never smaller), every class assumed.
+  if (!re || typeof insts !== 'number' || typeof classes !== 'number') return patternSize(pattern) * UNITS_PER_INSTRUCTION + 2048 * UNITS_PER_CLASS;
+  if (re.onepass !== null || re.prefixComplete) return 1 / CHARS_PER_UNIT;
+  if (insts < 20 && 4 * 2 ** insts * DFA_STATE_BYTES(insts, classes) <= DFA_BUDGET_BYTES) return 1 / CHARS_PER_UNIT;
+  return insts * UNITS_PER_INSTRUCTION + classes * UNITS_PER_CLASS;
+}
+
 /**
  * Units per key for each subschema looping over an object's keys (additionalProperties,
  * patternProperties, propertyNames, unevaluatedProperties), and per item under a scalar
@@ -26,8 +85,10 @@ const LOOP_WEIGHT = 8;
 
 interface PlanNode {
   weight: number;
-  /** Keywords whose work grows with a string's length. */
+  /** Units per character of a string, for the keywords whose work grows with its length (`pattern` by its program). */
   text: number;
+  /** Units per character of every key, for the patterns of `patternProperties`. */
+  keyText: number;
   /** `uniqueItems`: 1 compares through a map (scalar items), 2 pair by pair (past maxItems ≤ 1000, maxItems fails first). */
   unique: 0 | 1 | 2;
   same: PlanNode[];
@@ -51,6 +112,7 @@ export interface CostPlan {
 interface State {
   weight: number;
   text: number;
+  keyText: number;
   uniqueLinear: number;
   uniquePairs: number;
   nodes: PlanNode[];
@@ -70,7 +132,7 @@ const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !
 const has = (o: Obj, k: string): boolean => Object.prototype.hasOwnProperty.call(o, k);
 const TEXT_KEYWORDS = ['pattern', 'format', 'minLength', 'maxLength', 'contentEncoding', 'contentMediaType'];
 
-const leaf = (): PlanNode => ({ weight: 1, text: 0, unique: 0, same: [], props: new Map(), anyKey: [], names: [], prefix: [], allItems: [] });
+const leaf = (): PlanNode => ({ weight: 1, text: 0, keyText: 0, unique: 0, same: [], props: new Map(), anyKey: [], names: [], prefix: [], allItems: [] });
 
 /** JSON values in `v` (itself included); a schema is at most 64 KB, so no bound is needed. */
 function size(v: unknown): number {
@@ -125,14 +187,17 @@ export function planSchema(schema: unknown): CostPlan {
       n.weight += n.props.size;
     }
     if (has(s, 'additionalProperties')) n.other = plan(s.additionalProperties);
-    if (isObj(s.patternProperties)) for (const v of Object.values(s.patternProperties)) n.anyKey.push(plan(v));
+    if (isObj(s.patternProperties)) {
+      for (const v of Object.values(s.patternProperties)) n.anyKey.push(plan(v));
+      for (const p of Object.keys(s.patternProperties)) n.keyText += patternRate(p);
+    }
     if (has(s, 'unevaluatedProperties')) n.anyKey.push(plan(s.unevaluatedProperties));
     if (has(s, 'propertyNames')) n.names.push(plan(s.propertyNames));
     if (Array.isArray(s.prefixItems)) n.prefix = (s.prefixItems as unknown[]).map(plan);
     if (has(s, 'items')) n.items = plan(s.items);
     if (has(s, 'contains')) n.allItems.push(plan(s.contains));
     if (has(s, 'unevaluatedItems')) n.allItems.push(plan(s.unevaluatedItems));
-    n.text = TEXT_KEYWORDS.filter((kw) => has(s, kw)).length;
+    n.text = TEXT_KEYWORDS.filter((kw) => has(s, kw) && kw !== 'pattern').length / CHARS_PER_UNIT + (typeof s.pattern === 'string' ? patternRate(s.pattern) : 0);
     if (s.uniqueItems === true) n.unique = typeof s.maxItems === 'number' && s.maxItems <= MAX_UNIQUE_ITEMS && !scalarItems(s) ? 2 : 1;
   }
   return { root };
@@ -152,7 +217,7 @@ export function checkCost(plan: CostPlan, payload: unknown, budget: number): num
   let cost = 0;
   // Building a set of subschemas costs its size; it is charged like an application.
   const state = (seeds: readonly PlanNode[]): State => {
-    const s: State = { weight: 0, text: 0, uniqueLinear: 0, uniquePairs: 0, nodes: [], maxPrefix: 0, named: new Set(), hasNames: false, keyLoops: 0, byKey: new Map(), byIndex: new Map() };
+    const s: State = { weight: 0, text: 0, keyText: 0, uniqueLinear: 0, uniquePairs: 0, nodes: [], maxPrefix: 0, named: new Set(), hasNames: false, keyLoops: 0, byKey: new Map(), byIndex: new Map() };
     const stack = [...seeds];
     while (stack.length && cost <= budget) {
       const n = stack.pop()!;
@@ -160,6 +225,7 @@ export function checkCost(plan: CostPlan, payload: unknown, budget: number): num
       s.nodes.push(n);
       s.weight += n.weight;
       s.text += n.text;
+      s.keyText += n.keyText;
       if (n.unique === 1) s.uniqueLinear++;
       if (n.unique === 2) s.uniquePairs++;
       s.maxPrefix = Math.max(s.maxPrefix, n.prefix.length);
@@ -203,7 +269,7 @@ export function checkCost(plan: CostPlan, payload: unknown, budget: number): num
     }
     return child;
   };
-  const textCost = (s: State, text: string) => s.weight + s.text * Math.ceil(text.length / CHARS_PER_UNIT);
+  const textCost = (s: State, text: string) => s.weight + Math.ceil(s.text * text.length);
 
   const work: [unknown, State][] = [[payload, state([plan.root])]];
   while (work.length && cost <= budget) {
@@ -222,6 +288,7 @@ export function checkCost(plan: CostPlan, payload: unknown, budget: number): num
       cost += s.keyLoops * LOOP_WEIGHT * keys.length;
       for (const key of keys) {
         if (cost > budget) break;
+        if (s.keyText) cost += Math.ceil(s.keyText * key.length);
         if (s.hasNames) {
           s.names ??= state(s.nodes.flatMap((n) => n.names));
           cost += textCost(s.names, key);

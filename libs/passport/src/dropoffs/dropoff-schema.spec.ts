@@ -3,6 +3,7 @@ import Ajv2020 from 'ajv/dist/2020';
 import { StackError } from '@stack/contracts';
 
 import { DropoffSchemas } from './dropoff-schema';
+import { patternRate } from './dropoff-schema-cost';
 import { MAX_COMPILE_UNITS, MAX_DEPTH, MAX_RUN, patternSize } from './dropoff-schema-shape';
 
 const codeOf = (fn: () => unknown): string | undefined => {
@@ -296,6 +297,25 @@ describe('drop-off schemas (hostile input)', () => {
     // The same schemas still check a small payload.
     expect(s.check(allOf, [0, 1, 2])).toEqual([]);
     expect(s.check(enumSchema, ['value-7'])).toEqual([]);
+  });
+
+  it('counts a pattern by what matching costs its program, so strings crafted against a pattern whose DFA blows up are refused (413), not matched for seconds', () => {
+    // 127 RE2 instructions: on these strings RE2's DFA runs out of memory and its NFA takes ~12 µs a character.
+    const slow = s.prepare({ type: 'array', items: { type: 'string', pattern: '^(?:\\p{L}|a)*a\\p{L}{120}$' } }).validate;
+    const strings = Array(50).fill(`${'é'.repeat(1000)}!`);
+    const started = process.hrtime.bigint();
+    expect(codeOf(() => s.check(slow, strings))).toBe('PAYLOAD_TOO_LARGE');
+    expect(seconds(started)).toBeLessThan(1);
+    // The same through patternProperties, against keys.
+    const keys = Object.fromEntries(Array.from({ length: 50 }, (_, i) => [`${'é'.repeat(1000)}${i}`, 1]));
+    expect(codeOf(() => s.check(s.prepare({ type: 'object', patternProperties: { '^(?:\\p{L}|a)*a\\p{L}{120}$': { type: 'integer' } } }).validate, keys))).toBe('PAYLOAD_TOO_LARGE');
+    // A few such strings are still checked.
+    expect(s.check(slow, ['é'.repeat(40)])).toEqual([expect.objectContaining({ keyword: 'pattern' })]);
+    // Small programs (an id, an email) cost by length only: 10,000 emails are checked.
+    const emails = s.prepare({ type: 'array', items: { type: 'string', pattern: '^[a-z0-9._-]+@[a-z0-9.-]+$' } }).validate;
+    expect(s.check(emails, Array.from({ length: 10_000 }, (_, i) => `someone.${i}@example.com`))).toEqual([]);
+    expect(patternRate('^[A-Z]+-[0-9]+$')).toBeLessThan(1);
+    expect(patternRate('^(?:\\p{L}|a)*a\\p{L}{120}$')).toBeGreaterThan(100);
   });
 
   it('accepts a realistic 512 KB payload under a schema of tens of subschemas', () => {
