@@ -114,6 +114,21 @@ describe('constraints on the canonical request', () => {
     expect(() => enforceConstraints([pathRule], req)).toThrow(expect.objectContaining({ code: 'CONSTRAINT_VIOLATION' }));
   });
 
+  it('refuses, unchecked, a value too long to check against a pattern whose DFA blows up; a long value against a cheap pattern is checked', () => {
+    // Crafted for the pattern: RE2's DFA runs out of memory and it takes ~12 µs a character.
+    const slow: Constraint = { path: 'body.title', op: 'matches', value: '(?:\\p{L}|a)*a\\p{L}{120}' };
+    const long = canonicalise({ method: 'POST', path: '/repos/acme/app/issues', body: { title: `${'é'.repeat(100_000)}!` } }, base);
+    const started = process.hrtime.bigint();
+    expect(() => enforceConstraints([slow], long)).toThrow(expect.objectContaining({ code: 'CONSTRAINT_VIOLATION', details: expect.objectContaining({ reason: 'too_costly_to_check' }) }));
+    expect(Number(process.hrtime.bigint() - started) / 1e9).toBeLessThan(0.5);
+    // The same pattern on a short value is matched as usual.
+    const short = canonicalise({ method: 'POST', path: '/repos/acme/app/issues', body: { title: `${'é'.repeat(120)}a${'é'.repeat(120)}` } }, base);
+    expect(() => enforceConstraints([slow], short)).not.toThrow();
+    // A cheap (one-pass) pattern checks a megabyte.
+    const big = canonicalise({ method: 'POST', path: '/repos/acme/app/issues', body: { title: 'x'.repeat(1_000_000) } }, base);
+    expect(() => enforceConstraints([{ path: 'body.title', op: 'matches', value: '^x+$' }], big)).not.toThrow();
+  });
+
   it('checks each op, and matches with RE2 over the whole value', () => {
     const req = canonicalise({ method: 'POST', path: '/repos/acme/app/issues', query: { state: 'open' }, headers: { 'X-Team': 'core' }, body: { title: 'Bug', labels: { kind: 'bug' }, n: 3 } }, base);
     expect(holds({ path: 'method', op: 'eq', value: 'POST' }, req)).toBe(true);

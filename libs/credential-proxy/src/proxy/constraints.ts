@@ -9,10 +9,20 @@
 import { RE2JS } from 're2js';
 
 import { MAX_CONSTRAINT_PATTERN, StackError, type Constraint } from '@stack/contracts';
+import { re2CharCost } from '@stack/security';
 
 import type { CanonicalRequest } from './canonical-request';
 
 const patterns = new Map<string, RE2JS>();
+
+/**
+ * What one request's `matches` constraints may cost to check, in re2CharCost units (~80 ns each:
+ * ~80 ms). A passport's holder chooses both the request and, by delegating, constraints of its
+ * own: a pattern whose DFA blows up (`(?:\p{L}|a)*a\p{L}{120}`, 12 µs a character) against a
+ * megabytes-long body value would hold the event loop for minutes. A 10 MB value against a cheap
+ * pattern stays well inside.
+ */
+export const MAX_MATCH_UNITS = 1_000_000;
 
 function compile(pattern: string): RE2JS {
   let re = patterns.get(pattern);
@@ -92,6 +102,15 @@ export function holds(constraint: Constraint, req: CanonicalRequest): boolean {
 
 /** Throws CONSTRAINT_VIOLATION naming the first constraint that does not hold (its path and op, never the value seen). */
 export function enforceConstraints(constraints: readonly Constraint[], req: CanonicalRequest): void {
+  let units = 0;
+  for (const c of constraints) {
+    if (c.op !== 'matches' || typeof c.value !== 'string') continue;
+    const actual = valueAt(req, c.path);
+    if (typeof actual !== 'string' && typeof actual !== 'number' && typeof actual !== 'boolean') continue;
+    units += String(actual).length * re2CharCost(c.value);
+    // Refused unchecked, as a value the pattern would refuse: the constraint cannot be shown to hold.
+    if (units > MAX_MATCH_UNITS) throw new StackError('CONSTRAINT_VIOLATION', `the request breaks a constraint on ${c.path} (${c.op}): the value is too long to check against its pattern`, { path: c.path, op: c.op, reason: 'too_costly_to_check' });
+  }
   for (const c of constraints) {
     if (unreadBody(c, req)) throw new StackError('CONSTRAINT_VIOLATION', `the request breaks a constraint on ${c.path} (${c.op}): body constraints apply to JSON bodies only`, { path: c.path, op: c.op, reason: 'body_not_json' });
     if (!holds(c, req)) throw new StackError('CONSTRAINT_VIOLATION', `the request breaks a constraint on ${c.path} (${c.op})`, { path: c.path, op: c.op });

@@ -14,66 +14,15 @@
  * way (every item past `prefixItems`, every property outside `properties`), so counting is linear
  * in the payload; it stops as soon as the budget is passed.
  */
-import { RE2JS } from 're2js';
+import { re2CharCost } from '@stack/security';
 
 import { indexResource, MAX_UNIQUE_ITEMS, patternSize, resolveRef } from './dropoff-schema-shape';
 
 /** Characters of a string that cost one unit under a length-dependent keyword. */
 const CHARS_PER_UNIT = 16;
-/**
- * Matching a string on RE2 (re2js, the validator's engine) is linear, but at a rate that depends
- * on the program. A one-pass program (anchored, unambiguous: most schema patterns — ids, emails,
- * UUIDs) or a literal runs at a few ns a character. Any other runs on a lazy DFA with an 8 MB
- * budget; a program whose DFA could outgrow it may build a state for every character — its
- * closure over the program's instructions and a transition table a slot per character class —
- * or fall back to the NFA, which steps every instruction per character. Measured here:
- * `(?:\p{L}|a)*a\p{L}{120}` (125 instructions, 1,370 classes) 12 µs a character, `\p{L}{700}`
- * 48 µs, while the DFA takes 0.1–15 ns a character when it fits.
- */
-const DFA_BUDGET_BYTES = 8 * 1024 * 1024;
-/** re2js's own accounting of a DFA state (overhead, a slot per instruction) and its table (overhead, a slot per class). */
-const DFA_STATE_BYTES = (insts: number, classes: number) => 150 + 8 * insts + 48 + 8 * (classes + 1);
-/** Units per character (a unit is ~80 ns of checking) for a program whose DFA may not fit: per instruction, and per character class. */
-const UNITS_PER_INSTRUCTION = 0.75;
-const UNITS_PER_CLASS = 1 / 16;
-const patternRates = new Map<string, number>();
-
-/**
- * What matching one character against `pattern` may cost, in units: a one-pass program, a
- * literal, or one whose every DFA state (at most 2^instructions, four start flags each) fits the
- * budget, like any length-dependent keyword; any other as if each character built a DFA state.
- */
+/** What matching one character against `pattern` may cost, in this file's units (~80 ns): see re2CharCost. */
 export function patternRate(pattern: string): number {
-  let rate = patternRates.get(pattern);
-  if (rate === undefined) {
-    rate = computePatternRate(pattern);
-    if (patternRates.size >= 4096) patternRates.clear();
-    patternRates.set(pattern, rate);
-  }
-  return rate;
-}
-
-interface Re2Program {
-  numberOfInstructions(): number;
-  onepass: unknown;
-  prefixComplete: boolean;
-  dfa: { numClasses: number };
-}
-
-function computePatternRate(pattern: string): number {
-  let re: Re2Program | undefined;
-  try {
-    re = (RE2JS.compile(pattern) as unknown as { re2Input?: Re2Program }).re2Input;
-  } catch {
-    // Not valid RE2: the schema is refused when it compiles.
-  }
-  const insts = re?.numberOfInstructions?.();
-  const classes = re?.dfa?.numClasses;
-  // Should the engine's inside change, the shape measure's estimate stands in (never smaller), every class assumed.
-  if (!re || typeof insts !== 'number' || typeof classes !== 'number') return patternSize(pattern) * UNITS_PER_INSTRUCTION + 2048 * UNITS_PER_CLASS;
-  if (re.onepass !== null || re.prefixComplete) return 1 / CHARS_PER_UNIT;
-  if (insts < 20 && 4 * 2 ** insts * DFA_STATE_BYTES(insts, classes) <= DFA_BUDGET_BYTES) return 1 / CHARS_PER_UNIT;
-  return insts * UNITS_PER_INSTRUCTION + classes * UNITS_PER_CLASS;
+  return re2CharCost(pattern, () => patternSize(pattern));
 }
 
 /**

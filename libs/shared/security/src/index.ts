@@ -10,3 +10,4 @@ export * from './passport/passport-token';
 export * from './passport/passport-verifier';
 export * from './network/address-policy';
 export * from './vault/key-rotation';
+export * from './re2-cost';
