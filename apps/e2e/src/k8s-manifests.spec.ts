@@ -14,7 +14,7 @@ import type { ServiceName } from '@stack/contracts';
 import { classifyAddress } from '@stack/security';
 import { repoRoot } from '@stack/testing';
 
-import { checkNatsUsers, readDevNatsUsers, readProdNatsValues, DEV_NATS_CONF } from './support/k8s-nats-permissions';
+import { checkNatsUsers, eventsPublishedInCode, readDevNatsUsers, readProdNatsValues, SERVICE_BUS_USE, DEV_NATS_CONF, type NatsUser } from './support/k8s-nats-permissions';
 import {
   allowsPodPeer,
   byKind,
@@ -452,7 +452,7 @@ describe('engines', () => {
     expect((readRepoYaml('deploy/nats/values.yaml') as { podTemplate: { merge: { metadata: { labels: Record<string, string> } } } }).podTemplate.merge.metadata.labels['stack-engine']).toBe('nats');
   });
 
-  it('gives each service a NATS user allowed only its own subjects, in dev and in prod, derived from the bus contracts', () => {
+  it('gives each service a NATS user holding only what it uses, in dev and in prod, derived from the bus contracts', () => {
     expect(checkNatsUsers(readDevNatsUsers())).toEqual([]);
     expect(checkNatsUsers(readProdNatsValues().config.merge.authorization.users)).toEqual([]);
     // The two files hold the same permissions.
@@ -460,10 +460,43 @@ describe('engines', () => {
     expect(strip(readProdNatsValues().config.merge.authorization.users)).toEqual(strip(readDevNatsUsers()));
   });
 
+  it('lets each service publish the events its code publishes, no more: the check\'s table follows the code', () => {
+    for (const service of SERVICE_NAMES) {
+      const name = (events: readonly { entity: string; verb: string }[]) => events.map((e) => `${e.entity}.${e.verb}`).sort();
+      expect({ service, emits: name(SERVICE_BUS_USE[service].emits) }).toEqual({ service, emits: name(eventsPublishedInCode(service)) });
+    }
+  });
+
   it('the permission check itself catches a user allowed too much', () => {
     const users = readDevNatsUsers();
     const runner = users.find((u) => u.user === 'skill-runner')!;
     runner.permissions.subscribe!.allow = [...(runner.permissions.subscribe!.allow ?? []), 'stack.v1.passport.*'];
     expect(checkNatsUsers(users).map((p) => p.user)).toContain('skill-runner');
+  });
+
+  it('the permission check refuses the wide users these files once held: replies, the JetStream API and every event open to all', () => {
+    const wide = (service: ServiceName): NatsUser => ({
+      user: service,
+      password: `$NATS_PASSWORD_${service.toUpperCase().replace(/-/g, '_')}`,
+      permissions: {
+        publish: { allow: [...SERVICE_NAMES.map((s) => `stack.v1.${s}.*`), 'stack.v1.events.>', '$JS.API.>', '$JS.ACK.>'] },
+        subscribe: { allow: [`stack.v1.${service}.*`, '_INBOX.>'] },
+        allow_responses: true,
+      },
+    });
+    const problems = checkNatsUsers(SERVICE_NAMES.map(wide))
+      .filter((p) => p.user === 'skill-runner')
+      .map((p) => p.problem);
+    expect(problems).toEqual(
+      expect.arrayContaining([
+        "may read the shared _INBOX (every client's default replies)",
+        'may call $JS.API.STREAM.PURGE.STACK_AUDIT',
+        'may call $JS.API.STREAM.DELETE.STACK_REVOCATIONS',
+        'may create consumer audit-ingest on STACK_AUDIT',
+        'may publish stack.v1.events.revocation.recorded, which it does not emit',
+        'may publish stack.v1.events.audit_checkpoint.signed, which it does not emit',
+        'may create STACK_AUDIT',
+      ]),
+    );
   });
 });

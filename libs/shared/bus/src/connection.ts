@@ -33,6 +33,12 @@ export interface NatsBusConnectionOptions extends BusConnectionOptions {
   name?: string;
   /** JetStream replicas of each stream (3 on a three-node cluster). */
   streamReplicas?: number;
+  /**
+   * First token of this connection's reply subjects (default `_INBOX`): `_INBOX_<service>` for a
+   * process running one service (`serviceInboxPrefix`), so its NATS user may be allowed to read
+   * its own replies and no other service's.
+   */
+  inboxPrefix?: string;
 }
 
 export interface BusConnection {

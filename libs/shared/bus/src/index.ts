@@ -1,6 +1,6 @@
 export * from './bus';
 export * from './connection';
-export { connectNatsBus, type NatsBusOptions } from './nats-bus';
+export { connectNatsBus, serviceInboxPrefix, type NatsBusOptions } from './nats-bus';
 export { createInProcessBus, type InProcessBusOptions } from './in-process-bus';
 export type { BusMetricsSink } from './dispatch';
 export { streamPlans, type StreamPlan } from './streams';

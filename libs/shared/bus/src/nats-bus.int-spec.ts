@@ -9,7 +9,7 @@ import { CallerContextSigner } from '@stack/security';
 import { dropBusStreams, startTcpFaultProxy, TEST_NATS_URL } from '@stack/testing';
 
 import { busContractSuite } from './bus-contract.suite';
-import { connectNatsBus, type NatsBusOptions } from './nats-bus';
+import { connectNatsBus, serviceInboxPrefix, type NatsBusOptions } from './nats-bus';
 
 /** Every bus prefix this file used: their JetStream streams are deleted after it. */
 const prefixes = new Set<string>();
@@ -74,7 +74,7 @@ describe('NATS bus: a caller context read off a stream', () => {
     const prefix = `t${randomBytes(5).toString('hex')}`;
     const secret = randomBytes(32);
     const conn = await connectTracked({ servers: TEST_NATS_URL, prefix, internalSecret: secret, timeoutMs: 2000, instanceId: 'test' });
-    // Whoever holds NATS credentials and may read STACK_AUDIT (any service user may use the JetStream API).
+    // Whoever may read STACK_AUDIT: audit's NATS user, or anyone on a NATS without per-service users.
     const spy = await connect({ servers: TEST_NATS_URL });
     try {
       await conn.ensureStreams();
@@ -160,6 +160,38 @@ describe('NATS bus: reply subjects', () => {
       expect(handled).toBe(1);
     } finally {
       await other.close();
+      await conn.close();
+    }
+  });
+});
+
+describe('NATS bus: its inbox prefix', () => {
+  it("takes every reply under it: a request's, a publish's acknowledgement, a consumer's pulled messages", async () => {
+    const prefix = `t${randomBytes(5).toString('hex')}`;
+    const conn = await connectTracked({ servers: TEST_NATS_URL, prefix, internalSecret: randomBytes(32), timeoutMs: 2000, instanceId: 'test', inboxPrefix: serviceInboxPrefix('audit') });
+    // Whoever may read the shared _INBOX (no NATS user here limits it).
+    const spy = await connect({ servers: TEST_NATS_URL });
+    const seen = { own: 0, shared: 0 };
+    spy.subscribe(`${serviceInboxPrefix('audit')}.>`, { callback: () => seen.own++ });
+    spy.subscribe('_INBOX.>', { callback: () => seen.shared++ });
+    await spy.flush();
+    try {
+      await conn.ensureStreams();
+      const bus = conn.forService('audit');
+      bus.handle(SYSTEM_COMMANDS.audit.ping, () => ({ service: 'audit' as const, instance: 'x', pid: 1, at: new Date().toISOString() }));
+      await conn.flush();
+      await bus.request(SYSTEM_COMMANDS.audit.ping, {});
+      await bus.publish(ServiceStartedEvent, { service: 'audit', instance: 'i', version: '1', started_at: new Date().toISOString() }, { id: 'inbox-1' });
+      let consumed!: () => void;
+      const got = new Promise<void>((r) => (consumed = r));
+      const handle = await bus.consume({ durable: 'inbox-reader', events: [ServiceStartedEvent] }, async () => consumed());
+      await got;
+      await handle.stop();
+      await spy.flush();
+      expect(seen.own).toBeGreaterThanOrEqual(3);
+      expect(seen.shared).toBe(0);
+    } finally {
+      await spy.close();
       await conn.close();
     }
   });

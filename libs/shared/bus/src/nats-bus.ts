@@ -11,6 +11,7 @@ import {
   AckPolicy,
   DeliverPolicy,
   ErrorCode as NatsErrorCode,
+  Events,
   RetentionPolicy,
   StorageType,
   connect,
@@ -25,6 +26,7 @@ import {
   type MsgHdrs,
   type NatsConnection,
   type NatsError,
+  type StreamInfo,
   type Subscription,
 } from 'nats';
 
@@ -51,7 +53,7 @@ import type { BusConnection, NatsBusConnectionOptions } from './connection';
 import { CommandDispatcher, traceContextOf, tracer, type BusMetricsSink } from './dispatch';
 import { decodeJson, decodeReply, encodeJson, encodeRequest } from './envelope';
 import { eventHeaders, requestMeta, systemCallerOf, type Sender } from './outbound';
-import { DUPLICATE_WINDOW_MS, streamOf, streamPlans } from './streams';
+import { DUPLICATE_WINDOW_MS, streamOf, streamPlans, type StreamPlan } from './streams';
 import { assertValid } from './validation';
 
 export interface NatsBusOptions extends NatsBusConnectionOptions {
@@ -79,11 +81,22 @@ export function natsServersAndCredentials(servers: string): { servers: string[];
   return { servers: list, user, pass };
 }
 
+/**
+ * The reply subjects of a process that runs one service: `_INBOX_<service>.…`. Its NATS user may
+ * read those alone, so no service reads another's replies (passports, proxied responses,
+ * drop-off payloads, API-key resolutions).
+ */
+export function serviceInboxPrefix(service: ServiceName): string {
+  return `_INBOX_${service}`;
+}
+
 export async function connectNatsBus(options: NatsBusOptions): Promise<BusConnection> {
   const { servers, user, pass } = natsServersAndCredentials(options.servers);
   const nc = await connect({
     servers,
     ...(user !== undefined ? { user, pass } : {}),
+    // Requests, JetStream pulls and the client's other inboxes all use it.
+    ...(options.inboxPrefix ? { inboxPrefix: options.inboxPrefix } : {}),
     name: options.name ?? `stack-${options.instanceId}`,
     maxReconnectAttempts: -1,
     reconnectTimeWait: 500,
@@ -151,7 +164,7 @@ class NatsBusConnection implements BusConnection {
     this.turn = [];
     if (!this.ackInbox) {
       try {
-        const inbox = createInbox();
+        const inbox = createInbox(this.options.inboxPrefix);
         this.nc.subscribe(`${inbox}.*`, { callback: (err, msg) => (err ? undefined : this.acknowledged(msg)) });
         this.ackInbox = inbox;
       } catch (err) {
@@ -210,7 +223,7 @@ class NatsBusConnection implements BusConnection {
    * unavailable (AUDIT_UNAVAILABLE for an audit record). The same subject and cause at most every
    * 10 s, so an outage does not log once per request.
    */
-  publishFailed(subject: string, cause: string): void {
+  publishFailed(subject: string, cause: string, message = 'event not made durable: its publisher was refused'): void {
     const key = `${subject}\n${cause}`;
     const now = Date.now();
     const last = this.failureLogged.get(key);
@@ -219,7 +232,7 @@ class NatsBusConnection implements BusConnection {
       return;
     }
     this.failureLogged.set(key, { at: now, since: 0 });
-    this.options.logger?.warn({ subject, err: cause, ...(last?.since ? { more_since_last_logged: last.since } : {}) }, 'event not made durable: its publisher was refused');
+    this.options.logger?.warn({ subject, err: cause, ...(last?.since ? { more_since_last_logged: last.since } : {}) }, message);
   }
 
   manager(): Promise<JetStreamManager> {
@@ -235,7 +248,27 @@ class NatsBusConnection implements BusConnection {
       } else if (s.type === 'reconnect') {
         this.healthy = true;
         this.options.logger?.info({ server: String(s.data) }, 'bus reconnected');
+      } else if (s.type === Events.Error && s.permissionContext?.operation === 'publish') {
+        this.publishRefused(s.permissionContext.subject);
       }
+    }
+  }
+
+  /**
+   * The server refused a publish: this connection's NATS user may not publish to `subject`. The
+   * client settles a refused request itself; a refused event would wait for an acknowledgement
+   * that never comes, so the oldest one waiting on that subject fails now. A refused
+   * acknowledgement would only show as endless redeliveries: it is logged (per consumer).
+   */
+  private publishRefused(subject: string): void {
+    for (const [token, p] of this.awaitingAck) {
+      if (p.subject !== subject) continue;
+      this.awaitingAck.delete(token);
+      p.reject(new Error('this NATS user may not publish it (permissions violation)'));
+      return;
+    }
+    if (subject.startsWith('$JS.ACK.')) {
+      this.publishFailed(subject.split('.').slice(0, 4).join('.'), 'permissions violation', 'a consumer cannot acknowledge its messages: this NATS user may not');
     }
   }
 
@@ -250,6 +283,7 @@ class NatsBusConnection implements BusConnection {
 
   async ensureStreams(): Promise<void> {
     const jsm = await this.manager();
+    const leftToOthers: StreamPlan[] = [];
     for (const plan of streamPlans(this.options.prefix)) {
       const config = {
         name: plan.name,
@@ -260,18 +294,38 @@ class NatsBusConnection implements BusConnection {
         duplicate_window: nanos(DUPLICATE_WINDOW_MS),
         num_replicas: this.options.streamReplicas ?? 1,
       };
+      const info = await streamInfo(jsm, plan.name);
       try {
-        const info = await jsm.streams.info(plan.name);
-        const have = [...(info.config.subjects ?? [])].sort().join(',');
-        if (have !== [...plan.subjects].sort().join(',')) await jsm.streams.update(plan.name, { ...info.config, subjects: plan.subjects });
-      } catch (err) {
-        if (!isNotFound(err)) throw err;
-        try {
+        if (!info) {
           await jsm.streams.add(config);
-        } catch (addErr) {
-          // Another replica created it between our info and add: that is the state we wanted.
-          if (!String((addErr as Error).message).includes('already in use')) throw addErr;
+        } else if ([...(info.config.subjects ?? [])].sort().join(',') !== [...plan.subjects].sort().join(',')) {
+          await jsm.streams.update(plan.name, { ...info.config, subjects: plan.subjects });
         }
+      } catch (err) {
+        // Another replica created it between our info and add: that is the state we wanted.
+        if (!info && String((err as Error).message).includes('already in use')) continue;
+        // Where each service has its own NATS user, one service's may manage the streams (audit's,
+        // in STACK's configurations): the others wait until it has.
+        if ((err as NatsError).code !== NatsErrorCode.PermissionsViolation) throw err;
+        leftToOthers.push(plan);
+      }
+    }
+    if (leftToOthers.length > 0) await this.waitForStreams(jsm, leftToOthers);
+  }
+
+  /** Until each stream exists and takes every subject of `plans`, made so by a user allowed to. */
+  private async waitForStreams(jsm: JetStreamManager, plans: readonly StreamPlan[]): Promise<void> {
+    this.options.logger?.info({ streams: plans.map((p) => p.name) }, 'this NATS user may not create or update these streams: waiting for the service whose user may (audit, in STACK\'s configurations)');
+    const deadline = Date.now() + STREAM_WAIT_MS;
+    for (const plan of plans) {
+      for (;;) {
+        const info = await streamInfo(jsm, plan.name);
+        const have = new Set(info?.config.subjects ?? []);
+        if (info && plan.subjects.every((s) => have.has(s))) break;
+        if (Date.now() >= deadline || this.nc.isClosed()) {
+          throw new Error(`JetStream stream ${plan.name} ${info ? 'does not take all of this version\'s subjects' : 'does not exist'}, this NATS user may not ${info ? 'update' : 'create'} it, and no other service did within ${STREAM_WAIT_MS / 1000} s`);
+        }
+        await new Promise((r) => setTimeout(r, STREAM_POLL_MS));
       }
     }
   }
@@ -291,6 +345,9 @@ class NatsBusConnection implements BusConnection {
 }
 
 const PUBLISH_FAILURE_LOG_EVERY_MS = 10_000;
+/** How long a process waits for streams it may not create (as long as for its database schema). */
+const STREAM_WAIT_MS = 300_000;
+const STREAM_POLL_MS = 1000;
 
 /** A publish waiting to be sent, then for its acknowledgement. */
 interface QueuedPublish {
@@ -304,6 +361,16 @@ interface QueuedPublish {
 /** A reply subject a requester's client made: `_INBOX.…`, or under a per-user prefix such as `_INBOX_audit.…`. */
 function isInbox(subject: string): boolean {
   return subject.startsWith('_INBOX.') || subject.startsWith('_INBOX_');
+}
+
+/** A stream's info, or undefined when there is no such stream. */
+async function streamInfo(jsm: JetStreamManager, name: string): Promise<StreamInfo | undefined> {
+  try {
+    return await jsm.streams.info(name);
+  } catch (err) {
+    if (isNotFound(err)) return undefined;
+    throw err;
+  }
 }
 
 function isNotFound(err: unknown): boolean {

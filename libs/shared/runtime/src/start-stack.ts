@@ -17,7 +17,7 @@ import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
 import { json, type NextFunction, type Request, type Response } from 'express';
 import type { DataSource } from 'typeorm';
 
-import { connectNatsBus, createInProcessBus, type Bus, type BusConnection, type Handle } from '@stack/bus';
+import { connectNatsBus, createInProcessBus, serviceInboxPrefix, type Bus, type BusConnection, type Handle } from '@stack/bus';
 import { createCache, type Cache } from '@stack/cache';
 import { loadConfig, runsAllServices, secretValues, type StackConfig } from '@stack/config';
 import { SERVICE_NAMES, SYSTEM_COMMANDS, ServiceStartedEvent, type ServiceName } from '@stack/contracts';
@@ -163,7 +163,9 @@ export async function startStack(options: StartStackOptions): Promise<RunningSta
       logger,
       metrics: { requestCompleted: metrics.recordBusRequest.bind(metrics), messageHandled: metrics.recordBusHandled.bind(metrics) },
     };
-    const bus = config.natsUrl ? await connectNatsBus({ ...busOptions, servers: config.natsUrl, name: `stack-${processName}-${config.instanceId}`, streamReplicas: config.streamReplicas }) : createInProcessBus(busOptions);
+    // A process of one service reads its replies under its own inbox prefix, the one its NATS user may read.
+    const inboxPrefix = config.services.length === 1 ? serviceInboxPrefix(config.services[0]!) : undefined;
+    const bus = config.natsUrl ? await connectNatsBus({ ...busOptions, servers: config.natsUrl, name: `stack-${processName}-${config.instanceId}`, streamReplicas: config.streamReplicas, inboxPrefix }) : createInProcessBus(busOptions);
     closers.push({ name: 'bus', close: () => bus.close() });
     await bus.ensureStreams();
     // A real round trip through the bus (to this process's own first service, or a replica
