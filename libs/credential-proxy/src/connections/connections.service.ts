@@ -112,6 +112,18 @@ export function parseCredential(entry: CatalogEntry, raw: unknown): Credential {
   return credential;
 }
 
+/** A `base_url` as given: an absolute http(s) URL, or INVALID_REQUEST. */
+function httpBaseUrl(value: unknown): URL {
+  let u: URL;
+  try {
+    u = new URL(String(value));
+  } catch {
+    throw new StackError('INVALID_REQUEST', 'base_url must be an absolute URL');
+  }
+  if (u.protocol !== 'https:' && u.protocol !== 'http:') throw new StackError('INVALID_REQUEST', 'base_url must be http or https');
+  return u;
+}
+
 /**
  * A new connection's own base URL, or null for the service's: the same rule as every call (the
  * service's scheme, an allowed host, its port unless the allowed host names another). Required
@@ -122,13 +134,7 @@ export function connectionBaseUrl(entry: CatalogEntry, value: unknown): string |
     if (siteRequired(entry)) throw new StackError('INVALID_REQUEST', `base_url is required for ${entry.name}: the URL of your own site (one of ${entry.allowed_hosts.join(', ')})`, { reason: 'base_url_required' });
     return null;
   }
-  let u: URL;
-  try {
-    u = new URL(String(value));
-  } catch {
-    throw new StackError('INVALID_REQUEST', 'base_url must be an absolute URL');
-  }
-  if (u.protocol !== 'https:' && u.protocol !== 'http:') throw new StackError('INVALID_REQUEST', 'base_url must be http or https');
+  const u = httpBaseUrl(value);
   const serviceBase = new URL(entry.base_url);
   if (u.protocol !== serviceBase.protocol) throw new StackError('INVALID_REQUEST', `base_url must use ${entry.name}'s scheme (${serviceBase.protocol})`);
   if (!hostAllowed(entry.allowed_hosts, u.host, portOf(u), portOf(serviceBase))) throw new StackError('INVALID_REQUEST', `base_url must be on one of ${entry.name}'s allowed hosts and ports`);
@@ -269,13 +275,7 @@ export class ConnectionsService {
     if (typeof service_id !== 'string' || !SERVICE_ID.test(service_id)) throw new StackError('INVALID_REQUEST', 'service_id must be lower-case letters, digits, _ . -');
     if (this.d.catalog.builtin(service_id)) throw new StackError('INVALID_REQUEST', `'${service_id}' is a built-in service`);
     if (typeof name !== 'string' || name.length === 0 || name.length > 128) throw new StackError('INVALID_REQUEST', 'name is required (at most 128 characters)');
-    let base: URL;
-    try {
-      base = new URL(String(base_url));
-    } catch {
-      throw new StackError('INVALID_REQUEST', 'base_url must be an absolute URL');
-    }
-    if (base.protocol !== 'https:' && base.protocol !== 'http:') throw new StackError('INVALID_REQUEST', 'base_url must be http or https');
+    const base = httpBaseUrl(base_url);
     const a = (auth ?? {}) as { type?: unknown; name?: unknown };
     if (!['bearer', 'header', 'query', 'basic'].includes(String(a.type))) throw new StackError('INVALID_REQUEST', 'auth.type must be bearer, header, query or basic');
     if ((a.type === 'header' || a.type === 'query') && (typeof a.name !== 'string' || !/^[A-Za-z0-9_.-]{1,64}$/.test(a.name))) throw new StackError('INVALID_REQUEST', `auth.name is required for ${String(a.type)}`);

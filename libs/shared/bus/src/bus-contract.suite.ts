@@ -34,6 +34,17 @@ async function waitFor(cond: () => boolean, timeoutMs = 10_000): Promise<void> {
   }
 }
 
+/** audit's ping answered with a fresh instance name per call, counting the calls. */
+async function countingPing(bus: BusConnection): Promise<{ calls: number }> {
+  const seen = { calls: 0 };
+  bus.forService('audit').handle(ping, () => {
+    seen.calls++;
+    return { service: 'audit' as const, instance: `call-${seen.calls}`, pid: 1, at: new Date().toISOString() };
+  });
+  await bus.flush();
+  return seen;
+}
+
 async function expectCode(p: Promise<unknown>, code: string): Promise<StackError> {
   try {
     await p;
@@ -191,34 +202,24 @@ export function busContractSuite(name: string, factory: BusFactory, opts: { shar
 
     it('runs a retried request (same message id) once and replays the answer', async () => {
       const bus = await connect();
-      let calls = 0;
-      bus.forService('audit').handle(ping, () => {
-        calls++;
-        return { service: 'audit' as const, instance: `call-${calls}`, pid: 1, at: new Date().toISOString() };
-      });
-      await bus.flush();
+      const audit = await countingPing(bus);
       const id = randomUUID();
       const a = await bus.forService('passport').request(ping, {}, { messageId: id });
       const b = await bus.forService('passport').request(ping, {}, { messageId: id });
-      expect(calls).toBe(1);
+      expect(audit.calls).toBe(1);
       expect(b.instance).toBe(a.instance);
     });
 
     it('answers a resent message id from memory for its caller only, never for another', async () => {
       const bus = await connect();
-      let calls = 0;
-      bus.forService('audit').handle(ping, () => {
-        calls++;
-        return { service: 'audit' as const, instance: `call-${calls}`, pid: 1, at: new Date().toISOString() };
-      });
-      await bus.flush();
+      const audit = await countingPing(bus);
       const id = randomUUID();
       const one: CallerContext = { issuer: 'auth', kind: 'member', operator_id: 'op_1', member_id: 'mem_1', scopes: ['stack:audit'] };
       const two: CallerContext = { ...one, operator_id: 'op_2', member_id: 'mem_2' };
       const a = await bus.forService('mcp-gateway').request(ping, {}, { messageId: id, caller: one });
       await expectCode(bus.forService('mcp-gateway').request(ping, {}, { messageId: id, caller: two }), 'IDEMPOTENCY_CONFLICT');
       expect((await bus.forService('mcp-gateway').request(ping, {}, { messageId: id, caller: { ...one } })).instance).toBe(a.instance);
-      expect(calls).toBe(1);
+      expect(audit.calls).toBe(1);
     });
 
     it('carries the W3C trace context to the handler', async () => {
