@@ -9,10 +9,12 @@ import { request } from 'node:http';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 
+import { connectNatsBus, type BusConnection } from '@stack/bus';
 import { SYSTEM_COMMANDS, StackError, defineTool, type ToolDef } from '@stack/contracts';
 import { startStack, type RunningStack, type ServiceDefinition } from '@stack/runtime';
 import { TEST_NATS_URL, TEST_REDIS_URL, createTestDatabase, uniqueName, type TestDatabase } from '@stack/testing';
 
+import { MCP_IN_FLIGHT_BYTES } from './mcp-http';
 import { McpGatewayModule } from './mcp-gateway.module';
 import type { Principal, TokenVerifier } from './principal';
 
@@ -32,6 +34,16 @@ const peersTool = defineTool({
   annotations: { readOnlyHint: true, destructiveHint: false, idempotentHint: true, openWorldHint: false },
   command: SYSTEM_COMMANDS.audit.pingPeers,
 });
+/** A long-running tool: its service (a stand-in passport, below) answers when the test lets it. */
+const waitTool = defineTool({
+  name: 'stack_test_wait',
+  title: 'Wait',
+  description: 'Test tool: answers once the test releases it.',
+  scope: 'stack:dropoffs',
+  annotations: { readOnlyHint: true, destructiveHint: false, idempotentHint: true, openWorldHint: false },
+  command: SYSTEM_COMMANDS.passport.ping,
+  longRunning: true,
+});
 
 /** `test|<member>|<scope,scope>`; `expired` fails as an expired token would. */
 const testVerifier: TokenVerifier = {
@@ -50,7 +62,7 @@ const testVerifier: TokenVerifier = {
 
 const gateway: ServiceDefinition = {
   service: 'mcp-gateway',
-  module: McpGatewayModule.register({ tools: [pingTool, peersTool] as ToolDef[], verifiers: () => [testVerifier] }),
+  module: McpGatewayModule.register({ tools: [pingTool, peersTool, waitTool] as ToolDef[], verifiers: () => [testVerifier] }),
   entities: [],
   migrations: [],
   rawBodyPaths: ['/mcp'],
@@ -61,9 +73,14 @@ describe('MCP gateway over HTTP', () => {
   let db: TestDatabase;
   let stack: RunningStack;
   let mcpUrl: string;
+  let standIn: BusConnection;
+  /** The stand-in passport's waiting calls, and what lets them answer. */
+  const waiting = { arrived: 0, release: (): void => undefined, gate: Promise.resolve() };
 
   beforeAll(async () => {
     db = await createTestDatabase();
+    const prefix = uniqueName('gw');
+    const internalSecret = randomBytes(32).toString('base64');
     stack = await startStack({
       available: [gateway, audit],
       env: {
@@ -71,8 +88,8 @@ describe('MCP gateway over HTTP', () => {
         DATABASE_URL: db.url,
         NATS_URL: TEST_NATS_URL,
         REDIS_URL: TEST_REDIS_URL,
-        STACK_BUS_PREFIX: uniqueName('gw'),
-        STACK_INTERNAL_SECRET: randomBytes(32).toString('base64'),
+        STACK_BUS_PREFIX: prefix,
+        STACK_INTERNAL_SECRET: internalSecret,
         STACK_MASTER_KEYS: `k1:${randomBytes(32).toString('base64')}`,
         STACK_MCP_RATE_LIMIT: '40:0.5',
         PORT: '0',
@@ -81,9 +98,17 @@ describe('MCP gateway over HTTP', () => {
     });
     // The public URL is what clients use; point it at this process (config is read once at start).
     mcpUrl = `${stack.url}/mcp`;
+    standIn = await connectNatsBus({ servers: TEST_NATS_URL, prefix, internalSecret: Buffer.from(internalSecret, 'base64'), timeoutMs: 5000, instanceId: 'stand-in-passport' });
+    standIn.forService('passport').handle(SYSTEM_COMMANDS.passport.ping, async () => {
+      waiting.arrived++;
+      await waiting.gate;
+      return { service: 'passport' as const, instance: 'stand-in', pid: process.pid, at: new Date().toISOString() };
+    });
+    await standIn.flush();
   });
 
   afterAll(async () => {
+    await standIn?.close();
     await stack?.stop();
     await db?.drop();
   });
@@ -210,4 +235,78 @@ describe('MCP gateway over HTTP', () => {
     expect(statuses).toContain(429);
     expect(Number(retryAfter)).toBeGreaterThanOrEqual(1);
   });
+
+  it('counts a refused step-up against the rate limit, so refusals cannot flood the audit log', async () => {
+    const statuses: number[] = [];
+    for (let i = 0; i < 45; i++) {
+      const res = await post({ jsonrpc: '2.0', id: i, method: 'tools/call', params: { name: 'stack_test_peers', arguments: {} } }, { authorization: 'Bearer test|mem_stepup|stack:audit' });
+      statuses.push(res.status);
+      await res.arrayBuffer();
+    }
+    // Each 403 writes an audit entry; past the bucket the caller gets 429 and nothing is written.
+    expect(statuses.slice(0, 40).every((s) => s === 403)).toBe(true);
+    expect(statuses.slice(40)).toEqual([429, 429, 429, 429, 429]);
+  });
+
+  /** Settles with the response's status, or 'held' when none came within `ms`. */
+  const statusWithin = async (res: Promise<Response>, ms: number) => {
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      return await Promise.race([res.then((r) => r.status), new Promise<'held'>((resolve) => (timer = setTimeout(() => resolve('held'), ms)))]);
+    } finally {
+      clearTimeout(timer);
+    }
+  };
+  /** A 429 for what is in flight (not the token bucket's). */
+  const refusedInFlight = async (res: Response) => res.status === 429 && res.headers.get('retry-after') === '1' && /in flight/.test(((await res.json()) as { error: { message: string } }).error.message);
+
+  it('bounds the request bytes a member holds in flight, and frees them as calls are answered', async () => {
+    waiting.arrived = 0;
+    waiting.gate = new Promise<void>((resolve) => (waiting.release = resolve));
+    const call = (member: string) => post(large, { authorization: `Bearer test|${member}|stack:dropoffs` });
+    // About 850 KB of arguments (under the bus's 900 KB), held by a long-running tool until released.
+    const large = JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'stack_test_wait', arguments: { from: 'x'.repeat(850_000) } } });
+    const fit = Math.floor(MCP_IN_FLIGHT_BYTES / Buffer.byteLength(large));
+    const held = Array.from({ length: fit }, () => call('mem_busy'));
+    try {
+      await waitFor(() => waiting.arrived === fit);
+      const over = call('mem_busy');
+      expect(await statusWithin(over, 2000)).toBe(429);
+      expect(await refusedInFlight(await over)).toBe(true);
+      // Another member is counted on their own.
+      const other = call('mem_other');
+      await waitFor(() => waiting.arrived === fit + 1);
+      waiting.release();
+      expect(await Promise.all([...held, other].map((p) => p.then((r) => r.status)))).toEqual(Array(fit + 1).fill(200));
+      expect(await statusWithin(call('mem_busy'), 5000)).toBe(200);
+    } finally {
+      waiting.release();
+    }
+  });
+
+  it('counts a body still being uploaded as in flight, and frees it when the upload is abandoned', async () => {
+    // Each declares the 1 MB cap and sends a little of it: together they fill the budget.
+    const uploads = Array.from({ length: MCP_IN_FLIGHT_BYTES / (1024 * 1024) }, () => {
+      const req = request(mcpUrl, { method: 'POST', headers: { 'content-type': 'application/json', authorization: 'Bearer test|mem_upload|stack:audit', 'content-length': String(1024 * 1024) } });
+      req.on('error', () => undefined);
+      req.write('{"jsonrpc":"2.0","id":1,"method":"ping","params":{"pad":"');
+      return req;
+    });
+    const ping = () => post({ jsonrpc: '2.0', id: 1, method: 'ping' }, { authorization: 'Bearer test|mem_upload|stack:audit' });
+    try {
+      await waitFor(async () => refusedInFlight(await ping()));
+    } finally {
+      for (const u of uploads) u.destroy();
+    }
+    await waitFor(async () => (await ping()).status === 200);
+  });
 });
+
+/** Polls until `check` holds (10 s at most). */
+async function waitFor(check: () => boolean | Promise<boolean>): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error('condition not met within 10 s');
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}

@@ -2,7 +2,8 @@
  * The HTTP side of /mcp (Streamable HTTP, revisions 2025-06-18 and 2025-11-25): everything that
  * is decided before any JSON-RPC dispatch — Origin and Host (DNS-rebinding protection),
  * MCP-Protocol-Version, body size and JSON, the bearer token (401 with the protected-resource
- * challenge), the scope a tools/call needs (403 insufficient_scope, a step-up), rate limits.
+ * challenge), rate limits and what a caller may have in flight, the scope a tools/call needs
+ * (403 insufficient_scope, a step-up).
  */
 import type { IncomingMessage } from 'node:http';
 
@@ -105,6 +106,55 @@ export async function readBody(req: IncomingMessage, limit = MAX_MCP_BODY_BYTES)
     if (err instanceof StackError && err.code === 'PAYLOAD_TOO_LARGE') return undefined;
     throw err;
   }
+}
+
+/**
+ * What one member's (and one agent's) requests may hold on a replica at once, in request bytes.
+ * The token bucket counts requests as they start, not how long they stay: a long-running tool
+ * holds its request for up to a minute, and 850 KB of tiny JSON values parses to ~19 MB, so the
+ * bucket alone let one caller hold gigabytes (~80 MB at most now). Each request counts its
+ * declared Content-Length (the 1 MB cap when it declares none), at least 32 KB: at most 4 of the
+ * largest at once, or 128 small ones.
+ */
+export const MCP_IN_FLIGHT_BYTES = 4 * 1024 * 1024;
+const MIN_REQUEST_WEIGHT = 32 * 1024;
+
+/** What a request counts against the in-flight budget, known before its body is read. */
+export function requestWeight(req: IncomingMessage): number {
+  const declared = Number(req.headers['content-length'] ?? MAX_MCP_BODY_BYTES);
+  return Math.min(MAX_MCP_BODY_BYTES, Math.max(MIN_REQUEST_WEIGHT, Number.isFinite(declared) ? declared : MAX_MCP_BODY_BYTES));
+}
+
+/** The request bytes in flight per rate key on this replica (memory is per replica, so is the budget). */
+export class InFlightBudget {
+  private readonly held = new Map<string, number>();
+
+  constructor(private readonly budget = MCP_IN_FLIGHT_BYTES) {}
+
+  /** Reserves `bytes` under every key and returns its release, or undefined (nothing reserved) when a key would go over. */
+  take(keys: readonly string[], bytes: number): (() => void) | undefined {
+    for (const k of keys) if ((this.held.get(k) ?? 0) + bytes > this.budget) return undefined;
+    for (const k of keys) this.held.set(k, (this.held.get(k) ?? 0) + bytes);
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      for (const k of keys) {
+        const left = (this.held.get(k) ?? 0) - bytes;
+        if (left > 0) this.held.set(k, left);
+        else this.held.delete(k);
+      }
+    };
+  }
+}
+
+/** A 429 like the rate limit's: the caller has too much in flight here. */
+export function tooMuchInFlight(): HttpRefusal {
+  return {
+    status: 429,
+    headers: { 'Retry-After': '1' },
+    body: { error: { code: 'RATE_LIMITED', message: 'too many requests in flight; retry when one has been answered', details: { retry_after_s: 1 } } },
+  };
 }
 
 /** How deep a JSON-RPC message may nest: deeper ones are refused before anything walks them recursively. */

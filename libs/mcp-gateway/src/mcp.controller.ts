@@ -10,7 +10,7 @@ import type { Request, Response } from 'express';
 import { StackError } from '@stack/contracts';
 import { bearerOf, serviceKitToken, type ServiceKit } from '@stack/runtime';
 
-import { MAX_MCP_JSON_DEPTH, checkOriginAndHost, checkProtocolVersion, insufficientScope, nestsDeeperThan, readBody, unauthorized, type HttpRefusal } from './mcp-http';
+import { InFlightBudget, MAX_MCP_JSON_DEPTH, checkOriginAndHost, checkProtocolVersion, insufficientScope, nestsDeeperThan, readBody, requestWeight, tooMuchInFlight, unauthorized, type HttpRefusal } from './mcp-http';
 import { JSONRPCMessageSchema, RpcErrorCode, rpcError } from './mcp-protocol';
 import { McpService } from './mcp.service';
 import { TOKEN_VERIFIERS, type Principal, type TokenVerifier } from './principal';
@@ -23,6 +23,8 @@ function send(res: Response, r: HttpRefusal): void {
 @ApiExcludeController()
 @Controller('mcp')
 export class McpController {
+  private readonly inFlight = new InFlightBudget();
+
   constructor(
     private readonly mcp: McpService,
     @Inject(serviceKitToken('mcp-gateway')) private readonly kit: ServiceKit,
@@ -52,6 +54,21 @@ export class McpController {
       return send(res, unauthorized(config, new StackError('SERVICE_UNAVAILABLE', 'cannot check the access token right now')));
     }
 
+    // Counted before the body is read: a refused step-up writes an audit entry, and an upload
+    // still arriving holds memory too.
+    const limited = await this.rateLimit(principal);
+    if (limited) return send(res, limited);
+    const release = this.inFlight.take(principal.rateKeys, requestWeight(req));
+    if (!release) return send(res, tooMuchInFlight());
+    try {
+      await this.answer(req, res, principal);
+    } finally {
+      release();
+    }
+  }
+
+  private async answer(req: Request, res: Response, principal: Principal): Promise<void> {
+    const config = this.kit.config;
     const body = await readBody(req);
     if (!body) return send(res, { status: 413, body: rpcError(null, RpcErrorCode.InvalidRequest, 'request body is larger than 1 MB') });
     const contentType = String(req.headers['content-type'] ?? '');
@@ -77,9 +94,6 @@ export class McpController {
         return send(res, insufficientScope(config, tool.scope, tool.name));
       }
     }
-
-    const limited = await this.rateLimit(principal);
-    if (limited) return send(res, limited);
 
     const answer = await this.mcp.handle(message, principal);
     if (answer === null) {
