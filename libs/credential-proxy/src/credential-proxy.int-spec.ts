@@ -441,6 +441,25 @@ describe('credential proxy over HTTP (real servers, fake upstreams on loopback)'
       expect(res.body.error?.code).toBe('PASSPORT_REVOKED');
     });
 
+    it("a member's own call in flight is cut by revoking the member or their app, never by revoking all passports", async () => {
+      const caller: CallerContext = { ...member(OP), member_id: 'mem_inflight', client_id: 'cli_inflight' };
+      const revoke = (kind: 'operator' | 'member' | 'client', value: string) => inFlight.abortMatching({ id: `rev_${kind}`, kind, value, operator_id: OP, revoked_at_ms: Date.now(), expires_at_ms: Date.now() + 60_000 });
+      const slow = () => proxy(A, { service: ghConn, method: 'GET', path: '/slow', query: { ms: 300 } }, caller);
+      const waitInFlight = async () => {
+        for (let i = 0; i < 100 && inFlight.size === 0; i++) await new Promise((r) => setTimeout(r, 5));
+      };
+      const kept = slow();
+      await waitInFlight();
+      expect(revoke('operator', OP)).toBe(0);
+      expect((await kept).body.status).toBe(200);
+      for (const [kind, value] of [['member', 'mem_inflight'], ['client', 'cli_inflight']] as const) {
+        const cut = slow();
+        await waitInFlight();
+        expect(revoke(kind, value)).toBe(1);
+        expect((await cut).status).toBe(401);
+      }
+    });
+
     it('over the bus (the MCP gateway’s path) the signed caller context is the caller; an agent needs its passport', async () => {
       const gateway = A.bus.forService('mcp-gateway');
       const ok = await gateway.request(CredentialProxyCommands.proxyRequest, { service: ghConn, method: 'GET', path: '/user' }, { caller: member(OP) });

@@ -86,7 +86,12 @@ export class ProxyPipeline {
     if (!caller.scopes.includes('stack:services') && !caller.scopes.includes('stack:admin')) {
       throw new StackError('FORBIDDEN', 'the caller was not granted the stack:services scope', { required_scopes: ['stack:services'] });
     }
-    return { caller, operatorId: caller.operator_id, subject: { operator_id: caller.operator_id, member_id: caller.member_id, issued_at_ms: 0 } as CredentialSubject };
+    // What a revocation of this member's own credentials names: the member, or the app (OAuth
+    // client) they call through. Not the operator: "revoke all passports" ends agents' passports,
+    // not members' own calls (as the token checks leave the operator out).
+    const subject: CredentialSubject = { member_id: caller.member_id, issued_at_ms: 0 };
+    if (caller.client_id) subject.client_id = caller.client_id;
+    return { caller, operatorId: caller.operator_id, subject };
   }
 
   /** The connection named by `service` (a connection id, or a catalog id with exactly one usable connection) among the operator's. */
