@@ -10,7 +10,9 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 
 import { connectNatsBus, type BusConnection } from '@stack/bus';
-import { SYSTEM_COMMANDS, StackError, defineTool, type ToolDef } from '@stack/contracts';
+import { Type } from '@sinclair/typebox';
+
+import { SYSTEM_COMMANDS, StackError, defineCommand, defineTool, type ToolDef } from '@stack/contracts';
 import { startStack, type RunningStack, type ServiceDefinition } from '@stack/runtime';
 import { TEST_NATS_URL, TEST_REDIS_URL, createTestDatabase, uniqueName, type TestDatabase } from '@stack/testing';
 
@@ -45,6 +47,21 @@ const waitTool = defineTool({
   longRunning: true,
 });
 
+/** A tool that takes something away, as stack_collect does: its wait is done first by a read-only peek. */
+const boxRequest = Type.Object({ box: Type.String(), wait_seconds: Type.Optional(Type.Integer({ minimum: 0, maximum: 60 })) });
+const peekCommand = defineCommand({ service: 'passport', name: 'test_peek', description: 'Test: waits for the box to fill, takes nothing.', request: boxRequest, response: Type.Object({ ready: Type.Boolean() }) });
+const takeCommand = defineCommand({ service: 'passport', name: 'test_take', description: 'Test: takes what is in the box.', request: boxRequest, response: Type.Object({ taken: Type.String() }) });
+const takeTool = defineTool({
+  name: 'stack_test_take',
+  title: 'Take',
+  description: 'Test tool: takes the box, waiting for it first.',
+  scope: 'stack:dropoffs',
+  annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: false, openWorldHint: false },
+  command: takeCommand,
+  waitFirst: { command: peekCommand, arg: 'wait_seconds' },
+  longRunning: true,
+});
+
 /** `test|<member>|<scope,scope>`; `expired` fails as an expired token would. */
 const testVerifier: TokenVerifier = {
   name: 'test',
@@ -62,7 +79,7 @@ const testVerifier: TokenVerifier = {
 
 const gateway: ServiceDefinition = {
   service: 'mcp-gateway',
-  module: McpGatewayModule.register({ tools: [pingTool, peersTool, waitTool] as ToolDef[], verifiers: () => [testVerifier] }),
+  module: McpGatewayModule.register({ tools: [pingTool, peersTool, waitTool, takeTool] as ToolDef[], verifiers: () => [testVerifier] }),
   entities: [],
   migrations: [],
   rawBodyPaths: ['/mcp'],
@@ -76,6 +93,8 @@ describe('MCP gateway over HTTP', () => {
   let standIn: BusConnection;
   /** The stand-in passport's waiting calls, and what lets them answer. */
   const waiting = { arrived: 0, release: (): void => undefined, gate: Promise.resolve() };
+  /** The stand-in's box: peeks wait at the gate; takes are recorded. */
+  const box = { peeks: 0, takes: [] as unknown[], release: (): void => undefined, gate: Promise.resolve() };
 
   beforeAll(async () => {
     db = await createTestDatabase();
@@ -103,6 +122,15 @@ describe('MCP gateway over HTTP', () => {
       waiting.arrived++;
       await waiting.gate;
       return { service: 'passport' as const, instance: 'stand-in', pid: process.pid, at: new Date().toISOString() };
+    });
+    standIn.forService('passport').handle(peekCommand, async () => {
+      box.peeks++;
+      await box.gate;
+      return { ready: true };
+    });
+    standIn.forService('passport').handle(takeCommand, async (payload) => {
+      box.takes.push(payload);
+      return { taken: payload.box };
     });
     await standIn.flush();
   });
@@ -282,6 +310,78 @@ describe('MCP gateway over HTTP', () => {
     } finally {
       waiting.release();
     }
+  });
+
+  describe('a tool that takes something away (as stack_collect takes a payload)', () => {
+    const takeCall = (id: number, wait: number) => ({ jsonrpc: '2.0', id, method: 'tools/call', params: { name: 'stack_test_take', arguments: { box: `box-${id}`, wait_seconds: wait } } });
+    const auth = { authorization: 'Bearer test|mem_taker|stack:dropoffs' };
+    const hold = () => {
+      box.peeks = 0;
+      box.gate = new Promise<void>((resolve) => (box.release = resolve));
+    };
+
+    it('waits first with the read-only command, then takes without waiting', async () => {
+      box.gate = Promise.resolve();
+      box.peeks = 0;
+      const before = box.takes.length;
+      const res = await post(takeCall(1, 5), auth);
+      expect(res.status).toBe(200);
+      expect(((await res.json()) as { result: { structuredContent: unknown } }).result.structuredContent).toEqual({ taken: 'box-1' });
+      expect(box.peeks).toBe(1);
+      expect(box.takes.slice(before)).toEqual([{ box: 'box-1' }]);
+      // Without a wait there is nothing to do first.
+      expect((await post(takeCall(2, 0), auth)).status).toBe(200);
+      expect(box.peeks).toBe(1);
+      expect(box.takes.slice(before)).toEqual([{ box: 'box-1' }, { box: 'box-2', wait_seconds: 0 }]);
+    });
+
+    it('takes nothing when the client cancels during the wait (notifications/cancelled, on any replica)', async () => {
+      hold();
+      const before = box.takes.length;
+      const pending = post(takeCall(77, 30), auth);
+      try {
+        await waitFor(() => box.peeks === 1);
+        expect((await post({ jsonrpc: '2.0', method: 'notifications/cancelled', params: { requestId: 77, reason: 'user pressed Esc' } }, auth)).status).toBe(202);
+      } finally {
+        box.release();
+      }
+      const answer = (await (await pending).json()) as { result: { isError?: boolean; content: { text: string }[] } };
+      expect(answer.result.isError).toBe(true);
+      expect(answer.result.content[0]!.text).toContain('cancelled');
+      expect(box.takes.length).toBe(before);
+      // Another member's cancellation of the same request id cancels nothing of this one.
+      hold();
+      const other = post(takeCall(78, 30), auth);
+      try {
+        await waitFor(() => box.peeks === 1);
+        await post({ jsonrpc: '2.0', method: 'notifications/cancelled', params: { requestId: 78 } }, { authorization: 'Bearer test|mem_other_taker|stack:dropoffs' });
+      } finally {
+        box.release();
+      }
+      expect((await other).status).toBe(200);
+      expect(box.takes.slice(before)).toEqual([{ box: 'box-78' }]);
+    });
+
+    it('takes nothing when the client goes away during the wait', async () => {
+      hold();
+      const before = box.takes.length;
+      const body = JSON.stringify(takeCall(90, 30));
+      const req = request(mcpUrl, { method: 'POST', headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'content-length': String(Buffer.byteLength(body)), ...auth } });
+      req.on('error', () => undefined);
+      req.end(body);
+      try {
+        await waitFor(() => box.peeks === 1);
+        req.destroy();
+        // The gateway sees the connection close.
+        await new Promise((r) => setTimeout(r, 200));
+      } finally {
+        box.release();
+      }
+      // A call that went on would take within milliseconds of the release; a ping after it has been answered shows the gateway is past it.
+      await new Promise((r) => setTimeout(r, 300));
+      expect((await post({ jsonrpc: '2.0', id: 91, method: 'ping' }, auth)).status).toBe(200);
+      expect(box.takes.length).toBe(before);
+    });
   });
 
   it('counts a body still being uploaded as in flight, and frees it when the upload is abandoned', async () => {

@@ -95,7 +95,14 @@ export class McpController {
       }
     }
 
-    const answer = await this.mcp.handle(message, principal);
+    // The client is gone when the connection closes before the answer is written.
+    let gone = false;
+    const onClose = () => {
+      if (!res.writableFinished) gone = true;
+    };
+    res.once('close', onClose);
+    const answer = await this.mcp.handle(message, principal, { clientGone: () => gone || res.destroyed });
+    res.off('close', onClose);
     if (answer === null) {
       res.status(202).end();
       return;

@@ -35,6 +35,16 @@ const INSTRUCTIONS =
   'list what is connected, call it through the proxy, mint short-lived passports for other agents, and read the audit log. ' +
   'Errors come back as results with isError and a stable error code.';
 
+/** What the HTTP side knows of the request a message came in: whether its client has gone. */
+export interface RequestContext {
+  clientGone(): boolean;
+}
+
+const STILL_HERE: RequestContext = { clientGone: () => false };
+
+/** How long a cancellation is remembered: past the longest tool call. */
+const CANCELLATION_TTL_MS = 120_000;
+
 export interface ToolCallOutcome {
   tool: string;
   outcome: 'success' | 'failure' | 'denied';
@@ -60,7 +70,11 @@ export class McpService {
   }
 
   /** The answer to one message: a JSON-RPC response object, or null for notifications and responses. */
-  async handle(message: JSONRPCMessage, principal: Principal): Promise<Record<string, unknown> | null> {
+  async handle(message: JSONRPCMessage, principal: Principal, request: RequestContext = STILL_HERE): Promise<Record<string, unknown> | null> {
+    if ('method' in message && message.method === 'notifications/cancelled') {
+      await this.rememberCancelled(principal, (message as { params?: { requestId?: unknown } }).params?.requestId);
+      return null;
+    }
     if (!('method' in message) || !('id' in message)) return null; // notifications and client responses need no answer
     const id = message.id as RpcId;
     switch (message.method) {
@@ -86,7 +100,7 @@ export class McpService {
         const { name, arguments: args } = parsed.data.params;
         const tool = this.byName.get(name);
         if (!tool) return rpcError(id, RpcErrorCode.InvalidParams, `unknown tool: ${name}`);
-        return rpcResult(id, (await this.callTool(tool, args ?? {}, principal)) as unknown as Record<string, unknown>);
+        return rpcResult(id, (await this.callTool(tool, args ?? {}, principal, { id, request })) as unknown as Record<string, unknown>);
       }
       default:
         return rpcError(id, RpcErrorCode.MethodNotFound, `method not found: ${message.method}`);
@@ -104,7 +118,52 @@ export class McpService {
     return Math.max(c.busTimeoutMs, c.proxyTimeoutMs ?? 30_000, DROPOFF_LIMITS.maxWaitSeconds * 1000) + 5_000;
   }
 
-  private async callTool(tool: ToolDef, args: Record<string, unknown>, principal: Principal): Promise<CallToolResult> {
+  /**
+   * A client's `notifications/cancelled`: remembered (in the shared cache, as the call may be
+   * waiting on another replica) for the call it names, by this caller. Request ids are the
+   * client's own, so two clients of one member may share one: a cancellation then stops the other
+   * call's take too, which loses nothing (it can collect again).
+   */
+  private async rememberCancelled(principal: Principal, requestId: unknown): Promise<void> {
+    if (typeof requestId !== 'string' && typeof requestId !== 'number') return;
+    try {
+      await this.kit.cache.set(cancelKey(principal, requestId), '1', { ttlMs: CANCELLATION_TTL_MS });
+    } catch (err) {
+      this.kit.logger.warn({ err: (err as Error).message }, 'could not remember a cancelled tool call');
+    }
+  }
+
+  /** Whether the call's client went away or cancelled it. */
+  private async cancelled(principal: Principal, call: { id: RpcId | undefined; request: RequestContext }): Promise<boolean> {
+    if (call.request.clientGone()) return true;
+    if (typeof call.id !== 'string' && typeof call.id !== 'number') return false;
+    try {
+      return (await this.kit.cache.get(cancelKey(principal, call.id))) !== undefined;
+    } catch {
+      return false;
+    }
+  }
+
+  /**
+   * A tool that takes something away, asked to wait: the wait first, read-only; then, only if the
+   * client still waits, the call itself without the wait. Undefined: the client went or cancelled,
+   * and nothing was taken.
+   */
+  private async waitThenArgs(tool: ToolDef, args: Record<string, unknown>, principal: Principal, call: { id: RpcId | undefined; request: RequestContext }): Promise<Record<string, unknown> | undefined> {
+    const first = tool.waitFirst;
+    if (!first || typeof args[first.arg] !== 'number' || (args[first.arg] as number) <= 0) return args;
+    try {
+      await this.kit.bus.request(first.command, args, { caller: principal.caller, timeoutMs: this.longRunningTimeoutMs() });
+    } catch {
+      // Whatever the wait ran into, the call itself says it (without waiting again).
+    }
+    if (await this.cancelled(principal, call)) return undefined;
+    const rest = { ...args };
+    delete rest[first.arg];
+    return rest;
+  }
+
+  private async callTool(tool: ToolDef, args: Record<string, unknown>, principal: Principal, call: { id: RpcId | undefined; request: RequestContext } = { id: undefined, request: STILL_HERE }): Promise<CallToolResult> {
     const started = performance.now();
     let result: CallToolResult;
     let outcome: ToolCallOutcome['outcome'] = 'success';
@@ -112,8 +171,16 @@ export class McpService {
     try {
       if (!principal.caller.scopes.includes(tool.scope)) throw new StackError('OUT_OF_SCOPE', `${tool.name} needs the scope ${tool.scope}`);
       assertValid(tool.input, args, `arguments of ${tool.name}`);
-      const value = await this.kit.bus.request(tool.command, args, { caller: principal.caller, ...(tool.longRunning ? { timeoutMs: this.longRunningTimeoutMs() } : {}) });
-      result = toolResult(value);
+      const callArgs = await this.waitThenArgs(tool, args, principal, call);
+      if (!callArgs) {
+        // No one reads this answer; the audit entry says what happened.
+        outcome = 'failure';
+        errorCode = 'CANCELLED';
+        result = toolError(new StackError('INVALID_REQUEST', `${tool.name} was cancelled by the client while it waited: nothing was taken`));
+      } else {
+        const value = await this.kit.bus.request(tool.command, callArgs, { caller: principal.caller, ...(tool.longRunning ? { timeoutMs: this.longRunningTimeoutMs() } : {}) });
+        result = toolResult(value);
+      }
     } catch (err) {
       const e = err instanceof StackError ? err : new StackError('INTERNAL_ERROR', `${tool.name} failed`);
       if (!(err instanceof StackError)) this.kit.logger.error({ tool: tool.name, err: (err as Error).message }, 'tool call failed unexpectedly');
@@ -142,6 +209,11 @@ export class McpService {
       this.kit.logger.error({ tool: call.tool, err: (err as Error).message }, 'audit record of a tool call failed');
     }
   }
+}
+
+function cancelKey(principal: Principal, requestId: string | number): string {
+  const c = principal.caller;
+  return `mcp:cancelled:${c.operator_id ?? ''}:${c.member_id ?? ''}:${c.agent_id ?? ''}:${c.client_id ?? ''}:${typeof requestId}:${String(requestId).slice(0, 200)}`;
 }
 
 function toolResult(value: unknown): CallToolResult {

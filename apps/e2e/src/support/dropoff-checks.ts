@@ -115,6 +115,23 @@ export async function expectHandOffAcrossRuntimes(world: DropoffWorld, ag: Agent
   expect(toolError(await tool(ag, 'stack_collect', { dropoff_id: id }))?.code).toMatch(/FORBIDDEN|DROPOFF_ALREADY_COLLECTED/);
   // Nothing A saw through MCP carries what it did not send.
   expect(ag.answers.filter((a) => a.includes(secret))).toHaveLength(0);
+
+  // B collects over MCP, waiting for a deposit that comes later: the gateway waits first (read-only)
+  // and takes only once the deposit is there and B still waits.
+  const later = await tool(ag, 'stack_create_dropoff', { to_agent: ag.b.id, schema, ttl_seconds: 600 });
+  const laterId = later.structuredContent!.id as string;
+  const mcpB = new Client({ name: 'dropoff-e2e-agent-b', version: '1.0.0' });
+  await mcpB.connect(new StreamableHTTPClientTransport(new URL(`${world.publicUrl}/mcp`), { requestInit: { headers: { Authorization: `Bearer ${ag.b.token}` } } }));
+  try {
+    const collecting = mcpB.callTool({ name: 'stack_collect', arguments: { dropoff_id: laterId, wait_seconds: 20 } }) as Promise<ToolAnswer>;
+    await new Promise((r) => setTimeout(r, 300));
+    expect((await tool(ag, 'stack_deposit', { dropoff_id: laterId, payload: { ticket: 'OPS-43', priority: 'low' } })).isError).toBeFalsy();
+    const got = await collecting;
+    expect(got.isError).toBeFalsy();
+    expect(got.structuredContent).toMatchObject({ dropoff_id: laterId, payload: { ticket: 'OPS-43', priority: 'low' }, collected_by: ag.b.id });
+  } finally {
+    await mcpB.close();
+  }
 }
 
 /** Ten collectors at once over HTTP (two recipient agents): exactly one gets it. */

@@ -189,6 +189,7 @@ export const DROPOFF_TOOLS: ToolDef[] = [
     scope: 'stack:dropoffs',
     annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: false, openWorldHint: false },
     command: DROPOFF_COMMANDS.collect,
+    waitFirst: { command: DROPOFF_COMMANDS.get, arg: 'wait_seconds' },
     longRunning: true,
   }),
 ];

@@ -34,6 +34,13 @@ export interface ToolDef<I extends TSchema = TSchema, O extends TSchema = TSchem
    * longest such deadline instead.
    */
   readonly longRunning?: boolean;
+  /**
+   * The call takes something away (`stack_collect` takes the payload and destroys it): the wait
+   * its argument `arg` asks for is done first with `command` (read-only, the same arguments), and
+   * the call itself is then made without the wait — only if the client still waits for the
+   * answer. A client that went away or cancelled during the wait loses nothing.
+   */
+  readonly waitFirst?: { readonly command: CommandDef; readonly arg: string };
 }
 
 export type ToolInput<T extends ToolDef> = Static<T['input']>;
