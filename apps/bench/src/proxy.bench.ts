@@ -245,6 +245,10 @@ export const proxyBenchmark: Benchmark = {
       // they were quiet again), thread by thread: what a call costs, steadier than the rate.
       const cpu = new Map<string, { calls: number; threads: Map<string, number> }>();
       const serverCpu = new Map<string, { calls: number; seconds: Map<string, number> }>();
+      // The fixed work beside each variant: the upstream's CPU and this load generator's, a call.
+      // This virtual machine's speed itself varies between runs (by half, measured): a variant's
+      // CPU a call divided by the upstream's compares across runs where the raw figures do not.
+      const reference = new Map<string, { calls: number; upstream: number; generator: number }>();
       // The shared servers the distributed shape makes work (when they run on this machine), looked
       // up at each snapshot: a Postgres backend may start during a run (its CPU then all counts).
       const serverSnapshot = () => new Map(processesNamed(['nats-server', 'postgres', 'redis-server']).map(({ pid, name }) => [`${name}/${pid}`, cpuSeconds(pid) ?? 0] as const));
@@ -252,8 +256,14 @@ export const proxyBenchmark: Benchmark = {
       const measure = async (mode: (typeof modes)[number], v: (typeof variants)[number]): Promise<RunResult> => {
         let before: Map<string, number> | undefined;
         let serversBefore: Map<string, number> | undefined;
+        let upstreamBefore: number | undefined;
+        let generatorBefore: NodeJS.CpuUsage | undefined;
         const { run, drainMs } = await gate.run(
           () => {
+            if (mode.countDrain) {
+              upstreamBefore = cpuSeconds(upstream.child.pid!);
+              generatorBefore = process.cpuUsage();
+            }
             if (mode.countDrain) before = snapshot(v.pids);
             if (mode.countDrain && v.servers) serversBefore = serverSnapshot();
             return mode.run(v.call);
@@ -261,6 +271,15 @@ export const proxyBenchmark: Benchmark = {
           mode.countDrain ? v.pids : undefined,
         );
         if (drainMs !== undefined) drains.set(v.label, [...(drains.get(v.label) ?? []), drainMs]);
+        const upstreamAfter = upstreamBefore === undefined ? undefined : cpuSeconds(upstream.child.pid!);
+        if (generatorBefore && upstreamBefore !== undefined && upstreamAfter !== undefined) {
+          const used = process.cpuUsage(generatorBefore);
+          const acc = reference.get(v.label) ?? { calls: 0, upstream: 0, generator: 0 };
+          acc.calls += run.samplesNs.length;
+          acc.upstream += upstreamAfter - upstreamBefore;
+          acc.generator += (used.user + used.system) / 1e6;
+          reference.set(v.label, acc);
+        }
         if (before && v.pids.length) {
           const acc = cpu.get(v.label) ?? { calls: 0, threads: new Map<string, number>() };
           for (const [thread, sec] of snapshot(v.pids)) acc.threads.set(thread, (acc.threads.get(thread) ?? 0) + sec - (before.get(thread) ?? 0));
@@ -335,6 +354,17 @@ export const proxyBenchmark: Benchmark = {
         const others = [...acc.threads].filter(([t]) => t !== `${v.pids[0]}/${v.pids[0]}`).map(([, sec]) => sec).sort((a, b) => b - a);
         const busiest = others[0] ?? 0;
         out.line(`  ${v.label}: ${us(total)} — main thread ${us(main)}, busiest other thread ${us(busiest)}${v.busiest ? ` (${v.busiest})` : ''}, the rest ${us(total - main - busiest)}`);
+      }
+      out.line();
+      out.line('The fixed work beside each variant at saturation, a call: the upstream and this load generator; then the variant’s own CPU a call in upstream calls (steadier across runs than microseconds, as the machine’s speed varies):');
+      for (const v of variants) {
+        const ref = reference.get(v.label);
+        if (!ref || ref.calls === 0) continue;
+        const upstreamUs = (ref.upstream * 1e6) / ref.calls;
+        const acc = cpu.get(v.label);
+        const ownUs = acc && acc.calls > 0 ? ([...acc.threads.values()].reduce((a, b) => a + b, 0) * 1e6) / acc.calls : undefined;
+        const inUpstreamCalls = ownUs !== undefined && upstreamUs > 0 ? `; its own ${formatRatio(ownUs / upstreamUs)} upstream calls` : '';
+        out.line(`  ${v.label}: upstream ${formatUs(upstreamUs)} µs, load generator ${formatUs((ref.generator * 1e6) / ref.calls)} µs${inUpstreamCalls}`);
       }
       const oneRate = results.get(`${modes[0]!.label}|stack /v1/proxy, one process`)!;
       const oneSat = results.get(`${modes[1]!.label}|stack /v1/proxy, one process`)!;
