@@ -295,6 +295,32 @@ describe('NATS bus publishing', () => {
     }
   });
 
+  it('only adds subjects to a stream: an older version starting again keeps what a newer one added, and gets back what it lacks', async () => {
+    const prefix = `t${randomBytes(5).toString('hex')}`;
+    const conn = await connectTracked({ servers: TEST_NATS_URL, prefix, internalSecret: randomBytes(32), timeoutMs: 2000, instanceId: 'test' });
+    try {
+      await conn.ensureStreams();
+      const nc = await connect({ servers: TEST_NATS_URL });
+      try {
+        const jsm = await nc.jetstreamManager();
+        const name = streamName(prefix, 'EVENTS');
+        const info = await jsm.streams.info(name);
+        const ours = info.config.subjects ?? [];
+        // A newer version added a subject; this one's is dropped, as if an old release had written the stream.
+        const newer = `${prefix}.v2.events.newer`;
+        await jsm.streams.update(name, { ...info.config, subjects: [...ours.slice(1), newer] });
+        await conn.ensureStreams();
+        const after = (await jsm.streams.info(name)).config.subjects ?? [];
+        expect(after).toContain(newer);
+        expect(after).toEqual(expect.arrayContaining(ours));
+      } finally {
+        await nc.close();
+      }
+    } finally {
+      await conn.close();
+    }
+  });
+
   it('refuses a publish after the connection closed, as SERVICE_UNAVAILABLE, whether or not it published before', async () => {
     for (const publishedBefore of [false, true]) {
       const conn = await connectTracked({ servers: TEST_NATS_URL, prefix: `t${randomBytes(5).toString('hex')}`, internalSecret: randomBytes(32), timeoutMs: 2000, instanceId: 'test' });

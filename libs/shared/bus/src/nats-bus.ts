@@ -298,8 +298,12 @@ class NatsBusConnection implements BusConnection {
       try {
         if (!info) {
           await jsm.streams.add(config);
-        } else if ([...(info.config.subjects ?? [])].sort().join(',') !== [...plan.subjects].sort().join(',')) {
-          await jsm.streams.update(plan.name, { ...info.config, subjects: plan.subjects });
+        } else {
+          // Subjects are only ever added: during a rolling upgrade an older replica starting again
+          // must not take away what a newer one added (its events would then find no stream).
+          const have = info.config.subjects ?? [];
+          const missing = plan.subjects.filter((subject) => !have.includes(subject));
+          if (missing.length) await jsm.streams.update(plan.name, { ...info.config, subjects: [...have, ...missing] });
         }
       } catch (err) {
         // Another replica created it between our info and add: that is the state we wanted.
