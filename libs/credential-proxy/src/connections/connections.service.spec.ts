@@ -2,56 +2,22 @@ import { randomBytes } from 'node:crypto';
 
 import type { Cache } from '@stack/cache';
 import type { CallerContext } from '@stack/contracts';
-import { createLogger, REDACTED, SecretRedactor, MemoryLogDestination } from '@stack/observability';
+import { REDACTED } from '@stack/observability';
 
 import type { Catalog } from '../catalog/catalog';
-import type { CatalogEntry } from '../catalog/catalog.types';
 import type { ProxyPipeline } from '../proxy/proxy-pipeline';
-import { CredentialVault } from '../vault/credential-vault';
+import { MemoryConnectionRepo, testGithubEntry, vaultWithMemoryLog } from '../testing/memory-connections';
 import type { ConnectionDirectory } from './connection-directory';
-import type { ConnectionRepository, ConnectionRow } from './connection.repository';
+import type { ConnectionRepository } from './connection.repository';
 import { ConnectionsService } from './connections.service';
 
-const ENTRY: CatalogEntry = {
-  service_id: 'github',
-  name: 'GitHub',
-  base_url: 'https://api.github.test',
-  auth: { type: 'bearer' },
-  allowed_hosts: ['api.github.test'],
-  scopes: ['read', 'write'],
-  scope_rules: [],
-  credential_kinds: ['token'],
-  builtin: true,
-};
-
-/** The connection table in memory: what create and disconnect call. */
-class MemoryRepo {
-  readonly rows = new Map<string, ConnectionRow>();
-  async findByName(op: string, serviceId: string, name: string): Promise<ConnectionRow | undefined> {
-    return [...this.rows.values()].find((r) => r.operator_id === op && r.service_id === serviceId && r.name === name);
-  }
-  async insert(c: Omit<ConnectionRow, 'created_at' | 'updated_at' | 'verified_at'>): Promise<ConnectionRow> {
-    const row: ConnectionRow = { ...c, created_at: new Date(), updated_at: new Date(), verified_at: null };
-    this.rows.set(c.id, row);
-    return row;
-  }
-  async find(op: string, id: string): Promise<ConnectionRow | undefined> {
-    const row = this.rows.get(id);
-    return row?.operator_id === op ? row : undefined;
-  }
-  async delete(op: string, id: string): Promise<boolean> {
-    return (await this.find(op, id)) !== undefined && this.rows.delete(id);
-  }
-}
+const ENTRY = testGithubEntry();
 
 const member: CallerContext = { issuer: 'auth', kind: 'member', operator_id: 'op_a', member_id: 'mem_a', scopes: ['stack:services'] };
 
 function setup() {
-  const out = new MemoryLogDestination();
-  const redactor = new SecretRedactor();
-  const logger = createLogger({ level: 'info', service: 'credential-proxy', instance: 'node-1', destination: out, redactor });
-  const vault = CredentialVault.fromMasterKeys(`k1:${randomBytes(32).toString('base64')}`, logger);
-  const repo = new MemoryRepo();
+  const { out, redactor, logger, vault } = vaultWithMemoryLog();
+  const repo = new MemoryConnectionRepo();
   const service = new ConnectionsService({
     repo: repo as unknown as ConnectionRepository,
     directory: {} as Pick<ConnectionDirectory, 'rows'>,

@@ -1,50 +1,17 @@
 import { randomBytes } from 'node:crypto';
 
 import { MemoryCache, MemoryStore } from '@stack/cache';
-import { createLogger, REDACTED, SecretRedactor, MemoryLogDestination } from '@stack/observability';
+import { REDACTED } from '@stack/observability';
 
-import type { CatalogEntry } from '../catalog/catalog.types';
-import type { ConnectionRepository, ConnectionRow } from '../connections/connection.repository';
-import { CredentialVault } from '../vault/credential-vault';
+import type { ConnectionRepository } from '../connections/connection.repository';
+import { MemoryConnectionRepo, testGithubEntry, vaultWithMemoryLog } from '../testing/memory-connections';
 import { grantedScopes, OAUTH_CONFIRM_PATH, readTokenAnswer, UpstreamOAuthManager } from './upstream-oauth';
 
-const ENTRY: CatalogEntry = {
-  service_id: 'github',
-  name: 'GitHub',
-  base_url: 'https://api.github.test',
-  auth: { type: 'bearer' },
-  allowed_hosts: ['api.github.test'],
-  scopes: ['read', 'write'],
-  scope_rules: [],
+const ENTRY = testGithubEntry({
   oauth: { authorize_url: 'https://github.test/login/oauth/authorize', token_url: 'https://github.test/login/oauth/access_token', default_scopes: ['repo', 'read:org'] },
   credential_kinds: ['oauth2'],
-  builtin: true,
-};
+});
 const findEntry = async (_op: string, id: string) => (id === ENTRY.service_id ? ENTRY : undefined);
-
-/** The connection table in memory: what the manager calls. */
-class MemoryRepo {
-  readonly rows = new Map<string, ConnectionRow>();
-  readonly statuses: string[] = [];
-  async insert(c: Omit<ConnectionRow, 'created_at' | 'updated_at' | 'verified_at'>): Promise<ConnectionRow> {
-    const row: ConnectionRow = { ...c, created_at: new Date(), updated_at: new Date(), verified_at: null };
-    this.rows.set(c.id, row);
-    return row;
-  }
-  async find(_op: string, id: string): Promise<ConnectionRow | undefined> {
-    return this.rows.get(id);
-  }
-  async setStatus(_op: string, id: string, status: ConnectionRow['status']): Promise<void> {
-    this.statuses.push(status);
-    this.rows.set(id, { ...this.rows.get(id)!, status });
-  }
-  async replaceSecret(_op: string, id: string, secret: ConnectionRow['secret'], expiresAt: Date | null, changes: { scopes?: readonly string[] } = {}): Promise<boolean> {
-    const row = this.rows.get(id);
-    if (!row) return false;
-    this.rows.set(id, { ...row, secret, key_id: secret.kid, expires_at: expiresAt, scopes: changes.scopes ? [...changes.scopes] : row.scopes });
-    return true;
-  }
-}
 
 /** The token endpoint answers `body` (any JSON text, `null` included) with `status`. */
 function tokenEndpoint(status: number, body: string): jest.SpyInstance {
@@ -52,11 +19,8 @@ function tokenEndpoint(status: number, body: string): jest.SpyInstance {
 }
 
 function setup() {
-  const repo = new MemoryRepo();
-  const out = new MemoryLogDestination();
-  const redactor = new SecretRedactor();
-  const logger = createLogger({ level: 'warn', service: 'credential-proxy', instance: 'node-1', destination: out, redactor });
-  const vault = CredentialVault.fromMasterKeys(`k1:${randomBytes(32).toString('base64')}`, logger);
+  const repo = new MemoryConnectionRepo();
+  const { out, redactor, logger, vault } = vaultWithMemoryLog('warn');
   let n = 0;
   const manager = new UpstreamOAuthManager({
     repo: repo as unknown as ConnectionRepository,

@@ -104,15 +104,13 @@ export function holds(constraint: Constraint, req: CanonicalRequest): boolean {
 export function enforceConstraints(constraints: readonly Constraint[], req: CanonicalRequest): void {
   let units = 0;
   for (const c of constraints) {
-    if (c.op !== 'matches' || typeof c.value !== 'string') continue;
-    const actual = valueAt(req, c.path);
-    if (typeof actual !== 'string' && typeof actual !== 'number' && typeof actual !== 'boolean') continue;
-    units += String(actual).length * re2CharCost(c.value);
-    // Refused unchecked, as a value the pattern would refuse: the constraint cannot be shown to hold.
-    if (units > MAX_MATCH_UNITS) throw new StackError('CONSTRAINT_VIOLATION', `the request breaks a constraint on ${c.path} (${c.op}): the value is too long to check against its pattern`, { path: c.path, op: c.op, reason: 'too_costly_to_check' });
-  }
-  for (const c of constraints) {
     if (unreadBody(c, req)) throw new StackError('CONSTRAINT_VIOLATION', `the request breaks a constraint on ${c.path} (${c.op}): body constraints apply to JSON bodies only`, { path: c.path, op: c.op, reason: 'body_not_json' });
+    if (c.op === 'matches' && typeof c.value === 'string') {
+      const actual = valueAt(req, c.path);
+      if (typeof actual === 'string' || typeof actual === 'number' || typeof actual === 'boolean') units += String(actual).length * re2CharCost(c.value);
+      // Refused unchecked, as a value the pattern would refuse: the constraint cannot be shown to hold.
+      if (units > MAX_MATCH_UNITS) throw new StackError('CONSTRAINT_VIOLATION', `the request breaks a constraint on ${c.path} (${c.op}): the value is too long to check against its pattern`, { path: c.path, op: c.op, reason: 'too_costly_to_check' });
+    }
     if (!holds(c, req)) throw new StackError('CONSTRAINT_VIOLATION', `the request breaks a constraint on ${c.path} (${c.op})`, { path: c.path, op: c.op });
   }
 }

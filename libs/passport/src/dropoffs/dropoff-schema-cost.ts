@@ -79,7 +79,8 @@ interface State {
 type Obj = Record<string, unknown>;
 const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
 const has = (o: Obj, k: string): boolean => Object.prototype.hasOwnProperty.call(o, k);
-const TEXT_KEYWORDS = ['pattern', 'format', 'minLength', 'maxLength', 'contentEncoding', 'contentMediaType'];
+/** Keywords whose work grows with a string's length at a flat rate (`pattern` is charged by its program: patternRate). */
+const TEXT_KEYWORDS = ['format', 'minLength', 'maxLength', 'contentEncoding', 'contentMediaType'];
 
 const leaf = (): PlanNode => ({ weight: 1, text: 0, keyText: 0, unique: 0, same: [], props: new Map(), anyKey: [], names: [], prefix: [], allItems: [] });
 
@@ -146,7 +147,7 @@ export function planSchema(schema: unknown): CostPlan {
     if (has(s, 'items')) n.items = plan(s.items);
     if (has(s, 'contains')) n.allItems.push(plan(s.contains));
     if (has(s, 'unevaluatedItems')) n.allItems.push(plan(s.unevaluatedItems));
-    n.text = TEXT_KEYWORDS.filter((kw) => has(s, kw) && kw !== 'pattern').length / CHARS_PER_UNIT + (typeof s.pattern === 'string' ? patternRate(s.pattern) : 0);
+    n.text = TEXT_KEYWORDS.filter((kw) => has(s, kw)).length / CHARS_PER_UNIT + (typeof s.pattern === 'string' ? patternRate(s.pattern) : 0);
     if (s.uniqueItems === true) n.unique = typeof s.maxItems === 'number' && s.maxItems <= MAX_UNIQUE_ITEMS && !scalarItems(s) ? 2 : 1;
   }
   return { root };
