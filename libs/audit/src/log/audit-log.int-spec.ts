@@ -6,15 +6,16 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-import { AuditVerifyCommand, MerkleLevels, StackError, entryLeafHash, verifyConsistency, verifyInclusion, type CallerContext } from '@stack/contracts';
+import { AuditVerifyCommand, MerkleLevels, StackError, entryLeafHash, formatCheckpoint, signNote, verifyConsistency, verifyInclusion, type CallerContext } from '@stack/contracts';
 import { TEST_NATS_URL, createTestDatabase, uniqueName, type TestDatabase } from '@stack/testing';
 
 import { serveAuditCommands } from '../api/audit-bus.handlers';
 import { auditCliCommand } from '../cli/audit-verify.command';
+import { AuditLogRepository } from '../store/audit-log.repository';
 import { startAuditTestKit, type AuditTestKit } from '../testing/audit-test-kit';
 import { verifyExportLines } from '@stack/contracts';
 
-import { AUDIT_TREE_BLOCK_BITS, finishEntry, readScope } from './audit-log.service';
+import { AUDIT_TREE_BLOCK_BITS, entryFromEvent, finishEntry, readScope } from './audit-log.service';
 
 const A = 'op_alpha';
 const B = 'op_beta';
@@ -138,6 +139,31 @@ describe('audit log (Postgres + NATS)', () => {
     });
   });
 
+  it('appends an event holding a NUL, a lone surrogate or a pair its cut would split, as well-formed strings (Postgres text refuses them)', async () => {
+    const OP = 'op_illformed';
+    const event = {
+      id: 'aud_illformed_1',
+      occurred_at: new Date().toISOString(),
+      operator_id: OP,
+      // 127 units, then a pair the 128-unit cut would split.
+      member_id: `${'m'.repeat(127)}😀`,
+      agent_id: 'agt_\u0000nul',
+      session_id: 'ses_\uD800lone',
+      layer: 'proxy' as const,
+      action: 'credential.proxy',
+      outcome: 'success' as const,
+      target: { path: '/x/\uDC00' },
+      trace_id: `${'t'.repeat(63)}😀`,
+    };
+    const appended = await t.log.repo.appendBatch([{ entry: entryFromEvent(event) }], finishEntry);
+    expect(appended).toHaveLength(1);
+    const [row] = (await t.dataSource.query(`SELECT entry, member_id, agent_id, session_id FROM audit.entries WHERE operator_id = $1`, [OP])) as { entry: string; member_id: string; agent_id: string; session_id: string }[];
+    const entry = JSON.parse(row!.entry) as Record<string, unknown>;
+    expect(row!.entry).not.toMatch(/\\u0000|\\ud[89a-f]/i);
+    expect(entry).toMatchObject({ member_id: 'm'.repeat(127), agent_id: 'agt_\uFFFDnul', session_id: 'ses_\uFFFDlone', target: { path: '/x/\uFFFD' }, trace_id: 't'.repeat(63) });
+    expect([row!.member_id, row!.agent_id, row!.session_id]).toEqual([entry.member_id, entry.agent_id, entry.session_id]);
+  });
+
   it('signs checkpoints in the C2SP format, writes the checkpoint event through the outbox, and proofs verify', async () => {
     const cp = await t.log.signNow(A);
     expect(cp.tree_size).toBe(90);
@@ -168,6 +194,51 @@ describe('audit log (Postgres + NATS)', () => {
     expect(mine.items.every((i) => i.entry.member_id === 'mem_1')).toBe(true);
     const denied = await t.log.list(scope, { outcome: 'denied', limit: 500 });
     expect(denied.items.every((i) => i.entry.outcome === 'denied')).toBe(true);
+  });
+
+  it('proves in a tree another replica grew while a load of it was under way (the load read the smaller size)', async () => {
+    const OP = 'op_sync';
+    const ref = { operatorId: OP, treeId: 1 };
+    const replica = new AuditLogRepository(t.dataSource);
+    const entry = (n: number) => ({ entry: { id: `aud_sync_${String(n).padStart(4, '0')}`, occurred_at: new Date().toISOString(), operator_id: OP, layer: 'proxy', action: 'credential.proxy', outcome: 'success' } as never });
+    await replica.appendBatch(Array.from({ length: 10 }, (_, n) => entry(n)), finishEntry);
+    const read = t.log.repo.leafHashes.bind(t.log.repo);
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    let reading = false;
+    const spy = jest.spyOn(t.log.repo, 'leafHashes').mockImplementation(async (r, from, to) => {
+      if (!reading) {
+        reading = true;
+        await gate;
+      }
+      return read(r, from, to);
+    });
+    try {
+      // A load of the tree at 10 leaves waits for its leaves; meanwhile the other replica appends 10 more.
+      const first = t.log.tree(ref);
+      await waitFor(async () => reading);
+      await replica.appendBatch(Array.from({ length: 10 }, (_, n) => entry(10 + n)), finishEntry);
+      const proof = t.log.inclusionProof(readScope(admin(OP)), { leaf_index: 15, tree_size: 20 });
+      await new Promise((r) => setTimeout(r, 300));
+      release();
+      expect((await first).size).toBeGreaterThanOrEqual(10);
+      const p = await proof;
+      const stored = (await t.dataSource.query(`SELECT leaf_hash FROM audit.entries WHERE operator_id = $1 ORDER BY leaf_index`, [OP])) as { leaf_hash: Buffer }[];
+      expect(verifyInclusion(stored[15]!.leaf_hash, 15, 20, p.hashes.map((h) => Buffer.from(h, 'base64')), MerkleLevels.fromLeaves(stored.map((r) => r.leaf_hash)).root())).toBe(true);
+    } finally {
+      release();
+      spy.mockRestore();
+    }
+  });
+
+  it('refuses a since or until Postgres cannot read (year 0, a six-digit year) as a bad request, not a failure of its own', async () => {
+    const scope = readScope(admin(A));
+    // Both valid RFC 3339 / what the REST controller's Date makes of `since=275760-09-13`.
+    for (const bad of ['0000-01-01T00:00:00.000Z', '+275760-09-13T00:00:00.000Z', '-000001-01-01T00:00:00.000Z']) {
+      await expect(t.log.list(scope, { since: bad })).rejects.toMatchObject({ code: 'INVALID_REQUEST' });
+      await expect(t.log.list(scope, { until: bad })).rejects.toMatchObject({ code: 'INVALID_REQUEST' });
+    }
+    expect((await t.log.list(scope, { since: '0001-01-01T00:00:00+00:00', until: '9999-12-31T23:59:59.999Z', limit: 500 })).items).toHaveLength(90);
   });
 
   it("never shows another operator's entries: absent from lists, 404 for proofs and verification", async () => {
@@ -258,6 +329,21 @@ describe('audit log (Postgres + NATS)', () => {
         );
       }
       expect(verifyExportLines(await exportLines(t, A)).ok).toBe(true);
+    });
+
+    it("a checkpoint's note swapped for one of another tree (same key, size and root)", async () => {
+      const victim = await at(5);
+      const cp = await t.log.latestCheckpoint(A, 1);
+      // What the same key signed for another origin (say a tree that a retention period closed) over the same leaves.
+      const foreign = signNote(formatCheckpoint({ origin: `${cp.origin.slice(0, -2)}/7`, treeSize: cp.tree_size, rootHash: Buffer.from(cp.root_hash, 'base64') }), t.log.signer);
+      await t.dataSource.query(`UPDATE audit.checkpoints SET note = $3 WHERE operator_id = $1 AND tree_id = 1 AND tree_size = $2`, [A, cp.tree_size, foreign]);
+      try {
+        expect((await t.log.verifyEntry(readScope(admin(A)), victim.id)).verdict).toBe('invalid');
+        expect(verifyExportLines(await exportLines(t, A)).ok).toBe(false);
+      } finally {
+        await t.dataSource.query(`UPDATE audit.checkpoints SET note = $3 WHERE operator_id = $1 AND tree_id = 1 AND tree_size = $2`, [A, cp.tree_size, cp.note]);
+      }
+      expect((await t.log.verifyEntry(readScope(admin(A)), victim.id)).verdict).toBe('valid');
     });
 
     it('two rows reordered', async () => {

@@ -61,12 +61,25 @@ export const MAX_TREE_ID = 2 ** 31 - 1;
 /** Rows an export reads at a time: a multiple of the block size. */
 const EXPORT_PAGE = 4096;
 
-const cut = (v: string | undefined, n: number) => (v === undefined || v === '' ? undefined : v.slice(0, n));
+/**
+ * A lone surrogate or a NUL, and a pair `cut` would split: Postgres refuses them in text (the
+ * append's JSON rows then fail, and the batch with them, on every redelivery), and RFC 8785 wants
+ * I-JSON (no lone surrogates), which other verifiers' parsers would turn into U+FFFD.
+ */
+const ILL_FORMED = /\u0000|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g;
+const wellFormed = (v: string) => v.replace(ILL_FORMED, '\uFFFD');
+/** At most n UTF-16 units, never ending in half a pair, well-formed. */
+const cut = (v: string | undefined, n: number) => {
+  if (v === undefined || v === '') return undefined;
+  let s = v.slice(0, n);
+  if (v.length > n && /[\uD800-\uDBFF]$/.test(s)) s = s.slice(0, -1);
+  return wellFormed(s);
+};
 
 /** The allow-list: what of an event becomes an entry. Unknown fields never reach the log; absent ones are never set. */
 export function entryFromEvent(p: RecordedPayload): PreparedEntry['entry'] {
   const entry: Record<string, unknown> = {
-    id: p.id,
+    id: wellFormed(p.id),
     occurred_at: new Date(p.occurred_at).toISOString(),
     operator_id: cut(p.operator_id, 128) ?? SYSTEM_AUDIT_OPERATOR,
   };
@@ -79,7 +92,7 @@ export function entryFromEvent(p: RecordedPayload): PreparedEntry['entry'] {
   set('passport_jti', cut(p.passport_jti, 128));
   set('session_id', cut(p.session_id, 128));
   entry.layer = p.layer;
-  entry.action = p.action.slice(0, 128);
+  entry.action = cut(p.action, 128) ?? '';
   entry.outcome = p.outcome;
   const t = p.target;
   if (t) {
@@ -259,7 +272,7 @@ export class AuditLog {
     if (t.levels.size >= target) return t.levels;
     const entry = t;
     const missing = () => new StackError('INTERNAL_ERROR', `audit log integrity failure: leaf ${entry.levels.size} of ${key} is missing`);
-    entry.sync ??= (async () => {
+    const load = async (): Promise<MerkleLevels> => {
       try {
         const want = await this.repo.treeSize(ref);
         while (entry.levels.size < want) {
@@ -282,8 +295,14 @@ export class AuditLog {
       } finally {
         entry.sync = undefined;
       }
-    })();
-    return entry.sync;
+    };
+    for (;;) {
+      // A load under way may have read the tree's size before the leaves wanted here were appended: then one more.
+      const joined = entry.sync !== undefined;
+      const levels = await (entry.sync ??= load());
+      if (levels.size >= target) return levels;
+      if (!joined) throw new StackError('NOT_FOUND', `the tree of ${key} has ${levels.size} leaves, not ${target}`);
+    }
   }
 
   /**
@@ -405,6 +424,8 @@ export class AuditLog {
       if (!m) throw new StackError('INVALID_REQUEST', 'cursor is not valid');
       before = { treeId: Number(m[1]), leafIndex: Number(m[2]) };
     }
+    const since = instant(q.since, 'since');
+    const until = instant(q.until, 'until');
     if (scope.memberId && q.member_id && q.member_id !== scope.memberId) return { items: [] };
     if (scope.agentId && q.agent_id && q.agent_id !== scope.agentId) return { items: [] };
     const rows = await this.repo.list({
@@ -415,8 +436,8 @@ export class AuditLog {
       sessionId: q.session_id,
       action: q.action,
       outcome: q.outcome,
-      since: q.since,
-      until: q.until,
+      since,
+      until,
       before,
       after: q.after,
       limit: limit + 1,
@@ -552,7 +573,7 @@ export class AuditLog {
     let signed = false;
     try {
       const cp = parseCheckpoint(openNote(checkpoint.note, [parseVerifierKey(this.signer.verifierKey)]).text);
-      signed = cp.treeSize === checkpoint.tree_size && cp.rootHash.toString('base64') === checkpoint.root_hash;
+      signed = cp.origin === checkpoint.origin && cp.treeSize === checkpoint.tree_size && cp.rootHash.toString('base64') === checkpoint.root_hash;
     } catch {
       signed = false;
     }
@@ -566,6 +587,18 @@ export class AuditLog {
       tree_size: checkpoint.tree_size,
     };
   }
+}
+
+// Postgres reads timestamps of years 1 to 9999 as ISO text; a year 0 or a six-digit one is an error of its own.
+const EARLIEST = Date.parse('0001-01-01T00:00:00.000Z');
+const LATEST = Date.parse('9999-12-31T23:59:59.999Z');
+
+/** A since/until bound, refused as a bad request when Postgres could not read it. */
+function instant(v: string | undefined, name: string): string | undefined {
+  if (v === undefined || v === '') return undefined;
+  const ms = Date.parse(v);
+  if (Number.isNaN(ms) || ms < EARLIEST || ms > LATEST) throw new StackError('INVALID_REQUEST', `${name} must be an ISO 8601 date-time from year 1 to 9999`);
+  return new Date(ms).toISOString();
 }
 
 function b64(b: Buffer): string {
