@@ -13,6 +13,7 @@ import { createTestDatabase, type TestDatabase } from '@stack/testing';
 
 import { ApiKeysController } from '../api/api-keys.controller';
 import { CallerService } from '../api/caller.service';
+import { TeamController } from '../api/team.controller';
 import { AuthInit1764200000000 } from '../auth-init.migration';
 import type { OidcProviderService } from '../oidc/oidc-provider.service';
 import { AccountsService } from './accounts.service';
@@ -140,6 +141,26 @@ describe('AccountsService (real Postgres)', () => {
     // Promoted back, the key acts with stack:admin again.
     await accounts.updateMember(owner.operator_id, admin.id, { role: 'admin' });
     expect((await accounts.resolveApiKey(adminOnly.key)).scopes).toEqual(['stack:admin']);
+  });
+
+  it("lets no admin reset an owner's password, revoke or change an owner (an owner may)", async () => {
+    const owner = await accounts.createOperatorWithOwner({ operatorName: 'Theta', email: 'owner@theta.test', password: PASSWORD });
+    const join = async (email: string, role: 'admin' | 'standard') =>
+      accounts.acceptInvitation((await accounts.invite({ operatorId: owner.operator_id, invitedBy: owner.member_id, email, name: email, role })).token, PASSWORD);
+    const admin = await join('admin@theta.test', 'admin');
+    const second = await join('second@theta.test', 'admin');
+    await accounts.updateMember(owner.operator_id, second.id, { role: 'owner' });
+    const team = new TeamController(accounts, callers, { issuer: 'https://stack.test' } as OidcProviderService);
+    const adminKey = (await accounts.createApiKey(admin, 'ops', STACK_SCOPES)).key;
+    await expect(team.passwordReset(bearer(adminKey), owner.member_id)).rejects.toMatchObject({ code: 'FORBIDDEN' });
+    await expect(team.update(bearer(adminKey), second.id, { role: 'readonly' })).rejects.toMatchObject({ code: 'FORBIDDEN' });
+    await expect(team.revoke(bearer(adminKey), second.id)).rejects.toMatchObject({ code: 'FORBIDDEN' });
+    expect((await accounts.getMember(owner.operator_id, second.id)).role).toBe('owner');
+    // An admin still manages the others; an owner manages owners.
+    expect((await team.passwordReset(bearer(adminKey), admin.id)).reset_url).toMatch(/^https:\/\/stack\.test\/login\/reset\?token=/);
+    const ownerKey = (await accounts.createApiKey((await accounts.findMember(owner.member_id))!, 'root', STACK_SCOPES)).key;
+    expect((await team.passwordReset(bearer(ownerKey), second.id)).reset_url).toEqual(expect.any(String));
+    expect(await team.update(bearer(ownerKey), second.id, { role: 'admin' })).toMatchObject({ role: 'admin' });
   });
 
   it('makes POST /v1/api-keys give a key no more than the calling token or key holds', async () => {

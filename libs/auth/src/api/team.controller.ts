@@ -7,7 +7,7 @@ import { ApiBearerAuth, ApiTags } from '@nestjs/swagger';
 import { StackError, isMemberRole } from '@stack/contracts';
 import type { Request } from 'express';
 
-import { AccountsService } from '../accounts/accounts.service';
+import { AccountsService, type MemberRecord } from '../accounts/accounts.service';
 import { OidcProviderService } from '../oidc/oidc-provider.service';
 import { CallerService } from './caller.service';
 
@@ -58,6 +58,7 @@ export class TeamController {
   @Patch('members/:id')
   async update(@Req() req: Request, @Param('id') id: string, @Body() raw: unknown) {
     const { member } = await this.callers.authenticateAdmin(req);
+    await this.assertMayManage(member, id);
     const body = obj(raw);
     const role = body.role;
     if (role !== undefined && !isMemberRole(role)) throw new StackError('INVALID_REQUEST', 'role must be owner, admin, standard or readonly', { field: 'role' });
@@ -73,14 +74,25 @@ export class TeamController {
   async revoke(@Req() req: Request, @Param('id') id: string) {
     const { member } = await this.callers.authenticateAdmin(req);
     if (id === member.id) throw new StackError('INVALID_REQUEST', 'a member cannot revoke themselves');
+    await this.assertMayManage(member, id);
     return this.accounts.revokeMember(member.operator_id, id, member.id);
   }
 
   @Post('members/:id/password-reset')
   async passwordReset(@Req() req: Request, @Param('id') id: string) {
     const { member } = await this.callers.authenticateAdmin(req);
+    await this.assertMayManage(member, id);
     const reset = await this.accounts.createPasswordReset(member.operator_id, id);
     return { reset_url: `${this.oidc.issuer}/login/reset?token=${reset.token}`, expires_at: reset.expires_at, mailed: false };
+  }
+
+  /**
+   * Only an owner changes, revokes or resets the password of an owner: an admin with an owner's
+   * reset link would sign in as that owner. (Another operator's member is NOT_FOUND, as ever.)
+   */
+  private async assertMayManage(caller: MemberRecord, id: string): Promise<void> {
+    const target = await this.accounts.getMember(caller.operator_id, id);
+    if (target.role === 'owner' && caller.role !== 'owner') throw new StackError('FORBIDDEN', 'only an owner may change, revoke or reset the password of an owner');
   }
 
   @Get('connected-apps')

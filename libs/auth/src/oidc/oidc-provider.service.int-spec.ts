@@ -245,6 +245,28 @@ describe('Authorization server (auth on the real Postgres, NATS and Redis)', () 
     });
   });
 
+  describe('interaction binding', () => {
+    it("does not let a member's sign-in or approval on their own browser finish an authorization begun in another (the attacker's) browser", async () => {
+      const clientId = ((await (await register('/oauth/register', publicClient('Phishing client'), '198.51.100.8')).json()) as { client_id: string }).client_id;
+      const url = new URL(`${base}/oauth/authorize`);
+      const challenge = createHash('sha256').update(randomBytes(32).toString('base64url')).digest('base64url');
+      for (const [k, v] of Object.entries({ client_id: clientId, redirect_uri: REDIRECT, response_type: 'code', code_challenge: challenge, code_challenge_method: 'S256', state: 's', scope: 'stack:services' })) url.searchParams.set(k, v);
+      // The attacker starts an authorization and sends the sign-in link to a member.
+      const attacker = new Agent();
+      const start = await attacker.go(url.toString());
+      const loginUrl = new URL(start.headers.get('location')!, base);
+      expect(loginUrl.pathname).toBe('/login');
+      const victim = new Agent();
+      expect((await victim.go(loginUrl.href)).status).toBe(400);
+      const signIn = await victim.go(loginUrl.href, { email: OWNER.email, password: OWNER.password, csrf: CSRF });
+      expect(signIn.status).toBe(400);
+      // The attacker's browser resumes: it is still not signed in as the member.
+      const resumed = await attacker.go(new URL(`/oauth/authorize/${loginUrl.searchParams.get('uid')}`, base).href);
+      expect(resumed.status).toBe(303);
+      expect(new URL(resumed.headers.get('location')!, base).pathname).toBe('/login');
+    });
+  });
+
   describe('consent', () => {
     let accounts: AccountsService;
     let clientId: string;
@@ -279,6 +301,38 @@ describe('Authorization server (auth on the real Postgres, NATS and Redis)', () 
       // The member may still refuse it on the consent screen.
       await authorize(clientId, OWNER, 'stack:services offline_access', ['stack:services']);
       expect(lastTokenResponse?.refresh_token).toBeUndefined();
+    });
+
+    it('asks once of a client that names both resources (RFC 8707), and its refresh token then serves either', async () => {
+      const verifier = randomBytes(32).toString('base64url');
+      const url = new URL(`${base}/oauth/authorize`);
+      for (const [k, v] of Object.entries({ client_id: clientId, redirect_uri: REDIRECT, response_type: 'code', code_challenge: createHash('sha256').update(verifier).digest('base64url'), code_challenge_method: 'S256', state: 's', scope: 'stack:services offline_access' })) url.searchParams.set(k, v);
+      url.searchParams.append('resource', `${base}/mcp`);
+      url.searchParams.append('resource', `${base}/v1`);
+      const agent = new Agent();
+      let res = await agent.go(url.toString());
+      let consents = 0;
+      let code: string | null = null;
+      for (let step = 0; step < 12 && !code; step++) {
+        const next = new URL(res.headers.get('location')!, base);
+        if (next.href.startsWith(REDIRECT)) code = next.searchParams.get('code');
+        else if (next.pathname === '/login') res = await agent.go(next.href, { email: OWNER.email, password: OWNER.password, csrf: CSRF });
+        else if (next.pathname === '/consent') {
+          consents++;
+          res = await agent.go(next.href, { csrf: CSRF, scope: ['stack:services', 'offline_access'], decision: 'approve' });
+        } else res = await agent.go(next.href);
+      }
+      expect({ consents, code: typeof code }).toEqual({ consents: 1, code: 'string' });
+      const token = async (fields: Record<string, string>) => {
+        const r = await fetch(`${base}/oauth/token`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ client_id: clientId, ...fields }) });
+        expect(r.status).toBe(200);
+        const body = (await r.json()) as { access_token: string; refresh_token?: string };
+        return { ...body, claims: JSON.parse(Buffer.from(body.access_token.split('.')[1]!, 'base64url').toString('utf8')) as { aud: string; scope: string } };
+      };
+      const first = await token({ grant_type: 'authorization_code', code: code!, redirect_uri: REDIRECT, code_verifier: verifier, resource: `${base}/mcp` });
+      expect(first.claims).toMatchObject({ aud: `${base}/mcp`, scope: 'stack:services' });
+      const api = await token({ grant_type: 'refresh_token', refresh_token: first.refresh_token!, resource: `${base}/v1` });
+      expect(api.claims).toMatchObject({ aud: `${base}/v1`, scope: 'stack:services' });
     });
 
     it('lets an owner who unticked stack:admin tick it next time and get it', async () => {

@@ -12,7 +12,7 @@ import { ApiExcludeController } from '@nestjs/swagger';
 import { SCOPE_DESCRIPTIONS, StackError, apiResource, isStackScope, mcpResource, scopesOfRole } from '@stack/contracts';
 import { serviceKitToken, type ServiceKit } from '@stack/runtime';
 import type { Request, Response } from 'express';
-import type { Grant } from 'oidc-provider';
+import type { Grant, Interaction } from 'oidc-provider';
 
 import { AccountsService, type MemberRecord } from '../accounts/accounts.service';
 import { DEVICE_COOKIE, DEVICE_COOKIE_MAX_AGE_S, DeviceCookies } from './device-cookie';
@@ -60,8 +60,9 @@ export class InteractionController {
   async loginForm(@Req() req: Request, @Res() res: Response): Promise<void> {
     const uid = str(req.query.uid);
     const csrf = this.csrfFor(req, res);
-    if (uid && !(await this.interaction(uid))) return sendPage(res, messagePage('Sign-in expired', 'This sign-in link has expired. Go back to your app and connect again.', 400));
-    sendPage(res, loginPage({ uid, csrf, clientName: uid ? await this.clientNameOf(uid) : undefined, signupOpen: this.kit.config.authSignup === 'open' }));
+    const interaction = uid ? await this.interaction(req, res, uid) : undefined;
+    if (uid && !interaction) return sendPage(res, messagePage('Sign-in expired', 'This sign-in link has expired. Go back to your app and connect again.', 400));
+    sendPage(res, loginPage({ uid, csrf, clientName: interaction ? await this.clientNameOf(interaction) : undefined, signupOpen: this.kit.config.authSignup === 'open' }));
   }
 
   @Post('login')
@@ -103,7 +104,7 @@ export class InteractionController {
     const secure = this.oidc.issuer.startsWith('https:') ? '; Secure' : '';
     res.append('Set-Cookie', `${DEVICE_COOKIE}=${this.devices.issue(member.email)}; Path=/login; Max-Age=${DEVICE_COOKIE_MAX_AGE_S}; HttpOnly; SameSite=Lax${secure}`);
     if (!uid) return sendPage(res, messagePage('Signed in', `You are signed in as ${member.email}. Connect an app to STACK to continue.`));
-    const interaction = await this.interaction(uid);
+    const interaction = await this.interaction(req, res, uid);
     if (!interaction) return sendPage(res, messagePage('Sign-in expired', 'This sign-in link has expired. Go back to your app and connect again.', 400));
     interaction.result = { login: { accountId: member.id } };
     await interaction.save(Math.max(1, interaction.exp - Math.floor(Date.now() / 1000)));
@@ -114,7 +115,7 @@ export class InteractionController {
   async consentForm(@Req() req: Request, @Res() res: Response): Promise<void> {
     const uid = str(req.query.uid);
     const csrf = this.csrfFor(req, res);
-    const ctx = await this.consentContext(uid);
+    const ctx = await this.consentContext(req, res, uid);
     if (!ctx) return sendPage(res, messagePage('Request expired', 'This approval request has expired. Go back to your app and connect again.', 400));
     const remembered = await this.accounts.connectedApp(ctx.member.id, ctx.clientId);
     const scopes: ConsentScope[] = ctx.requested.map((scope) => ({
@@ -129,7 +130,7 @@ export class InteractionController {
   async consent(@Req() req: Request, @Res() res: Response): Promise<void> {
     if (!this.csrfOk(req)) return sendPage(res, messagePage('Form expired', 'This form could not be verified (CSRF). Reload the page and try again.', 403));
     const uid = str(req.query.uid);
-    const ctx = await this.consentContext(uid);
+    const ctx = await this.consentContext(req, res, uid);
     if (!ctx) return sendPage(res, messagePage('Request expired', 'This approval request has expired. Go back to your app and connect again.', 400));
     const { interaction } = ctx;
     const raw: unknown = req.body?.scope;
@@ -144,16 +145,19 @@ export class InteractionController {
     const { Grant } = this.oidc.provider;
     const grant = (interaction.grantId ? await Grant.find(interaction.grantId) : undefined) ?? new Grant({ accountId: ctx.member.id, clientId: ctx.clientId });
     // Approved now, so no longer refused (the member ticked it again, or was promoted since).
-    withdrawRefusals(grant, ctx.resource, chosen);
+    for (const resource of ctx.resources) withdrawRefusals(grant, resource, chosen);
     // The STACK scopes are advertised in scopes_supported, which makes oidc-provider count them as
     // OpenID scopes too: they are granted (or refused) at both levels. What the member's role
     // withholds is refused as well: left undecided, oidc-provider would ask for it again and again.
     grant.addOIDCScope(chosen.join(' '));
     const refused = ctx.requested.filter((s) => !ticked.has(s));
     if (refused.length || ctx.withheld.length) grant.rejectOIDCScope([...refused, ...ctx.withheld].join(' '));
-    grant.addResourceScope(ctx.resource, resourceScopes.join(' '));
     const rejected = [...ctx.requested.filter((s) => isStackScope(s) && !ticked.has(s)), ...ctx.withheld];
-    if (rejected.length) grant.rejectResourceScope(ctx.resource, rejected.join(' '));
+    // Every resource the client asked for (RFC 8707 allows several): one left undecided would be asked about again and again.
+    for (const resource of ctx.resources) {
+      grant.addResourceScope(resource, resourceScopes.join(' '));
+      if (rejected.length) grant.rejectResourceScope(resource, rejected.join(' '));
+    }
     const grantId = await grant.save();
     await this.accounts.recordConsent({ member: ctx.member, clientId: ctx.clientId, clientName: ctx.clientName, redirectHost: ctx.redirectHost, grantId, scopes: chosen, refused });
     interaction.result = { consent: { grantId } };
@@ -229,24 +233,29 @@ export class InteractionController {
     }
   }
 
-  private async interaction(uid: string) {
+  /**
+   * The interaction `uid`, only in the browser that began it (oidc-provider's signed interaction
+   * cookie names it): a sign-in or approval through a link someone else sent would otherwise
+   * finish their authorization, and hand them a code for this member.
+   */
+  private async interaction(req: Request, res: Response, uid: string) {
     if (!uid || uid.length > 100) return undefined;
     try {
-      return (await this.oidc.provider.Interaction.find(uid)) ?? undefined;
+      const interaction = await this.oidc.provider.interactionDetails(req, res);
+      return interaction.uid === uid ? interaction : undefined;
     } catch {
       return undefined;
     }
   }
 
-  private async clientNameOf(uid: string): Promise<string | undefined> {
-    const interaction = await this.interaction(uid);
-    const clientId = str(interaction?.params.client_id);
+  private async clientNameOf(interaction: Interaction): Promise<string | undefined> {
+    const clientId = str(interaction.params.client_id);
     const client = clientId ? await this.oidc.provider.Client.find(clientId) : undefined;
     return client ? (client.clientName ?? clientId) : undefined;
   }
 
-  private async consentContext(uid: string) {
-    const interaction = await this.interaction(uid);
+  private async consentContext(req: Request, res: Response, uid: string) {
+    const interaction = await this.interaction(req, res, uid);
     if (!interaction || interaction.prompt.name !== 'consent' || !interaction.session?.accountId) return undefined;
     const member: MemberRecord | undefined = await this.accounts.findMember(interaction.session.accountId);
     if (!member || member.status !== 'active') return undefined;
@@ -261,13 +270,15 @@ export class InteractionController {
       /* shown as given */
     }
     const resourceParam = interaction.params.resource;
-    const resource = (Array.isArray(resourceParam) ? str(resourceParam[0]) : str(resourceParam)) || mcpResource(this.oidc.issuer);
+    const asked = [...new Set((Array.isArray(resourceParam) ? resourceParam : [resourceParam]).map(str).filter(Boolean))];
+    const resources = asked.length ? asked : [mcpResource(this.oidc.issuer)];
+    const label = (r: string) => (r === apiResource(this.oidc.issuer) ? 'the STACK REST API' : 'STACK (MCP)');
     const requested = [...new Set(str(interaction.params.scope).split(' ').filter((s) => s === 'offline_access' || s === 'openid' || isStackScope(s)))];
     // Only the scopes the member's role allows are offered; the rest are withheld (refused unseen).
     const roleScopes: string[] = scopesOfRole(member.role);
     const offered = requested.filter((s) => !isStackScope(s) || roleScopes.includes(s));
     const withheld = requested.filter((s) => isStackScope(s) && !roleScopes.includes(s));
-    return { interaction, member, clientId, clientName: client.clientName ?? clientId, redirectHost, resource, resourceLabel: resource === apiResource(this.oidc.issuer) ? 'the STACK REST API' : 'STACK (MCP)', requested: offered, withheld };
+    return { interaction, member, clientId, clientName: client.clientName ?? clientId, redirectHost, resources, resourceLabel: resources.map(label).join(' and '), requested: offered, withheld };
   }
 
   private csrfFor(req: Request, res: Response): string {
