@@ -167,6 +167,27 @@ describe('passport service over the bus (real Postgres and NATS)', () => {
     expect(snap.seq).toBeGreaterThan(0);
   });
 
+  it('a member revocation also kills what was refreshed or delegated from the member’s passports before it reached this node', async () => {
+    const a = await agentWithGrant('member-race');
+    const b = await agentWithGrant('member-race-child');
+    const leaving: CallerContext = { ...member, member_id: 'mem_racing' };
+    const p = await gateway.request(C.issuePassport, { agent_id: a }, { caller: leaving });
+    // Auth stamps and commits the revocation; before it reaches this node, the holder refreshes and delegates.
+    const revokedAt = Date.now();
+    await new Promise((r) => setTimeout(r, 5));
+    const refreshed = await gateway.request(C.refreshPassport, { token: p.token }, { caller: member });
+    const child = await gateway.request(C.delegatePassport, { parent_token: p.token, child_agent_id: b, services: [{ connection_id: 'scon_1', scopes: ['read'] }] }, { caller: member });
+    const id = `rev_${randomBytes(6).toString('hex')}`;
+    await client.forService('auth').publish(RevocationRecordedEvent, { id, kind: 'member', value: 'mem_racing', operator_id: operator, revoked_at_ms: revokedAt, expires_at_ms: revokedAt + 3_900_000 }, { id });
+    await waitFor(async () => ((await gateway.request(C.verifyPassport, { token: p.token })).revoked ? true : undefined));
+    for (const t of [refreshed, child]) await waitFor(async () => ((await gateway.request(C.verifyPassport, { token: t.token })).revoked ? true : undefined));
+    await expect(gateway.request(C.refreshPassport, { token: refreshed.token }, { caller: member })).rejects.toMatchObject({ code: 'PASSPORT_REVOKED' });
+    await expect(gateway.request(C.delegatePassport, { parent_token: child.token, child_agent_id: a, services: [] }, { caller: member })).rejects.toMatchObject({ code: 'PASSPORT_REVOKED' });
+    // Once the revocation is known here, nothing more is minted for the member.
+    await expect(gateway.request(C.issuePassport, { agent_id: a }, { caller: leaving })).rejects.toMatchObject({ code: 'PASSPORT_REVOKED' });
+    expect((await gateway.request(C.listActivePassports, { agent_id: a }, { caller: member })).passports.filter((x) => x.member_id === 'mem_racing')).toEqual([]);
+  });
+
   it('audits issue and delegation through the outbox, and a refused verification on STACK_AUDIT', async () => {
     const a = await agentWithGrant('audited');
     const p = await gateway.request(C.issuePassport, { agent_id: a }, { caller: member });
@@ -374,6 +395,18 @@ describe('passport service over the bus (real Postgres and NATS)', () => {
       }
       await expect(refreshed).rejects.toMatchObject({ code: 'PASSPORT_REVOKED' });
     });
+  });
+
+  it('refuses a services list naming a connection twice, on issue and on delegation (INVALID_REQUEST)', async () => {
+    const a = await agentWithGrant('dup-parent');
+    const b = await agentWithGrant('dup-child');
+    const twice = [
+      { connection_id: 'scon_1', scopes: ['read'] },
+      { connection_id: 'scon_1', scopes: ['write'] },
+    ];
+    await expect(gateway.request(C.issuePassport, { agent_id: a, services: twice }, { caller: member })).rejects.toMatchObject({ code: 'INVALID_REQUEST', details: { connection_id: 'scon_1' } });
+    const p = await gateway.request(C.issuePassport, { agent_id: a }, { caller: member });
+    await expect(gateway.request(C.delegatePassport, { parent_token: p.token, child_agent_id: b, services: twice }, { caller: member })).rejects.toMatchObject({ code: 'INVALID_REQUEST', details: { connection_id: 'scon_1' } });
   });
 
   it('refreshing a child checks ttl_seconds as delegation does: at least 1 s, no longer than the parent has left', async () => {

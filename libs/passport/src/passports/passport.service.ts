@@ -163,6 +163,7 @@ export class PassportService {
       throw new StackError('INVALID_REQUEST', `ttl_seconds must be from ${PASSPORT_TTL.minSeconds} to ${PASSPORT_TTL.maxSeconds}`, { field: 'ttl_seconds' });
     }
     checkIntent(input.intent_summary);
+    checkServiceList(input.services ?? []);
     for (const req of input.services ?? []) requireAllowedConnection(caller, req.connection_id);
     // Stamped before the reads: a subject revocation committed while they run is stamped later, so it kills the passport.
     const now = await this.store.mintTime(operatorId);
@@ -195,6 +196,7 @@ export class PassportService {
       throw new StackError('DELEGATION_DEPTH_EXCEEDED', `a passport can be delegated at most ${MAX_DELEGATION_DEPTH} times`, { max_depth: MAX_DELEGATION_DEPTH });
     }
     checkIntent(input.intent_summary);
+    checkServiceList(input.services);
     const now = await this.mintTimeFrom(parent, 'passport.delegate');
     const child = await this.agentOrNotFound(p.stk.operator_id, input.child_agent_id);
     const childGrants = await this.store.grants(p.stk.operator_id, child.id);
@@ -278,13 +280,24 @@ export class PassportService {
     });
     // A revocation of this lineage that committed after the check above but before the new row
     // could not see it: looked up now, after the row (the revoker looks again after its commit).
-    if (await this.store.lineageRevoked(issued.jti)) {
-      const entry: RevocationEntry = { id: newId('rev'), kind: 'jti', value: issued.jti, operator_id: c.stk.operator_id, revoked_at_ms: Date.now(), expires_at_ms: new Date(issued.expires_at).getTime() + 60_000, reason: 'refreshed from a revoked passport' };
-      await this.store.transaction((m) => this.writeRevocations(m, [entry]));
-      await this.afterRevocation([entry]);
-      throw new StackError('PASSPORT_REVOKED', 'the passport has been revoked');
-    }
+    if (await this.store.lineageRevoked(issued.jti)) await this.revokeMinted(c.stk.operator_id, issued, 'refreshed from a revoked passport');
     return issued;
+  }
+
+  /**
+   * A member revocation (auth's) kills what was issued up to its stamp; a revoked member is never
+   * reinstated, so what was refreshed or delegated from their passports after the stamp — before
+   * the revocation reached the minting node, or stamped on a clock ahead of auth's — must die
+   * too: by jti, here, on every replica as the entry arrives. What is minted after this read finds
+   * the entry when `mint` looks after its row.
+   */
+  async revokeMemberPassports(cause: RevocationEntry): Promise<void> {
+    if (cause.kind !== 'member') return;
+    const late = await this.store.livePassportsOfMemberAfter(cause.operator_id, cause.value, cause.revoked_at_ms);
+    if (!late.length) return;
+    const entries = this.jtiEntries(cause, late);
+    await this.store.transaction((m) => this.writeRevocations(m, entries));
+    await this.afterRevocation(entries);
   }
 
   /** The answer of `POST /v1/passports/verify`: never throws for a bad passport, only for a stale node (503). */
@@ -410,7 +423,19 @@ export class PassportService {
       },
       [this.kit.audit.row({ ...whoOf(claims), ...(caller?.client_id ? { client_id: caller.client_id } : {}), layer: 'passport', action: p.action, outcome: 'success' })],
     );
-    return { token, jti, expires_at: expiresAt.toISOString() };
+    const issued = { token, jti, expires_at: expiresAt.toISOString() };
+    // Looked up after the row, so a member revocation this node applies later finds the row (revokeMemberPassports).
+    // Any issued_at: whatever the stamps, nothing is minted for a revoked member.
+    if (this.revocations.state.revocationOf({ member_id: p.memberId, issued_at_ms: Number.NEGATIVE_INFINITY })) await this.revokeMinted(p.operatorId, issued, 'minted for a revoked member');
+    return issued;
+  }
+
+  /** A passport just minted that a revocation committed meanwhile should have killed: revoked by its jti, and refused. */
+  private async revokeMinted(operatorId: string, issued: IssuedPassport, reason: string): Promise<never> {
+    const entry: RevocationEntry = { id: newId('rev'), kind: 'jti', value: issued.jti, operator_id: operatorId, revoked_at_ms: Date.now(), expires_at_ms: new Date(issued.expires_at).getTime() + 60_000, reason };
+    await this.store.transaction((m) => this.writeRevocations(m, [entry]));
+    await this.afterRevocation([entry]);
+    throw new StackError('PASSPORT_REVOKED', 'the passport has been revoked');
   }
 
   /** A passport presented to act with (delegate, refresh): valid, fresh node, not revoked — failures audited. */
@@ -555,6 +580,15 @@ function checkAgentName(name: string): void {
 
 function checkIntent(summary: string | undefined): void {
   if (summary !== undefined && summary.length > MAX_INTENT_SUMMARY) throw new StackError('INVALID_REQUEST', `intent_summary is at most ${MAX_INTENT_SUMMARY} characters`, { field: 'intent_summary' });
+}
+
+/** One entry per connection: the proxy reads only the first entry of a connection, so a second would be a dead letter. */
+function checkServiceList(services: readonly RequestedService[]): void {
+  const seen = new Set<string>();
+  for (const s of services) {
+    if (seen.has(s.connection_id)) throw new StackError('INVALID_REQUEST', `connection ${s.connection_id} is listed more than once in services`, { field: 'services', connection_id: s.connection_id });
+    seen.add(s.connection_id);
+  }
 }
 
 /** A child's TTL (delegate, refresh of a child): whole seconds, at least 1, no longer than its parent has left. */

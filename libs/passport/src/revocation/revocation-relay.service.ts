@@ -3,7 +3,8 @@
  * every node how far the stream goes (DESIGN.md §4), answers `revocation_snapshot` from this
  * replica's own live state, gives the node's state a fallback snapshot from its own tables
  * (for the first replica, when no peer can answer), and keeps a durable copy of the
- * member/grant/client revocations auth publishes, so a later snapshot still holds them.
+ * member/grant/client revocations auth publishes, so a later snapshot still holds them; a
+ * member's also reaches, by jti, what was minted from their passports after its stamp.
  */
 import { randomUUID } from 'node:crypto';
 
@@ -13,6 +14,7 @@ import type { Handle } from '@stack/bus';
 import { PASSPORT_COMMANDS, RevocationHeartbeatEvent, StackError } from '@stack/contracts';
 import { RevocationHost, serviceKitToken, type ServiceKit } from '@stack/runtime';
 
+import { PassportService } from '../passports/passport.service';
 import { PassportStore } from '../store/passport.store';
 
 /** The passport service's own revocations are already in its tables. */
@@ -30,6 +32,7 @@ export class RevocationRelay implements OnModuleInit, OnApplicationBootstrap, On
     @Inject(serviceKitToken('passport')) private readonly kit: ServiceKit,
     private readonly host: RevocationHost,
     private readonly store: PassportStore,
+    private readonly passports: PassportService,
   ) {
     // A third of the bound: a node misses two heartbeats before it turns stale.
     this.heartbeatMs = Math.max(250, Math.min(5000, Math.floor(kit.config.revocationMaxStalenessMs / 3)));
@@ -40,6 +43,7 @@ export class RevocationRelay implements OnModuleInit, OnApplicationBootstrap, On
     this.unsubscribe = this.host.state.onRevoked((entry) => {
       if (OWN_KINDS.has(entry.kind)) return;
       void this.store.insertRevocation(this.kit.dataSource, entry).catch((err: Error) => this.kit.logger.warn({ revocation_id: entry.id, err: err.message }, 'could not store a revocation'));
+      void this.passports.revokeMemberPassports(entry).catch((err: Error) => this.kit.logger.warn({ revocation_id: entry.id, err: err.message }, 'could not revoke the passports minted from a revoked member’s'));
     });
     this.handle = this.kit.bus.handle(PASSPORT_COMMANDS.revocationSnapshot, () => {
       const state = this.host.state;

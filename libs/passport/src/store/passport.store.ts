@@ -247,6 +247,15 @@ export class PassportStore {
     ])) as LivePassport[];
   }
 
+  /** The member's live passports issued after `issuedAfterMs` that no jti revocation names yet. */
+  async livePassportsOfMemberAfter(operatorId: string, memberId: string, issuedAfterMs: number): Promise<LivePassport[]> {
+    return (await this.kit.dataSource.query(
+      `SELECT p.jti, p.expires_at FROM ${this.t('passports')} p WHERE p.operator_id = $1 AND p.member_id = $2 AND p.expires_at > now() AND p.issued_at_ms > $3
+         AND NOT EXISTS (SELECT 1 FROM ${this.t('revocations')} r WHERE r.kind = 'jti' AND r.value = p.jti)`,
+      [operatorId, memberId, issuedAfterMs],
+    )) as LivePassport[];
+  }
+
   /** The live passports refreshed from this jti, transitively (a refresh of a refresh included). */
   async liveRefreshesOf(on: Runner, operatorId: string, jti: string): Promise<LivePassport[]> {
     return (await on.query(

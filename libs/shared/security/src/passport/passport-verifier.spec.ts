@@ -62,6 +62,20 @@ describe('PassportVerifier', () => {
     expect(lookups()).toBe(before);
   });
 
+  it('refuses a signature spelled non-canonically (spare bits of its last base64url character set), cached token or not', async () => {
+    const token = signPassport(claims(), { kid: 'k1', privateKey });
+    const [h, p, sig] = token.split('.') as [string, string, string];
+    const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+    const last = alphabet.indexOf(sig[sig.length - 1]!);
+    // 64 bytes in 86 characters: the last one carries 2 bits and 4 the decoder ignores.
+    const variants = [1, 2, 4, 8, 15].map((bits) => `${h}.${p}.${sig.slice(0, -1)}${alphabet[last ^ bits]}`);
+    for (const v of variants) expect(Buffer.from(v.split('.')[2]!, 'base64url').equals(Buffer.from(sig, 'base64url'))).toBe(true);
+    for (const v of variants) await expect(verifier().v.verify(v)).rejects.toMatchObject({ code: 'UNAUTHORIZED' });
+    const { v } = verifier();
+    await v.verify(token);
+    for (const variant of variants) await expect(v.verify(variant)).rejects.toMatchObject({ code: 'UNAUTHORIZED' });
+  });
+
   it('refuses a cached passport once it expires, as a rejected promise, and forgets it', async () => {
     let now = Date.now();
     const v = new PassportVerifier({ audience: AUD, keys: () => publicKey, now: () => now });

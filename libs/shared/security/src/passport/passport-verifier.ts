@@ -135,8 +135,10 @@ export class PassportVerifier {
     if (!header || header.alg !== PASSPORT_ALG || header.typ !== PASSPORT_TYP || typeof header.kid !== 'string') throw unauthorized(`the token is not a passport (typ ${PASSPORT_TYP}, alg ${PASSPORT_ALG})`);
     const publicKey = await this.keys(header.kid);
     if (!publicKey) throw unauthorized('the passport was signed with an unknown key');
-    const signature = Buffer.from(token.slice(second + 1), 'base64url');
-    if (signature.length !== 64 || !cryptoVerify(null, Buffer.from(token.slice(0, second)), publicKey, signature)) throw unauthorized('the passport signature is invalid');
+    const signatureSegment = token.slice(second + 1);
+    const signature = Buffer.from(signatureSegment, 'base64url');
+    // Canonical encoding only: the decoder ignores the spare low bits of the last character, so 16 spellings of one signature would all verify.
+    if (signature.length !== 64 || signature.toString('base64url') !== signatureSegment || !cryptoVerify(null, Buffer.from(token.slice(0, second)), publicKey, signature)) throw unauthorized('the passport signature is invalid');
     const claims = parseSegment(token.slice(first + 1, second));
     if (!claimsCheck.Check(claims)) throw unauthorized('the passport claims are malformed');
     if (claims.aud !== this.audience) throw unauthorized('the passport was issued for another audience');
