@@ -47,7 +47,8 @@ export class ConnectPageController {
     res.status(200).send(
       page(
         `Connect ${entry.name}`,
-        `<p>Connection name: <strong>${escapeHtml(session.name)}</strong>.${session.base_url ? ` Site: <strong>${escapeHtml(session.base_url)}</strong>.` : ''} The secret is encrypted in STACK's vault; agents use it only through the proxy and never see it.</p><form method="post" action="${CONNECT_PATH}"><input type="hidden" name="token" value="${escapeHtml(token ?? '')}"><input type="hidden" name="csrf" value="${escapeHtml(session.csrf)}">${fields}<button type="submit">Connect</button></form>`,
+        // Who gets the secret, as on the OAuth confirmation page: a link someone else made would otherwise hand your secret to their operator unannounced.
+        `<p>You are giving a ${escapeHtml(entry.name)} secret to the STACK operator <strong>${escapeHtml(session.operator_id)}</strong>, asked for by member <strong>${escapeHtml(session.member_id ?? 'unknown')}</strong>. That operator's agents will act on ${escapeHtml(entry.name)} with it. Paste it only if you asked for this link or trust who did.</p><p>Connection name: <strong>${escapeHtml(session.name)}</strong>.${session.base_url ? ` Site: <strong>${escapeHtml(session.base_url)}</strong>.` : ''} The secret is encrypted in STACK's vault; agents use it only through the proxy and never see it.</p><form method="post" action="${CONNECT_PATH}"><input type="hidden" name="token" value="${escapeHtml(token ?? '')}"><input type="hidden" name="csrf" value="${escapeHtml(session.csrf)}">${fields}<button type="submit">Connect</button></form>`,
       ),
     );
   }

@@ -102,9 +102,19 @@ export class ConnectionRepository {
     await this.changed(operatorId);
   }
 
-  async setStatus(operatorId: string, id: string, status: ConnectionStatus): Promise<void> {
-    await this.ds.query(`UPDATE ${T} SET status = $3, updated_at = now() WHERE operator_id = $1 AND id = $2`, [operatorId, id, status]);
-    await this.changed(operatorId);
+  /**
+   * Sets the status; with `ifSecretCt`, only while the row still holds the secret of that
+   * ciphertext (a refresh refused must not mark a connection another replica has just refreshed).
+   * False when no row changed.
+   */
+  async setStatus(operatorId: string, id: string, status: ConnectionStatus, options: { ifSecretCt?: string } = {}): Promise<boolean> {
+    const { rows } = await runStatement(
+      this.ds,
+      `UPDATE ${T} SET status = $3, updated_at = now() WHERE operator_id = $1 AND id = $2 AND ($4::text IS NULL OR secret->>'ct' = $4::text) RETURNING id`,
+      [operatorId, id, status, options.ifSecretCt ?? null],
+    );
+    if (rows.length > 0) await this.changed(operatorId);
+    return rows.length > 0;
   }
 
   /**

@@ -19,11 +19,19 @@ import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Cache } from '@stack/cache';
 import { StackError } from '@stack/contracts';
 import type { StackLogger } from '@stack/observability';
+import type { SealedSecret } from '@stack/security';
 
 import type { CatalogEntry, UpstreamOAuth as OAuthEndpoints } from '../catalog/catalog.types';
 import type { ConnectionRepository, ConnectionRow } from '../connections/connection.repository';
 import { causeCode } from '../proxy/cause-code';
 import { MIN_TOKEN_LENGTH, type Credential, type CredentialVault } from '../vault/credential-vault';
+
+/**
+ * Token-endpoint errors that refuse STACK's client, not the member's grant (RFC 6749 §5.2
+ * `invalid_client`, `unauthorized_client`; GitHub's and Slack's spellings): a refresh refused so
+ * leaves the connection as it is — a deployment fix, not every member, mends it.
+ */
+const CLIENT_REFUSED = new Set(['invalid_client', 'unauthorized_client', 'incorrect_client_credentials', 'invalid_client_id', 'bad_client_secret']);
 
 /** Refresh this long before `expires_at`, so a token never expires mid-call. */
 export const REFRESH_SKEW_MS = 60_000;
@@ -35,6 +43,20 @@ const MAX_EXPIRES_IN_S = 365 * 86_400;
 /** The page the human opens to continue to the provider, and where the provider sends them back. */
 export const OAUTH_CONFIRM_PATH = '/v1/connections/oauth/confirm';
 export const OAUTH_CALLBACK_PATH = '/v1/connections/oauth/callback';
+
+/**
+ * Tokens a refresh got that the database did not take (sealed, bound to the connection), kept in
+ * the cache so the next refresh stores them rather than spending a refresh token the provider may
+ * have retired. `replaces`: the ciphertext of the secret they replace, so they never overwrite a newer one.
+ */
+interface UnsavedRefresh {
+  secret: SealedSecret;
+  /** Epoch ms. */
+  expires_at: number | null;
+  scopes?: string[];
+  replaces: string;
+}
+const UNSAVED_TTL_MS = 7 * 86_400_000;
 
 export interface PendingAuthorization {
   operator_id: string;
@@ -120,6 +142,15 @@ export interface UpstreamOAuthOptions {
   now?: () => number;
 }
 
+/** A connection a new authorization may renew in place: an OAuth one the provider stopped honouring. */
+function reauthorizable(conn: Pick<ConnectionRow, 'kind' | 'status'>): boolean {
+  return conn.kind === 'oauth2' && conn.status === 'needs_reauth';
+}
+
+function nameTaken(entry: CatalogEntry, name: string): StackError {
+  return new StackError('INVALID_REQUEST', `a connection named '${name}' already exists for ${entry.name}`, { reason: 'name_taken' });
+}
+
 export function needsReauth(conn: Pick<ConnectionRow, 'id' | 'name'>): StackError {
   return new StackError('FORBIDDEN', `the connection '${conn.name}' must be authorised again by a member`, { reason: 'needs_reauth', connection_id: conn.id });
 }
@@ -148,6 +179,10 @@ export class UpstreamOAuthManager {
    */
   async start(input: { entry: CatalogEntry; operatorId: string; memberId?: string; name: string; scopes?: string[] }): Promise<{ url: string; authorize_url: string; state: string; expires_at: string }> {
     const { endpoints } = this.client(input.entry);
+    // A name already taken is refused now, not after the human went through the provider — unless
+    // it is an OAuth connection waiting to be authorised again, which the callback then renews.
+    const existing = await this.o.repo.findByName(input.operatorId, input.entry.service_id, input.name);
+    if (existing && !reauthorizable(existing)) throw nameTaken(input.entry, input.name);
     const state = randomBytes(24).toString('base64url');
     const expiresAt = this.now() + STATE_TTL_MS;
     const pending: PendingAuthorization = {
@@ -227,8 +262,22 @@ export class UpstreamOAuthManager {
       this.o.logger.warn({ operator_id: pending.operator_id, service: entry.service_id, status: answer.status, oauth_error: oauthError(answer.body), unusable: answer.ok ? answer.unusable : undefined }, 'oauth: the provider refused the authorization code or answered without a usable token');
       throw new StackError('UPSTREAM_ERROR', `${entry.name} refused the authorization code`);
     }
-    const id = this.o.newConnectionId();
     const credential: Credential = { kind: 'oauth2', access_token: answer.body.access_token, refresh_token: answer.body.refresh_token, token_type: answer.body.token_type };
+    // RFC 6749 §5.1: no `scope` in the answer means the scopes asked for were granted.
+    const scopes = answer.body.scope !== undefined ? grantedScopes(answer.body.scope, entry.oauth?.scope_separator) : pending.scopes;
+    const expiresAt = this.expiry(answer.body);
+    const existing = await this.o.repo.findByName(pending.operator_id, entry.service_id, pending.name);
+    if (existing) {
+      if (!reauthorizable(existing)) throw nameTaken(entry, pending.name);
+      // Authorised again: the same connection (its id, and so every grant naming it) with the new tokens, active.
+      const sealed = await this.o.vault.seal(existing.operator_id, existing.id, credential);
+      if (!(await this.o.repo.replaceSecret(existing.operator_id, existing.id, sealed, expiresAt, { scopes, status: 'active' }))) {
+        this.o.vault.forget(existing.operator_id, existing.id);
+        throw new StackError('NOT_FOUND', 'the connection no longer exists; start the connection again');
+      }
+      return (await this.o.repo.find(existing.operator_id, existing.id)) ?? { ...existing, secret: sealed, key_id: sealed.kid, status: 'active', scopes, expires_at: expiresAt };
+    }
+    const id = this.o.newConnectionId();
     const sealed = await this.o.vault.seal(pending.operator_id, id, credential);
     const row = await this.o.repo.insert({
       id,
@@ -240,12 +289,15 @@ export class UpstreamOAuthManager {
       secret: sealed,
       key_id: sealed.kid,
       base_url: null,
-      // RFC 6749 §5.1: no `scope` in the answer means the scopes asked for were granted.
-      scopes: answer.body.scope !== undefined ? grantedScopes(answer.body.scope, entry.oauth?.scope_separator) : pending.scopes,
-      expires_at: this.expiry(answer.body),
+      scopes,
+      expires_at: expiresAt,
       created_by: pending.member_id ?? null,
     });
-    if (!row) throw new StackError('INVALID_REQUEST', `a connection named '${pending.name}' already exists for ${entry.name}`);
+    if (!row) {
+      // Taken meanwhile: the tokens just sealed are not kept anywhere.
+      this.o.vault.forget(pending.operator_id, id);
+      throw nameTaken(entry, pending.name);
+    }
     return row;
   }
 
@@ -295,6 +347,23 @@ export class UpstreamOAuthManager {
   }
 
   private async refresh(conn: ConnectionRow, entry: CatalogEntry): Promise<Credential> {
+    const unsavedKey = `cp:oauth-unsaved:${conn.id}`;
+    const unsaved = await this.o.cache.getJson<UnsavedRefresh>(unsavedKey);
+    if (unsaved) {
+      // An earlier refresh whose answer the database did not take: store it instead of spending the refresh token it may have retired.
+      const expiresAt = unsaved.expires_at === null ? null : new Date(unsaved.expires_at);
+      const usable = unsaved.replaces === conn.secret.ct && (await this.o.vault.open(conn.operator_id, conn.id, unsaved.secret).then(() => true, () => false));
+      if (usable) {
+        if (!(await this.o.repo.replaceSecret(conn.operator_id, conn.id, unsaved.secret, expiresAt, { scopes: unsaved.scopes }))) {
+          this.o.vault.forget(conn.operator_id, conn.id);
+          await this.o.cache.del(unsavedKey);
+          throw new StackError('NOT_FOUND', 'the connection no longer exists');
+        }
+        conn = { ...conn, secret: unsaved.secret, key_id: unsaved.secret.kid, expires_at: expiresAt, status: 'active' };
+      }
+      await this.o.cache.del(unsavedKey);
+      if (usable && !this.due(conn)) return this.o.vault.open(conn.operator_id, conn.id, conn.secret);
+    }
     const old = await this.o.vault.open(conn.operator_id, conn.id, conn.secret);
     if (old.kind !== 'oauth2' || !old.refresh_token) {
       await this.o.repo.setStatus(conn.operator_id, conn.id, 'needs_reauth');
@@ -317,16 +386,42 @@ export class UpstreamOAuthManager {
       this.o.logger.warn({ connection_id: conn.id, service: entry.service_id, status: answer.status, unusable: answer.unusable }, 'oauth: the provider answered a token refresh without a usable token; the connection is kept');
       throw new StackError('UPSTREAM_ERROR', `${entry.name} answered the token refresh without a usable token; try again`, { upstream_status: answer.status });
     }
+    if (CLIENT_REFUSED.has(oauthError(answer.body) ?? '')) {
+      // STACK's own client credentials were refused (a rotated or mistyped client secret): the member's grant says nothing, and stays.
+      this.o.logger.warn({ connection_id: conn.id, service: entry.service_id, status: answer.status, oauth_error: oauthError(answer.body) }, 'oauth: the provider refused STACK’s OAuth client while refreshing a token (check STACK_UPSTREAM_OAUTH_CLIENTS); the connection is kept');
+      throw new StackError('UPSTREAM_ERROR', `${entry.name} refused STACK's OAuth client while refreshing the token`, { upstream_status: answer.status });
+    }
     if (!answer.ok || answer.unusable || !answer.body.access_token) {
+      // Only while the row still holds the tokens refused: a replica whose lock outlived ours may have refreshed meanwhile (the provider then refuses the refresh token it retired).
+      if ((await this.o.repo.setStatus(conn.operator_id, conn.id, 'needs_reauth', { ifSecretCt: conn.secret.ct })) === false) {
+        const now = await this.o.repo.find(conn.operator_id, conn.id);
+        if (!now) throw new StackError('NOT_FOUND', 'the connection no longer exists');
+        if (now.status === 'needs_reauth') throw needsReauth(now);
+        if (!this.due(now)) return this.o.vault.open(now.operator_id, now.id, now.secret);
+        throw new StackError('UPSTREAM_ERROR', `${entry.name} refused a token refresh that another one overtook; try again`, { upstream_status: answer.status });
+      }
       this.o.logger.warn({ connection_id: conn.id, service: entry.service_id, status: answer.status, oauth_error: oauthError(answer.body) }, 'oauth: the provider refused the token refresh; the connection needs a new authorization');
-      await this.o.repo.setStatus(conn.operator_id, conn.id, 'needs_reauth');
       throw needsReauth(conn);
     }
     const fresh: Credential = { kind: 'oauth2', access_token: answer.body.access_token, refresh_token: answer.body.refresh_token ?? old.refresh_token, token_type: answer.body.token_type };
     // RFC 6749 §5.1: a `scope` in the answer replaces the stored scopes; none leaves them as they are.
     const scopes = answer.body.scope !== undefined ? grantedScopes(answer.body.scope, entry.oauth?.scope_separator) : undefined;
     const sealed = await this.o.vault.seal(conn.operator_id, conn.id, fresh);
-    if (!(await this.o.repo.replaceSecret(conn.operator_id, conn.id, sealed, this.expiry(answer.body), { scopes }))) {
+    const expiresAt = this.expiry(answer.body);
+    let stored: boolean;
+    try {
+      stored = await this.o.repo.replaceSecret(conn.operator_id, conn.id, sealed, expiresAt, { scopes });
+    } catch (err) {
+      // The provider may already have retired the refresh token just spent: keep the new tokens (sealed) for the next refresh to store.
+      const unsavedRefresh: UnsavedRefresh = { secret: sealed, expires_at: expiresAt?.getTime() ?? null, scopes, replaces: conn.secret.ct };
+      const kept = await this.o.cache.setJson(unsavedKey, unsavedRefresh, { ttlMs: UNSAVED_TTL_MS }).then(
+        () => true,
+        () => false,
+      );
+      this.o.logger.warn({ connection_id: conn.id, service: entry.service_id, kept, cause_code: causeCode(err) ?? (err instanceof Error ? err.name : undefined) }, 'oauth: a refreshed token could not be stored; the next refresh stores it');
+      throw err;
+    }
+    if (!stored) {
       // Disconnected while the refresh ran: the new tokens leave the log redactor too.
       this.o.vault.forget(conn.operator_id, conn.id);
       throw new StackError('NOT_FOUND', 'the connection no longer exists');

@@ -46,6 +46,16 @@ describe('vault envelope encryption', () => {
     await expect(cipher.open(bind, { ...sealed, ct: ct.toString('base64') })).rejects.toMatchObject({ code: 'INTERNAL_ERROR' });
   });
 
+  it('refuses a truncated authentication tag (only the full 16 bytes count)', async () => {
+    const cipher = new EnvelopeCipher(Keyring.parse(k1));
+    const sealed = await cipher.seal(bind, 'secret-value');
+    for (const bytes of [4, 8, 12, 15]) {
+      const tag = Buffer.from(sealed.tag, 'base64').subarray(0, bytes).toString('base64');
+      await expect(cipher.open(bind, { ...sealed, tag })).rejects.toMatchObject({ code: 'INTERNAL_ERROR' });
+    }
+    await expect(cipher.open(bind, sealed)).resolves.toBe('secret-value');
+  });
+
   it('rotates without downtime: add a key, old secrets still open, re-wrap, retire the old key', async () => {
     const before = new EnvelopeCipher(Keyring.parse(k1));
     const sealed = await before.seal(bind, 'xoxb-token');
