@@ -48,6 +48,9 @@ export class TeamController {
   @Post('members/invite')
   async invite(@Req() req: Request, @Body() raw: unknown) {
     const { member } = await this.callers.authenticateAdmin(req);
+    // The new member would not be limited: an admin limited to some connections could invite
+    // another address of their own and use every connection through it.
+    if (member.allowed_connections) throw new StackError('FORBIDDEN', 'a member limited to some connections cannot invite members', { reason: 'connections_limited' });
     const body = obj(raw);
     const role = body.role ?? 'standard';
     if (!isMemberRole(role)) throw new StackError('INVALID_REQUEST', 'role must be admin, standard or readonly', { field: 'role' });
@@ -66,6 +69,11 @@ export class TeamController {
     const allowed = body.allowed_connections;
     if (allowed !== undefined && allowed !== null && (!Array.isArray(allowed) || !allowed.every((c) => typeof c === 'string'))) {
       throw new StackError('INVALID_REQUEST', 'allowed_connections must be an array of connection ids or null', { field: 'allowed_connections' });
+    }
+    // A limited caller gives no one (themselves included) more than their own list: they would lift their own limit.
+    const own = member.allowed_connections;
+    if (own && allowed !== undefined && (allowed === null || !(allowed as string[]).every((c) => own.includes(c)))) {
+      throw new StackError('FORBIDDEN', 'a member limited to some connections can only limit others to those connections', { reason: 'connections_limited', field: 'allowed_connections' });
     }
     return this.accounts.updateMember(member.operator_id, id, { name: text(body, 'name', false), role, allowed_connections: allowed as string[] | null | undefined });
   }
