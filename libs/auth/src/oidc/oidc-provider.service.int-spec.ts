@@ -173,10 +173,13 @@ describe('Authorization server (auth on the real Postgres, NATS and Redis)', () 
   /** The token endpoint's answer of the last authorization. */
   let lastTokenResponse: { access_token: string; refresh_token?: string } | undefined;
 
-  async function authorize(clientId: string, member: { email: string; password: string }, scope: string, tick: string[]): Promise<{ consents: number; shown: string[]; scopes: string[] }> {
+  /** The last consent page an authorization showed. */
+  let lastConsentPage = '';
+
+  async function authorize(clientId: string, member: { email: string; password: string }, scope: string, tick: string[], redirect = REDIRECT): Promise<{ consents: number; shown: string[]; scopes: string[] }> {
     const verifier = randomBytes(32).toString('base64url');
     const url = new URL(`${base}/oauth/authorize`);
-    const params = { client_id: clientId, redirect_uri: REDIRECT, response_type: 'code', code_challenge: createHash('sha256').update(verifier).digest('base64url'), code_challenge_method: 'S256', state: 's', scope };
+    const params = { client_id: clientId, redirect_uri: redirect, response_type: 'code', code_challenge: createHash('sha256').update(verifier).digest('base64url'), code_challenge_method: 'S256', state: 's', scope };
     for (const [k, v] of Object.entries(params)) url.searchParams.set(k, v);
     const agent = new Agent();
     let res = await agent.go(url.toString());
@@ -185,13 +188,13 @@ describe('Authorization server (auth on the real Postgres, NATS and Redis)', () 
     for (let step = 0; step < 20; step++) {
       expect(res.status).toBe(303);
       const next = new URL(res.headers.get('location')!, base);
-      if (next.href.startsWith(REDIRECT)) {
+      if (next.href.startsWith(redirect)) {
         const code = next.searchParams.get('code');
         expect(code).toEqual(expect.any(String));
         const token = await fetch(`${base}/oauth/token`, {
           method: 'POST',
           headers: { 'content-type': 'application/x-www-form-urlencoded' },
-          body: new URLSearchParams({ grant_type: 'authorization_code', code: code!, redirect_uri: REDIRECT, client_id: clientId, code_verifier: verifier }),
+          body: new URLSearchParams({ grant_type: 'authorization_code', code: code!, redirect_uri: redirect, client_id: clientId, code_verifier: verifier }),
         });
         expect(token.status).toBe(200);
         const body = (await token.json()) as { access_token: string; refresh_token?: string };
@@ -206,6 +209,7 @@ describe('Authorization server (auth on the real Postgres, NATS and Redis)', () 
         // Stop a loop rather than follow it.
         if (++consents > 3) return { consents, shown, scopes: [] };
         const page = await (await agent.go(next.href)).text();
+        lastConsentPage = page;
         shown = [...page.matchAll(/name="scope" value="([^"]+)"/g)].map((m) => m[1]!);
         res = await agent.go(next.href, { csrf: CSRF, scope: tick, decision: 'approve' });
       } else {
@@ -281,6 +285,24 @@ describe('Authorization server (auth on the real Postgres, NATS and Redis)', () 
       const invitation = await accounts.invite({ operatorId: owner.operator_id, invitedBy: owner.id, email, name: email, role });
       return accounts.acceptInvitation(invitation.token, OWNER.password);
     };
+
+    it.each(['cursor://anysphere.cursor-retrieval/oauth/user-stack/callback', 'com.example.mcp:/oauth2redirect'])(
+      "lets a native client register its app's own scheme (RFC 8252), names it on the consent page and sends the code there: %s",
+      async (redirect) => {
+        const res = await register('/oauth/register', publicClient('Editor', [redirect]), '198.51.100.8');
+        expect(res.status).toBe(201);
+        const { client_id } = (await res.json()) as { client_id: string };
+        expect(await authorize(client_id, OWNER, 'stack:services', ['stack:services'], redirect)).toEqual({ consents: 1, shown: ['stack:services'], scopes: ['stack:services'] });
+        expect(lastConsentPage).toContain(`returning to <strong>${redirect.replace(/\?.*$/, '')}</strong>`);
+      },
+    );
+
+    it('refuses a registration whose redirect URI is a scheme the browser or system handles itself', async () => {
+      for (const redirect of ['javascript:alert(1)', 'data:text/html,x', 'file:///tmp/x', 'https://user:pass@app.example/cb']) {
+        const res = await register('/oauth/register', publicClient('Attacker', [redirect]), '198.51.100.8');
+        expect({ redirect, status: res.status, error: ((await res.json()) as { error: string }).error }).toEqual({ redirect, status: 400, error: 'invalid_redirect_uri' });
+      }
+    });
 
     it('gives a standard member asked for stack:admin a code without it after one consent (no loop), and stack:admin once promoted', async () => {
       const member = await join('dev@oidc.test', 'standard');

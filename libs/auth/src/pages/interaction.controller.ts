@@ -15,6 +15,7 @@ import type { Request, Response } from 'express';
 import type { Grant, Interaction } from 'oidc-provider';
 
 import { AccountsService, type MemberRecord } from '../accounts/accounts.service';
+import { redirectTarget } from '../oidc/redirect-uri';
 import { DEVICE_COOKIE, DEVICE_COOKIE_MAX_AGE_S, DeviceCookies } from './device-cookie';
 import { verifyPassword } from '../accounts/passwords';
 import { OidcProviderService } from '../oidc/oidc-provider.service';
@@ -263,12 +264,7 @@ export class InteractionController {
     const client = await this.oidc.provider.Client.find(clientId);
     if (!client) return undefined;
     const redirectUri = str(interaction.params.redirect_uri) || client.redirectUris?.[0] || '';
-    let redirectHost = redirectUri;
-    try {
-      redirectHost = new URL(redirectUri).host;
-    } catch {
-      /* shown as given */
-    }
+    const redirectHost = redirectTarget(redirectUri);
     const resourceParam = interaction.params.resource;
     const asked = [...new Set((Array.isArray(resourceParam) ? resourceParam : [resourceParam]).map(str).filter(Boolean))];
     const resources = asked.length ? asked : [mcpResource(this.oidc.issuer)];
