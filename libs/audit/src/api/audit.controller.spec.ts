@@ -68,6 +68,42 @@ describe('audit controller', () => {
     }
   }, 10_000);
 
+  it('refuses a member token without stack:audit (or stack:admin) on every read, before recording or reading anything', async () => {
+    const servicesOnly: CallerContext = { issuer: 'auth', kind: 'member', operator_id: 'op_a', member_id: 'mem_a', scopes: ['stack:services', 'stack:passports'] };
+    const { controller, log } = stubs(async () => servicesOnly);
+    const { req, res } = sse();
+    const kitRecord = (controller as unknown as { kit: ServiceKit }).kit.audit.record as jest.Mock;
+    for (const call of [
+      () => controller.list(req, res, {}),
+      () => controller.list(req, res, { follow: 'true' }),
+      () => controller.export(req, res, {}),
+      () => controller.inclusion(req, { entry_id: 'aud_1' }),
+      () => controller.consistency(req, { tree_size_1: '0' }),
+      () => controller.latest(req, {}),
+    ]) {
+      await expect(call()).rejects.toMatchObject({ code: 'FORBIDDEN', message: expect.stringContaining('stack:audit'), details: { required_scopes: ['stack:audit'] } });
+    }
+    expect(log.list).not.toHaveBeenCalled();
+    expect(log.inclusionProof).not.toHaveBeenCalled();
+    expect(log.consistencyProof).not.toHaveBeenCalled();
+    expect(log.latestCheckpoint).not.toHaveBeenCalled();
+    expect(kitRecord).not.toHaveBeenCalled();
+  });
+
+  it('lets a member with stack:audit read their own actions, and an agent with its passport (no stack:* scope for the log) its own', async () => {
+    const json = jest.fn();
+    const res = { json } as unknown as Response;
+    const member = stubs(async () => ({ issuer: 'auth', kind: 'member', operator_id: 'op_a', member_id: 'mem_a', scopes: ['stack:audit'] }));
+    await member.controller.list(sse().req, res, {});
+    expect(member.log.list).toHaveBeenCalledWith({ operatorId: 'op_a', memberId: 'mem_a' }, expect.anything());
+    const passport: CallerContext = { issuer: 'passport', kind: 'agent', operator_id: 'op_a', member_id: 'mem_a', agent_id: 'agt_a', passport_jti: 'ppt_a', scopes: ['stack:services', 'stack:dropoffs'] };
+    const agent = stubs(async () => passport);
+    await agent.controller.list(sse().req, res, {});
+    expect(agent.log.list).toHaveBeenCalledWith({ operatorId: 'op_a', agentId: 'agt_a' }, expect.anything());
+    await agent.controller.inclusion(sse().req, { entry_id: 'aud_1' });
+    expect(agent.log.inclusionProof).toHaveBeenCalledWith({ operatorId: 'op_a', agentId: 'agt_a' }, expect.objectContaining({ entry_id: 'aud_1' }));
+  });
+
   it('refuses a tree_id beyond Postgres integer range as a bad request', async () => {
     const { controller, log } = stubs(async () => ({ ...caller, kind: 'member', agent_id: undefined, scopes: ['stack:admin'] }));
     const { req } = sse();

@@ -6,7 +6,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-import { AuditVerifyCommand, MerkleLevels, StackError, entryLeafHash, formatCheckpoint, signNote, verifyConsistency, verifyInclusion, type CallerContext } from '@stack/contracts';
+import { AuditConsistencyProofCommand, AuditInclusionProofCommand, AuditLatestCheckpointCommand, AuditListCommand, AuditSignCheckpointCommand, AuditVerifyCommand, MerkleLevels, StackError, entryLeafHash, formatCheckpoint, signNote, verifyConsistency, verifyInclusion, type CallerContext } from '@stack/contracts';
 import { TEST_NATS_URL, createTestDatabase, uniqueName, type TestDatabase } from '@stack/testing';
 
 import { serveAuditCommands } from '../api/audit-bus.handlers';
@@ -44,11 +44,14 @@ async function cliVerify(lines: string[]): Promise<{ code: number; out: string }
     out += String(chunk);
     return true;
   });
+  // Without --key it warns on stderr that it checked the file's own key (audit-verify.command.spec.ts checks that).
+  const quiet = jest.spyOn(process.stderr, 'write').mockImplementation(() => true);
   try {
     const code = await auditCliCommand.run(['verify', file], []);
     return { code, out };
   } finally {
     spy.mockRestore();
+    quiet.mockRestore();
   }
 }
 
@@ -371,6 +374,32 @@ describe('audit log (Postgres + NATS)', () => {
     });
   });
 
+  it('exports exactly what the checkpoint it signs at export time covers: entries appended meanwhile wait for the next export', async () => {
+    const OP = 'op_race';
+    const replica = new AuditLogRepository(t.dataSource);
+    const entry = (n: number) => ({ entry: { id: `aud_race_${String(n).padStart(4, '0')}`, occurred_at: new Date().toISOString(), operator_id: OP, layer: 'proxy', action: 'credential.proxy', outcome: 'success' } as never });
+    await replica.appendBatch(Array.from({ length: 10 }, (_, n) => entry(n)), finishEntry);
+    const read = t.log.repo.checkpoints.bind(t.log.repo);
+    // Another replica appends 3 entries after the export signed its checkpoint, before it reads the rows.
+    const spy = jest.spyOn(t.log.repo, 'checkpoints').mockImplementationOnce(async (ref) => {
+      const cps = await read(ref);
+      await replica.appendBatch([10, 11, 12].map(entry), finishEntry);
+      return cps;
+    });
+    try {
+      const lines = await exportLines(t, OP);
+      const entries = lines.map((l) => JSON.parse(l) as { type: string; leaf_index?: number; inclusion?: unknown }).filter((l) => l.type === 'entry');
+      expect(entries.map((e) => e.leaf_index)).toEqual(Array.from({ length: 10 }, (_, i) => i));
+      expect(entries.every((e) => e.inclusion)).toBe(true);
+      expect(verifyExportLines(lines)).toMatchObject({ ok: true, entries: 10, verified_tree_size: 10 });
+      expect((await cliVerify(lines)).code).toBe(0);
+    } finally {
+      spy.mockRestore();
+    }
+    // The next export signs them and lists them.
+    expect(verifyExportLines(await exportLines(t, OP))).toMatchObject({ ok: true, entries: 13, verified_tree_size: 13 });
+  });
+
   // Declared last, and under an operator of its own: the reads it records are appended too, and must not move the counts above.
   it('answers a non-admin whole-log verify over the bus with NOT_FOUND, and refuses a caller without a member or agent id', async () => {
     const C = 'op_gamma';
@@ -380,10 +409,27 @@ describe('audit log (Postgres + NATS)', () => {
       const asker = t.bus.forService('mcp-gateway');
       await expect(asker.request(AuditVerifyCommand, {}, { caller: member(C, 'mem_1') })).rejects.toMatchObject({ code: 'NOT_FOUND' });
       await expect(asker.request(AuditVerifyCommand, {}, { caller: { issuer: 'passport', kind: 'agent', operator_id: C, agent_id: 'agt_1', scopes: ['stack:audit'] } })).rejects.toMatchObject({ code: 'NOT_FOUND' });
+      // A member token holding stack:services only reads nothing of the log, over the bus as over REST.
+      const servicesOnly: CallerContext = { issuer: 'auth', kind: 'member', operator_id: C, member_id: 'mem_1', scopes: ['stack:services'] };
+      for (const [command, req] of [
+        [AuditListCommand, {}],
+        [AuditVerifyCommand, { entry_id: 'aud_x' }],
+        [AuditInclusionProofCommand, { entry_id: 'aud_x' }],
+        [AuditConsistencyProofCommand, { tree_size_1: 0 }],
+        [AuditLatestCheckpointCommand, {}],
+        [AuditSignCheckpointCommand, {}],
+      ] as const) {
+        await expect(asker.request(command as typeof AuditListCommand, req as never, { caller: servicesOnly })).rejects.toMatchObject({ code: 'FORBIDDEN', message: expect.stringContaining('stack:audit') });
+      }
+      // With stack:audit the member reads (its own); an agent with its passport (no stack:* scope for the log) reads its own.
+      await expect(asker.request(AuditListCommand, {}, { caller: { ...servicesOnly, scopes: ['stack:audit'] } })).resolves.toMatchObject({ items: expect.any(Array) });
+      const passport: CallerContext = { issuer: 'passport', kind: 'agent', operator_id: C, member_id: 'mem_1', agent_id: 'agt_1', passport_jti: 'ppt_1', scopes: ['stack:services', 'stack:dropoffs'] };
+      await expect(asker.request(AuditListCommand, {}, { caller: passport })).resolves.toMatchObject({ items: expect.any(Array) });
     } finally {
       await Promise.all(handles.map((h) => h.stop()));
     }
     expect(() => readScope({ issuer: 'auth', kind: 'member', operator_id: C, scopes: ['stack:audit'] })).toThrow(expect.objectContaining({ code: 'FORBIDDEN' }));
+    expect(() => readScope({ issuer: 'auth', kind: 'member', operator_id: C, member_id: 'mem_1', scopes: ['stack:services'] })).toThrow(expect.objectContaining({ code: 'FORBIDDEN' }));
     expect(() => readScope({ issuer: 'passport', kind: 'agent', operator_id: C, scopes: ['stack:audit'] })).toThrow(expect.objectContaining({ code: 'FORBIDDEN' }));
   });
 });

@@ -134,7 +134,13 @@ export interface ReadScope {
   agentId?: string;
 }
 
-/** Which part of which log a caller may read: admins and the system their whole operator, others their own actions. */
+/**
+ * Which part of which log a caller may read: admins and the system their whole operator, others
+ * their own actions. A member's API key or access token reads only with the stack:audit scope (or
+ * stack:admin), as the MCP gateway asks of stack_audit_list and stack_audit_verify: a token granted
+ * stack:services alone reads nothing. An agent acting with its passport reads its own actions: a
+ * passport carries no stack:* scope for the log (it names connections), and what it did is its own.
+ */
 export function readScope(caller: CallerContext): ReadScope {
   if (!caller.operator_id) throw new StackError('FORBIDDEN', 'the caller belongs to no operator');
   const admin = caller.kind === 'system' || caller.scopes.includes('stack:admin');
@@ -144,6 +150,7 @@ export function readScope(caller: CallerContext): ReadScope {
     if (!caller.agent_id) throw new StackError('FORBIDDEN', 'the caller has no agent id');
     return { operatorId: caller.operator_id, agentId: caller.agent_id };
   }
+  if (!caller.scopes.includes('stack:audit')) throw new StackError('FORBIDDEN', 'reading the audit log needs the stack:audit scope', { required_scopes: ['stack:audit'] });
   if (!caller.member_id) throw new StackError('FORBIDDEN', 'the caller has no member id');
   return { operatorId: caller.operator_id, memberId: caller.member_id };
 }
@@ -503,10 +510,16 @@ export class AuditLog {
 
   /**
    * Export lines of one tree (default the live one): a header (origin, verifier key), every signed
-   * checkpoint, then every entry with its inclusion proof against the latest checkpoint (the live
-   * tree is signed now if it grew). Proofs come from the stored leaf hashes, so an entry changed
-   * in place fails its own proof. `proofs: false` leaves them out (the verifier then checks the
-   * roots the entries make).
+   * checkpoint, then every entry the latest checkpoint covers, with its inclusion proof against it.
+   * Proofs come from the stored leaf hashes, so an entry changed in place fails its own proof.
+   * `proofs: false` leaves them out (the verifier then checks the roots the entries make).
+   *
+   * What it lists ends exactly at the latest signed size, and for the live tree that size is "now":
+   * the tree is signed at export time if it grew. Someone exporting a live log expects everything
+   * up to the moment they asked, and every line of it checkable offline; signing first gives the
+   * first, stopping at the signed size the second. Entries appended while the export runs (after
+   * the signature) belong to the next export: listed here they would be covered by no checkpoint,
+   * and the verifier refuses an entry that nothing signed.
    */
   async *exportLines(operatorId: string, treeId?: number, options: { proofs?: boolean } = {}): AsyncGenerator<string> {
     const head = await this.repo.head(operatorId);
@@ -527,10 +540,10 @@ export class AuditLog {
     }
     // With a leaf missing from storage there is no tree to prove against: the verifier names the gap.
     const whole = proofs && levels.size >= size;
-    for (let from = 0; ; ) {
+    for (let from = 0; from < size; ) {
       // Pages start at multiples of EXPORT_PAGE while no leaf is missing, so each holds whole
       // blocks: a proof's block comes from the rows at hand.
-      const rows = await this.repo.rows(ref, from, EXPORT_PAGE);
+      const rows = (await this.repo.rows(ref, from, EXPORT_PAGE)).filter((r) => r.leaf_index < size);
       if (!rows.length) break;
       const first = rows[0]!.leaf_index;
       const blocks: BlockLeaves = (block) => {
@@ -539,8 +552,7 @@ export class AuditLog {
         return slice.length === levels.blockSize && slice[slice.length - 1]!.leaf_index === first + at + levels.blockSize - 1 ? slice.map((r) => r.leaf_hash) : undefined;
       };
       for (const r of rows) {
-        const covered = whole && r.leaf_index < size;
-        yield JSON.stringify({ type: 'entry', ...toItem(r), ...(covered ? { inclusion: { leaf_index: r.leaf_index, tree_size: size, hashes: levels.inclusionProof(r.leaf_index, size, blocks).map(b64) } } : {}) });
+        yield JSON.stringify({ type: 'entry', ...toItem(r), ...(whole ? { inclusion: { leaf_index: r.leaf_index, tree_size: size, hashes: levels.inclusionProof(r.leaf_index, size, blocks).map(b64) } } : {}) });
       }
       from = rows[rows.length - 1]!.leaf_index + 1;
     }

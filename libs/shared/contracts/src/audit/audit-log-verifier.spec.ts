@@ -30,11 +30,34 @@ const verify = (l: { checkpoints: string[]; items: VerifiableItem[] }) => verify
 
 describe('LogVerifier', () => {
   it('verifies a log entry by entry and says how far the signed checkpoints reach', () => {
-    const l = log(300, [100, 257]);
+    const l = log(300, [100, 257, 300]);
     const v = new LogVerifier({ verifierKey: signer.verifierKey, origin: ORIGIN, checkpoints: l.checkpoints });
     for (const item of l.items) v.add(item);
     expect(v.failure).toBeUndefined();
-    expect(v.finish()).toEqual({ ok: true, entries: 300, checkpoints: 2, verified_tree_size: 257 });
+    expect(v.finish()).toEqual({ ok: true, entries: 300, checkpoints: 3, verified_tree_size: 300 });
+  });
+
+  it('refuses entries no signed checkpoint covers, edited or not, naming how many', () => {
+    const l = log(300, [100, 257]);
+    expect(verify(l)).toEqual({
+      ok: false,
+      entries: 300,
+      checkpoints: 2,
+      verified_tree_size: 0,
+      failure: { leaf_index: 257, reason: '43 of 300 entries (leaves 257–299) are not covered by any signed checkpoint (the last is of tree size 257): nothing vouches for them' },
+    });
+    // An entry after the last checkpoint edited: nothing else could have caught it.
+    const edited = log(30, [20]);
+    edited.items[25] = { entry: entry(25, 'credential.proxz'), leaf_index: 25 };
+    expect(verify(edited)).toMatchObject({ ok: false, failure: { leaf_index: 20, reason: expect.stringContaining('10 of 30 entries (leaves 20–29) are not covered') } });
+    expect(verify(log(21, [20]))).toMatchObject({ ok: false, failure: { leaf_index: 20, reason: expect.stringContaining('1 of 21 entries (leaf 20) is not covered') } });
+    // No checkpoint at all: every entry uncovered, however it reads.
+    const bare = log(5, [5]);
+    bare.items.forEach((item) => delete item.inclusion);
+    bare.items[2] = { entry: entry(2, 'credential.proxz'), leaf_index: 2 };
+    expect(verify({ checkpoints: [], items: bare.items })).toMatchObject({ ok: false, entries: 5, failure: { leaf_index: 0, reason: expect.stringContaining('5 of 5 entries (leaves 0–4) are not covered by any signed checkpoint (there is none)') } });
+    // A log with no entries and no checkpoint claims nothing.
+    expect(verify({ checkpoints: [], items: [] })).toEqual({ ok: true, entries: 0, checkpoints: 0, verified_tree_size: 0 });
   });
 
   it('names the first entry whose proof fails', () => {
@@ -99,13 +122,21 @@ describe('ExportVerifier', () => {
   it('checks an export line by line as it is read, holding no line', () => {
     const v = new ExportVerifier();
     let read = 0;
-    for (const line of exportOf(500, [200, 480])) {
+    for (const line of exportOf(500, [200, 500])) {
       v.push(line);
       read++;
     }
     expect(read).toBe(503);
-    expect(v.finish()).toEqual({ ok: true, entries: 500, checkpoints: 2, verified_tree_size: 480 });
+    expect(v.finish()).toEqual({ ok: true, entries: 500, checkpoints: 2, verified_tree_size: 500 });
     expect(verifyExportLines(exportOf(10, [10]))).toMatchObject({ ok: true, entries: 10 });
+  });
+
+  it('refuses an export whose entries after its last checkpoint were edited, or that has no checkpoint', () => {
+    const lines = [...exportOf(30, [20])];
+    const edited = lines.map((line, i) => (i === 2 + 25 ? line.replace('"credential.proxy"', '"credential.proxz"') : line));
+    expect(verifyExportLines(edited)).toMatchObject({ ok: false, entries: 30, failure: { leaf_index: 20, reason: expect.stringContaining('10 of 30 entries (leaves 20–29) are not covered') } });
+    const none = [lines[0]!, ...lines.slice(2).map((line) => line.replace(/,"inclusion":\{[^}]*\}/, ''))];
+    expect(verifyExportLines(none)).toMatchObject({ ok: false, entries: 30, checkpoints: 0, failure: { leaf_index: 0, reason: expect.stringContaining('30 of 30 entries') } });
   });
 
   it('takes the key given over the one in the header', () => {

@@ -2,7 +2,8 @@
  * Checks a log offline: every checkpoint's signature, that entries sit at the leaf index they
  * name (no gap, no move), each entry's inclusion proof against a signed checkpoint (recomputing
  * its leaf hash from the entry itself), and every checkpoint's root against the tree the entries
- * make. Reports the first entry that fails. `stack audit verify` and the `verify` command share it.
+ * make; and that the last checkpoint covers every entry (one after it was checked against nothing).
+ * Reports the first entry that fails. `stack audit verify` and the `verify` command share it.
  */
 import type { AuditEntry } from './audit-entry';
 
@@ -140,12 +141,25 @@ export class LogVerifier {
     this.tree.append(hash);
   }
 
-  /** The verdict on everything added: the first failure, or the largest signed size that checked out. */
+  /**
+   * The verdict on everything added: the first failure, or the largest signed size that checked
+   * out. A log passes only when that size covers every entry: an entry after the last checkpoint
+   * (or any entry of a log with none) was checked against nothing and could say anything.
+   */
   finish(): VerifyResult {
     const base = { entries: this.entries, checkpoints: this.checkpointCount, verified_tree_size: 0 };
-    const failure = this.failure ?? this.rootFailure();
+    const failure = this.failure ?? this.rootFailure() ?? this.coverageFailure();
     if (failure) return { ...base, ok: false, failure };
     return { ...base, ok: true, verified_tree_size: this.cps[this.cps.length - 1]?.treeSize ?? 0 };
+  }
+
+  private coverageFailure(): VerifyFailure | undefined {
+    const signed = this.cps[this.cps.length - 1]?.treeSize ?? 0;
+    const uncovered = this.entries - signed;
+    if (uncovered <= 0) return undefined;
+    const which = uncovered === 1 ? `(leaf ${signed}) is` : `(leaves ${signed}–${this.entries - 1}) are`;
+    const why = signed === 0 ? 'there is none' : `the last is of tree size ${signed}`;
+    return { leaf_index: signed, reason: `${uncovered} of ${this.entries} entries ${which} not covered by any signed checkpoint (${why}): nothing vouches for ${uncovered === 1 ? 'it' : 'them'}` };
   }
 
   private rootFailure(): VerifyFailure | undefined {
@@ -192,6 +206,15 @@ export class ExportVerifier {
   private failure?: VerifyFailure;
 
   constructor(private readonly trustedKey?: string) {}
+
+  /**
+   * The key the file names for itself, when no trusted key was given and the checks used it: they
+   * then prove the file consistent with its own key, not that the deployment signed it (whoever
+   * rewrote the entries could have re-signed the checkpoints and put their key in the header).
+   */
+  get selfDeclaredKey(): string | undefined {
+    return this.trustedKey === undefined && typeof this.header?.verifier_key === 'string' ? this.header.verifier_key : undefined;
+  }
 
   push(line: string): void {
     this.lineNo++;
