@@ -41,6 +41,24 @@ describe('PostgresOidcAdapter (real Postgres)', () => {
     expect(await interactions.find('i1')).toBeUndefined();
   });
 
+  it('redeems an authorization code once even when two requests read it unconsumed: the second is invalid_grant, and the grant it gave is revoked', async () => {
+    const codes = new PostgresOidcAdapter('AuthorizationCode', ds);
+    const refresh = new PostgresOidcAdapter('RefreshToken', ds, () => 'c');
+    await codes.upsert('c2', { grantId: 'g2', clientId: 'c' }, 60);
+    // Both token requests (on two replicas) found the code unconsumed before either consumed it.
+    expect((await codes.find('c2'))?.consumed).toBeUndefined();
+    expect((await codes.find('c2'))?.consumed).toBeUndefined();
+    await codes.consume('c2');
+    // The first request's tokens exist by now.
+    await refresh.upsert('r2', { grantId: 'g2', accountId: 'mem_a', clientId: 'c' }, 3600);
+    await expect(codes.consume('c2')).rejects.toMatchObject({ error: 'invalid_grant', statusCode: 400 });
+    expect(await refresh.find('r2')).toBeUndefined();
+    // Other models keep consume idempotent (a refresh token's grace handles its own replays).
+    await refresh.upsert('r3', { grantId: 'g3', accountId: 'mem_a', clientId: 'c' }, 3600);
+    await refresh.consume('r3');
+    await expect(refresh.consume('r3')).resolves.toBeUndefined();
+  });
+
   it('lets a just-rotated refresh token be presented again once within the grace window, not twice, not after', async () => {
     const refresh = new PostgresOidcAdapter('RefreshToken', ds, () => 'c');
     await refresh.upsert('r1', { grantId: 'g1', accountId: 'mem_a', clientId: 'c' }, 3600);

@@ -20,7 +20,7 @@ import { randomUUID } from 'node:crypto';
 
 import { RevocationRecordedEvent } from '@stack/contracts';
 import { Outbox, qualifiedTable, runStatement, schemaOf } from '@stack/persistence';
-import Provider from 'oidc-provider';
+import Provider, { errors } from 'oidc-provider';
 import type { DataSource, EntityManager } from 'typeorm';
 
 /** How long a just-rotated refresh token may be presented again. */
@@ -96,7 +96,19 @@ export class PostgresOidcAdapter {
   }
 
   async consume(id: string): Promise<void> {
-    await this.dataSource.query(`UPDATE ${this.table} SET consumed_at = now() WHERE model = $1 AND id = $2 AND consumed_at IS NULL`, [this.model, id]);
+    const { rows } = await runStatement<{ grant_id: string | null }>(
+      this.dataSource,
+      `UPDATE ${this.table} SET consumed_at = now() WHERE model = $1 AND id = $2 AND consumed_at IS NULL RETURNING payload->>'grantId' AS grant_id`,
+      [this.model, id],
+    );
+    if (rows.length > 0 || this.model !== 'AuthorizationCode') return;
+    // oidc-provider read the code unconsumed, but another request (another replica) redeemed it
+    // between that read and this write: an authorization code is redeemed once (OAuth 2.1 §4.1.3),
+    // so this request is refused and, as for any reuse, what the code gave is revoked (RFC 6749 §4.1.2).
+    const found = (await this.dataSource.query(`SELECT payload->>'grantId' AS grant_id FROM ${this.table} WHERE model = $1 AND id = $2`, [this.model, id])) as Array<{ grant_id: string | null }>;
+    const grantId = found[0]?.grant_id;
+    if (grantId) await this.revokeByGrantId(grantId);
+    throw new errors.InvalidGrant('authorization code already consumed');
   }
 
   async destroy(id: string): Promise<void> {
