@@ -6,7 +6,7 @@
 import { randomBytes } from 'node:crypto';
 
 import { connectNatsBus, type BusConnection } from '@stack/bus';
-import { ClientApprovedEvent, DEFAULT_SCOPES, ResolveApiKeyCommand, RevocationRecordedEvent, StackError, type PayloadOf } from '@stack/contracts';
+import { ClientApprovedEvent, DEFAULT_SCOPES, PASSPORT_COMMANDS, ResolveApiKeyCommand, RevocationRecordedEvent, StackError, type PayloadOf } from '@stack/contracts';
 import { startClientMetadataServer, startDistributedStack, type ClientMetadataServer, type DistributedStack } from '@stack/testing';
 import type { AuthorizationServer, Client } from 'oauth4webapi';
 import { Client as PgClient } from 'pg';
@@ -337,6 +337,45 @@ describe('auth, distributed: OAuth 2.1 for MCP clients', () => {
     const refused = await bus.forService('mcp-gateway').request(ResolveApiKeyCommand, { api_key: apiKey }).catch((e: unknown) => e);
     expect(refused).toBeInstanceOf(StackError);
     expect((refused as StackError).code).toBe('UNAUTHORIZED');
+  });
+
+  it('revokes one API key: the other nodes refuse it at once (not after their 30 s cache), and the revocation stays in snapshots', async () => {
+    const admin = await apiToken(owner, 'stack:services stack:passports stack:admin');
+    const created = await sendJson('POST', `${stack.publicUrl}/v1/api-keys`, admin, { name: 'revoke-me' });
+    expect(created.status).toBe(201);
+    const apiKey = String(created.body.key);
+    const keyId = String(created.body.id);
+    const kept = String((await sendJson('POST', `${stack.publicUrl}/v1/api-keys`, admin, { name: 'keep-me' })).body.key);
+    // Two other processes resolve the key over the bus and cache auth's answer.
+    const elsewhere = [`${stack.publicUrl}/v1/services`, `${stack.publicUrl}/v1/agents`];
+    for (const url of elsewhere) {
+      expect((await getJson(url, apiKey)).status).toBe(200);
+      expect((await getJson(url, kept)).status).toBe(200);
+    }
+    const revokedAt = Date.now();
+    expect((await sendJson('DELETE', `${stack.publicUrl}/v1/api-keys/${keyId}`, admin)).status).toBe(204);
+    for (const url of elsewhere) {
+      const refused = await eventually(async () => {
+        const res = await getJson(url, apiKey);
+        return res.status === 401 ? res : undefined;
+      }, 5000, `${url} refusing the revoked key`);
+      expect(refused.body).toEqual({ error: { code: 'UNAUTHORIZED', message: 'API key is unknown or revoked' } });
+    }
+    // Well inside the cache's lifetime: the revocation event, not the cache's expiry, did it.
+    expect(Date.now() - revokedAt).toBeLessThan(20_000);
+    for (const url of elsewhere) expect((await getJson(url, kept)).status).toBe(200);
+    // A node starting now gets it in its snapshot: from a live peer, and from the passport service's own table.
+    const snap = await bus.forService('mcp-gateway').request(PASSPORT_COMMANDS.revocationSnapshot, {});
+    const entry = snap.entries.find((e) => e.kind === 'api_key' && e.value === keyId);
+    expect(entry).toMatchObject({ operator_id: expect.stringMatching(/^op_/) });
+    expect(entry!.expires_at_ms - entry!.revoked_at_ms).toBeGreaterThan(30_000);
+    const db = new PgClient({ connectionString: stack.database.url });
+    await db.connect();
+    try {
+      await eventually(async () => ((await db.query(`SELECT 1 FROM passport.revocations WHERE kind = 'api_key' AND value = $1`, [keyId])).rowCount ? true : undefined), 5000, 'the passport service storing the revocation');
+    } finally {
+      await db.end();
+    }
   });
 
   it('lists connected apps, and disconnecting one revokes its grant: its tokens stop working at once', async () => {

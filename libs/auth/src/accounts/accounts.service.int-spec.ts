@@ -110,6 +110,29 @@ describe('AccountsService (real Postgres)', () => {
     await expect(callers.authenticate(bearer(key))).rejects.toMatchObject({ code: 'UNAUTHORIZED', message: 'API key is unknown or revoked' });
   });
 
+  it('revokes one API key with one api_key revocation through the outbox (for every node), none for a second revoke or a key out of reach', async () => {
+    const owner = await accounts.createOperatorWithOwner({ operatorName: 'Kappa', email: 'owner@kappa.test', password: PASSWORD });
+    const member = (await accounts.findMember(owner.member_id))!;
+    const { key, record } = await accounts.createApiKey(member, 'ci', STACK_SCOPES);
+    const { key: kept } = await accounts.createApiKey(member, 'laptop', STACK_SCOPES);
+    const other = await accounts.createOperatorWithOwner({ operatorName: 'Lambda', email: 'owner@lambda.test', password: PASSWORD });
+    await expect(accounts.revokeApiKey((await accounts.findMember(other.member_id))!, record.id)).rejects.toMatchObject({ code: 'NOT_FOUND' });
+    const before = Date.now();
+    await accounts.revokeApiKey(member, record.id);
+    await accounts.revokeApiKey(member, record.id);
+    await expect(accounts.resolveApiKey(key)).rejects.toMatchObject({ code: 'UNAUTHORIZED' });
+    expect((await accounts.resolveApiKey(kept)).member_id).toBe(owner.member_id);
+    const events = (await ds.query(`SELECT payload FROM ${qualifiedTable(schemaOf(ds), 'outbox')} WHERE event = 'revocation.recorded' AND payload->>'value' = $1`, [record.id])) as {
+      payload: { kind: string; operator_id: string; revoked_at_ms: number; expires_at_ms: number };
+    }[];
+    expect(events).toHaveLength(1);
+    const e = events[0]!.payload;
+    expect(e).toMatchObject({ kind: 'api_key', operator_id: owner.operator_id, reason: 'API key revoked' });
+    expect(e.revoked_at_ms).toBeGreaterThanOrEqual(before);
+    // Alive on every node while one could still hold the key's answer in its cache (30 s), with room.
+    expect(e.expires_at_ms - e.revoked_at_ms).toBeGreaterThan(30_000);
+  });
+
   it("gives a key the scopes the member's role allows and the creating credential holds, and only what the role allows now", async () => {
     const owner = await accounts.createOperatorWithOwner({ operatorName: 'Gamma', email: 'owner@gamma.test', password: PASSWORD });
     const join = async (email: string, role: 'admin' | 'standard') =>

@@ -10,7 +10,7 @@ import { randomUUID } from 'node:crypto';
 import { Inject, Injectable } from '@nestjs/common';
 import { ClientApprovedEvent, MemberRevokedEvent, RevocationRecordedEvent, StackError, scopesOfRole, type MemberRole } from '@stack/contracts';
 import { Outbox, qualifiedTable, runStatement, schemaOf } from '@stack/persistence';
-import { serviceKitToken, type ServiceKit } from '@stack/runtime';
+import { API_KEY_REVOCATION_TTL_MS, serviceKitToken, type ServiceKit } from '@stack/runtime';
 import type { DataSource, EntityManager } from 'typeorm';
 
 import { GRANT_MAX_LIFETIME_MS, revokeGrantRows } from '../oidc/postgres-adapter';
@@ -306,14 +306,34 @@ export class AccountsService {
     return rows.map((r) => ({ id: r.id, name: r.name, prefix: r.prefix, member_id: r.member_id, scopes: r.scopes, created_at: iso(r.created_at)!, last_used_at: iso(r.last_used_at), revoked_at: iso(r.revoked_at) }));
   }
 
-  /** Revokes one key of the member (an admin may revoke any key of the operator). */
+  /**
+   * Revokes one key of the member (an admin may revoke any key of the operator), with an
+   * `api_key` revocation record in the same transaction: every node drops the key from its cache
+   * as the record reaches it. The record lives while a node could still hold the key's answer;
+   * after that this table refuses the key at lookup. Revoking a revoked key changes nothing.
+   */
   async revokeApiKey(caller: MemberRecord, id: string): Promise<void> {
-    const result = await runStatement(
-      this.ds,
-      `UPDATE ${this.t('api_keys')} SET revoked_at = COALESCE(revoked_at, now()) WHERE id = $1 AND operator_id = $2 AND (member_id = $3 OR $4::boolean)`,
-      [id, caller.operator_id, caller.id, canAdminister(caller.role)],
-    );
-    if (!result.affected) throw new StackError('NOT_FOUND', 'no such API key');
+    await this.ds.transaction(async (m) => {
+      const now = Date.now();
+      const rows = (await m.query(`SELECT revoked_at FROM ${this.t('api_keys')} WHERE id = $1 AND operator_id = $2 AND (member_id = $3 OR $4::boolean) FOR UPDATE`, [
+        id,
+        caller.operator_id,
+        caller.id,
+        canAdminister(caller.role),
+      ])) as { revoked_at: Date | null }[];
+      if (!rows[0]) throw new StackError('NOT_FOUND', 'no such API key');
+      if (rows[0].revoked_at) return;
+      await m.query(`UPDATE ${this.t('api_keys')} SET revoked_at = now() WHERE id = $1`, [id]);
+      await Outbox.enqueue(m, RevocationRecordedEvent, {
+        id: randomUUID(),
+        kind: 'api_key',
+        value: id,
+        operator_id: caller.operator_id,
+        revoked_at_ms: now,
+        expires_at_ms: now + API_KEY_REVOCATION_TTL_MS,
+        reason: 'API key revoked',
+      });
+    });
   }
 
   /**

@@ -3,8 +3,9 @@
  * every node how far the stream goes (DESIGN.md §4), answers `revocation_snapshot` from this
  * replica's own live state, gives the node's state a fallback snapshot from its own tables
  * (for the first replica, when no peer can answer), and keeps a durable copy of the
- * member/grant/client revocations auth publishes, so a later snapshot still holds them; a
- * member's also reaches, by jti, what was minted from their passports after its stamp.
+ * member/grant/client/api_key revocations auth publishes (whatever kind is not its own), so a
+ * later snapshot still holds them until they expire; a member's also reaches, by jti, what was
+ * minted from their passports after its stamp.
  */
 import { randomUUID } from 'node:crypto';
 
@@ -17,7 +18,7 @@ import { RevocationHost, serviceKitToken, type ServiceKit } from '@stack/runtime
 import { PassportService } from '../passports/passport.service';
 import { PassportStore } from '../store/passport.store';
 
-/** The passport service's own revocations are already in its tables. */
+/** The passport service's own revocations are already in its tables; every other kind is auth's. */
 const OWN_KINDS = new Set(['jti', 'agent', 'session', 'operator']);
 
 @Injectable()

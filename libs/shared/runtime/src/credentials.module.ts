@@ -2,7 +2,8 @@
  * One place that turns a bearer credential into a caller, for every service that takes
  * requests from outside (REST endpoints, the MCP gateway, the proxy):
  * - an API key `sk_live_…`, resolved by auth over the bus (its scopes never more than its
- *   member's role allows), cached briefly and forgotten on any revocation;
+ *   member's role allows), cached briefly and forgotten on any revocation; a key whose id
+ *   (`api_key` revocation) or member is revoked in this node's state is refused, cached or not;
  * - an OAuth access token (RFC 9068 JWT from auth), verified locally against auth's JWKS for the
  *   resource it is presented to, then checked against this node's revocation state (member,
  *   grant, client);
@@ -42,7 +43,14 @@ export interface ResolvedCredential {
 /** The resource a credential is presented to: an access token is only good at its own. */
 export type Resource = 'api' | 'mcp';
 
-const API_KEY_CACHE_MS = 30_000;
+/** How long a node trusts auth's answer for an API key before asking again. */
+export const API_KEY_CACHE_MS = 30_000;
+/**
+ * How long auth's `api_key` revocation entry lives: past the longest a node may hold the key's
+ * answer (a resolution in flight when the key was revoked, then the cache), with room for bus
+ * delay and clock skew. After that auth refuses the key at lookup, which it does from the revoke on.
+ */
+export const API_KEY_REVOCATION_TTL_MS = API_KEY_CACHE_MS + 5 * 60_000;
 const JWKS_REFETCH_MS = 5_000;
 
 export function bearerOf(authorization: string | undefined): string | undefined {
@@ -105,7 +113,7 @@ export class Credentials {
   private readonly bus: Bus;
   private readonly accessTokens: Record<Resource, AccessTokenVerifier>;
   readonly passports: PassportVerifier;
-  private readonly apiKeys = new Map<string, { caller: CallerContext; until: number }>();
+  private readonly apiKeys = new Map<string, { caller: CallerContext; apiKeyId: string; memberId: string; until: number }>();
   /** Members' `allowed_connections` for access tokens (undefined: not limited). */
   private readonly memberAccess = new Map<string, { allowed: string[] | undefined; until: number }>();
   private passportKeys = new Map<string, KeyObject>();
@@ -178,18 +186,33 @@ export class Credentials {
     const id = createHash('sha256').update(key).digest('base64url');
     const hit = this.apiKeys.get(id);
     const now = Date.now();
-    if (hit && hit.until > now) return hit.caller;
+    if (hit && hit.until > now) {
+      this.refuseRevokedKey(hit.apiKeyId, hit.memberId);
+      return hit.caller;
+    }
     this.revocations.state.assertFresh();
     const r = await this.bus.request(ResolveApiKeyCommand, { api_key: key });
+    // The answer may have left auth before a revocation this node has applied since.
+    this.refuseRevokedKey(r.api_key_id, r.member_id);
     // Never more than the member's role allows, whatever the answer lists; never none (a caller
     // without scopes would be read as unrestricted).
     const allowed: string[] = scopesOfRole(r.role);
     const scopes = r.scopes.filter((s) => allowed.includes(s));
     if (!scopes.length) throw new StackError('UNAUTHORIZED', "API key holds no scope its member's role allows");
     const caller: CallerContext = { issuer: 'auth', kind: 'member', operator_id: r.operator_id, member_id: r.member_id, scopes, ...(r.allowed_connections ? { allowed_connections: r.allowed_connections } : {}) };
-    this.apiKeys.set(id, { caller, until: now + API_KEY_CACHE_MS });
-    if (this.apiKeys.size > 10_000) this.apiKeys.clear();
+    if (this.apiKeys.size >= 10_000) this.apiKeys.clear();
+    this.apiKeys.set(id, { caller, apiKeyId: r.api_key_id, memberId: r.member_id, until: now + API_KEY_CACHE_MS });
     return caller;
+  }
+
+  /**
+   * UNAUTHORIZED (as auth answers for it) when this node's revocation state holds the key's id or
+   * its member. Neither is ever reinstated, so the key's creation time does not matter: the
+   * subject is stamped as issued at 0. The operator is left out, as for access tokens.
+   */
+  private refuseRevokedKey(apiKeyId: string, memberId: string): void {
+    const hit = this.revocations.state.revocationOf({ api_key_id: apiKeyId, member_id: memberId, issued_at_ms: 0 });
+    if (hit) throw new StackError('UNAUTHORIZED', 'API key is unknown or revoked');
   }
 
   /** A member's `allowed_connections` (undefined: not limited), asked of auth and cached like API keys. */

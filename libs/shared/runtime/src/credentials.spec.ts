@@ -3,7 +3,7 @@ import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import type { BusConnection } from '@stack/bus';
 import type { StackConfig } from '@stack/config';
 import { PASSPORT_COMMANDS, StackError, type CallerContext, type PassportClaims } from '@stack/contracts';
-import { CallerContextSigner, signPassport } from '@stack/security';
+import { CallerContextSigner, RevocationState, signPassport, type RevocationEntry, type RevocationFeed } from '@stack/security';
 
 import { Credentials, jwtTyp } from './credentials.module';
 import type { RevocationHost } from './revocation.module';
@@ -27,6 +27,7 @@ describe('Credentials (REST callers)', () => {
   const host = {
     state: {
       check: () => undefined,
+      revocationOf: () => undefined,
       assertFresh: () => undefined,
       onRevoked: (l: () => void) => {
         revoked = l;
@@ -136,6 +137,66 @@ describe('Credentials (REST callers)', () => {
       expect((await creds.restCaller(passport('ppt_e'))).caller.passport_jti).toBe('ppt_e');
       expect(asked).toHaveLength(2);
     });
+  });
+});
+
+describe('Credentials: API keys against the node’s revocation state', () => {
+  // Auth's answers as one that has not seen the revocation yet would give (a reply in flight, a
+  // lagging replica): only the node's own revocation state can refuse the key.
+  const answers: Record<string, unknown> = {
+    sk_live_one: { api_key_id: 'key_1', operator_id: 'op_1', member_id: 'mem_1', role: 'admin', scopes: ['stack:services'] },
+    sk_live_two: { api_key_id: 'key_2', operator_id: 'op_1', member_id: 'mem_1', role: 'admin', scopes: ['stack:services'] },
+    sk_live_three: { api_key_id: 'key_3', operator_id: 'op_1', member_id: 'mem_2', role: 'standard', scopes: ['stack:services'] },
+  };
+  let asked = 0;
+  const bus = {
+    request: async (_cmd: unknown, payload: { api_key: string }) => {
+      asked++;
+      return answers[payload.api_key];
+    },
+  };
+  const config = { internalSecret: randomBytes(32).toString('base64'), publicUrl: 'http://stack.test', services: ['credential-proxy'] } as unknown as StackConfig;
+  const feed = {} as RevocationFeed;
+  let state: RevocationState;
+  let credentials: Credentials;
+  const revocation = (over: Partial<RevocationEntry>): RevocationEntry => ({ id: `rev_${Math.random()}`, kind: 'api_key', value: 'key_1', operator_id: 'op_1', revoked_at_ms: Date.now(), expires_at_ms: Date.now() + 330_000, ...over });
+
+  beforeEach(() => {
+    asked = 0;
+    state = new RevocationState({ feed, maxStalenessMs: 60_000 });
+    // Fresh: a heartbeat of an empty stream.
+    state.receive({ type: 'heartbeat', seq: 1, at_ms: Date.now(), last_seq: 0 });
+    credentials = new Credentials({ forService: () => bus } as unknown as BusConnection, config, { state } as unknown as RevocationHost);
+  });
+
+  it('refuses a revoked key (kind api_key) as soon as the entry is applied, cached or asked again, and only that key', async () => {
+    expect((await credentials.restCaller('Bearer sk_live_one')).caller.member_id).toBe('mem_1');
+    expect((await credentials.restCaller('Bearer sk_live_two')).caller.member_id).toBe('mem_1');
+    expect(asked).toBe(2);
+    state.apply(revocation({ value: 'key_1' }));
+    await expect(credentials.restCaller('Bearer sk_live_one')).rejects.toMatchObject({ code: 'UNAUTHORIZED', message: 'API key is unknown or revoked' });
+    expect((await credentials.restCaller('Bearer sk_live_two')).caller.member_id).toBe('mem_1');
+  });
+
+  it('refuses a cached key whose id is in the set even if the cache was not dropped', async () => {
+    await credentials.restCaller('Bearer sk_live_one');
+    // Straight into the set: no listener runs, the cache entry stays.
+    state.set.add(revocation({ value: 'key_1' }));
+    await expect(credentials.restCaller('Bearer sk_live_one')).rejects.toMatchObject({ code: 'UNAUTHORIZED' });
+    expect(asked).toBe(1);
+  });
+
+  it("refuses every key of a revoked member, whenever the key was made, and leaves other members' keys alone", async () => {
+    await credentials.restCaller('Bearer sk_live_one');
+    state.apply(revocation({ kind: 'member', value: 'mem_1', revoked_at_ms: Date.now() - 60_000 }));
+    await expect(credentials.restCaller('Bearer sk_live_one')).rejects.toMatchObject({ code: 'UNAUTHORIZED' });
+    await expect(credentials.restCaller('Bearer sk_live_two')).rejects.toMatchObject({ code: 'UNAUTHORIZED' });
+    expect((await credentials.restCaller('Bearer sk_live_three')).caller.member_id).toBe('mem_2');
+  });
+
+  it("keeps an operator-wide passport revocation from signing members' API keys out", async () => {
+    state.apply(revocation({ kind: 'operator', value: 'op_1' }));
+    expect((await credentials.restCaller('Bearer sk_live_one')).caller.member_id).toBe('mem_1');
   });
 });
 

@@ -53,10 +53,10 @@ export const RevocationRecordedEvent = defineEvent({
   entity: 'revocation',
   verb: 'recorded',
   stream: 'REVOCATIONS',
-  description: 'A passport jti, or every credential of a subject issued up to revoked_at_ms, is dead.',
+  description: 'A passport jti or an API key id (api_key) is dead, or every credential of a subject issued up to revoked_at_ms is.',
   payload: Type.Object({
     id: Type.String(),
-    kind: Type.Union(['jti', 'agent', 'session', 'member', 'operator', 'grant', 'client'].map((k) => Type.Literal(k))),
+    kind: Type.Union(['jti', 'agent', 'session', 'member', 'operator', 'grant', 'client', 'api_key'].map((k) => Type.Literal(k))),
     value: Type.String(),
     operator_id: Type.String(),
     revoked_at_ms: Type.Integer(),

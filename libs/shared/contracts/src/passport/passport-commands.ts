@@ -116,7 +116,7 @@ export type PassportSummary = Static<typeof PassportSummarySchema>;
 
 export const ListActivePassportsRequest = Type.Object({ agent_id: Type.Optional(Type.String()), session_id: Type.Optional(Type.String()) });
 
-export const RevocationKindSchema = Type.Union(['jti', 'agent', 'session', 'member', 'operator', 'grant', 'client'].map((k) => Type.Literal(k)));
+export const RevocationKindSchema = Type.Union(['jti', 'agent', 'session', 'member', 'operator', 'grant', 'client', 'api_key'].map((k) => Type.Literal(k)));
 
 export const RevocationEntrySchema = Type.Object({
   id: Type.String(),

@@ -7,7 +7,7 @@
 import { StackError } from '@stack/contracts';
 
 import { CallAbort, type AbortLike } from './call-abort';
-import { SUBJECT_KINDS, subjectValue, type CredentialSubject, type RevocationEntry } from './revocation-set';
+import { SUBJECT_KINDS, killsIssuedAt, subjectValue, type CredentialSubject, type RevocationEntry } from './revocation-set';
 
 export interface InFlightCall {
   /** Aborted with a StackError PASSPORT_REVOKED as its reason. */
@@ -79,7 +79,7 @@ export class InFlightRegistry {
     if (!set) return 0;
     let aborted = 0;
     for (const t of [...set]) {
-      if (entry.kind !== 'jti' && t.subject.issued_at_ms > entry.revoked_at_ms) continue;
+      if (!killsIssuedAt(entry, t.subject.issued_at_ms)) continue;
       t.controller.abort(new StackError('PASSPORT_REVOKED', 'the credential was revoked while the call was in flight', { revocation_id: entry.id, kind: entry.kind }));
       this.forget(t);
       aborted++;

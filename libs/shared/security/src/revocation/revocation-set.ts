@@ -2,13 +2,23 @@
  * The live revocation set every node holds in memory (DESIGN.md §4), with its precise
  * predicates: a passport is dead if its own `jti` or any `jti` of its `chain` is revoked, and
  * any credential is dead if a subject it belongs to (agent, session, member, operator, grant,
- * client) was revoked at or after the moment the credential was issued. Entries leave the set
- * once no credential they could match is alive (`expires_at_ms`).
+ * client) was revoked at or after the moment the credential was issued. An API key (`api_key`,
+ * its id) is dead once revoked, whenever it was made: a key is never reinstated, and nodes do not
+ * know when it was created. Entries leave the set once no credential they could match is alive
+ * (`expires_at_ms`) — for an API key, once no node can still hold it in its cache.
  */
-export const REVOCATION_KINDS = ['jti', 'agent', 'session', 'member', 'operator', 'grant', 'client'] as const;
+export const REVOCATION_KINDS = ['jti', 'agent', 'session', 'member', 'operator', 'grant', 'client', 'api_key'] as const;
 export type RevocationKind = (typeof REVOCATION_KINDS)[number];
 export type SubjectKind = Exclude<RevocationKind, 'jti'>;
-export const SUBJECT_KINDS: readonly SubjectKind[] = ['agent', 'session', 'member', 'operator', 'grant', 'client'];
+export const SUBJECT_KINDS: readonly SubjectKind[] = ['agent', 'session', 'member', 'operator', 'grant', 'client', 'api_key'];
+/** Kinds that kill their subject outright, not only what was issued up to `revoked_at_ms`. */
+const TIMELESS_KINDS: ReadonlySet<RevocationKind> = new Set(['jti', 'api_key']);
+
+/** Whether the entry kills a credential of its subject issued at `issuedAtMs`. */
+export function killsIssuedAt(entry: Pick<RevocationEntry, 'kind' | 'revoked_at_ms'>, issuedAtMs: number): boolean {
+  // ≤, not <: a credential issued in the very millisecond of the revocation is dead too.
+  return TIMELESS_KINDS.has(entry.kind) || issuedAtMs <= entry.revoked_at_ms;
+}
 
 export interface RevocationEntry {
   id: string;
@@ -31,6 +41,8 @@ export interface CredentialSubject {
   member_id?: string;
   grant_id?: string;
   client_id?: string;
+  /** An API key's id (`key_…`): an `api_key` revocation kills it whatever `issued_at_ms` says. */
+  api_key_id?: string;
   issued_at_ms: number;
 }
 
@@ -41,6 +53,7 @@ const SUBJECT_FIELD: Record<SubjectKind, keyof CredentialSubject> = {
   operator: 'operator_id',
   grant: 'grant_id',
   client: 'client_id',
+  api_key: 'api_key_id',
 };
 
 export function subjectValue(subject: CredentialSubject, kind: SubjectKind): string | undefined {
@@ -95,8 +108,7 @@ export class RevocationSet {
       const value = subjectValue(subject, kind);
       if (value === undefined) continue;
       const hit = byValue.get(value);
-      // ≤, not <: a credential issued in the very millisecond of the revocation is dead too.
-      if (hit && subject.issued_at_ms <= hit.revoked_at_ms) return hit;
+      if (hit && killsIssuedAt(hit, subject.issued_at_ms)) return hit;
     }
     return undefined;
   }

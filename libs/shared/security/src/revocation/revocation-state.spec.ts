@@ -1,6 +1,7 @@
-import { StackError } from '@stack/contracts';
+import { Value } from '@sinclair/typebox/value';
+import { RevocationEntrySchema, RevocationRecordedEvent, RevocationSnapshotResponse, StackError } from '@stack/contracts';
 
-import { RevocationSet, type CredentialSubject, type RevocationEntry } from './revocation-set';
+import { REVOCATION_KINDS, RevocationSet, type CredentialSubject, type RevocationEntry } from './revocation-set';
 import { RevocationState, type RevocationFeed, type RevocationFeedMessage } from './revocation-state';
 
 const NOW = 1_800_000_000_000;
@@ -26,6 +27,21 @@ describe('RevocationSet: the precise predicates of DESIGN.md §4', () => {
     expect(set.match(passport({ [field]: 'someone-else', issued_at_ms: NOW - 1 }))).toBeUndefined();
   });
 
+  it('kills an API key by its id (kind api_key) whenever it was issued, and no other key; the entry leaves at expires_at_ms', () => {
+    const set = new RevocationSet();
+    expect(set.add(entry({ kind: 'api_key', value: 'key_1', revoked_at_ms: NOW, expires_at_ms: NOW + 330_000 }))).toBe(true);
+    // A key is never reinstated, and nodes do not know when it was made: any stamp matches.
+    for (const issued_at_ms of [0, NOW - 1, NOW, NOW + 60_000]) expect(set.match({ api_key_id: 'key_1', member_id: 'mem_1', issued_at_ms })?.kind).toBe('api_key');
+    expect(set.match({ api_key_id: 'key_2', member_id: 'mem_1', issued_at_ms: 0 })).toBeUndefined();
+    // Not a passport's or token's business: the value is only read from api_key_id.
+    expect(set.match(passport({ jti: 'key_1', member_id: 'key_1', issued_at_ms: 0 }))).toBeUndefined();
+    expect(set.add(entry({ kind: 'api_key', value: 'key_1', revoked_at_ms: NOW, expires_at_ms: NOW + 330_000 }))).toBe(false);
+    expect(set.entries()).toEqual([expect.objectContaining({ kind: 'api_key', value: 'key_1' })]);
+    expect(set.prune(NOW + 330_000)).toBe(0);
+    expect(set.prune(NOW + 330_001)).toBe(1);
+    expect(set.match({ api_key_id: 'key_1', issued_at_ms: 0 })).toBeUndefined();
+  });
+
   it('is idempotent, keeps the latest revoked_at_ms of a subject, and prunes expired entries', () => {
     const set = new RevocationSet();
     const e = entry({ kind: 'agent', value: 'agt_1', revoked_at_ms: NOW });
@@ -38,6 +54,19 @@ describe('RevocationSet: the precise predicates of DESIGN.md §4', () => {
     set.add(entry({ value: 'ppt_old', expires_at_ms: NOW - 1 }));
     expect(set.prune(NOW)).toBe(1);
     expect(set.size).toBe(1);
+  });
+});
+
+describe('revocation kinds on the bus', () => {
+  it.each([...new Set([...REVOCATION_KINDS, 'api_key' as const])])('lets a %s entry through the event, the revocation entry and the snapshot schemas', (kind) => {
+    const e = entry({ kind, value: 'v_1' });
+    expect(Value.Check(RevocationRecordedEvent.payload, e)).toBe(true);
+    expect(Value.Check(RevocationEntrySchema, e)).toBe(true);
+    expect(Value.Check(RevocationSnapshotResponse, { seq: 3, taken_at_ms: NOW, entries: [e] })).toBe(true);
+  });
+
+  it('refuses a kind the revocation set does not know', () => {
+    expect(Value.Check(RevocationRecordedEvent.payload, entry({ kind: 'nonsense' as RevocationEntry['kind'] }))).toBe(false);
   });
 });
 
@@ -129,6 +158,21 @@ describe('RevocationState: snapshot, replay, heartbeats and fail-closed stalenes
     expect(() => s.check(passport({ jti: 'ppt_child', chain: ['ppt_parent'] }))).toThrow(expect.objectContaining({ code: 'PASSPORT_REVOKED' }));
     other.release();
     expect(s.inFlight.size).toBe(0);
+  });
+
+  it('applies an api_key revocation from the snapshot and the stream: the key is refused and its in-flight calls aborted', async () => {
+    const feed = new FakeFeed();
+    feed.snap = { seq: 1, entries: [entry({ kind: 'api_key', value: 'key_snap' })] };
+    const s = await started(feed);
+    expect(s.revocationOf({ api_key_id: 'key_snap', issued_at_ms: 0 })?.kind).toBe('api_key');
+    const seen: string[] = [];
+    s.onRevoked((e) => seen.push(`${e.kind}:${e.value}`));
+    const call = s.inFlight.track({ api_key_id: 'key_live', member_id: 'mem_1', issued_at_ms: NOW + 5 });
+    feed.push!({ type: 'revocation', seq: 2, entry: entry({ kind: 'api_key', value: 'key_live' }) });
+    expect(seen).toEqual(['api_key:key_live']);
+    expect(call.signal.aborted).toBe(true);
+    expect(() => s.check({ api_key_id: 'key_live', issued_at_ms: NOW + 5 })).toThrow(expect.objectContaining({ code: 'PASSPORT_REVOKED' }));
+    expect(() => s.check({ api_key_id: 'key_other', member_id: 'mem_1', issued_at_ms: 0 })).not.toThrow();
   });
 
   it('retries a failing snapshot, staying stale meanwhile', async () => {
