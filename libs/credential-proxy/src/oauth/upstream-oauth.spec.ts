@@ -191,6 +191,29 @@ describe('UpstreamOAuthManager: token answers of odd shapes', () => {
       expect(repo.rows.get(row.id)!.secret).toBe(row.secret);
     });
 
+    it.each([
+      ['a 404 page (the token endpoint moved or is misconfigured)', 404, '<html>not found</html>'],
+      ['a redirect', 302, ''],
+      ['a 400 with no OAuth error', 400, '{}'],
+      ['invalid_request (a request the provider could not read)', 400, JSON.stringify({ error: 'invalid_request' })],
+      ['unsupported_grant_type', 400, JSON.stringify({ error: 'unsupported_grant_type' })],
+      ['a 200 carrying an error that is not about the grant', 200, JSON.stringify({ ok: false, error: 'ratelimited' })],
+    ])('%s is not the grant refused: UPSTREAM_ERROR, the connection kept', async (_what, status, body) => {
+      const { manager, repo, row } = await due();
+      tokenEndpoint(status, body);
+      await expect(manager.credential(row, ENTRY)).rejects.toMatchObject({ code: 'UPSTREAM_ERROR', details: { upstream_status: status } });
+      expect(repo.statuses).toEqual([]);
+      expect(repo.rows.get(row.id)!.status).toBe('active');
+      expect(repo.rows.get(row.id)!.secret).toBe(row.secret);
+    });
+
+    it.each(['invalid_grant', 'bad_refresh_token', 'token_revoked'])('%s (the grant is gone) marks needs_reauth', async (error) => {
+      const { manager, repo, row } = await due();
+      tokenEndpoint(400, JSON.stringify({ error }));
+      await expect(manager.credential(row, ENTRY)).rejects.toMatchObject({ code: 'FORBIDDEN', details: { reason: 'needs_reauth' } });
+      expect(repo.statuses).toEqual(['needs_reauth']);
+    });
+
     it('a 200 carrying an OAuth error (Slack answers so) is a refusal: needs_reauth', async () => {
       const { manager, repo, row } = await due();
       tokenEndpoint(200, JSON.stringify({ ok: false, error: 'invalid_refresh_token' }));

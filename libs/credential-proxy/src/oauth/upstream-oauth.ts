@@ -33,6 +33,15 @@ import { MIN_TOKEN_LENGTH, type Credential, type CredentialVault } from '../vaul
  */
 const CLIENT_REFUSED = new Set(['invalid_client', 'unauthorized_client', 'incorrect_client_credentials', 'invalid_client_id', 'bad_client_secret']);
 
+/**
+ * Token-endpoint errors that say the member's grant is gone (RFC 6749 §5.2 `invalid_grant`;
+ * GitHub's `bad_refresh_token`, Slack's `invalid_refresh_token`, `token_revoked`, `token_expired`
+ * and the like): only these make a connection need a new authorization. Any other refusal (a
+ * 404, a redirect, `invalid_request`, no error at all) says the endpoint or STACK's request is
+ * wrong, which a deployment fix mends: the connection is kept.
+ */
+const GRANT_REFUSED = new Set(['invalid_grant', 'bad_refresh_token', 'invalid_refresh_token', 'token_revoked', 'token_expired', 'expired_token', 'invalid_token', 'access_denied', 'account_inactive']);
+
 /** Refresh this long before `expires_at`, so a token never expires mid-call. */
 export const REFRESH_SKEW_MS = 60_000;
 const LOCK_TTL_MS = 30_000;
@@ -390,6 +399,12 @@ export class UpstreamOAuthManager {
       // STACK's own client credentials were refused (a rotated or mistyped client secret): the member's grant says nothing, and stays.
       this.o.logger.warn({ connection_id: conn.id, service: entry.service_id, status: answer.status, oauth_error: oauthError(answer.body) }, 'oauth: the provider refused STACK’s OAuth client while refreshing a token (check STACK_UPSTREAM_OAUTH_CLIENTS); the connection is kept');
       throw new StackError('UPSTREAM_ERROR', `${entry.name} refused STACK's OAuth client while refreshing the token`, { upstream_status: answer.status });
+    }
+    const refusal = oauthError(answer.body);
+    if ((!answer.ok || refusal !== undefined) && !GRANT_REFUSED.has(refusal ?? '')) {
+      // Refused, but not the grant: a misconfigured or moved token endpoint (404, a redirect), or a request the provider could not read.
+      this.o.logger.warn({ connection_id: conn.id, service: entry.service_id, status: answer.status, oauth_error: refusal }, 'oauth: the provider refused a token refresh without saying the grant is gone (check the service’s token endpoint); the connection is kept');
+      throw new StackError('UPSTREAM_ERROR', `${entry.name} refused the token refresh (status ${answer.status}${refusal ? `, ${refusal}` : ''}); the connection is kept`, { upstream_status: answer.status });
     }
     if (!answer.ok || answer.unusable || !answer.body.access_token) {
       // Only while the row still holds the tokens refused: a replica whose lock outlived ours may have refreshed meanwhile (the provider then refuses the refresh token it retired).
