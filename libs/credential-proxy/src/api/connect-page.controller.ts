@@ -6,6 +6,8 @@
  * `Referrer-Policy: same-origin`: browsers then send the real Origin on the post, and the link
  * (token in the query) still never goes to another site. The link works once and for 15 minutes.
  */
+import { createHash } from 'node:crypto';
+
 import { Controller, Get, Inject, Post, Query, Req, Res } from '@nestjs/common';
 import type { Request, Response } from 'express';
 
@@ -18,6 +20,11 @@ import { readBody } from './read-body';
 
 export const CONNECT_PATH = '/v1/connections/connect';
 const COOKIE = 'stack_connect_csrf';
+
+/** The CSRF cookie of one link: its own name, so two links open in one browser do not overwrite each other's. */
+export function connectCookie(token: string): string {
+  return `${COOKIE}_${createHash('sha256').update(token).digest('base64url').slice(0, 16)}`;
+}
 
 @Controller('v1/connections/connect')
 export class ConnectPageController {
@@ -39,7 +46,7 @@ export class ConnectPageController {
     }
     const { session, entry } = found;
     const secure = new URL(this.publicUrl()).protocol === 'https:' ? '; Secure' : '';
-    res.setHeader('Set-Cookie', `${COOKIE}=${encodeURIComponent(session.csrf)}; HttpOnly; SameSite=Strict; Path=${CONNECT_PATH}; Max-Age=900${secure}`);
+    res.setHeader('Set-Cookie', `${connectCookie(token ?? '')}=${encodeURIComponent(session.csrf)}; HttpOnly; SameSite=Strict; Path=${CONNECT_PATH}; Max-Age=900${secure}`);
     const basic = entry.auth.type === 'basic';
     const fields = basic
       ? `<label for="username">Username or email</label><input id="username" name="username" autocomplete="off" required><label for="password">Password or API token</label><input id="password" name="password" type="password" autocomplete="off" required>`
@@ -64,11 +71,11 @@ export class ConnectPageController {
       const token = form.get('token') ?? '';
       const { session, entry } = await this.core.connections.connectSession(token);
       const csrf = form.get('csrf') ?? undefined;
-      if (!sameSecret(csrf, session.csrf) || !sameSecret(cookieValue(req, COOKIE), session.csrf)) throw new StackError('FORBIDDEN', 'the form has expired or was not sent from this page; open the link again');
+      if (!sameSecret(csrf, session.csrf) || !sameSecret(cookieValue(req, connectCookie(token)), session.csrf)) throw new StackError('FORBIDDEN', 'the form has expired or was not sent from this page; open the link again');
       const credential: Record<string, string> =
         entry.auth.type === 'basic' ? { username: form.get('username') ?? '', password: form.get('password') ?? '' } : entry.credential_kinds.includes('token') ? { token: form.get('secret') ?? '' } : { value: form.get('secret') ?? '' };
       const view = await this.core.connections.completeConnect(token, session, credential);
-      res.setHeader('Set-Cookie', `${COOKIE}=; HttpOnly; SameSite=Strict; Path=${CONNECT_PATH}; Max-Age=0`);
+      res.setHeader('Set-Cookie', `${connectCookie(token)}=; HttpOnly; SameSite=Strict; Path=${CONNECT_PATH}; Max-Age=0`);
       res.status(201).send(page('Connected', `<p>${escapeHtml(entry.name)} is connected as “${escapeHtml(view.name)}” (<code>${escapeHtml(view.id)}</code>). You can close this window and go back to your agent.</p>`));
     } catch (err) {
       const e = err instanceof StackError ? err : new StackError('INTERNAL_ERROR', 'the connection could not be saved');
