@@ -424,6 +424,60 @@ describe('passport service over the bus (real Postgres and NATS)', () => {
     expect(Date.parse(left.expires_at)).toBe((await gateway.request(C.verifyPassport, { token: p.token })).claims!.exp * 1000);
   });
 
+  it('a refresh lineage never outlives its maximum lifetime (STACK_PASSPORT_MAX_LIFETIME_SECONDS): refreshes are cut to what is left, then refused with PASSPORT_EXPIRED', async () => {
+    const a = await agentWithGrant('lineage-max');
+    const store = stack.app.get(PassportStore);
+    const maxLifetime = stack.config.passportMaxLifetimeMs;
+    // A small setting (two longest TTLs), and the mint clock (the database's, read by mintTime) moved on at will.
+    stack.config.passportMaxLifetimeMs = 7200_000;
+    let offsetMs = 0;
+    const mintTime = store.mintTime.bind(store);
+    const clock = jest.spyOn(store, 'mintTime').mockImplementation(async (operatorId) => (await mintTime(operatorId)) + offsetMs);
+    const claimsOf = async (t: { token: string }) => (await gateway.request(C.verifyPassport, { token: t.token })).claims!;
+    try {
+      const root = await gateway.request(C.issuePassport, { agent_id: a, ttl_seconds: 3600 }, { caller: member });
+      const lineageEnd = Math.floor((await claimsOf(root)).stk.issued_at_ms / 1000) + 7200;
+
+      // Well inside the lineage: the TTL asked for.
+      offsetMs = 3000_000;
+      const r1 = await gateway.request(C.refreshPassport, { token: root.token, ttl_seconds: 3600 }, { caller: member });
+      const c1 = await claimsOf(r1);
+      expect(c1.exp - c1.iat).toBe(3600);
+      expect(c1.exp).toBeLessThan(lineageEnd);
+
+      // Near its end: asking for more than is left is cut to the lineage's end, not refused.
+      offsetMs = 6000_000;
+      const r2 = await gateway.request(C.refreshPassport, { token: r1.token, ttl_seconds: 3600 }, { caller: member });
+      const c2 = await claimsOf(r2);
+      expect(c2.exp).toBe(lineageEnd);
+      expect(Date.parse(r2.expires_at)).toBe(lineageEnd * 1000);
+      expect(c2.exp - c2.iat).toBeLessThan(3600);
+      // The default TTL too.
+      offsetMs = 6900_000;
+      const r3 = await gateway.request(C.refreshPassport, { token: r2.token }, { caller: member });
+      expect((await claimsOf(r3)).exp).toBe(lineageEnd);
+
+      // Past it: nothing is left, from any passport of the line, with the stable code and a clear message.
+      offsetMs = 7200_000;
+      for (const t of [r3, r2, r1, root]) {
+        await expect(gateway.request(C.refreshPassport, { token: t.token, ttl_seconds: 60 }, { caller: member })).rejects.toMatchObject({
+          code: 'PASSPORT_EXPIRED',
+          message: expect.stringMatching(/refresh lineage has reached its maximum lifetime of 7200 s.*issue a new passport/),
+          details: { max_lifetime_seconds: 7200, lineage_expires_at: new Date(lineageEnd * 1000).toISOString() },
+        });
+      }
+      // The passports already minted keep their expiry; a new one starts a new lineage.
+      expect((await gateway.request(C.verifyPassport, { token: r3.token })).valid).toBe(true);
+      const fresh = await gateway.request(C.issuePassport, { agent_id: a }, { caller: member });
+      const again = await gateway.request(C.refreshPassport, { token: fresh.token, ttl_seconds: 3600 }, { caller: member });
+      const ca = await claimsOf(again);
+      expect(ca.exp - ca.iat).toBe(3600);
+    } finally {
+      clock.mockRestore();
+      stack.config.passportMaxLifetimeMs = maxLifetime;
+    }
+  });
+
   it('rotates the signing key on demand: new passports use the new kid, the JWKS keeps the retired one, old passports still verify', async () => {
     const a = await agentWithGrant('rotation');
     const before = await gateway.request(C.issuePassport, { agent_id: a }, { caller: member });

@@ -241,8 +241,11 @@ export class PassportService {
    * against today's grants). The new passport has its own jti and records the one it was
    * refreshed from (`refreshed_from`); revoking a jti also writes jti entries for the live
    * passports refreshed from it, so they and their children die through the usual jti and
-   * `chain` checks. The lineage lives in the database, read only when revoking: the verifier's
-   * check stays one lookup per jti of the passport and its chain, and depth never grows.
+   * `chain` checks. The lineage lives in the database, read when revoking and refreshing: the
+   * verifier's check stays one lookup per jti of the passport and its chain, and depth never grows.
+   * Refresh needs no credential but the passport, so a root's lineage has an absolute lifetime
+   * (STACK_PASSPORT_MAX_LIFETIME_SECONDS from its first issue): a refresh is cut to what is left,
+   * and refused with PASSPORT_EXPIRED once nothing is; a child stays within its parent's expiry.
    */
   async refresh(caller: CallerContext | undefined, input: { token: string; ttl_seconds?: number }): Promise<IssuedPassport> {
     const current = await this.verifyForUse(input.token, 'passport.refresh');
@@ -250,6 +253,8 @@ export class PassportService {
     if (caller?.operator_id && caller.operator_id !== c.stk.operator_id) throw new StackError('FORBIDDEN', 'the passport belongs to another operator');
     for (const s of c.stk.services) requireAllowedConnection(caller, s.connection_id);
     const now = await this.mintTimeFrom(current, 'passport.refresh');
+    // A root's lineage ends a fixed time after its first passport was issued, however often it is refreshed.
+    const lineageEnd = c.stk.chain.length === 0 ? await this.lineageEnd(current, now) : undefined;
     const agent = await this.agentOrNotFound(c.stk.operator_id, c.stk.agent_id);
     const grants = await this.store.grants(c.stk.operator_id, agent.id);
     const services = c.stk.services.map((s) => ({ ...narrowToGrant({ connection_id: s.connection_id, scopes: s.scopes }, grants), constraints: mergeConstraints(s.connection_id, [...s.constraints, ...(grants.find((g) => g.connection_id === s.connection_id)?.constraints ?? [])]) }));
@@ -257,7 +262,8 @@ export class PassportService {
     if (c.stk.chain.length === 0) {
       const ttl = input.ttl_seconds ?? PASSPORT_TTL.defaultSeconds;
       if (!Number.isInteger(ttl) || ttl < PASSPORT_TTL.minSeconds || ttl > PASSPORT_TTL.maxSeconds) throw new StackError('INVALID_REQUEST', `ttl_seconds must be from ${PASSPORT_TTL.minSeconds} to ${PASSPORT_TTL.maxSeconds}`, { field: 'ttl_seconds' });
-      exp = Math.floor(now / 1000) + ttl;
+      // Asking for more than the lineage has left is not an error: the answer is cut to what is left.
+      exp = Math.min(Math.floor(now / 1000) + ttl, lineageEnd!);
     } else {
       // A child never outlives its parent, refreshed or not.
       const parent = await this.store.passport(c.stk.chain[c.stk.chain.length - 1]!);
@@ -282,6 +288,28 @@ export class PassportService {
     // could not see it: looked up now, after the row (the revoker looks again after its commit).
     if (await this.store.lineageRevoked(issued.jti)) await this.revokeMinted(c.stk.operator_id, issued, 'refreshed from a revoked passport');
     return issued;
+  }
+
+  /**
+   * The last second (`exp`) a passport refreshed from this root lineage may reach: the issue time
+   * of the lineage's first passport (read from the store, as the token names only its own) plus
+   * STACK_PASSPORT_MAX_LIFETIME_SECONDS. Nothing left: PASSPORT_EXPIRED, audited.
+   */
+  private async lineageEnd(current: VerifiedPassport, nowMs: number): Promise<number> {
+    const c = current.claims;
+    // No row (never minted here): its own issue time, the latest the lineage could have begun.
+    const startedMs = (await this.store.lineageIssuedAtMs(c.jti)) ?? c.stk.issued_at_ms;
+    const maxSeconds = Math.floor(this.kit.config.passportMaxLifetimeMs / 1000);
+    const end = Math.floor(startedMs / 1000) + maxSeconds;
+    if (end - Math.floor(nowMs / 1000) < 1) {
+      await this.recordDenied(c, 'passport.refresh', 'PASSPORT_EXPIRED');
+      throw new StackError(
+        'PASSPORT_EXPIRED',
+        `this passport's refresh lineage has reached its maximum lifetime of ${maxSeconds} s since its first passport was issued: it cannot be refreshed again; issue a new passport`,
+        { lineage_issued_at: new Date(startedMs).toISOString(), lineage_expires_at: new Date(end * 1000).toISOString(), max_lifetime_seconds: maxSeconds },
+      );
+    }
+    return end;
   }
 
   /**

@@ -281,6 +281,24 @@ export class PassportStore {
     return rows.length > 0;
   }
 
+  /**
+   * When the refresh lineage of this jti began: the issue time (ms) of the passport it was
+   * refreshed from, transitively — the root of the line, the earliest of its rows. Undefined if
+   * the jti has no row.
+   */
+  async lineageIssuedAtMs(jti: string): Promise<number | undefined> {
+    const rows = (await this.kit.dataSource.query(
+      `WITH RECURSIVE l AS (
+         SELECT jti, refreshed_from, issued_at_ms FROM ${this.t('passports')} WHERE jti = $1
+         UNION
+         SELECT p.jti, p.refreshed_from, p.issued_at_ms FROM ${this.t('passports')} p JOIN l ON p.jti = l.refreshed_from
+       ) SELECT min(issued_at_ms)::float8 AS issued_at_ms FROM l`,
+      [jti],
+    )) as { issued_at_ms: number | null }[];
+    const v = rows[0]?.issued_at_ms;
+    return v === null || v === undefined ? undefined : Number(v);
+  }
+
   async sessionExists(operatorId: string, sessionId: string): Promise<boolean> {
     const rows = (await this.kit.dataSource.query(`SELECT 1 FROM ${this.t('passports')} WHERE operator_id = $1 AND session_id = $2 LIMIT 1`, [operatorId, sessionId])) as unknown[];
     return rows.length > 0;

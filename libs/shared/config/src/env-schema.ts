@@ -55,6 +55,8 @@ export interface StackConfig {
   revocationMaxStalenessMs: number;
   /** STACK_PASSPORT_KEY_ROTATION_SECONDS, in ms. */
   passportKeyRotationMs: number;
+  /** STACK_PASSPORT_MAX_LIFETIME_SECONDS, in ms: how long after a root passport's issue its refresh lineage may last. */
+  passportMaxLifetimeMs: number;
 }
 
 export interface EnvVarSpec {
@@ -97,6 +99,7 @@ export const ENV_VARS: readonly EnvVarSpec[] = [
   { name: 'STACK_AUDIT_RETENTION_MS', doc: 'How long after closing a whole audit tree is dropped (its last checkpoint is kept). 0 keeps every tree.', defaultText: '0' },
   { name: 'STACK_REVOCATION_MAX_STALENESS', doc: 'Seconds a node may go without applying the revocation stream up to a fresh heartbeat; past it the node refuses every passport and token with 503 REVOCATION_STATE_STALE and /readyz fails.', defaultText: '30' },
   { name: 'STACK_PASSPORT_KEY_ROTATION_SECONDS', doc: 'How often the passport signing key is rotated (seconds). Retired keys stay in the JWKS until the passports they signed have expired.', defaultText: '604800' },
+  { name: 'STACK_PASSPORT_MAX_LIFETIME_SECONDS', doc: 'Absolute lifetime of a refresh lineage (seconds, 3600 to 2592000): a passport refreshed from another, however often, never expires later than this long after the first of the line was issued. A refresh asking for more gets what is left; once nothing is left it fails with PASSPORT_EXPIRED and a new passport must be issued.', defaultText: '86400' },
   { name: 'OTEL_EXPORTER_OTLP_ENDPOINT', doc: 'OTLP/HTTP endpoint for traces (for example http://otel-collector:4318). Unset: traces are kept in-process only.' },
   { name: 'STACK_BOOTSTRAP_OWNER_EMAIL', doc: 'Email of the first owner, created (with a new operator) when auth starts and no member exists yet. Needs STACK_BOOTSTRAP_OWNER_PASSWORD.' },
   { name: 'STACK_BOOTSTRAP_OWNER_PASSWORD', doc: 'Password of that first owner (at least 10 characters). Only read while no member exists.', secret: true },

@@ -68,6 +68,15 @@ describe('loadConfig', () => {
     expect(p!.message).toMatch(message);
   });
 
+  it('bounds the lifetime of a passport refresh lineage (STACK_PASSPORT_MAX_LIFETIME_SECONDS): 24 h by default, from the longest TTL to 30 days', () => {
+    expect(loadConfig({}).passportMaxLifetimeMs).toBe(86_400_000);
+    expect(loadConfig({ STACK_PASSPORT_MAX_LIFETIME_SECONDS: '3600' }).passportMaxLifetimeMs).toBe(3_600_000);
+    expect(loadConfig({ STACK_PASSPORT_MAX_LIFETIME_SECONDS: '2592000' }).passportMaxLifetimeMs).toBe(2_592_000_000);
+    for (const bad of ['3599', '60', '0', '2592001', '-1', '1.5', 'a day']) {
+      expect({ bad, problems: problemsOf({ STACK_PASSPORT_MAX_LIFETIME_SECONDS: bad }) }).toEqual({ bad, problems: [{ variable: 'STACK_PASSPORT_MAX_LIFETIME_SECONDS', message: expect.stringMatching(/whole number from 3600 to 2592000/) }] });
+    }
+  });
+
   it('derives the public URL from PORT when it is unset', () => {
     expect(loadConfig({ PORT: '9090' }).publicUrl).toBe('http://localhost:9090');
   });

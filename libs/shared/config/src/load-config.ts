@@ -6,7 +6,7 @@ import { hostname } from 'node:os';
 import { isIP } from 'node:net';
 import { resolve } from 'node:path';
 
-import { BUS_PREFIX_PATTERN, SERVICE_NAMES, isServiceName, type ServiceName } from '@stack/contracts';
+import { BUS_PREFIX_PATTERN, PASSPORT_TTL, SERVICE_NAMES, isServiceName, type ServiceName } from '@stack/contracts';
 
 import { ENV_VARS, type LogLevel, type StackConfig } from './env-schema';
 
@@ -18,6 +18,9 @@ export class ConfigError extends Error {
 }
 
 type Env = Record<string, string | undefined>;
+
+/** Bounds of STACK_PASSPORT_MAX_LIFETIME_SECONDS: from the longest passport TTL to 30 days. */
+export const PASSPORT_MAX_LIFETIME = { defaultSeconds: 86_400, minSeconds: PASSPORT_TTL.maxSeconds, maxSeconds: 30 * 86_400 } as const;
 
 const LOG_LEVELS: LogLevel[] = ['trace', 'debug', 'info', 'warn', 'error', 'fatal'];
 
@@ -239,6 +242,8 @@ export function loadConfig(env: Env = process.env): StackConfig {
     auditRetentionMs: int('STACK_AUDIT_RETENTION_MS', 0, 0, 36500 * 86_400_000),
     revocationMaxStalenessMs: int('STACK_REVOCATION_MAX_STALENESS', 30, 1, 3600) * 1000,
     passportKeyRotationMs: int('STACK_PASSPORT_KEY_ROTATION_SECONDS', 604_800, 60, 31_536_000) * 1000,
+    // At least the longest TTL, so a fresh passport is never cut at issue; at most 30 days.
+    passportMaxLifetimeMs: int('STACK_PASSPORT_MAX_LIFETIME_SECONDS', PASSPORT_MAX_LIFETIME.defaultSeconds, PASSPORT_MAX_LIFETIME.minSeconds, PASSPORT_MAX_LIFETIME.maxSeconds) * 1000,
   };
   if (problems.length) throw new ConfigError(problems);
   return config;
