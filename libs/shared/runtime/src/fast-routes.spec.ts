@@ -48,6 +48,24 @@ describe('reading a body on the lean lane', () => {
     expect(req.complete).toBe(true);
   });
 
+  it('rejects, instead of hanging, when the body was already read by someone else', async () => {
+    const req = fakeRequest({ 'content-type': 'application/json' });
+    req.end('{"a":1}');
+    req.resume();
+    await new Promise((r) => req.once('end', r));
+    const outcome = await Promise.race([readRawBody(asReq(req), 1024).then(() => 'resolved', (e: Error) => e.message), new Promise((r) => setTimeout(() => r('hung'), 500))]);
+    expect(outcome).toMatch(/already read/);
+  });
+
+  it('rejects, instead of hanging, when the client hung up before the body was read (while the caller was authenticated, say)', async () => {
+    const req = fakeRequest({ 'content-type': 'application/json' });
+    req.write('{"a":');
+    req.destroy();
+    await new Promise((r) => req.once('close', r));
+    const outcome = await Promise.race([codeOf(readRawBody(asReq(req), 1024)), new Promise((r) => setTimeout(() => r('hung'), 500))]);
+    expect(outcome).toBe('INVALID_REQUEST');
+  });
+
   it('reads a whole body once it ends', async () => {
     const req = fakeRequest({ 'content-type': 'application/json' });
     const pending = readJsonBody(asReq(req), 1024);

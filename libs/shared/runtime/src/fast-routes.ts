@@ -56,6 +56,9 @@ export interface ReadRawBodyOptions {
 export function readRawBody(req: IncomingMessage, limitBytes: number, options: ReadRawBodyOptions = {}): Promise<Buffer> {
   const tooLarge = options.tooLarge ?? (() => new StackError('PAYLOAD_TOO_LARGE', 'request body is too large'));
   if (Number(req.headers['content-length']) > limitBytes) return Promise.reject(tooLarge());
+  // Its 'end' and 'close' have been and gone: waiting for them would hold the request (and what it holds) forever.
+  if (req.readableEnded) return Promise.reject(new Error('readRawBody: the request body was already read'));
+  if (req.destroyed) return Promise.reject(abortedUpload());
   let inflater: Transform | undefined;
   if (options.decompress) {
     const encoding = (req.headers['content-encoding'] ?? 'identity').toLowerCase();
@@ -94,7 +97,7 @@ export function readRawBody(req: IncomingMessage, limitBytes: number, options: R
       if (size > limitBytes) return fail(tooLarge());
       chunks.push(chunk);
     };
-    const onBroken = () => fail(new StackError('INVALID_REQUEST', 'request body could not be read (bad compression or an aborted upload)'));
+    const onBroken = () => fail(abortedUpload());
     const onClose = () => {
       if (!req.complete) onBroken();
     };
@@ -111,6 +114,10 @@ export function readRawBody(req: IncomingMessage, limitBytes: number, options: R
     req.once('close', onClose);
     if (inflater) req.pipe(inflater);
   });
+}
+
+function abortedUpload(): StackError {
+  return new StackError('INVALID_REQUEST', 'request body could not be read (bad compression or an aborted upload)');
 }
 
 /** The JSON body limit of every route, Express's and the lean lane's. */

@@ -8,7 +8,9 @@ import { request } from 'node:http';
 import { connect } from 'node:net';
 import { brotliCompressSync, gzipSync } from 'node:zlib';
 
-import { Controller, Get, Module, Query } from '@nestjs/common';
+import type { IncomingMessage } from 'node:http';
+
+import { Body, Controller, Get, HttpCode, Module, Post, Query, Req } from '@nestjs/common';
 
 import { StackError } from '@stack/contracts';
 import { currentRequestContext } from '@stack/observability';
@@ -17,7 +19,7 @@ import { TEST_NATS_URL, TEST_REDIS_URL, createTestDatabase, uniqueName, type Tes
 import { EnvelopeCipher, Keyring, type SealedRow, type SealedSecret } from '@stack/security';
 
 import type { ServiceDefinition } from './service-definition';
-import { readJsonBody } from './fast-routes';
+import { readJsonBody, readRawBody } from './fast-routes';
 import { startStack, type RunningStack } from './start-stack';
 
 @Controller('v1/audit')
@@ -27,9 +29,26 @@ class SlowController {
     await new Promise((r) => setTimeout(r, Number(ms)));
     return { waited: Number(ms) };
   }
+
+  @Post('context')
+  @HttpCode(200)
+  context(@Body() body: unknown): { request_id?: string; trace_id?: string; size: number } {
+    const ctx = currentRequestContext();
+    return { request_id: ctx?.requestId, trace_id: ctx?.traceId, size: JSON.stringify(body).length };
+  }
 }
 
-@Module({ controllers: [SlowController] })
+/** A route that reads its own body (a rawBodyPaths entry), as the proxy and /mcp do. */
+@Controller('v1/audit/raw')
+class RawBodyController {
+  @Post()
+  @HttpCode(200)
+  async raw(@Req() req: IncomingMessage): Promise<{ raw: string }> {
+    return { raw: (await readRawBody(req, 1024)).toString('utf8') };
+  }
+}
+
+@Module({ controllers: [SlowController, RawBodyController] })
 class SlowAuditModule {}
 
 /** A table of sealed values held in memory: what the background re-wrap sees of a service's table. */
@@ -50,6 +69,7 @@ const slowAudit: ServiceDefinition = {
   module: SlowAuditModule,
   entities: [],
   migrations: [],
+  rawBodyPaths: ['/v1/audit/raw'],
   sealedValues: () => [{ label: 'test value(s)', store: memoryTable }],
   fastRoutes: () => [
     {
@@ -262,6 +282,41 @@ describe('startStack (one service, real servers)', () => {
     cut.destroy();
     const after = await fetch(`${stack.url}/v1/audit/items/i4/echo`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"ok":true}' });
     expect(await after.json()).toMatchObject({ params: { id: 'i4' }, body: { ok: true } });
+  });
+
+  it('tells browsers not to sniff any answer, on both lanes and in the error envelope', async () => {
+    stack = await start();
+    const answers = [
+      await fetch(`${stack.url}/v1/audit/fast`, { method: 'POST' }),
+      await fetch(`${stack.url}/v1/audit/fast?crash=1`, { method: 'POST' }),
+      await fetch(`${stack.url}/v1/audit/slow?ms=1`),
+      await fetch(`${stack.url}/v1/audit/nothing-here`),
+      await fetch(`${stack.url}/v1/audit/slow`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"broken":' }),
+    ];
+    expect(answers.map((a) => a.headers.get('x-content-type-options'))).toEqual(answers.map(() => 'nosniff'));
+  });
+
+  it('runs a route with a parsed JSON body inside its request context, and answers a refused body through the same chain', async () => {
+    stack = await start();
+    const big = 'x'.repeat(200_000);
+    const ok = await fetch(`${stack.url}/v1/audit/context`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-request-id': 'req-ctx-1' }, body: JSON.stringify({ big }) });
+    expect(await ok.json()).toEqual({ request_id: 'req-ctx-1', trace_id: expect.stringMatching(/^[0-9a-f]{32}$/), size: JSON.stringify({ big }).length });
+    const bad = await fetch(`${stack.url}/v1/audit/context`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-request-id': 'req-ctx-2' }, body: '{"broken":' });
+    expect(bad.status).toBe(400);
+    expect(bad.headers.get('x-request-id')).toBe('req-ctx-2');
+    const metrics = await (await fetch(`${stack.url}/metrics`)).text();
+    expect(metrics).toMatch(/stack_http_requests_total\{[^}]*method="POST",[^}]*status="400"[^}]*\} 1/);
+  });
+
+  it('leaves the body of a raw-body route alone however Express spells its path (case, trailing slash)', async () => {
+    stack = await start();
+    for (const path of ['/v1/audit/raw', '/v1/audit/raw/', '/V1/Audit/RAW', '/v1/audit/raw/?x=1']) {
+      const res = await fetch(`${stack.url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"a":1}', signal: AbortSignal.timeout(3000) }).then(
+        async (r) => ({ status: r.status, body: (await r.json()) as unknown }),
+        (err: Error) => ({ status: 0, body: err.name }),
+      );
+      expect({ path, ...res }).toEqual({ path, status: 200, body: { raw: '{"a":1}' } });
+    }
   });
 
   it('re-wraps every sealed value a service declares under the current key, in the background', async () => {

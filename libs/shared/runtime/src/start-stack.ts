@@ -239,12 +239,6 @@ export async function startStack(options: StartStackOptions): Promise<RunningSta
     // API answers are computed per request: hashing each body for an ETag nobody revalidates is wasted work.
     app.set('etag', false);
     app.set('trust proxy', false);
-    // Our own JSON parser, so a malformed or oversized body gets the error envelope with a
-    // stable code rather than the parser's message.
-    const rawBodyPaths = new Set(chosen.flatMap((d) => d.rawBodyPaths ?? []));
-    const parseJson = json({ limit: JSON_BODY_LIMIT_BYTES });
-    app.use((req: Request, res: Response, next: NextFunction) => (rawBodyPaths.has(req.path) ? next() : parseJson(req, res, next)));
-    app.use((err: unknown, _req: Request, res: Response, next: NextFunction) => (toStackError(err) ? writeError(res, err, logger) : next(err)));
     // The same chain serves the ordinary routes (through Express) and the hot ones (fast-routes.ts).
     const quiet = new Set(['/healthz', '/readyz', '/metrics']);
     const servicesHeader = runsAllServices(config) ? 'all' : config.services.join(',');
@@ -267,10 +261,21 @@ export async function startStack(options: StartStackOptions): Promise<RunningSta
       (_req, res, next) => {
         res.setHeader('X-Stack-Services', servicesHeader);
         res.setHeader('X-Stack-Instance', config.instanceId);
+        // Answers are JSON (or pages with their own type): never to be sniffed into HTML.
+        res.setHeader('X-Content-Type-Options', 'nosniff');
         next();
       },
     ];
     for (const mw of chain) app.use(mw);
+    // Our own JSON parser, after the chain (a refused body too gets its request id, metrics and
+    // headers), so a malformed or oversized body gets the error envelope with a stable code rather
+    // than the parser's message.
+    // Matched the way Express routes (case-insensitive, one optional trailing slash): a body parsed
+    // here for `/v1/proxy/` left the route that reads its own body waiting for bytes already read.
+    const rawBodyPaths = new Set(chosen.flatMap((d) => d.rawBodyPaths ?? []).map(routingKey));
+    const parseJson = json({ limit: JSON_BODY_LIMIT_BYTES });
+    app.use((req: Request, res: Response, next: NextFunction) => (rawBodyPaths.has(routingKey(req.path)) ? next() : parseJson(req, res, next)));
+    app.use((err: unknown, _req: Request, res: Response, next: NextFunction) => (toStackError(err) ? writeError(res, err, logger) : next(err)));
     app.useGlobalFilters(new StackErrorFilter(logger));
 
     state.openApiDocument = SwaggerModule.createDocument(
@@ -341,6 +346,12 @@ export async function startStack(options: StartStackOptions): Promise<RunningSta
     await closeAll();
     throw err;
   }
+}
+
+/** A path as Express's router compares it: case-insensitive, one trailing slash optional. */
+function routingKey(path: string): string {
+  const lower = path.toLowerCase();
+  return lower.length > 1 && lower.endsWith('/') ? lower.slice(0, -1) : lower;
 }
 
 class StartAborted extends Error {
