@@ -11,7 +11,7 @@ import { randomBytes } from 'node:crypto';
 import type { Bus, BusConnection } from '@stack/bus';
 import { AuditRecordedEvent, ClientApprovedEvent, PASSPORT_COMMANDS, RevocationRecordedEvent, type CallerContext } from '@stack/contracts';
 import type { RunningStack } from '@stack/runtime';
-import { CallerContextSigner } from '@stack/security';
+import { CallerContextSigner, signPassport } from '@stack/security';
 import { uniqueName } from '@stack/testing';
 import type { EntityManager } from 'typeorm';
 
@@ -506,6 +506,155 @@ describe('passport service over the bus (real Postgres and NATS)', () => {
     // The private key is stored sealed, never in the clear.
     const rows = (await stack.dataSources.get('passport')!.query(`SELECT private_sealed::text AS s FROM "passport"."signing_keys"`)) as { s: string }[];
     for (const r of rows) expect(r.s).not.toContain('PRIVATE KEY');
+  });
+
+  describe('a grant removed or narrowed takes the rights it no longer gives at once', () => {
+    const verdict = async (t: { token: string }) => gateway.request(C.verifyPassport, { token: t.token });
+    const revokedNow = { valid: false, revoked: true, code: 'PASSPORT_REVOKED' };
+
+    it('removing a grant revokes the agent’s live passports naming the connection, those refreshed and delegated from them, and audits it; the rest live on', async () => {
+      const a = await agentWithGrant('grant-removed');
+      const b = await agentWithGrant('grant-removed-child');
+      await gateway.request(C.grantAgentAccess, { agent_id: a, connection_id: 'scon_2', service_id: 'slack', scopes: ['read'] }, { caller: admin });
+      const both = await gateway.request(C.issuePassport, { agent_id: a }, { caller: member });
+      const refreshed = await gateway.request(C.refreshPassport, { token: both.token }, { caller: member });
+      const child = await gateway.request(C.delegatePassport, { parent_token: both.token, child_agent_id: b, services: [{ connection_id: 'scon_1', scopes: ['read'] }] }, { caller: member });
+      const grandchild = await gateway.request(C.delegatePassport, { parent_token: child.token, child_agent_id: b, services: [] }, { caller: member });
+      const onlyOther = await gateway.request(C.issuePassport, { agent_id: a, services: [{ connection_id: 'scon_2', scopes: ['read'] }] }, { caller: member });
+      const bOwn = await gateway.request(C.issuePassport, { agent_id: b }, { caller: member });
+      for (const t of [both, refreshed, child, grandchild, onlyOther, bOwn]) expect((await verdict(t)).valid).toBe(true);
+
+      await gateway.request(C.removeAgentGrant, { agent_id: a, connection_id: 'scon_1' }, { caller: admin });
+      // At once, long before any of them expires.
+      for (const t of [both, refreshed, child, grandchild]) expect(await verdict(t)).toMatchObject(revokedNow);
+      await expect(gateway.request(C.refreshPassport, { token: onlyOther.token }, { caller: member })).resolves.toBeDefined();
+      await expect(gateway.request(C.delegatePassport, { parent_token: both.token, child_agent_id: b, services: [] }, { caller: member })).rejects.toMatchObject({ code: 'PASSPORT_REVOKED' });
+      // A passport of the agent not naming the connection, and the other agent's own, live on.
+      expect((await verdict(onlyOther)).valid).toBe(true);
+      expect((await verdict(bOwn)).valid).toBe(true);
+      expect((await gateway.request(C.listActivePassports, { agent_id: a }, { caller: member })).passports.map((x) => x.jti)).not.toContain(both.jti);
+
+      // Stored and published through the outbox as a jti revocation, and audited.
+      const ds = stack.dataSources.get('passport')!;
+      expect(await ds.query(`SELECT r.kind, r.reason FROM "passport"."revocations" r JOIN "passport"."outbox" o ON o.id = r.id WHERE r.value = $1`, [both.jti])).toEqual([{ kind: 'jti', reason: 'grant removed' }]);
+      const audits = (await ds.query(`SELECT payload->>'action' AS action FROM "passport"."outbox" WHERE event = 'audit.recorded' AND payload->>'agent_id' = $1 AND payload->'target'->>'connection' = 'scon_1'`, [a])) as { action: string }[];
+      expect(audits.map((x) => x.action).sort()).toEqual(['agent.grant_remove', 'passport.revoke_passport', 'passport.revoke_passport']);
+      const seen: string[] = [];
+      const h = await client.forService('audit').consume({ durable: uniqueName('g'), events: [RevocationRecordedEvent] }, async (_e, payload) => {
+        seen.push((payload as { value: string }).value);
+      });
+      try {
+        await waitFor(() => (seen.includes(both.jti) && seen.includes(refreshed.jti) ? true : undefined));
+      } finally {
+        await h.stop();
+      }
+    });
+
+    it('narrowing a grant revokes the passports it no longer covers (scopes, constraints); widening it revokes nothing', async () => {
+      const a = await agentWithGrant('grant-narrowed');
+      const b = await agentWithGrant('grant-narrowed-child');
+      const host = { path: 'url.host', op: 'eq', value: 'api.github.com' } as const;
+      const getOnly = { path: 'method', op: 'eq', value: 'GET' } as const;
+      const read = await gateway.request(C.issuePassport, { agent_id: a, services: [{ connection_id: 'scon_1', scopes: ['read'] }] }, { caller: member });
+      const write = await gateway.request(C.issuePassport, { agent_id: a, services: [{ connection_id: 'scon_1', scopes: ['read', 'write'] }] }, { caller: member });
+      const writeChild = await gateway.request(C.delegatePassport, { parent_token: write.token, child_agent_id: b, services: [{ connection_id: 'scon_1', scopes: ['read'] }] }, { caller: member });
+      const readGetOnly = await gateway.request(C.issuePassport, { agent_id: a, services: [{ connection_id: 'scon_1', scopes: ['read'], constraints: [getOnly] }] }, { caller: member });
+
+      // Fewer scopes: what holds write dies (and its child); what holds read only lives.
+      await gateway.request(C.grantAgentAccess, { agent_id: a, connection_id: 'scon_1', service_id: 'github', scopes: ['read'], constraints: [host] }, { caller: admin });
+      for (const t of [write, writeChild]) expect(await verdict(t)).toMatchObject(revokedNow);
+      for (const t of [read, readGetOnly]) expect((await verdict(t)).valid).toBe(true);
+
+      // A tighter constraint: what does not carry it dies; what already carries it lives.
+      await gateway.request(C.grantAgentAccess, { agent_id: a, connection_id: 'scon_1', service_id: 'github', scopes: ['read'], constraints: [host, getOnly] }, { caller: admin });
+      expect(await verdict(read)).toMatchObject(revokedNow);
+      expect((await verdict(readGetOnly)).valid).toBe(true);
+      const fresh = await gateway.request(C.issuePassport, { agent_id: a }, { caller: member });
+
+      // Widening (more scopes, fewer constraints) and granting the same again revoke nothing.
+      const ds = stack.dataSources.get('passport')!;
+      const count = async () => ((await ds.query(`SELECT count(*)::int AS n FROM "passport"."revocations" WHERE reason LIKE 'grant%'`)) as { n: number }[])[0]!.n;
+      const before = await count();
+      await gateway.request(C.grantAgentAccess, { agent_id: a, connection_id: 'scon_1', service_id: 'github', scopes: ['read'], constraints: [host, getOnly] }, { caller: admin });
+      await gateway.request(C.grantAgentAccess, { agent_id: a, connection_id: 'scon_1', service_id: 'github', scopes: ['read', 'write', 'admin'], constraints: [] }, { caller: admin });
+      for (const t of [readGetOnly, fresh]) expect((await verdict(t)).valid).toBe(true);
+      expect(await count()).toBe(before);
+    });
+
+    it('a passport minted under a grant removed while the mint runs (after its read of the grant) is refused', async () => {
+      const a = await agentWithGrant('grant-removed-mid-issue');
+      const store = stack.app.get(PassportStore);
+      const service = stack.app.get(PassportService);
+      const grants = store.grants.bind(store);
+      const spy = jest.spyOn(store, 'grants').mockImplementationOnce(async (...args) => {
+        const read = await grants(...args);
+        await service.removeGrant(admin, a, 'scon_1');
+        return read;
+      });
+      try {
+        await expect(gateway.request(C.issuePassport, { agent_id: a }, { caller: member })).rejects.toMatchObject({ code: 'PASSPORT_REVOKED' });
+      } finally {
+        spy.mockRestore();
+      }
+      expect((await gateway.request(C.listActivePassports, { agent_id: a }, { caller: member })).passports).toEqual([]);
+    });
+  });
+
+  describe('signing keys across replicas', () => {
+    it('a passport signed with a key another replica has just made verifies at once, even right after a maintenance round', async () => {
+      const a = await agentWithGrant('new-kid');
+      const p = await gateway.request(C.issuePassport, { agent_id: a }, { caller: member });
+      const claims = (await gateway.request(C.verifyPassport, { token: p.token })).claims!;
+      const keys = stack.app.get(SigningKeys);
+      // Another replica (same table), rotating just after this node's maintenance round re-read the keys.
+      const other = new SigningKeys(keys['kit']);
+      await other['reload']();
+      await keys['reload']();
+      await other.rotate();
+      const token = signPassport(claims, await other.signingKey());
+      expect(await gateway.request(C.verifyPassport, { token })).toMatchObject({ valid: true, revoked: false });
+    });
+
+    it('unknown kids share their re-reads: a flood of random kids costs a couple of reads, and a kid found unknown is remembered', async () => {
+      const keys = stack.app.get(SigningKeys);
+      const reload = jest.spyOn(keys as unknown as { reload: () => Promise<void> }, 'reload');
+      try {
+        const found = await Promise.all(Array.from({ length: 200 }, () => keys.publicKey(`ppk_${randomBytes(12).toString('base64url')}`)));
+        expect(found.every((k) => k === undefined)).toBe(true);
+        expect(reload.mock.calls.length).toBeLessThanOrEqual(2);
+        reload.mockClear();
+        for (let i = 0; i < 20; i++) expect(await keys.publicKey('ppk_not_a_key_at_all')).toBeUndefined();
+        expect(reload.mock.calls.length).toBe(1);
+      } finally {
+        reload.mockRestore();
+      }
+    });
+
+    it('two rotations at the same moment: both answer with the one new key, no error', async () => {
+      const ds = stack.dataSources.get('passport')!;
+      const activeKids = async () => ((await ds.query(`SELECT kid FROM "passport"."signing_keys" WHERE status = 'active'`)) as { kid: string }[]).map((r) => r.kid);
+      const [before] = await activeKids();
+      // Hold the active key's row so both rotations queue on it, then let them race.
+      const holder = ds.createQueryRunner();
+      await holder.connect();
+      let racing!: Promise<PromiseSettledResult<{ kid: string }>[]>;
+      try {
+        await holder.startTransaction();
+        await holder.query(`SELECT kid FROM "passport"."signing_keys" WHERE status = 'active' FOR UPDATE`);
+        racing = Promise.allSettled([gateway.request(C.rotateSigningKey, {}, { caller: admin }), gateway.request(C.rotateSigningKey, {}, { caller: admin })]);
+        await waitFor(async () => (((await ds.query(`SELECT count(*)::int AS n FROM pg_locks WHERE NOT granted`)) as { n: number }[])[0]!.n >= 2 ? true : undefined));
+        await holder.commitTransaction();
+      } finally {
+        await holder.release();
+      }
+      const results = await racing;
+      expect(results.map((r) => r.status)).toEqual(['fulfilled', 'fulfilled']);
+      const kids = results.map((r) => (r as PromiseFulfilledResult<{ kid: string }>).value.kid);
+      const after = await activeKids();
+      expect(after).toHaveLength(1);
+      expect(after[0]).not.toBe(before);
+      expect(kids).toEqual([after[0], after[0]]);
+    });
   });
 });
 

@@ -18,6 +18,11 @@ import { EnvelopeCipher, Keyring, publicJwkOf, publicKeyOfJwk, type SealedSecret
 /** Retired keys are published this long past the longest passport TTL (clock skew between nodes). */
 const PUBLISH_MARGIN_MS = 5 * 60_000;
 const BINDING_OPERATOR = 'stack-passport-signing-keys';
+/** Re-reads of the keys for unknown kids start at least this far apart (a flood of random kids). */
+const UNKNOWN_KID_REREAD_GAP_MS = 100;
+/** A kid a re-read did not find is answered unknown without another re-read this long. */
+const UNKNOWN_KID_MEMORY_MS = 1000;
+const UNKNOWN_KID_LIMIT = 10_000;
 
 interface KeyRow {
   kid: string;
@@ -34,6 +39,12 @@ export class SigningKeys implements OnModuleInit, OnModuleDestroy {
   private active?: { kid: string; privateKey: KeyObject; createdAt: number };
   private publicKeys = new Map<string, { key: KeyObject; jwk: PassportJwk; publishUntil: number | null }>();
   private lastReload = 0;
+  /** Re-reads for unknown kids (publicKey): the one running, the one waiting to start, when the last started. */
+  private runningReread?: Promise<void>;
+  private pendingReread?: Promise<void>;
+  private lastReread = 0;
+  /** Kids a re-read did not find → until when they are answered unknown without another. */
+  private readonly unknownKids = new Map<string, number>();
   private timer?: NodeJS.Timeout;
 
   constructor(@Inject(serviceKitToken('passport')) private readonly kit: ServiceKit) {
@@ -63,12 +74,49 @@ export class SigningKeys implements OnModuleInit, OnModuleDestroy {
     return this.active!;
   }
 
-  /** The public key of a kid; an unknown kid makes one re-read (at most once a second). */
+  /**
+   * The public key of a kid. An unknown kid waits for a re-read of the table that starts after it
+   * was asked for — a key another replica has just made is there, since nothing is signed with a
+   * key before its row commits — and only then is answered unknown. The re-reads are shared: at
+   * most one runs and one waits to start (every miss meanwhile joins it), at least
+   * UNKNOWN_KID_REREAD_GAP_MS apart, apart from the maintenance round's; and a kid still unknown
+   * after one is answered unknown without another for UNKNOWN_KID_MEMORY_MS. So a flood of random
+   * kids costs at most a few small reads a second.
+   */
   async publicKey(kid: string): Promise<KeyObject | undefined> {
     const hit = this.publicKeys.get(kid);
     if (hit) return hit.key;
-    if (Date.now() - this.lastReload > 1000) await this.reload();
-    return this.publicKeys.get(kid)?.key;
+    if ((this.unknownKids.get(kid) ?? 0) > Date.now()) return undefined;
+    await this.rereadForUnknownKid();
+    const found = this.publicKeys.get(kid)?.key;
+    if (!found) {
+      if (this.unknownKids.size >= UNKNOWN_KID_LIMIT) this.unknownKids.clear();
+      this.unknownKids.set(kid, Date.now() + UNKNOWN_KID_MEMORY_MS);
+    }
+    return found;
+  }
+
+  /** The next re-read for unknown kids that has not started yet (joined by every miss until it starts). */
+  private rereadForUnknownKid(): Promise<void> {
+    if (this.pendingReread) return this.pendingReread;
+    const before = this.runningReread ?? Promise.resolve();
+    const reread: Promise<void> = before
+      .catch(() => undefined)
+      .then(async () => {
+        const wait = this.lastReread + UNKNOWN_KID_REREAD_GAP_MS - Date.now();
+        if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+        // Started: a miss from now on waits for the next one.
+        this.pendingReread = undefined;
+        this.runningReread = reread;
+        this.lastReread = Date.now();
+        try {
+          await this.reload();
+        } finally {
+          if (this.runningReread === reread) this.runningReread = undefined;
+        }
+      });
+    this.pendingReread = reread;
+    return reread;
   }
 
   async jwks(): Promise<PassportJwk[]> {
@@ -77,17 +125,29 @@ export class SigningKeys implements OnModuleInit, OnModuleDestroy {
     return [...this.publicKeys.values()].filter((k) => k.publishUntil === null || k.publishUntil > now).map((k) => k.jwk);
   }
 
-  /** Retires the active key and makes a new one; returns the new kid. */
+  /**
+   * Retires the active key and makes a new one; returns the new kid. Two rotations at the same
+   * moment (two admins, two replicas) make one new key: the one that loses the race answers with
+   * the kid the winner made, as if that rotation had been its own.
+   */
   async rotate(): Promise<string> {
-    const kid = (await this.retireAndReplace())!;
-    this.kit.logger.info({ kid }, 'passport signing key rotated');
-    return kid;
+    const kid = await this.retireAndReplace();
+    if (kid) {
+      this.kit.logger.info({ kid }, 'passport signing key rotated');
+      return kid;
+    }
+    // Lost the race: the key the winner made is active (read after its commit, which the loser's UPDATE waited for).
+    const active = await this.signingKey();
+    this.kit.logger.info({ kid: active.kid }, 'passport signing key rotated by a concurrent request');
+    return active.kid;
   }
 
   /**
    * Retires the active key — only if it is `kid`, when given — and inserts a new active one in
    * the same transaction. With `kid`, only the replica whose UPDATE retires that very key goes
-   * on to insert the next one (undefined for the others). Returns the new kid.
+   * on to insert the next one (undefined for the others). Without, the one whose UPDATE found no
+   * active key left because a concurrent rotation retired it and committed its own (the unique
+   * index on the active key) inserts nothing either: undefined. Returns the new kid.
    */
   private async retireAndReplace(kid?: string): Promise<string | undefined> {
     const fresh = await this.generate();
@@ -98,8 +158,12 @@ export class SigningKeys implements OnModuleInit, OnModuleDestroy {
         [String(PASSPORT_TTL.maxSeconds * 1000 + PUBLISH_MARGIN_MS), kid ?? null],
       );
       if (kid !== undefined && r.affected !== 1) return false;
-      await m.query(`INSERT INTO ${this.table()} (kid, status, public_x, private_sealed) VALUES ($1, 'active', $2, $3::jsonb)`, [fresh.kid, fresh.x, JSON.stringify(fresh.sealed)]);
-      return true;
+      const inserted = await runStatement(
+        m,
+        `INSERT INTO ${this.table()} (kid, status, public_x, private_sealed) VALUES ($1, 'active', $2, $3::jsonb) ON CONFLICT (status) WHERE status = 'active' DO NOTHING RETURNING kid`,
+        [fresh.kid, fresh.x, JSON.stringify(fresh.sealed)],
+      );
+      return inserted.rows.length === 1;
     });
     await this.reload();
     return replaced ? fresh.kid : undefined;

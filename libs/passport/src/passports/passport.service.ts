@@ -127,16 +127,23 @@ export class PassportService {
     // The connection belongs to the credential proxy; until it answers on the bus (issue 6) its
     // id and service are taken as given, shape-checked by the contract's patterns.
     const serviceId = input.service_id ?? input.connection_id;
-    return this.store.upsertGrant({
-      id: newId('grt'),
-      operator_id: operatorId,
-      agent_id: input.agent_id,
-      connection_id: input.connection_id,
-      service_id: serviceId,
-      service_name: input.service_name ?? serviceId,
-      scopes: unique(input.scopes),
-      constraints,
+    const { grant, written } = await this.store.transaction(async (m) => {
+      const grant = await this.store.upsertGrant(m, {
+        id: newId('grt'),
+        operator_id: operatorId,
+        agent_id: input.agent_id,
+        connection_id: input.connection_id,
+        service_id: serviceId,
+        service_name: input.service_name ?? serviceId,
+        scopes: unique(input.scopes),
+        constraints,
+      });
+      // A narrowing takes, at once, the live passports the grant no longer covers (each audited); a widening none.
+      const written = await this.revokeBeyondGrant(m, caller, operatorId, input.agent_id, grant, 'grant narrowed');
+      return { grant, written };
     });
+    await this.afterGrantChange(caller, operatorId, input.agent_id, input.connection_id, grant, written, 'grant narrowed');
+    return grant;
   }
 
   async listGrants(caller: CallerContext, agentId: string): Promise<GrantView[]> {
@@ -149,8 +156,57 @@ export class PassportService {
     const operatorId = requireOperator(caller, 'stack:admin');
     requireAllowedConnection(caller, connectionId);
     await this.agentOrNotFound(operatorId, agentId);
-    if (!(await this.store.removeGrant(operatorId, agentId, connectionId))) throw notFound('grant');
+    const written = await this.store.transaction(async (m) => {
+      if (!(await this.store.removeGrant(m, operatorId, agentId, connectionId))) throw notFound('grant');
+      await this.kit.audit.enqueue(m, { caller, layer: 'passport', action: 'agent.grant_remove', outcome: 'success', agent_id: agentId, target: { connection: connectionId } });
+      // Every live passport of the agent naming the connection dies with the grant, and so what was delegated from them (chain).
+      return this.revokeBeyondGrant(m, caller, operatorId, agentId, { connection_id: connectionId }, 'grant removed');
+    });
+    await this.afterGrantChange(caller, operatorId, agentId, connectionId, undefined, written, 'grant removed');
     return { removed: true };
+  }
+
+  /**
+   * Revokes by jti, in the grant change's transaction `m`, the agent's live passports naming the
+   * grant's connection that it no longer covers (`coveredBy`; a removed grant — no scopes given —
+   * covers none), with an audit entry each as a revocation by jti has. Their children die through
+   * the chain check, the passports refreshed from them through the refresh lineage.
+   */
+  private async revokeBeyondGrant(
+    m: EntityManager | undefined,
+    caller: CallerContext,
+    operatorId: string,
+    agentId: string,
+    grant: Pick<GrantView, 'connection_id'> & Partial<Pick<GrantView, 'scopes' | 'constraints'>>,
+    reason: string,
+    skip: ReadonlySet<string> = new Set(),
+  ): Promise<RevocationEntry[]> {
+    const live = await this.store.livePassportsNamingConnection(m ?? this.kit.dataSource, operatorId, agentId, grant.connection_id);
+    const beyond = live.filter((p) => !skip.has(p.jti) && !p.services.filter((s) => s.connection_id === grant.connection_id).every((s) => coveredBy(s, grant)));
+    if (!beyond.length) return [];
+    const revokedAtMs = Date.now();
+    const entries: RevocationEntry[] = beyond.map((p) => ({ id: newId('rev'), kind: 'jti', value: p.jti, operator_id: operatorId, revoked_at_ms: revokedAtMs, expires_at_ms: new Date(p.expires_at).getTime() + 60_000, reason }));
+    const write = async (tx: EntityManager) => {
+      await this.writeRevocations(tx, entries);
+      for (const e of entries) {
+        await this.kit.audit.enqueue(tx, { caller, layer: 'passport', action: 'passport.revoke_passport', outcome: 'success', passport_jti: e.value, agent_id: agentId, target: { connection: grant.connection_id } });
+      }
+    };
+    if (m) await write(m);
+    else await this.store.transaction(write);
+    return entries;
+  }
+
+  /**
+   * After a grant change commits: its revocations applied here and published, then the live
+   * passports looked for once more — one minted meanwhile (its row written after the
+   * transaction's read, its own check of the grant before the commit) was not in that read. A
+   * mint that checks the grant after the commit finds the change itself (`mint`).
+   */
+  private async afterGrantChange(caller: CallerContext, operatorId: string, agentId: string, connectionId: string, grant: GrantView | undefined, written: RevocationEntry[], reason: string): Promise<void> {
+    await this.afterRevocation(written);
+    const late = await this.revokeBeyondGrant(undefined, caller, operatorId, agentId, grant ?? { connection_id: connectionId }, reason, new Set(written.map((e) => e.value)));
+    await this.afterRevocation(late);
   }
 
   // ---- passports ----
@@ -452,6 +508,12 @@ export class PassportService {
       [this.kit.audit.row({ ...whoOf(claims), ...(caller?.client_id ? { client_id: caller.client_id } : {}), layer: 'passport', action: p.action, outcome: 'success' })],
     );
     const issued = { token, jti, expires_at: expiresAt.toISOString() };
+    // A grant narrowed or removed after this mint read it, and before its row: the change's read
+    // missed the row, so looked up now (the change looks again after its commit, so one of the two sees the other).
+    if (p.services.length) {
+      const grants = await this.store.grants(p.operatorId, p.agent.id);
+      if (!p.services.every((s) => coveredBy(s, grants.find((g) => g.connection_id === s.connection_id)))) await this.revokeMinted(p.operatorId, issued, 'minted under a grant since narrowed or removed');
+    }
     // Looked up after the row, so a member revocation this node applies later finds the row (revokeMemberPassports).
     // Any issued_at: whatever the stamps, nothing is minted for a revoked member.
     if (this.revocations.state.revocationOf({ member_id: p.memberId, issued_at_ms: Number.NEGATIVE_INFINITY })) await this.revokeMinted(p.operatorId, issued, 'minted for a revoked member');
@@ -640,6 +702,23 @@ function narrowToGrant(req: RequestedService, grants: readonly GrantView[]): Pas
   return serviceOf(grant, unique(req.scopes), mergeConstraints(req.connection_id, [...grant.constraints, ...(req.constraints ?? [])]));
 }
 
+/**
+ * Whether a grant covers what a passport holds on its connection: every scope granted, and every
+ * constraint of the grant among the passport's (as issue, delegation and refresh put them there).
+ * No grant, or a removed one (no scopes), covers nothing.
+ */
+function coveredBy(s: PassportServiceClaim, grant: Partial<Pick<GrantView, 'scopes' | 'constraints'>> | undefined): boolean {
+  if (!grant?.scopes) return false;
+  const granted = grant.scopes;
+  if (!s.scopes.every((x) => granted.includes(x))) return false;
+  const held = new Set(s.constraints.map(constraintKey));
+  return (grant.constraints ?? []).every((c) => held.has(constraintKey(c)));
+}
+
+function constraintKey(c: Constraint): string {
+  return JSON.stringify([c.path, c.op, c.value]);
+}
+
 function serviceOf(g: GrantView, scopes: string[], constraints: Constraint[]): PassportServiceClaim {
   return { connection_id: g.connection_id, service_id: g.service_id, service_name: g.service_name, scopes, constraints };
 }
@@ -650,7 +729,7 @@ export function mergeConstraints(connectionId: string, constraints: readonly Con
   const out: Constraint[] = [];
   for (const c of constraints) {
     checkConstraint(c);
-    const key = JSON.stringify([c.path, c.op, c.value]);
+    const key = constraintKey(c);
     if (seen.has(key)) continue;
     seen.add(key);
     out.push({ path: c.path, op: c.op, value: c.value });

@@ -179,8 +179,8 @@ export class PassportStore {
     return r.affected > 0;
   }
 
-  async upsertGrant(g: Omit<GrantView, 'created_at'> & { operator_id: string }): Promise<GrantView> {
-    const rows = (await this.kit.dataSource.query(
+  async upsertGrant(m: EntityManager, g: Omit<GrantView, 'created_at'> & { operator_id: string }): Promise<GrantView> {
+    const rows = (await m.query(
       `INSERT INTO ${this.t('agent_grants')} (id, operator_id, agent_id, connection_id, service_id, service_name, scopes, constraints) VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8::jsonb)
        ON CONFLICT (agent_id, connection_id) DO UPDATE SET service_id = EXCLUDED.service_id, service_name = EXCLUDED.service_name, scopes = EXCLUDED.scopes, constraints = EXCLUDED.constraints
        RETURNING *`,
@@ -189,13 +189,27 @@ export class PassportStore {
     return grantView(rows[0]!);
   }
 
+  /**
+   * The agent's live passports that name the connection (its own, refreshed or delegated to it),
+   * with what they hold, less those a jti revocation already names: what a grant change may have
+   * to revoke (PassportService.grantAccess, removeGrant).
+   */
+  async livePassportsNamingConnection(on: Runner, operatorId: string, agentId: string, connectionId: string): Promise<Array<LivePassport & { services: PassportServiceClaim[] }>> {
+    return (await on.query(
+      `SELECT p.jti, p.expires_at, p.services FROM ${this.t('passports')} p
+         WHERE p.agent_id = $2 AND p.operator_id = $1 AND p.expires_at > now() AND p.services @> jsonb_build_array(jsonb_build_object('connection_id', $3::text))
+           AND NOT EXISTS (SELECT 1 FROM ${this.t('revocations')} r WHERE r.kind = 'jti' AND r.value = p.jti)`,
+      [operatorId, agentId, connectionId],
+    )) as Array<LivePassport & { services: PassportServiceClaim[] }>;
+  }
+
   async grants(operatorId: string, agentId: string): Promise<GrantView[]> {
     const rows = (await this.kit.dataSource.query(`SELECT * FROM ${this.t('agent_grants')} WHERE operator_id = $1 AND agent_id = $2 ORDER BY connection_id`, [operatorId, agentId])) as GrantRow[];
     return rows.map(grantView);
   }
 
-  async removeGrant(operatorId: string, agentId: string, connectionId: string): Promise<boolean> {
-    const r = await runStatement(this.kit.dataSource, `DELETE FROM ${this.t('agent_grants')} WHERE operator_id = $1 AND agent_id = $2 AND connection_id = $3`, [operatorId, agentId, connectionId]);
+  async removeGrant(m: EntityManager, operatorId: string, agentId: string, connectionId: string): Promise<boolean> {
+    const r = await runStatement(m, `DELETE FROM ${this.t('agent_grants')} WHERE operator_id = $1 AND agent_id = $2 AND connection_id = $3`, [operatorId, agentId, connectionId]);
     return r.affected > 0;
   }
 
