@@ -10,7 +10,9 @@ import { brotliCompressSync, gzipSync } from 'node:zlib';
 
 import type { IncomingMessage } from 'node:http';
 
-import { Body, Controller, Get, HttpCode, Module, Post, Query, Req } from '@nestjs/common';
+import type { Server, ServerResponse } from 'node:http';
+
+import { Body, Controller, Get, HttpCode, Module, Post, Query, Req, Res } from '@nestjs/common';
 
 import { StackError } from '@stack/contracts';
 import { currentRequestContext } from '@stack/observability';
@@ -20,7 +22,7 @@ import { EnvelopeCipher, Keyring, type SealedRow, type SealedSecret } from '@sta
 
 import type { ServiceDefinition } from './service-definition';
 import { readJsonBody, readRawBody } from './fast-routes';
-import { startStack, type RunningStack } from './start-stack';
+import { HTTP_TIMEOUTS, startStack, type HttpTimeouts, type RunningStack } from './start-stack';
 
 @Controller('v1/audit')
 class SlowController {
@@ -28,6 +30,21 @@ class SlowController {
   async slow(@Query('ms') ms: string): Promise<{ waited: number }> {
     await new Promise((r) => setTimeout(r, Number(ms)));
     return { waited: Number(ms) };
+  }
+
+  /** An answer that streams for `ms`, a chunk every 100 ms, as the SSE audit follow and /mcp do. */
+  @Get('stream')
+  stream(@Query('ms') ms: string, @Res() res: ServerResponse): void {
+    res.writeHead(200, { 'content-type': 'text/event-stream' });
+    const started = Date.now();
+    const tick = setInterval(() => {
+      res.write(`data: ${Date.now() - started}\n\n`);
+      if (Date.now() - started >= Number(ms)) {
+        clearInterval(tick);
+        res.end('data: end\n\n');
+      }
+    }, 100);
+    res.once('close', () => clearInterval(tick));
   }
 
   @Post('context')
@@ -107,9 +124,10 @@ describe('startStack (one service, real servers)', () => {
   let db: TestDatabase;
   let stack: RunningStack | undefined;
 
-  const start = async (extra: Record<string, string> = {}) =>
+  const start = async (extra: Record<string, string> = {}, httpTimeouts?: Partial<HttpTimeouts>) =>
     startStack({
       available: [slowAudit],
+      httpTimeouts,
       env: {
         STACK_SERVICES: 'audit',
         DATABASE_URL: db.url,
@@ -185,6 +203,76 @@ describe('startStack (one service, real servers)', () => {
     const body = JSON.parse(down.body) as { checks: Record<string, { ok: boolean }> };
     expect(body.checks['database:audit']!.ok).toBe(false);
     expect(body.checks.bus!.ok).toBe(true);
+    // Anyone reaching the port may ask: no error text (it names hosts and addresses), no instance.
+    expect(body).toEqual({ status: 'not_ready', services: ['audit'], checks: { bus: { ok: true }, cache: { ok: true }, 'database:audit': { ok: false } } });
+    expect(down.body).not.toContain(stack.config.instanceId);
+  });
+
+  it('answers ?peers=1 from one shared sweep, paced, without error text', async () => {
+    stack = await start();
+    const sweeps = async () => {
+      const text = await (await fetch(`${stack!.url}/metrics`)).text();
+      const line = text.split('\n').find((l) => /^stack_bus_handled_total\{[^}]*subject="[^"]*ping_peers[^"]*"[^}]*outcome="ok"/.test(l));
+      return line ? Number(line.split(' ').pop()) : 0;
+    };
+    // Fifty callers at once, then fifty more one after the other: a handful of sweeps, not a hundred.
+    const t0 = Date.now();
+    const answers = await Promise.all(Array.from({ length: 50 }, () => get(`${stack!.url}/readyz?peers=1`)));
+    for (let i = 0; i < 50; i++) answers.push(await get(`${stack.url}/readyz?peers=1`));
+    const swept = await sweeps();
+    expect(swept).toBeGreaterThanOrEqual(1);
+    // A burst of three, then one a second.
+    expect(swept).toBeLessThanOrEqual(3 + Math.ceil((Date.now() - t0) / 1000));
+    const body = JSON.parse(answers.at(-1)!.body) as { peers: { service: string; ok: boolean; peers: { service: string; ok: boolean }[] }[] };
+    expect(answers.every((a) => a.status === 200)).toBe(true);
+    // Audit runs alone here: it answers, and reaches none of the five others.
+    expect(body.peers).toEqual([{ service: 'audit', ok: true, peers: expect.any(Array) }]);
+    expect(body.peers[0]!.peers.map((p) => [p.service, p.ok]).sort()).toEqual(['auth', 'credential-proxy', 'mcp-gateway', 'passport', 'skill-runner'].map((s) => [s, false]));
+    expect(answers.at(-1)!.body).not.toMatch(/error|instance/);
+  });
+
+  it('bounds how long a client may take to send a request, not how long an answer may stream', async () => {
+    stack = await start({}, { headersTimeout: 500, requestTimeout: 1000, keepAliveTimeout: 3000, connectionsCheckingInterval: 100 });
+    const { port } = new URL(stack.url);
+    /** Writes `chunks` one by one every `everyMs` (on the same connection) and reports what came back and when the server closed it. */
+    const trickle = (chunks: string[], everyMs: number) =>
+      new Promise<{ got: string; closedAfterMs: number }>((resolve, reject) => {
+        const t0 = Date.now();
+        let got = '';
+        const socket = connect(Number(port), '127.0.0.1');
+        const timer = setInterval(() => (chunks.length ? socket.write(chunks.shift()!) : undefined), everyMs);
+        socket.on('data', (c: Buffer) => (got += c.toString('latin1')));
+        const giveUp = setTimeout(() => socket.destroy(), 6000);
+        socket.on('close', () => {
+          clearInterval(timer);
+          clearTimeout(giveUp);
+          resolve({ got, closedAfterMs: Date.now() - t0 });
+        });
+        socket.on('error', reject);
+      });
+    // Headers dribbled out a byte at a time: cut at the headers timeout.
+    const headers = await trickle([...'GET /v1/audit/slow?ms=1 HTTP/1.1\r\nHost: x\r\nX-Pad: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n'], 100);
+    expect(headers.got).toMatch(/^HTTP\/1\.1 408/);
+    expect(headers.closedAfterMs).toBeLessThan(2000);
+    // A body dribbled out: cut at the request timeout.
+    const body = await trickle(['POST /v1/audit/context HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 200\r\n\r\n', ...'{"a":"'.concat('x'.repeat(190), '"}')], 100);
+    expect(body.got).toMatch(/^HTTP\/1\.1 408/);
+    expect(body.closedAfterMs).toBeLessThan(2500);
+    // Once the request is in, neither a slow answer nor a long stream is cut.
+    expect(await get(`${stack.url}/v1/audit/slow?ms=1800`)).toEqual({ status: 200, body: JSON.stringify({ waited: 1800 }) });
+    const streamed = await get(`${stack.url}/v1/audit/stream?ms=2500`);
+    expect(streamed.status).toBe(200);
+    expect(streamed.body).toMatch(/data: end\n\n$/);
+    // An idle kept-alive connection lives past the headers and request timeouts (until keepAliveTimeout).
+    const twice = await trickle(['GET /v1/audit/slow?ms=1 HTTP/1.1\r\nHost: x\r\n\r\n', '', '', '', '', '', '', '', '', '', '', '', '', '', 'GET /v1/audit/slow?ms=2 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n'], 100);
+    expect(twice.got.match(/HTTP\/1\.1 200/g)).toHaveLength(2);
+  });
+
+  it('sets the HTTP timeouts on purpose, not to Node\'s defaults', async () => {
+    stack = await start();
+    const server = stack.app.getHttpServer() as Server;
+    expect({ headers: server.headersTimeout, request: server.requestTimeout, keepAlive: server.keepAliveTimeout }).toEqual({ headers: 20_000, request: 120_000, keepAlive: 65_000 });
+    expect(HTTP_TIMEOUTS.headersTimeout).toBeLessThan(HTTP_TIMEOUTS.requestTimeout);
   });
 
   it('serves a hot route before Express, with the same request id, headers, metrics and error envelope', async () => {

@@ -67,7 +67,45 @@ export interface StartStackOptions {
   env?: NodeJS.ProcessEnv;
   /** Install SIGTERM/SIGINT handlers (a CLI does; tests usually do not). */
   handleSignals?: boolean;
+  /** Overrides of HTTP_TIMEOUTS (tests shorten them). */
+  httpTimeouts?: Partial<HttpTimeouts>;
 }
+
+export interface HttpTimeouts {
+  headersTimeout: number;
+  requestTimeout: number;
+  keepAliveTimeout: number;
+  connectionsCheckingInterval: number;
+}
+
+/**
+ * How long the HTTP server waits on a client, set on purpose rather than left at Node's defaults
+ * (60 s for the headers, 300 s for the whole request: a client trickling a body held a connection
+ * for five minutes).
+ *
+ * - headersTimeout, 20 s: from the first byte of a request to the end of its headers. Headers are
+ *   a few KB; only a client stalling on purpose (or a dead one) needs longer.
+ * - requestTimeout, 120 s: from the first byte to the last byte of the request *body*. The largest
+ *   body STACK takes is a 10 MB `POST /v1/proxy` (the Ingress's proxy-body-size); 120 s lets it
+ *   through at ~85 KB/s. It covers receiving the request only: once the body is in, a response may
+ *   stream for as long as it likes — `GET /v1/audit?follow=true` (SSE) and streamed /mcp answers
+ *   are not cut (start-stack.int-spec.ts checks it).
+ * - keepAliveTimeout, 65 s: how long an idle kept-alive connection stays open. Above the idle
+ *   timeout of the load balancers in front (ingress-nginx keeps upstream connections 60 s, AWS ALB
+ *   60 s), so it is always the balancer that closes an idle connection, never STACK under a request
+ *   the balancer is sending on it (a 502).
+ * - connectionsCheckingInterval, 5 s: how often Node looks for connections past those timeouts (its
+ *   default of 30 s would let a 20 s timeout run to 50 s).
+ *
+ * A client past a timeout gets 408 and its connection closed. The Ingress (proxy-read-timeout
+ * 3600 s) holds long answers open on its side; these bound only what a client sends.
+ */
+export const HTTP_TIMEOUTS: Readonly<HttpTimeouts> = {
+  headersTimeout: 20_000,
+  requestTimeout: 120_000,
+  keepAliveTimeout: 65_000,
+  connectionsCheckingInterval: 5_000,
+};
 
 export interface RunningStack {
   app: INestApplication;
@@ -295,8 +333,9 @@ export async function startStack(options: StartStackOptions): Promise<RunningSta
       chain,
       logger,
     );
+    // Before listen: Node starts its timeout checker, at connectionsCheckingInterval, on 'listening'.
+    Object.assign(server, { ...HTTP_TIMEOUTS, ...options.httpTimeouts });
     await app.listen(config.port, config.host);
-    server.keepAliveTimeout = 65_000;
     const port = (server.address() as AddressInfo).port;
     const url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`;
 

@@ -2,27 +2,33 @@
  * `/healthz` (the process is alive), `/readyz` (its database, bus, cache reachable and its
  * schema current; 503 while draining), `/metrics` (Prometheus) and `/v1/openapi.json`.
  * One set per process: in the one-process shape, one set for the whole of STACK.
+ * None of them asks who calls, so none tells more than a stranger may know (readiness.ts).
  */
 import { Controller, Get, Header, Inject, Query, Res } from '@nestjs/common';
 import { ApiExcludeController } from '@nestjs/swagger';
 import type { Response } from 'express';
 
 import type { BusConnection } from '@stack/bus';
-import { SYSTEM_COMMANDS, isServiceName } from '@stack/contracts';
-import type { HealthRegistry, StackMetrics } from '@stack/observability';
+import type { HealthRegistry, StackLogger, StackMetrics } from '@stack/observability';
 
 import { TOKENS } from './service-definition';
 import { ProcessState } from './process-state';
+import { Readiness } from './readiness';
 
 @ApiExcludeController()
 @Controller()
 export class SystemController {
+  private readonly readiness: Readiness;
+
   constructor(
-    @Inject(TOKENS.health) private readonly health: HealthRegistry,
+    @Inject(TOKENS.health) health: HealthRegistry,
     @Inject(TOKENS.metrics) private readonly metrics: StackMetrics,
-    @Inject(TOKENS.busConnection) private readonly bus: BusConnection,
+    @Inject(TOKENS.busConnection) bus: BusConnection,
+    @Inject(TOKENS.logger) logger: StackLogger,
     private readonly state: ProcessState,
-  ) {}
+  ) {
+    this.readiness = new Readiness(health, bus, () => this.state.services, logger.child({ component: 'readyz' }));
+  }
 
   @Get('healthz')
   @Header('Cache-Control', 'no-store')
@@ -37,25 +43,14 @@ export class SystemController {
       res.status(503).json({ status: 'draining', checks: {} });
       return;
     }
-    const report = await this.health.check();
-    const body: Record<string, unknown> = { status: report.ok ? 'ready' : 'not_ready', instance: this.state.instanceId, services: this.state.services, checks: report.checks };
+    // Per check only whether it passed: the reasons (host names, addresses) go to the log.
+    const report = await this.readiness.check();
+    const body: Record<string, unknown> = { status: report.ok ? 'ready' : 'not_ready', services: this.state.services, checks: report.checks };
     // `?peers=1`: each service of this process pings every other service over the bus. A
     // diagnostic for operators; it does not change the status, so one service being down
-    // never makes the others unready.
-    if (peers === '1' || peers === 'true') body.peers = await this.peerReport();
+    // never makes the others unready. Served from a shared, paced sweep (readiness.ts).
+    if (peers === '1' || peers === 'true') body.peers = await this.readiness.peers();
     res.status(report.ok ? 200 : 503).json(body);
-  }
-
-  private async peerReport(): Promise<unknown[]> {
-    return Promise.all(
-      this.state.services.filter(isServiceName).map(async (service) => {
-        try {
-          return await this.bus.forService(service).request(SYSTEM_COMMANDS[service].pingPeers, { timeout_ms: 1500 }, { timeoutMs: 3000 });
-        } catch (err) {
-          return { service, error: (err as Error).message, peers: [] };
-        }
-      }),
-    );
   }
 
   @Get('metrics')
