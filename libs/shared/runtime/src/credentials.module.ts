@@ -51,7 +51,10 @@ export const API_KEY_CACHE_MS = 30_000;
  * delay and clock skew. After that auth refuses the key at lookup, which it does from the revoke on.
  */
 export const API_KEY_REVOCATION_TTL_MS = API_KEY_CACHE_MS + 5 * 60_000;
-const JWKS_REFETCH_MS = 5_000;
+/** Fetches of the passport key set start at least this far apart. */
+const JWKS_MIN_GAP_MS = 100;
+/** A kid a fresh fetch did not find is refused without another fetch for this long. */
+const UNKNOWN_KID_MS = 1_000;
 
 export function bearerOf(authorization: string | undefined): string | undefined {
   const m = /^Bearer\s+(\S+)\s*$/i.exec(authorization ?? '');
@@ -117,7 +120,12 @@ export class Credentials {
   /** Members' `allowed_connections` for access tokens (undefined: not limited). */
   private readonly memberAccess = new Map<string, { allowed: string[] | undefined; until: number }>();
   private passportKeys = new Map<string, KeyObject>();
-  private passportKeysFetchedAt = 0;
+  /** Fetches of the key set started and finished (a waiting request needs one started after it arrived), and when the last started. */
+  private jwksStarted = 0;
+  private jwksDone = 0;
+  private jwksStartedAt = 0;
+  /** Kids a fetch that started after they were asked for did not find, until when they are refused outright. */
+  private readonly unknownKids = new Map<string, number>();
   private jwksFetch?: Promise<void>;
   private readonly signer: CallerContextSigner;
 
@@ -230,26 +238,47 @@ export class Credentials {
   }
 
   /**
-   * The passport service's public key `kid`. An unknown kid fetches the key set again — at most
-   * once every JWKS_REFETCH_MS after a successful fetch, and one fetch shared by every request
-   * that misses meanwhile (they wait for it rather than being told the key is unknown). A fetch
-   * that fails fails those requests with the bus's error, and the next miss tries again.
+   * The passport service's public key `kid`. An unknown kid waits for the fetch of the key set
+   * under way, and if that does not hold it, for one that starts after it arrived — a key the
+   * passport service made a moment ago (a rotation) is then found, where a fetch throttled for
+   * seconds would have refused it.
+   * Fetches are shared by every request missing meanwhile and start at least
+   * JWKS_MIN_GAP_MS apart; a kid still unknown after one is refused without another for
+   * UNKNOWN_KID_MS, so a flood of made-up kids costs a few fetches a second at most. A fetch that
+   * fails fails the requests waiting for it with the bus's error; the next miss tries again.
    */
   private async passportKey(kid: string): Promise<KeyObject | undefined> {
     const known = this.passportKeys.get(kid);
     if (known) return known;
-    if (!this.jwksFetch) {
-      if (Date.now() - this.passportKeysFetchedAt < JWKS_REFETCH_MS) return undefined;
-      this.jwksFetch = (async () => {
-        const { keys } = await this.bus.request(PASSPORT_COMMANDS.getJwks, {});
-        this.passportKeys = new Map(keys.map((k) => [k.kid, publicKeyOfJwk(k)]));
-        this.passportKeysFetchedAt = Date.now();
-      })().finally(() => {
-        this.jwksFetch = undefined;
-      });
+    if ((this.unknownKids.get(kid) ?? 0) > Date.now()) return undefined;
+    const need = this.jwksStarted + 1;
+    while (this.jwksDone < need) {
+      if (!this.jwksFetch) {
+        const wait = this.jwksStartedAt + JWKS_MIN_GAP_MS - Date.now();
+        if (wait > 0) {
+          await new Promise((r) => setTimeout(r, wait));
+          continue;
+        }
+        this.jwksStarted += 1;
+        this.jwksStartedAt = Date.now();
+        this.jwksFetch = (async () => {
+          const { keys } = await this.bus.request(PASSPORT_COMMANDS.getJwks, {});
+          this.passportKeys = new Map(keys.map((k) => [k.kid, publicKeyOfJwk(k)]));
+        })().finally(() => {
+          this.jwksDone += 1;
+          this.jwksFetch = undefined;
+        });
+      }
+      await this.jwksFetch;
+      // Found by a fetch already under way when it arrived: no need for one of its own.
+      if (this.passportKeys.has(kid)) break;
     }
-    await this.jwksFetch;
-    return this.passportKeys.get(kid);
+    const found = this.passportKeys.get(kid);
+    if (!found) {
+      if (this.unknownKids.size >= 10_000) this.unknownKids.clear();
+      this.unknownKids.set(kid, Date.now() + UNKNOWN_KID_MS);
+    }
+    return found;
   }
 }
 

@@ -126,6 +126,27 @@ describe('Credentials (REST callers)', () => {
       expect(other.caller.passport_jti).toBe('ppt_other');
     });
 
+    it('accepts at once a passport under a key made just after this node fetched the set (a rotation), and bounds made-up kids', async () => {
+      const next = generateKeyPairSync('ed25519');
+      const x2 = (next.publicKey.export({ format: 'jwk' }) as { x: string }).x;
+      const served = [{ kty: 'OKP', crv: 'Ed25519', alg: 'EdDSA', use: 'sig', kid: 'k1', x }];
+      const { creds, asked } = node(async () => ({ keys: [...served] }));
+      expect((await creds.restCaller(passport('ppt_before'))).caller.passport_jti).toBe('ppt_before');
+      // The passport service rotates: its new passports name k2 from now on.
+      served.push({ kty: 'OKP', crv: 'Ed25519', alg: 'EdDSA', use: 'sig', kid: 'k2', x: x2 });
+      const now = Math.floor(Date.now() / 1000);
+      const claims = { jti: 'ppt_after', sub: 'agt_1', iss: config.publicUrl, aud: config.publicUrl, iat: now, exp: now + 900, stk: { operator_id: 'op_1', agent_id: 'agt_1', agent_name: 'bot', member_id: 'mem_1', session_id: 'ses_1', issued_at_ms: Date.now(), chain: [], delegation_depth: 0, intent_summary: '', intent_services: [], services: [] } } as PassportClaims;
+      expect((await creds.restCaller(`Bearer ${signPassport(claims, { kid: 'k2', privateKey: next.privateKey })}`)).caller.passport_jti).toBe('ppt_after');
+      expect(asked).toHaveLength(2);
+      // Forty made-up kids at once share one fetch; asked again at once, none fetches.
+      const forged = (kid: string) => `Bearer ${signPassport({ ...claims, jti: `ppt_${kid}` }, { kid, privateKey: next.privateKey })}`;
+      const kids = Array.from({ length: 40 }, (_, i) => `kx${i}`);
+      for (const r of await Promise.allSettled(kids.map((k) => creds.restCaller(forged(k))))) expect(r).toMatchObject({ status: 'rejected', reason: { code: 'UNAUTHORIZED' } });
+      expect(asked).toHaveLength(3);
+      for (const r of await Promise.allSettled(kids.map((k) => creds.restCaller(forged(k))))) expect(r).toMatchObject({ status: 'rejected', reason: { code: 'UNAUTHORIZED' } });
+      expect(asked).toHaveLength(3);
+    });
+
     it('fails with the bus error when the fetch fails, and fetches again on the next request', async () => {
       let fail = true;
       const { creds, asked } = node(async () => {
