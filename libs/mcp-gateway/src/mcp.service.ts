@@ -5,7 +5,7 @@
  */
 import { Inject, Injectable } from '@nestjs/common';
 
-import { assertValid } from '@stack/bus';
+import { assertValid, describeErrors, validatorFor } from '@stack/bus';
 import { DROPOFF_LIMITS, StackError, type ToolDef } from '@stack/contracts';
 import { STACK_VERSION, serviceKitToken, type ServiceKit } from '@stack/runtime';
 
@@ -27,7 +27,10 @@ import type { Principal } from './principal';
 
 export const GATEWAY_TOOLS = Symbol.for('stack.mcp-gateway.tools');
 
-/** Tool results are capped at 1 MB (DESIGN.md §5); beyond, the text is cut and marked truncated. */
+/**
+ * Tool results are capped at 1 MB (DESIGN.md §5): beyond, a proxied answer's body is cut and the
+ * answer marked `truncated` (still the shape its output schema gives); any other result is refused.
+ */
 export const MAX_TOOL_RESULT_BYTES = 1024 * 1024;
 
 const INSTRUCTIONS =
@@ -179,7 +182,7 @@ export class McpService {
         result = toolError(new StackError('INVALID_REQUEST', `${tool.name} was cancelled by the client while it waited: nothing was taken`));
       } else {
         const value = await this.kit.bus.request(tool.command, callArgs, { caller: principal.caller, ...(tool.longRunning ? { timeoutMs: this.longRunningTimeoutMs() } : {}) });
-        result = toolResult(value);
+        result = this.toolResult(tool, value);
       }
     } catch (err) {
       const e = err instanceof StackError ? err : new StackError('INTERNAL_ERROR', `${tool.name} failed`);
@@ -191,6 +194,28 @@ export class McpService {
     const done: ToolCallOutcome = { tool: tool.name, outcome, errorCode, durationMs: performance.now() - started };
     await this.audit(principal, done);
     return result;
+  }
+
+  /**
+   * A service's answer as a tool result: the JSON as text and, for clients that check it against
+   * the tool's output schema (the SDK's own client does, and throws on a mismatch), the same
+   * object as structuredContent. An answer that could not be shown as a conforming result (not an
+   * object, over the cap, not the declared shape) becomes a tool error instead, never a
+   * structuredContent of some other shape.
+   */
+  private toolResult(tool: ToolDef, value: unknown): CallToolResult {
+    if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+      this.kit.logger.error({ tool: tool.name, type: value === null ? 'null' : Array.isArray(value) ? 'array' : typeof value }, 'a service answered a tool call with something other than an object');
+      throw new StackError('INTERNAL_ERROR', `${tool.name} failed`);
+    }
+    const fitted = fitToolResult(value as Record<string, unknown>);
+    if (!fitted) throw new StackError('PAYLOAD_TOO_LARGE', `the result of ${tool.name} is larger than ${MAX_TOOL_RESULT_BYTES / (1024 * 1024)} MB: ask for less (a smaller limit, narrower filters)`, { limit: MAX_TOOL_RESULT_BYTES });
+    const validate = validatorFor(tool.output);
+    if (!validate(fitted.value)) {
+      this.kit.logger.error({ tool: tool.name, errors: describeErrors(validate.errors ?? []) }, 'a service answered a tool call in a shape its output schema does not allow');
+      throw new StackError('INTERNAL_ERROR', `${tool.name} failed`);
+    }
+    return { content: [{ type: 'text', text: fitted.text }], structuredContent: fitted.value };
   }
 
   /** Every tool call, allowed or refused, is written to the audit log with who, which tool, outcome and duration. */
@@ -216,14 +241,31 @@ function cancelKey(principal: Principal, requestId: string | number): string {
   return `mcp:cancelled:${c.operator_id ?? ''}:${c.member_id ?? ''}:${c.agent_id ?? ''}:${c.client_id ?? ''}:${typeof requestId}:${String(requestId).slice(0, 200)}`;
 }
 
-function toolResult(value: unknown): CallToolResult {
-  const text = JSON.stringify(value ?? null);
-  if (Buffer.byteLength(text) <= MAX_TOOL_RESULT_BYTES) {
-    const structured = value !== null && typeof value === 'object' && !Array.isArray(value) ? (value as Record<string, unknown>) : { value };
-    return { content: [{ type: 'text', text }], structuredContent: structured };
+/**
+ * The result and its JSON text within MAX_TOOL_RESULT_BYTES. A proxied answer (a string `body`
+ * with its `body_encoding` and a `truncated` flag) too large is cut to fit, at a base64 quantum
+ * when it is base64 and never inside a UTF-16 surrogate pair, and marked `truncated`; anything
+ * else too large: undefined.
+ */
+export function fitToolResult(value: Record<string, unknown>, max = MAX_TOOL_RESULT_BYTES): { value: Record<string, unknown>; text: string } | undefined {
+  let text = JSON.stringify(value);
+  let bytes = Buffer.byteLength(text);
+  if (bytes <= max) return { value, text };
+  if (typeof value.body !== 'string' || typeof value.truncated !== 'boolean' || (value.body_encoding !== 'utf8' && value.body_encoding !== 'base64')) return undefined;
+  const base64 = value.body_encoding === 'base64';
+  let out = value;
+  let body = value.body;
+  while (bytes > max) {
+    if (body.length === 0) return undefined;
+    let keep = Math.min(body.length - 1, Math.floor(body.length * Math.min(0.95, max / bytes)));
+    if (base64) keep -= keep % 4;
+    else if (keep > 0 && /[\uD800-\uDBFF]/.test(body[keep - 1]!)) keep -= 1;
+    body = body.slice(0, Math.max(0, keep));
+    out = { ...value, body, truncated: true };
+    text = JSON.stringify(out);
+    bytes = Buffer.byteLength(text);
   }
-  const cut = Buffer.from(text).subarray(0, MAX_TOOL_RESULT_BYTES).toString('utf8');
-  return { content: [{ type: 'text', text: cut }], structuredContent: { truncated: true }, _meta: { truncated: true } };
+  return { value: out, text };
 }
 
 /** How a tool appears in tools/list: JSON Schemas (TypeBox's own keys stripped), annotations. */

@@ -35,9 +35,10 @@ export const PASSPORT_TOOLS: ToolDef[] = [
     name: 'stack_grant_agent_access',
     title: 'Grant an agent access to a connection',
     description:
-      'Admin only. Grants an agent the use of one connected service (connection_id) with the given scopes and optional baseline constraints. A passport can never hold more than its agent was granted. Replaces an earlier grant of the same connection.',
+      'Admin only. Grants an agent the use of one connected service (connection_id) with the given scopes and optional baseline constraints. A passport can never hold more than its agent was granted. Replaces an earlier grant of the same connection: live passports of the agent that hold more than the new grant are revoked.',
     scope: 'stack:admin',
-    annotations: { ...WRITE, idempotentHint: true },
+    // Replacing a grant can narrow it, and revokes the agent's passports that hold more than the new one.
+    annotations: { ...WRITE, destructiveHint: true, idempotentHint: true },
     command: PASSPORT_COMMANDS.grantAgentAccess,
   }),
   defineTool({

@@ -13,6 +13,7 @@ import {
   ConstraintSchema,
   MAX_CONSTRAINTS_PER_CONNECTION,
   MAX_INTENT_SUMMARY,
+  PASSPORT_TTL,
   PassportClaimsSchema,
   PassportJwkSchema,
   SCOPE_PATTERN,
@@ -68,7 +69,7 @@ export type RequestedService = Static<typeof RequestedServiceSchema>;
 
 export const IssuePassportRequest = Type.Object({
   agent_id: Type.String(),
-  ttl_seconds: Type.Optional(Type.Integer()),
+  ttl_seconds: Type.Optional(Type.Integer({ minimum: PASSPORT_TTL.minSeconds, maximum: PASSPORT_TTL.maxSeconds, description: `Lifetime in seconds, ${PASSPORT_TTL.minSeconds} to ${PASSPORT_TTL.maxSeconds} (default ${PASSPORT_TTL.defaultSeconds}).` })),
   intent_summary: Type.Optional(Type.String({ maxLength: MAX_INTENT_SUMMARY })),
   intent_services: Type.Optional(Type.Array(Type.String({ maxLength: 128 }), { maxItems: 64 })),
   services: Type.Optional(Type.Array(RequestedServiceSchema, { maxItems: 64 })),
@@ -95,7 +96,7 @@ export const DelegatePassportRequest = Type.Object({
   parent_token: Type.String({ maxLength: 16_384 }),
   child_agent_id: Type.String(),
   services: Type.Array(RequestedServiceSchema, { maxItems: 64 }),
-  ttl_seconds: Type.Optional(Type.Integer()),
+  ttl_seconds: Type.Optional(Type.Integer({ minimum: 1, description: 'Lifetime in seconds, at most what the parent has left (default: all of it).' })),
   intent_summary: Type.Optional(Type.String({ maxLength: MAX_INTENT_SUMMARY })),
 });
 export type DelegatePassportInput = Static<typeof DelegatePassportRequest>;
