@@ -12,6 +12,7 @@ import { W3CTraceContextPropagator } from '@opentelemetry/core';
 import { AuditRecordedEvent, MAX_BUS_PAYLOAD_BYTES, RevocationHeartbeatEvent, RevocationRecordedEvent, ServiceStartedEvent, StackError, SYSTEM_COMMANDS, type CallerContext } from '@stack/contracts';
 
 import type { BusConnection } from './connection';
+import { redeliveryDelayMs } from './streams';
 
 export interface BusFactoryOptions {
   prefix: string;
@@ -269,6 +270,33 @@ export function busContractSuite(name: string, factory: BusFactory, opts: { shar
       expect(received).toEqual(Array.from({ length: 120 }, (_, i) => `i-${i}`));
     });
 
+    it('deletes a consumer left without a reader for its inactiveThresholdMs: its name then starts anew', async () => {
+      const bus = await connect();
+      await bus.ensureStreams();
+      const publisher = bus.forService('audit');
+      for (let i = 0; i < 3; i++) await publisher.publish(ServiceStartedEvent, started(i), { id: `inactive-${i}` });
+      const received: string[] = [];
+      const consume = () =>
+        bus.forService('audit').consume({ durable: 'short-lived', events: [ServiceStartedEvent], inactiveThresholdMs: 1000 }, async (_e, payload) => {
+          received.push((payload as { instance: string }).instance);
+        });
+      let handle = await consume();
+      await waitFor(() => received.length >= 3);
+      await handle.stop();
+      // Back within the threshold: the same consumer, at its position.
+      handle = await consume();
+      await publisher.publish(ServiceStartedEvent, started(3), { id: 'inactive-3' });
+      await waitFor(() => received.length >= 4);
+      await handle.stop();
+      // Gone after it: a new consumer under the name, delivering from the start of the stream.
+      await new Promise((r) => setTimeout(r, 3000));
+      handle = await consume();
+      await waitFor(() => received.length >= 8);
+      await new Promise((r) => setTimeout(r, 200));
+      await handle.stop();
+      expect(received).toEqual(['i-0', 'i-1', 'i-2', 'i-3', 'i-0', 'i-1', 'i-2', 'i-3']);
+    });
+
     it('with maxInFlight, holds several messages at once and acknowledges each only when its handler resolves', async () => {
       const bus = await connect();
       await bus.ensureStreams();
@@ -357,8 +385,10 @@ export function busContractSuite(name: string, factory: BusFactory, opts: { shar
       const applied = new Map<string, number>();
       let failNext = true;
       const deliveries: number[] = [];
+      const at: number[] = [];
       const handle = await bus.forService('passport').consume({ durable: 'redelivery', events: [RevocationRecordedEvent], ackWaitMs: 1000 }, async (_e, _p, ctx) => {
         deliveries.push(ctx.deliveries);
+        at.push(Date.now());
         // The effect happens before the failure, as when a crash follows a commit.
         if (!applied.has(ctx.id)) applied.set(ctx.id, (applied.get(ctx.id) ?? 0) + 1);
         if (failNext) {
@@ -375,6 +405,8 @@ export function busContractSuite(name: string, factory: BusFactory, opts: { shar
       await handle.stop();
       expect(deliveries.slice(0, 2)).toEqual([1, 2]);
       expect(applied.get('rev_1')).toBe(1);
+      // After the same back-off on both transports (the NAK's delay on NATS).
+      expect(at[1]! - at[0]!).toBeGreaterThanOrEqual(redeliveryDelayMs(1) - 50);
     });
 
     it('goes on past an event whose handler always fails, and keeps redelivering that one', async () => {

@@ -28,7 +28,7 @@ import type { BusConnection, BusConnectionOptions } from './connection';
 import { CommandDispatcher, type BusMetricsSink } from './dispatch';
 import { decodeReply, encodeJsonText, encodeRequest } from './envelope';
 import { eventHeaders, requestMeta, systemCallerOf, type Sender } from './outbound';
-import { DUPLICATE_WINDOW_MS, streamOf, streamPlans } from './streams';
+import { DUPLICATE_WINDOW_MS, redeliveryDelayMs, streamOf, streamPlans } from './streams';
 import { assertValid } from './validation';
 
 export interface InProcessBusOptions extends BusConnectionOptions {
@@ -72,6 +72,8 @@ interface MemoryConsumer {
    */
   retry: { message: StoredMessage; dueAt: number }[];
   running?: { wake: () => void; stopped: boolean; done: Promise<void> };
+  /** Deletes the consumer once it went unread for its `inactiveThresholdMs`, as the NATS server does. */
+  expiry?: NodeJS.Timeout;
 }
 
 /**
@@ -323,6 +325,8 @@ class InProcessServiceBus implements Bus {
       stream.consumers.set(options.durable, consumer);
     }
     if (consumer.running && !consumer.running.stopped) throw new Error(`consumer ${options.durable} is already running in this process`);
+    clearTimeout(consumer.expiry);
+    consumer.expiry = undefined;
     const c = consumer;
     let wake: () => void = () => undefined;
     const running = { wake: () => wake(), stopped: false, done: Promise.resolve() };
@@ -435,7 +439,7 @@ class InProcessServiceBus implements Bus {
         for (let i = 0; i < window.length; i++) {
           if (done[i]) continue;
           const deliveries = c.deliveries.get(window[i]!.seq) ?? 1;
-          c.retry.push({ message: window[i]!, dueAt: failedAt + Math.min(30_000, 100 * 2 ** Math.min(deliveries, 8)) });
+          c.retry.push({ message: window[i]!, dueAt: failedAt + redeliveryDelayMs(deliveries) });
         }
       }
     })();
@@ -444,6 +448,15 @@ class InProcessServiceBus implements Bus {
         running.stopped = true;
         wake();
         await running.done;
+        // Without a reader for inactiveThresholdMs the server deletes the consumer: a later consume()
+        // under its name starts anew, and its position no longer holds the stream's messages.
+        const threshold = options.inactiveThresholdMs;
+        if (threshold !== undefined && c.running === running && !c.expiry) {
+          c.expiry = setTimeout(() => {
+            if (stream.consumers.get(options.durable) === c && c.running === running) stream.consumers.delete(options.durable);
+          }, threshold);
+          c.expiry.unref();
+        }
       },
     };
   }

@@ -53,7 +53,7 @@ import type { BusConnection, NatsBusConnectionOptions } from './connection';
 import { CommandDispatcher, traceContextOf, tracer, type BusMetricsSink } from './dispatch';
 import { decodeJson, decodeReply, encodeJson, encodeRequest } from './envelope';
 import { eventHeaders, requestMeta, systemCallerOf, type Sender } from './outbound';
-import { DUPLICATE_WINDOW_MS, streamOf, streamPlans, type StreamPlan } from './streams';
+import { DUPLICATE_WINDOW_MS, redeliveryDelayMs, streamOf, streamPlans, type StreamPlan } from './streams';
 import { assertValid } from './validation';
 
 export interface NatsBusOptions extends NatsBusConnectionOptions {
@@ -570,7 +570,7 @@ class NatsServiceBus implements Bus {
         m.ack();
       } catch (err) {
         logger?.warn({ subject: m.subject, seq: m.seq, deliveries: ctx.deliveries, err: (err as Error).message }, 'event handler failed; it will be redelivered');
-        m.nak(Math.min(30_000, 250 * 2 ** Math.min(ctx.deliveries, 7)));
+        m.nak(redeliveryDelayMs(ctx.deliveries));
       }
     }
     const handle: Handle = {

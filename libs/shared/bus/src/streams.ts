@@ -16,6 +16,14 @@ const MAX_AGE_MS: Record<StreamBase, number> = {
   REVOCATIONS: 24 * 3600_000,
 };
 
+/**
+ * How long a message whose handler failed (delivered `deliveries` times so far) waits before it is
+ * delivered again: the delay NatsBus asks with its NAK, and the one the in-process bus waits.
+ */
+export function redeliveryDelayMs(deliveries: number): number {
+  return Math.min(30_000, 250 * 2 ** Math.min(deliveries, 7));
+}
+
 /** JetStream's window for dropping a second publish with the same Nats-Msg-Id. */
 export const DUPLICATE_WINDOW_MS = 10 * 60_000;
 

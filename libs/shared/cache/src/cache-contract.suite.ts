@@ -77,6 +77,37 @@ export function describeCacheContract(name: string, makeCache: (keyPrefix: strin
       await expect(cache.incr('text', { ttlMs: 1000 })).rejects.toThrow(/not an integer/);
     });
 
+    it('keeps the order its caller asked in: a read asked for before a write does not see it', async () => {
+      await cache.set('once', 'link', { ttlMs: 10_000 });
+      // Read and consume a one-time value in one go: the read gets it, the delete reports it.
+      const [read, deleted] = await Promise.all([cache.get('once'), cache.del('once')]);
+      expect(read).toBe('link');
+      expect(deleted).toBe(true);
+      expect(await Promise.all([cache.get('once'), cache.del('once')])).toEqual([undefined, false]);
+      await cache.set('k', 'v1', { ttlMs: 10_000 });
+      const before = cache.get('k');
+      await cache.set('k', 'v2', { ttlMs: 10_000 });
+      expect(await before).toBe('v1');
+      const [a, , b] = await Promise.all([cache.getJson('k'), cache.setJson('k', { n: 1 }, { ttlMs: 10_000 }), cache.getJson('k')]);
+      expect([a, b]).toEqual([undefined, { n: 1 }]);
+      expect(await Promise.all([cache.get('c'), cache.incr('c', { ttlMs: 10_000 }), cache.get('c')])).toEqual([undefined, 1, '1']);
+    });
+
+    it('takes as an integer only what Redis does: canonical, within 64 bits, and refuses to overflow', async () => {
+      for (const text of ['007', '-0', '+1', ' 1', '1.0', '1e3', '9223372036854775808']) {
+        await cache.set('n', text, { ttlMs: 10_000 });
+        await expect(cache.incr('n', { ttlMs: 10_000 })).rejects.toThrow(/not an integer/);
+        expect(await cache.get('n')).toBe(text);
+      }
+      await cache.set('n', '-12', { ttlMs: 10_000 });
+      expect(await cache.incr('n', { ttlMs: 10_000, by: 2 })).toBe(-10);
+      await cache.set('n', '9223372036854775806', { ttlMs: 10_000 });
+      await cache.incr('n', { ttlMs: 10_000 });
+      expect(await cache.get('n')).toBe('9223372036854775807');
+      await expect(cache.incr('n', { ttlMs: 10_000 })).rejects.toThrow(/overflow/);
+      expect(await cache.get('n')).toBe('9223372036854775807');
+    });
+
     it('lets exactly one of many concurrent setIfAbsent calls win, across cache objects', async () => {
       const prefix = `${uniqueName('lock')}:`;
       const clients = [open(prefix), open(prefix), open(prefix)];

@@ -27,6 +27,8 @@ interface Entry {
 }
 
 const SWEEP_EVERY_WRITES = 1024;
+const INT64_MAX = 2n ** 63n - 1n;
+const INT64_MIN = -(2n ** 63n);
 const SWEEP_EVERY_MS = 1000;
 
 /** Keys and their expiry. Expired entries vanish on read, and in sweeps done while writing (no timers). */
@@ -137,10 +139,14 @@ export class MemoryCache implements Cache {
       return by;
     }
     const current = this.asString(entry.value);
-    if (!/^-?\d+$/.test(current)) throw new WrongTypeError('ERR value is not an integer or out of range');
-    const next = Number(current) + by;
-    this.store.update(k, entry, String(next));
-    return next;
+    // What Redis takes as an integer: a canonical signed 64-bit decimal ("007", "-0", "+1" are not).
+    if (!/^(0|-?[1-9]\d{0,18})$/.test(current) || BigInt(current) > INT64_MAX || BigInt(current) < INT64_MIN) {
+      throw new WrongTypeError('ERR value is not an integer or out of range');
+    }
+    const next = BigInt(current) + BigInt(by);
+    if (next > INT64_MAX || next < INT64_MIN) throw new WrongTypeError('ERR increment or decrement would overflow');
+    this.store.update(k, entry, next.toString());
+    return Number(next);
   }
 
   async setIfAbsent(key: string, value: string, options: TtlOptions): Promise<boolean> {

@@ -146,7 +146,9 @@ export class RedisCache implements Cache {
    * operator; each call used to send its own GET and wait for its own reply. Sharing changes
    * nothing a caller can see: the command is created after every caller sharing it asked, so it
    * sees every write that finished before any of them did — as their own GETs would have, which
-   * the client also sent only at the turn's end.
+   * the client also sent only at the turn's end. A write asked for later in the turn sends the
+   * waiting GETs first (`beforeWrite`), so a GET never sees a write its caller asked for after it:
+   * `Promise.all([get(k), del(k)])` reads the value, as the in-process cache does.
    */
   get(key: string): Promise<string | undefined> {
     let k: string;
@@ -174,6 +176,11 @@ export class RedisCache implements Cache {
     for (const [k, waiting] of turn) this.fetch(k).then(waiting.resolve, waiting.reject);
   };
 
+  /** Sends this turn's waiting GETs now, ahead of the write about to be sent: commands leave in the order they were asked for. */
+  private beforeWrite(): void {
+    if (this.turnGets.size > 0) this.sendTurnGets();
+  }
+
   private async fetch(k: string): Promise<string | undefined> {
     await this.ready();
     const value = await this.client.get(k);
@@ -182,6 +189,7 @@ export class RedisCache implements Cache {
 
   async set(key: string, value: string, options: TtlOptions): Promise<void> {
     const k = this.key(key);
+    this.beforeWrite();
     const ttlMs = checkTtl(options);
     await this.ready();
     await this.client.set(k, checkValue(value), { expiration: { type: 'PX', value: ttlMs } });
@@ -189,6 +197,7 @@ export class RedisCache implements Cache {
 
   async del(key: string): Promise<boolean> {
     const k = this.key(key);
+    this.beforeWrite();
     await this.ready();
     return (await this.client.del(k)) > 0;
   }
@@ -203,6 +212,7 @@ export class RedisCache implements Cache {
 
   async incr(key: string, options: IncrOptions): Promise<number> {
     const k = this.key(key);
+    this.beforeWrite();
     const by = checkIncrBy(options?.by);
     const ttlMs = checkTtl(options);
     return Number(await this.run(INCR, [k], [String(by), String(ttlMs)]));
@@ -210,6 +220,7 @@ export class RedisCache implements Cache {
 
   async setIfAbsent(key: string, value: string, options: TtlOptions): Promise<boolean> {
     const k = this.key(key);
+    this.beforeWrite();
     const ttlMs = checkTtl(options);
     await this.ready();
     const reply = await this.client.set(k, checkValue(value), { condition: 'NX', expiration: { type: 'PX', value: ttlMs } });
@@ -218,11 +229,13 @@ export class RedisCache implements Cache {
 
   async delIfEquals(key: string, value: string): Promise<boolean> {
     const k = this.key(key);
+    this.beforeWrite();
     return Number(await this.run(DEL_IF_EQUALS, [k], [checkValue(value)])) > 0;
   }
 
   async takeToken(bucketKey: string, options: TokenBucketOptions): Promise<TokenBucketResult> {
     const k = this.key(bucketKey);
+    this.beforeWrite();
     const bucket = checkBucket(options);
     const reply = await this.run(TAKE_TOKEN, [k], [String(bucket.capacity), String(bucket.ratePerMs), String(bucket.cost)]);
     if (!Array.isArray(reply) || reply.length !== 3) throw new Error('RedisCache: unexpected reply from the token bucket script');
