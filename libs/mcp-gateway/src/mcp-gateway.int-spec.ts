@@ -3,21 +3,20 @@
  * real NATS, Postgres and Redis. Tokens here come from a test verifier: the real credential
  * types (OAuth access tokens, API keys, passports) have their own verifiers and suites.
  */
-import { randomBytes } from 'node:crypto';
 import { request } from 'node:http';
 
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 
-import { connectNatsBus, type BusConnection } from '@stack/bus';
+import type { BusConnection } from '@stack/bus';
 import { Type } from '@sinclair/typebox';
 
 import { SYSTEM_COMMANDS, StackError, defineCommand, defineTool, type ToolDef } from '@stack/contracts';
-import { startStack, type RunningStack, type ServiceDefinition } from '@stack/runtime';
-import { TEST_NATS_URL, TEST_REDIS_URL, createTestDatabase, uniqueName, type TestDatabase } from '@stack/testing';
+import type { RunningStack, ServiceDefinition } from '@stack/runtime';
 
 import { MCP_IN_FLIGHT_BYTES } from './mcp-http';
 import { McpGatewayModule } from './mcp-gateway.module';
+import { startGatewayWithStandIns } from './testing/gateway-with-stand-ins';
 import type { Principal, TokenVerifier } from './principal';
 
 const pingTool = defineTool({
@@ -87,8 +86,8 @@ const gateway: ServiceDefinition = {
 const audit: ServiceDefinition = { service: 'audit', module: class AuditTestModule {}, entities: [], migrations: [] };
 
 describe('MCP gateway over HTTP', () => {
-  let db: TestDatabase;
   let stack: RunningStack;
+  let stop: (() => Promise<void>) | undefined;
   let mcpUrl: string;
   let standIn: BusConnection;
   /** The stand-in passport's waiting calls, and what lets them answer. */
@@ -97,27 +96,9 @@ describe('MCP gateway over HTTP', () => {
   const box = { peeks: 0, takes: [] as unknown[], release: (): void => undefined, gate: Promise.resolve() };
 
   beforeAll(async () => {
-    db = await createTestDatabase();
-    const prefix = uniqueName('gw');
-    const internalSecret = randomBytes(32).toString('base64');
-    stack = await startStack({
-      available: [gateway, audit],
-      env: {
-        STACK_SERVICES: 'mcp-gateway,audit',
-        DATABASE_URL: db.url,
-        NATS_URL: TEST_NATS_URL,
-        REDIS_URL: TEST_REDIS_URL,
-        STACK_BUS_PREFIX: prefix,
-        STACK_INTERNAL_SECRET: internalSecret,
-        STACK_MASTER_KEYS: `k1:${randomBytes(32).toString('base64')}`,
-        STACK_MCP_RATE_LIMIT: '40:0.5',
-        PORT: '0',
-        LOG_LEVEL: 'warn',
-      },
-    });
+    ({ stack, standIn, stop } = await startGatewayWithStandIns({ available: [gateway, audit], name: 'gw', rateLimit: '40:0.5', logLevel: 'warn', standInId: 'stand-in-passport' }));
     // The public URL is what clients use; point it at this process (config is read once at start).
     mcpUrl = `${stack.url}/mcp`;
-    standIn = await connectNatsBus({ servers: TEST_NATS_URL, prefix, internalSecret: Buffer.from(internalSecret, 'base64'), timeoutMs: 5000, instanceId: 'stand-in-passport' });
     standIn.forService('passport').handle(SYSTEM_COMMANDS.passport.ping, async () => {
       waiting.arrived++;
       await waiting.gate;
@@ -136,9 +117,7 @@ describe('MCP gateway over HTTP', () => {
   });
 
   afterAll(async () => {
-    await standIn?.close();
-    await stack?.stop();
-    await db?.drop();
+    await stop?.();
   });
 
   const client = async (token: string) => {

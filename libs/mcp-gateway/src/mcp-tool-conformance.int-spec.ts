@@ -7,7 +7,6 @@
  * bodies, replayed answers, cursors); refusals come back as tool errors (isError, the envelope, no
  * structuredContent), which the SDK's client must accept too.
  */
-import { randomBytes } from 'node:crypto';
 
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
@@ -15,12 +14,12 @@ import type { Tool } from '@modelcontextprotocol/sdk/types.js';
 import Ajv, { type ValidateFunction } from 'ajv';
 import addFormats from 'ajv-formats';
 
-import { connectNatsBus, type BusConnection } from '@stack/bus';
+import type { BusConnection } from '@stack/bus';
 import { DROPOFF_COMMANDS, MCP_TOOLS, PASSPORT_TTL, StackError, type CommandDef } from '@stack/contracts';
-import { startStack, type RunningStack, type ServiceDefinition } from '@stack/runtime';
-import { TEST_NATS_URL, TEST_REDIS_URL, createTestDatabase, uniqueName, type TestDatabase } from '@stack/testing';
+import type { RunningStack, ServiceDefinition } from '@stack/runtime';
 
 import { McpGatewayModule } from './mcp-gateway.module';
+import { startGatewayWithStandIns } from './testing/gateway-with-stand-ins';
 import type { Principal, TokenVerifier } from './principal';
 
 const ALL_SCOPES = ['stack:services', 'stack:passports', 'stack:audit', 'stack:dropoffs', 'stack:admin'];
@@ -130,8 +129,8 @@ const SUCCESSES: Case[] = [
 ];
 
 describe('every MCP tool, through the SDK client, against its declared schemas', () => {
-  let db: TestDatabase;
   let stack: RunningStack;
+  let stop: (() => Promise<void>) | undefined;
   let standIn: BusConnection;
   let client: Client;
   let tools: Map<string, Tool>;
@@ -142,25 +141,7 @@ describe('every MCP tool, through the SDK client, against its declared schemas',
   const calls: Array<{ command: string; payload: unknown }> = [];
 
   beforeAll(async () => {
-    db = await createTestDatabase();
-    const prefix = uniqueName('gwc');
-    const internalSecret = randomBytes(32).toString('base64');
-    stack = await startStack({
-      available: [gateway, audit],
-      env: {
-        STACK_SERVICES: 'mcp-gateway,audit',
-        DATABASE_URL: db.url,
-        NATS_URL: TEST_NATS_URL,
-        REDIS_URL: TEST_REDIS_URL,
-        STACK_BUS_PREFIX: prefix,
-        STACK_INTERNAL_SECRET: internalSecret,
-        STACK_MASTER_KEYS: `k1:${randomBytes(32).toString('base64')}`,
-        STACK_MCP_RATE_LIMIT: '1000:100',
-        PORT: '0',
-        LOG_LEVEL: 'fatal',
-      },
-    });
-    standIn = await connectNatsBus({ servers: TEST_NATS_URL, prefix, internalSecret: Buffer.from(internalSecret, 'base64'), timeoutMs: 5000, instanceId: 'stand-in-services' });
+    ({ stack, standIn, stop } = await startGatewayWithStandIns({ available: [gateway, audit], name: 'gwc', rateLimit: '1000:100', logLevel: 'fatal', standInId: 'stand-in-services' }));
     const serve = (command: CommandDef, tool: string) =>
       standIn.forService(command.service).handle(command, async (payload) => {
         calls.push({ command: command.name, payload });
@@ -188,9 +169,7 @@ describe('every MCP tool, through the SDK client, against its declared schemas',
 
   afterAll(async () => {
     await client?.close();
-    await standIn?.close();
-    await stack?.stop();
-    await db?.drop();
+    await stop?.();
   });
 
   const text = (r: object) => ((r as { content: { type: string; text: string }[] }).content)[0]!.text;
