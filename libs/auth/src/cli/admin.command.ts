@@ -1,10 +1,12 @@
 /**
- * `stack admin create-owner --email … --password … [--operator-name …] [--name …]`: creates an
- * operator and its first owner, straight in auth's schema (migrating it first), without starting
+ * `stack admin create-owner --email … (--password-stdin | --password …) [--operator-name …] [--name …]`:
+ * creates an operator and its first owner, straight in auth's schema (migrating it first), without starting
  * the services. `stack admin create-api-key --email … [--name …]` makes an API key for a member
  * (for headless setups: a CI bot, a benchmark) and prints it once. With the embedded Postgres, run it while STACK is stopped (one process owns the
  * data directory).
  */
+import type { Readable } from 'node:stream';
+
 import { loadConfig } from '@stack/config';
 import { STACK_SCOPES } from '@stack/contracts';
 import { createLogger } from '@stack/observability';
@@ -19,10 +21,26 @@ function flag(args: string[], name: string): string | undefined {
   return inline?.slice(name.length + 3);
 }
 
-const USAGE = 'usage: stack admin create-owner --email EMAIL --password PASSWORD [--operator-name NAME] [--name NAME]\n       stack admin create-api-key --email EMAIL [--name NAME]\n';
+/**
+ * The password of `create-owner`: with `--password-stdin`, the first line of standard input
+ * (`printf '%s\n' "$PW" | stack admin create-owner … --password-stdin`), which no other user of
+ * the machine sees — a `--password` argument shows in `ps` and the shell's history.
+ */
+export async function ownerPassword(args: string[], stdin: Readable): Promise<string | undefined> {
+  if (!args.includes('--password-stdin')) return flag(args, 'password');
+  let text = '';
+  for await (const chunk of stdin) {
+    text += typeof chunk === 'string' ? chunk : (chunk as Buffer).toString('utf8');
+    if (text.includes('\n') || text.length > 4096) break;
+  }
+  const line = text.split('\n')[0]!.replace(/\r$/, '');
+  return line || undefined;
+}
+
+const USAGE = 'usage: stack admin create-owner --email EMAIL (--password-stdin | --password PASSWORD) [--operator-name NAME] [--name NAME]\n       stack admin create-api-key --email EMAIL [--name NAME]\n';
 
 export const adminCommand: CliCommand = {
-  summary: 'administration: `admin create-owner --email … --password …` (an operator and its first owner), `admin create-api-key --email …`, `admin rotate-master-key`',
+  summary: 'administration: `admin create-owner --email … --password-stdin` (an operator and its first owner), `admin create-api-key --email …`, `admin rotate-master-key`',
   async run(args: string[], available: readonly ServiceDefinition[]): Promise<number> {
     const [sub, ...rest] = args;
     if (sub !== 'create-owner' && sub !== 'create-api-key') {
@@ -30,7 +48,7 @@ export const adminCommand: CliCommand = {
       return 2;
     }
     const email = flag(rest, 'email');
-    const password = flag(rest, 'password');
+    const password = sub === 'create-owner' ? await ownerPassword(rest, process.stdin) : undefined;
     if (!email || (sub === 'create-owner' && !password)) {
       process.stderr.write(USAGE);
       return 2;
