@@ -45,6 +45,12 @@ export interface RequestContext {
 
 const STILL_HERE: RequestContext = { clientGone: () => false };
 
+/** A tools/call in progress: its JSON-RPC id (what a cancellation names) and its HTTP request. */
+interface ToolCall {
+  id: RpcId;
+  request: RequestContext;
+}
+
 /** How long a cancellation is remembered: past the longest tool call. */
 const CANCELLATION_TTL_MS = 120_000;
 
@@ -137,7 +143,7 @@ export class McpService {
   }
 
   /** Whether the call's client went away or cancelled it. */
-  private async cancelled(principal: Principal, call: { id: RpcId | undefined; request: RequestContext }): Promise<boolean> {
+  private async cancelled(principal: Principal, call: ToolCall): Promise<boolean> {
     if (call.request.clientGone()) return true;
     if (typeof call.id !== 'string' && typeof call.id !== 'number') return false;
     try {
@@ -152,7 +158,7 @@ export class McpService {
    * client still waits, the call itself without the wait. Undefined: the client went or cancelled,
    * and nothing was taken.
    */
-  private async waitThenArgs(tool: ToolDef, args: Record<string, unknown>, principal: Principal, call: { id: RpcId | undefined; request: RequestContext }): Promise<Record<string, unknown> | undefined> {
+  private async waitThenArgs(tool: ToolDef, args: Record<string, unknown>, principal: Principal, call: ToolCall): Promise<Record<string, unknown> | undefined> {
     const first = tool.waitFirst;
     if (!first || typeof args[first.arg] !== 'number' || (args[first.arg] as number) <= 0) return args;
     try {
@@ -166,7 +172,7 @@ export class McpService {
     return rest;
   }
 
-  private async callTool(tool: ToolDef, args: Record<string, unknown>, principal: Principal, call: { id: RpcId | undefined; request: RequestContext } = { id: undefined, request: STILL_HERE }): Promise<CallToolResult> {
+  private async callTool(tool: ToolDef, args: Record<string, unknown>, principal: Principal, call: ToolCall): Promise<CallToolResult> {
     const started = performance.now();
     let result: CallToolResult;
     let outcome: ToolCallOutcome['outcome'] = 'success';

@@ -8,7 +8,7 @@ import type { Request, Response } from 'express';
 import { AUDIT_OUTCOMES, StackError, type CallerContext } from '@stack/contracts';
 import { serviceKitToken, type ServiceKit } from '@stack/runtime';
 
-import { AuditLog, MAX_TREE_ID, readScope } from '../log/audit-log.service';
+import { AuditLog, MAX_TREE_ID, instant, readScope } from '../log/audit-log.service';
 import { AUDIT_CALLER_RESOLVER, type AuditCallerResolver } from './audit-caller.resolver';
 
 type Q = Record<string, string | undefined>;
@@ -22,13 +22,6 @@ function int(q: Q, name: string, max = Number.MAX_SAFE_INTEGER): number | undefi
 }
 
 const treeId = (q: Q) => int(q, 'tree_id', MAX_TREE_ID);
-
-function date(q: Q, name: string): string | undefined {
-  const v = q[name];
-  if (v === undefined || v === '') return undefined;
-  if (Number.isNaN(Date.parse(v))) throw new StackError('INVALID_REQUEST', `${name} must be an ISO 8601 date-time`);
-  return new Date(v).toISOString();
-}
 
 const OUTCOMES = new Set<string>(AUDIT_OUTCOMES);
 
@@ -51,7 +44,7 @@ export class AuditController {
   async list(@Req() req: Request, @Res() res: Response, @Query() q: Q): Promise<void> {
     let scope = await this.scope(req, 'audit.list');
     if (q.outcome && !OUTCOMES.has(q.outcome)) throw new StackError('INVALID_REQUEST', 'outcome must be success, failure or denied');
-    const filters = { member_id: q.member_id, agent_id: q.agent_id, passport_jti: q.passport_jti, session_id: q.session_id, action: q.action, outcome: q.outcome, since: date(q, 'since'), until: date(q, 'until') };
+    const filters = { member_id: q.member_id, agent_id: q.agent_id, passport_jti: q.passport_jti, session_id: q.session_id, action: q.action, outcome: q.outcome, since: instant(q.since, 'since'), until: instant(q.until, 'until') };
     const limit = int(q, 'limit');
     if (limit !== undefined && (limit < 1 || limit > 500)) throw new StackError('INVALID_REQUEST', 'limit must be between 1 and 500');
     if (q.follow !== 'true' && q.follow !== '1') {

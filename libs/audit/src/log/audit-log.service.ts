@@ -606,7 +606,7 @@ const EARLIEST = Date.parse('0001-01-01T00:00:00.000Z');
 const LATEST = Date.parse('9999-12-31T23:59:59.999Z');
 
 /** A since/until bound, refused as a bad request when Postgres could not read it. */
-function instant(v: string | undefined, name: string): string | undefined {
+export function instant(v: string | undefined, name: string): string | undefined {
   if (v === undefined || v === '') return undefined;
   const ms = Date.parse(v);
   if (Number.isNaN(ms) || ms < EARLIEST || ms > LATEST) throw new StackError('INVALID_REQUEST', `${name} must be an ISO 8601 date-time from year 1 to 9999`);

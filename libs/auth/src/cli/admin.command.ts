@@ -50,6 +50,7 @@ export const adminCommand: CliCommand = {
     const email = flag(rest, 'email');
     const password = sub === 'create-owner' ? await ownerPassword(rest, process.stdin) : undefined;
     if (!email || (sub === 'create-owner' && !password)) {
+      if (sub === 'create-owner' && rest.includes('--password-stdin')) process.stderr.write('stack admin create-owner: standard input held no password (its first line was empty)\n');
       process.stderr.write(USAGE);
       return 2;
     }

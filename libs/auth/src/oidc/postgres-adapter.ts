@@ -96,16 +96,12 @@ export class PostgresOidcAdapter {
   }
 
   async consume(id: string): Promise<void> {
-    const { rows } = await runStatement<{ grant_id: string | null }>(
-      this.dataSource,
-      `UPDATE ${this.table} SET consumed_at = now() WHERE model = $1 AND id = $2 AND consumed_at IS NULL RETURNING payload->>'grantId' AS grant_id`,
-      [this.model, id],
-    );
+    const { rows } = await runStatement(this.dataSource, `UPDATE ${this.table} SET consumed_at = now() WHERE model = $1 AND id = $2 AND consumed_at IS NULL RETURNING 1`, [this.model, id]);
     if (rows.length > 0 || this.model !== 'AuthorizationCode') return;
     // oidc-provider read the code unconsumed, but another request (another replica) redeemed it
     // between that read and this write: an authorization code is redeemed once (OAuth 2.1 §4.1.3),
     // so this request is refused and, as for any reuse, what the code gave is revoked (RFC 6749 §4.1.2).
-    const found = (await this.dataSource.query(`SELECT payload->>'grantId' AS grant_id FROM ${this.table} WHERE model = $1 AND id = $2`, [this.model, id])) as Array<{ grant_id: string | null }>;
+    const found = (await this.dataSource.query(`SELECT grant_id FROM ${this.table} WHERE model = $1 AND id = $2`, [this.model, id])) as Array<{ grant_id: string | null }>;
     const grantId = found[0]?.grant_id;
     if (grantId) await this.revokeByGrantId(grantId);
     throw new errors.InvalidGrant('authorization code already consumed');

@@ -14,7 +14,7 @@ function isLoopback(hostname: string): boolean {
 
 /** Schemes that are not an app's own: the browser or the system acts on them, or they name no app. */
 const NOT_AN_APP = new Set([
-  'about:', 'blob:', 'chrome:', 'data:', 'file:', 'filesystem:', 'ftp:', 'http:', 'https:', 'intent:', 'javascript:', 'jar:', 'mailto:',
+  'about:', 'blob:', 'chrome:', 'data:', 'file:', 'filesystem:', 'ftp:', 'http:', 'intent:', 'javascript:', 'jar:', 'mailto:',
   'sms:', 'tel:', 'urn:', 'view-source:', 'vbscript:', 'ws:', 'wss:',
 ]);
 
@@ -31,7 +31,7 @@ export function redirectUriProblem(uri: unknown): string | undefined {
   if (url.username || url.password) return 'redirect URIs must not carry a user name or password';
   if (url.protocol === 'https:') return undefined;
   if (url.protocol === 'http:' && isLoopback(url.hostname)) return undefined;
-  if (!NOT_AN_APP.has(url.protocol) && /^[a-z][a-z0-9+.-]*:$/.test(url.protocol)) return undefined;
+  if (!NOT_AN_APP.has(url.protocol)) return undefined;
   return `redirect URI ${JSON.stringify(uri)} must use https, plain http only on localhost or 127.0.0.1, or an app's own scheme (RFC 8252)`;
 }
 

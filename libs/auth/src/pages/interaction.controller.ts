@@ -62,7 +62,7 @@ export class InteractionController {
     const uid = str(req.query.uid);
     const csrf = this.csrfFor(req, res);
     const interaction = uid ? await this.interaction(req, res, uid) : undefined;
-    if (uid && !interaction) return sendPage(res, messagePage('Sign-in expired', 'This sign-in link has expired. Go back to your app and connect again.', 400));
+    if (uid && !interaction) return this.notContinued(res, 'Sign-in expired', 'This sign-in link has expired. Go back to your app and connect again.');
     sendPage(res, loginPage({ uid, csrf, clientName: interaction ? await this.clientNameOf(interaction) : undefined, signupOpen: this.kit.config.authSignup === 'open' }));
   }
 
@@ -106,7 +106,7 @@ export class InteractionController {
     res.append('Set-Cookie', `${DEVICE_COOKIE}=${this.devices.issue(member.email)}; Path=/login; Max-Age=${DEVICE_COOKIE_MAX_AGE_S}; HttpOnly; SameSite=Lax${secure}`);
     if (!uid) return sendPage(res, messagePage('Signed in', `You are signed in as ${member.email}. Connect an app to STACK to continue.`));
     const interaction = await this.interaction(req, res, uid);
-    if (!interaction) return sendPage(res, messagePage('Sign-in expired', 'This sign-in link has expired. Go back to your app and connect again.', 400));
+    if (!interaction) return this.notContinued(res, 'Sign-in expired', 'This sign-in link has expired. Go back to your app and connect again.');
     interaction.result = { login: { accountId: member.id } };
     await interaction.save(Math.max(1, interaction.exp - Math.floor(Date.now() / 1000)));
     res.redirect(303, interaction.returnTo);
@@ -117,7 +117,7 @@ export class InteractionController {
     const uid = str(req.query.uid);
     const csrf = this.csrfFor(req, res);
     const ctx = await this.consentContext(req, res, uid);
-    if (!ctx) return sendPage(res, messagePage('Request expired', 'This approval request has expired. Go back to your app and connect again.', 400));
+    if (!ctx) return this.notContinued(res, 'Request expired', 'This approval request has expired. Go back to your app and connect again.');
     const remembered = await this.accounts.connectedApp(ctx.member.id, ctx.clientId);
     const scopes: ConsentScope[] = ctx.requested.map((scope) => ({
       scope,
@@ -132,7 +132,7 @@ export class InteractionController {
     if (!this.csrfOk(req)) return sendPage(res, messagePage('Form expired', 'This form could not be verified (CSRF). Reload the page and try again.', 403));
     const uid = str(req.query.uid);
     const ctx = await this.consentContext(req, res, uid);
-    if (!ctx) return sendPage(res, messagePage('Request expired', 'This approval request has expired. Go back to your app and connect again.', 400));
+    if (!ctx) return this.notContinued(res, 'Request expired', 'This approval request has expired. Go back to your app and connect again.');
     const { interaction } = ctx;
     const raw: unknown = req.body?.scope;
     const ticked = new Set((Array.isArray(raw) ? raw : [raw]).filter((s): s is string => typeof s === 'string'));
@@ -241,12 +241,22 @@ export class InteractionController {
    */
   private async interaction(req: Request, res: Response, uid: string) {
     if (!uid || uid.length > 100) return undefined;
-    try {
-      const interaction = await this.oidc.provider.interactionDetails(req, res);
-      return interaction.uid === uid ? interaction : undefined;
-    } catch {
-      return undefined;
+    const here = await this.oidc.provider.interactionDetails(req, res).catch(() => undefined);
+    if (here?.uid === uid) return here;
+    // Not this browser's: say so (on the page and in the log) when the link is alive elsewhere.
+    if (await this.oidc.provider.Interaction.find(uid).catch(() => undefined)) {
+      (res.locals as { otherBrowser?: boolean }).otherBrowser = true;
+      this.kit.logger.info({ uid }, 'a sign-in or approval link was opened in a browser other than the one that began it; refused');
     }
+    return undefined;
+  }
+
+  /** The page for a link this browser cannot continue: expired, or begun in another browser. */
+  private notContinued(res: Response, title: string, text: string): void {
+    if ((res.locals as { otherBrowser?: boolean }).otherBrowser) {
+      return sendPage(res, messagePage('Open this link where you started', 'This link belongs to a sign-in begun in another browser. Finish it there, or go back to your app and connect again from this one.', 400));
+    }
+    sendPage(res, messagePage(title, text, 400));
   }
 
   private async clientNameOf(interaction: Interaction): Promise<string | undefined> {

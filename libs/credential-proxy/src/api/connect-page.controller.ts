@@ -6,8 +6,6 @@
  * `Referrer-Policy: same-origin`: browsers then send the real Origin on the post, and the link
  * (token in the query) still never goes to another site. The link works once and for 15 minutes.
  */
-import { createHash } from 'node:crypto';
-
 import { Controller, Get, Inject, Post, Query, Req, Res } from '@nestjs/common';
 import type { Request, Response } from 'express';
 
@@ -15,16 +13,14 @@ import { StackError } from '@stack/contracts';
 
 import { CredentialProxyCore } from '../credential-proxy.core';
 import { escapeHtml, page } from './connections.controller';
-import { cookieValue, pageHeaders, sameSecret } from './page-helpers';
+import { cookieValue, linkCookieName, pageHeaders, sameSecret } from './page-helpers';
 import { readBody } from './read-body';
 
 export const CONNECT_PATH = '/v1/connections/connect';
 const COOKIE = 'stack_connect_csrf';
 
 /** The CSRF cookie of one link: its own name, so two links open in one browser do not overwrite each other's. */
-export function connectCookie(token: string): string {
-  return `${COOKIE}_${createHash('sha256').update(token).digest('base64url').slice(0, 16)}`;
-}
+const connectCookie = (token: string): string => linkCookieName(COOKIE, token);
 
 @Controller('v1/connections/connect')
 export class ConnectPageController {

@@ -11,11 +11,14 @@ import { StackError } from '@stack/contracts';
 
 import { CredentialProxyCore } from '../credential-proxy.core';
 import { CONNECTION_NAME, creatorOf } from '../connections/connections.service';
-import { OAUTH_CALLBACK_PATH, OAUTH_CONFIRM_PATH, oauthCookieName } from '../oauth/upstream-oauth';
-import { cookieValue, pageHeaders, sameSecret } from './page-helpers';
+import { OAUTH_CALLBACK_PATH, OAUTH_CONFIRM_PATH } from '../oauth/upstream-oauth';
+import { cookieValue, linkCookieName, pageHeaders, sameSecret } from './page-helpers';
 import { readBody } from './read-body';
 
 type Json = Record<string, unknown>;
+
+/** The cookie that binds an authorization (`b`) or its confirmation page's CSRF token (`c`) to a browser. */
+const oauthCookieName = (kind: 'b' | 'c', state: string): string => linkCookieName(`stack_oauth_${kind}`, state);
 
 @Controller('v1')
 export class ConnectionsController {

@@ -3,7 +3,7 @@
  * confirmation and callback pages): their headers, a constant-time comparison of form tokens,
  * and reading a cookie.
  */
-import { timingSafeEqual } from 'node:crypto';
+import { createHash, timingSafeEqual } from 'node:crypto';
 
 import type { Request, Response } from 'express';
 
@@ -45,4 +45,12 @@ export function cookieValue(req: Request, name: string): string | undefined {
     }
   }
   return undefined;
+}
+
+/**
+ * The name of a cookie that belongs to one link or flow (`secret`: its token or state): its own
+ * name, so two open in one browser do not overwrite each other's, and the secret is not in it.
+ */
+export function linkCookieName(prefix: string, secret: string): string {
+  return `${prefix}_${createHash('sha256').update(secret).digest('base64url').slice(0, 16)}`;
 }

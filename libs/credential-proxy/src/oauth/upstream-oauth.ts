@@ -125,11 +125,6 @@ export function grantedScopes(scope: string, separator = ' '): string[] {
   return [...new Set(parts.filter(Boolean))];
 }
 
-/** The name of the cookie that binds an authorization (`b`) or its confirmation page's CSRF token (`c`) to a browser. */
-export function oauthCookieName(kind: 'b' | 'c', state: string): string {
-  return `stack_oauth_${kind}_${createHash('sha256').update(state).digest('base64url').slice(0, 16)}`;
-}
-
 function digest(value: string): Buffer {
   return createHash('sha256').update(value).digest();
 }
@@ -284,7 +279,7 @@ export class UpstreamOAuthManager {
         this.o.vault.forget(existing.operator_id, existing.id);
         throw new StackError('NOT_FOUND', 'the connection no longer exists; start the connection again');
       }
-      return (await this.o.repo.find(existing.operator_id, existing.id)) ?? { ...existing, secret: sealed, key_id: sealed.kid, status: 'active', scopes, expires_at: expiresAt };
+      return { ...existing, secret: sealed, key_id: sealed.kid, status: 'active', scopes, expires_at: expiresAt };
     }
     const id = this.o.newConnectionId();
     const sealed = await this.o.vault.seal(pending.operator_id, id, credential);
@@ -361,8 +356,8 @@ export class UpstreamOAuthManager {
     if (unsaved) {
       // An earlier refresh whose answer the database did not take: store it instead of spending the refresh token it may have retired.
       const expiresAt = unsaved.expires_at === null ? null : new Date(unsaved.expires_at);
-      const usable = unsaved.replaces === conn.secret.ct && (await this.o.vault.open(conn.operator_id, conn.id, unsaved.secret).then(() => true, () => false));
-      if (usable) {
+      const opened = unsaved.replaces === conn.secret.ct ? await this.o.vault.open(conn.operator_id, conn.id, unsaved.secret).catch(() => undefined) : undefined;
+      if (opened) {
         if (!(await this.o.repo.replaceSecret(conn.operator_id, conn.id, unsaved.secret, expiresAt, { scopes: unsaved.scopes }))) {
           this.o.vault.forget(conn.operator_id, conn.id);
           await this.o.cache.del(unsavedKey);
@@ -371,9 +366,14 @@ export class UpstreamOAuthManager {
         conn = { ...conn, secret: unsaved.secret, key_id: unsaved.secret.kid, expires_at: expiresAt, status: 'active' };
       }
       await this.o.cache.del(unsavedKey);
-      if (usable && !this.due(conn)) return this.o.vault.open(conn.operator_id, conn.id, conn.secret);
+      if (opened && !this.due(conn)) return opened;
+      if (opened) return this.refreshWith(conn, entry, opened, unsavedKey);
     }
-    const old = await this.o.vault.open(conn.operator_id, conn.id, conn.secret);
+    return this.refreshWith(conn, entry, await this.o.vault.open(conn.operator_id, conn.id, conn.secret), unsavedKey);
+  }
+
+  /** The refresh itself, with `old` the connection's credential as stored (opened once). */
+  private async refreshWith(conn: ConnectionRow, entry: CatalogEntry, old: Credential, unsavedKey: string): Promise<Credential> {
     if (old.kind !== 'oauth2' || !old.refresh_token) {
       await this.o.repo.setStatus(conn.operator_id, conn.id, 'needs_reauth');
       throw needsReauth(conn);
@@ -390,20 +390,23 @@ export class UpstreamOAuthManager {
       this.o.logger.warn({ connection_id: conn.id, service: entry.service_id, status: answer.status }, 'oauth: the provider could not refresh a token just now; the connection is kept');
       throw new StackError('UPSTREAM_ERROR', `${entry.name} could not refresh the token just now (status ${answer.status}); try again`, { upstream_status: answer.status });
     }
-    if (answer.ok && answer.unusable && oauthError(answer.body) === undefined) {
+    const refusal = oauthError(answer.body);
+    if (answer.ok && answer.unusable && refusal === undefined) {
       // A 2xx STACK cannot use is not a refusal: the refresh token may still be good, the next call tries again.
       this.o.logger.warn({ connection_id: conn.id, service: entry.service_id, status: answer.status, unusable: answer.unusable }, 'oauth: the provider answered a token refresh without a usable token; the connection is kept');
       throw new StackError('UPSTREAM_ERROR', `${entry.name} answered the token refresh without a usable token; try again`, { upstream_status: answer.status });
     }
-    if (CLIENT_REFUSED.has(oauthError(answer.body) ?? '')) {
+    if (CLIENT_REFUSED.has(refusal ?? '')) {
       // STACK's own client credentials were refused (a rotated or mistyped client secret): the member's grant says nothing, and stays.
-      this.o.logger.warn({ connection_id: conn.id, service: entry.service_id, status: answer.status, oauth_error: oauthError(answer.body) }, 'oauth: the provider refused STACK’s OAuth client while refreshing a token (check STACK_UPSTREAM_OAUTH_CLIENTS); the connection is kept');
+      this.o.logger.warn({ connection_id: conn.id, service: entry.service_id, status: answer.status, oauth_error: refusal }, 'oauth: the provider refused STACK’s OAuth client while refreshing a token (check STACK_UPSTREAM_OAUTH_CLIENTS); the connection is kept');
       throw new StackError('UPSTREAM_ERROR', `${entry.name} refused STACK's OAuth client while refreshing the token`, { upstream_status: answer.status });
     }
-    const refusal = oauthError(answer.body);
     if ((!answer.ok || refusal !== undefined) && !GRANT_REFUSED.has(refusal ?? '')) {
       // Refused, but not the grant: a misconfigured or moved token endpoint (404, a redirect), or a request the provider could not read.
-      this.o.logger.warn({ connection_id: conn.id, service: entry.service_id, status: answer.status, oauth_error: refusal }, 'oauth: the provider refused a token refresh without saying the grant is gone (check the service’s token endpoint); the connection is kept');
+      this.o.logger.warn(
+        { connection_id: conn.id, service: entry.service_id, status: answer.status, oauth_error: refusal, token_url: this.client(entry).endpoints.token_url },
+        'oauth: the provider refused a token refresh without saying the grant is gone (check the service’s token endpoint); the connection is kept',
+      );
       throw new StackError('UPSTREAM_ERROR', `${entry.name} refused the token refresh (status ${answer.status}${refusal ? `, ${refusal}` : ''}); the connection is kept`, { upstream_status: answer.status });
     }
     if (!answer.ok || answer.unusable || !answer.body.access_token) {
@@ -415,7 +418,7 @@ export class UpstreamOAuthManager {
         if (!this.due(now)) return this.o.vault.open(now.operator_id, now.id, now.secret);
         throw new StackError('UPSTREAM_ERROR', `${entry.name} refused a token refresh that another one overtook; try again`, { upstream_status: answer.status });
       }
-      this.o.logger.warn({ connection_id: conn.id, service: entry.service_id, status: answer.status, oauth_error: oauthError(answer.body) }, 'oauth: the provider refused the token refresh; the connection needs a new authorization');
+      this.o.logger.warn({ connection_id: conn.id, service: entry.service_id, status: answer.status, oauth_error: refusal }, 'oauth: the provider refused the token refresh; the connection needs a new authorization');
       throw needsReauth(conn);
     }
     const fresh: Credential = { kind: 'oauth2', access_token: answer.body.access_token, refresh_token: answer.body.refresh_token ?? old.refresh_token, token_type: answer.body.token_type };
@@ -433,7 +436,12 @@ export class UpstreamOAuthManager {
         () => true,
         () => false,
       );
-      this.o.logger.warn({ connection_id: conn.id, service: entry.service_id, kept, cause_code: causeCode(err) ?? (err instanceof Error ? err.name : undefined) }, 'oauth: a refreshed token could not be stored; the next refresh stores it');
+      this.o.logger.warn(
+        { connection_id: conn.id, service: entry.service_id, kept, cause_code: causeCode(err) ?? (err instanceof Error ? err.name : undefined) },
+        kept
+          ? 'oauth: a refreshed token could not be stored; it is kept in the cache and the next refresh stores it'
+          : 'oauth: a refreshed token could not be stored, nor kept in the cache; if the provider retired the old refresh token, the connection will need a new authorization by a member',
+      );
       throw err;
     }
     if (!stored) {

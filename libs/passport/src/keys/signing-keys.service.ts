@@ -13,16 +13,11 @@ import { Inject, Injectable, type OnModuleDestroy, type OnModuleInit } from '@ne
 import { PASSPORT_TTL, type PassportJwk } from '@stack/contracts';
 import { qualifiedTable, runStatement, schemaOf } from '@stack/persistence';
 import { serviceKitToken, type ServiceKit } from '@stack/runtime';
-import { EnvelopeCipher, Keyring, publicJwkOf, publicKeyOfJwk, type SealedSecret } from '@stack/security';
+import { EnvelopeCipher, Keyring, RefreshOnMiss, publicJwkOf, publicKeyOfJwk, type SealedSecret } from '@stack/security';
 
 /** Retired keys are published this long past the longest passport TTL (clock skew between nodes). */
 const PUBLISH_MARGIN_MS = 5 * 60_000;
 const BINDING_OPERATOR = 'stack-passport-signing-keys';
-/** Re-reads of the keys for unknown kids start at least this far apart (a flood of random kids). */
-const UNKNOWN_KID_REREAD_GAP_MS = 100;
-/** A kid a re-read did not find is answered unknown without another re-read this long. */
-const UNKNOWN_KID_MEMORY_MS = 1000;
-const UNKNOWN_KID_LIMIT = 10_000;
 
 interface KeyRow {
   kid: string;
@@ -39,12 +34,8 @@ export class SigningKeys implements OnModuleInit, OnModuleDestroy {
   private active?: { kid: string; privateKey: KeyObject; createdAt: number };
   private publicKeys = new Map<string, { key: KeyObject; jwk: PassportJwk; publishUntil: number | null }>();
   private lastReload = 0;
-  /** Re-reads for unknown kids (publicKey): the one running, the one waiting to start, when the last started. */
-  private runningReread?: Promise<void>;
-  private pendingReread?: Promise<void>;
-  private lastReread = 0;
-  /** Kids a re-read did not find → until when they are answered unknown without another. */
-  private readonly unknownKids = new Map<string, number>();
+  /** An unknown kid re-reads the table (a key another replica has just made), shared and paced. */
+  private readonly lookup = new RefreshOnMiss<KeyObject>({ lookup: (kid) => this.publicKeys.get(kid)?.key, refresh: () => this.reload() });
   private timer?: NodeJS.Timeout;
 
   constructor(@Inject(serviceKitToken('passport')) private readonly kit: ServiceKit) {
@@ -77,46 +68,11 @@ export class SigningKeys implements OnModuleInit, OnModuleDestroy {
   /**
    * The public key of a kid. An unknown kid waits for a re-read of the table that starts after it
    * was asked for — a key another replica has just made is there, since nothing is signed with a
-   * key before its row commits — and only then is answered unknown. The re-reads are shared: at
-   * most one runs and one waits to start (every miss meanwhile joins it), at least
-   * UNKNOWN_KID_REREAD_GAP_MS apart, apart from the maintenance round's; and a kid still unknown
-   * after one is answered unknown without another for UNKNOWN_KID_MEMORY_MS. So a flood of random
-   * kids costs at most a few small reads a second.
+   * key before its row commits — and only then is answered unknown (RefreshOnMiss: shared,
+   * paced, a kid still unknown remembered for a second).
    */
-  async publicKey(kid: string): Promise<KeyObject | undefined> {
-    const hit = this.publicKeys.get(kid);
-    if (hit) return hit.key;
-    if ((this.unknownKids.get(kid) ?? 0) > Date.now()) return undefined;
-    await this.rereadForUnknownKid();
-    const found = this.publicKeys.get(kid)?.key;
-    if (!found) {
-      if (this.unknownKids.size >= UNKNOWN_KID_LIMIT) this.unknownKids.clear();
-      this.unknownKids.set(kid, Date.now() + UNKNOWN_KID_MEMORY_MS);
-    }
-    return found;
-  }
-
-  /** The next re-read for unknown kids that has not started yet (joined by every miss until it starts). */
-  private rereadForUnknownKid(): Promise<void> {
-    if (this.pendingReread) return this.pendingReread;
-    const before = this.runningReread ?? Promise.resolve();
-    const reread: Promise<void> = before
-      .catch(() => undefined)
-      .then(async () => {
-        const wait = this.lastReread + UNKNOWN_KID_REREAD_GAP_MS - Date.now();
-        if (wait > 0) await new Promise((r) => setTimeout(r, wait));
-        // Started: a miss from now on waits for the next one.
-        this.pendingReread = undefined;
-        this.runningReread = reread;
-        this.lastReread = Date.now();
-        try {
-          await this.reload();
-        } finally {
-          if (this.runningReread === reread) this.runningReread = undefined;
-        }
-      });
-    this.pendingReread = reread;
-    return reread;
+  publicKey(kid: string): Promise<KeyObject | undefined> {
+    return this.lookup.get(kid);
   }
 
   async jwks(): Promise<PassportJwk[]> {

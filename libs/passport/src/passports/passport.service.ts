@@ -142,7 +142,7 @@ export class PassportService {
       const written = await this.revokeBeyondGrant(m, caller, operatorId, input.agent_id, grant, 'grant narrowed');
       return { grant, written };
     });
-    await this.afterGrantChange(caller, operatorId, input.agent_id, input.connection_id, grant, written, 'grant narrowed');
+    await this.afterGrantChange(caller, operatorId, input.agent_id, grant, written, 'grant narrowed');
     return grant;
   }
 
@@ -162,7 +162,7 @@ export class PassportService {
       // Every live passport of the agent naming the connection dies with the grant, and so what was delegated from them (chain).
       return this.revokeBeyondGrant(m, caller, operatorId, agentId, { connection_id: connectionId }, 'grant removed');
     });
-    await this.afterGrantChange(caller, operatorId, agentId, connectionId, undefined, written, 'grant removed');
+    await this.afterGrantChange(caller, operatorId, agentId, { connection_id: connectionId }, written, 'grant removed');
     return { removed: true };
   }
 
@@ -173,39 +173,34 @@ export class PassportService {
    * the chain check, the passports refreshed from them through the refresh lineage.
    */
   private async revokeBeyondGrant(
-    m: EntityManager | undefined,
+    m: EntityManager,
     caller: CallerContext,
     operatorId: string,
     agentId: string,
     grant: Pick<GrantView, 'connection_id'> & Partial<Pick<GrantView, 'scopes' | 'constraints'>>,
     reason: string,
-    skip: ReadonlySet<string> = new Set(),
   ): Promise<RevocationEntry[]> {
-    const live = await this.store.livePassportsNamingConnection(m ?? this.kit.dataSource, operatorId, agentId, grant.connection_id);
-    const beyond = live.filter((p) => !skip.has(p.jti) && !p.services.filter((s) => s.connection_id === grant.connection_id).every((s) => coveredBy(s, grant)));
+    const live = await this.store.livePassportsNamingConnection(m, operatorId, agentId, grant.connection_id);
+    const beyond = live.filter((p) => !p.services.filter((s) => s.connection_id === grant.connection_id).every((s) => coveredBy(s, grant)));
     if (!beyond.length) return [];
-    const revokedAtMs = Date.now();
-    const entries: RevocationEntry[] = beyond.map((p) => ({ id: newId('rev'), kind: 'jti', value: p.jti, operator_id: operatorId, revoked_at_ms: revokedAtMs, expires_at_ms: new Date(p.expires_at).getTime() + 60_000, reason }));
-    const write = async (tx: EntityManager) => {
-      await this.writeRevocations(tx, entries);
-      for (const e of entries) {
-        await this.kit.audit.enqueue(tx, { caller, layer: 'passport', action: 'passport.revoke_passport', outcome: 'success', passport_jti: e.value, agent_id: agentId, target: { connection: grant.connection_id } });
-      }
-    };
-    if (m) await write(m);
-    else await this.store.transaction(write);
+    const entries = this.jtiEntries({ operator_id: operatorId, revoked_at_ms: Date.now(), reason }, beyond);
+    await this.writeRevocations(m, entries);
+    for (const e of entries) {
+      await this.kit.audit.enqueue(m, { caller, layer: 'passport', action: 'passport.revoke_passport', outcome: 'success', passport_jti: e.value, agent_id: agentId, target: { connection: grant.connection_id } });
+    }
     return entries;
   }
 
   /**
    * After a grant change commits: its revocations applied here and published, then the live
    * passports looked for once more — one minted meanwhile (its row written after the
-   * transaction's read, its own check of the grant before the commit) was not in that read. A
-   * mint that checks the grant after the commit finds the change itself (`mint`).
+   * transaction's read, its own check of the grant before the commit) was not in that read (those
+   * just revoked are not live any more). A mint that checks the grant after the commit finds the
+   * change itself (`mint`).
    */
-  private async afterGrantChange(caller: CallerContext, operatorId: string, agentId: string, connectionId: string, grant: GrantView | undefined, written: RevocationEntry[], reason: string): Promise<void> {
+  private async afterGrantChange(caller: CallerContext, operatorId: string, agentId: string, grant: Pick<GrantView, 'connection_id'> & Partial<Pick<GrantView, 'scopes' | 'constraints'>>, written: RevocationEntry[], reason: string): Promise<void> {
     await this.afterRevocation(written);
-    const late = await this.revokeBeyondGrant(undefined, caller, operatorId, agentId, grant ?? { connection_id: connectionId }, reason, new Set(written.map((e) => e.value)));
+    const late = await this.store.transaction((m) => this.revokeBeyondGrant(m, caller, operatorId, agentId, grant, reason));
     await this.afterRevocation(late);
   }
 
@@ -377,11 +372,7 @@ export class PassportService {
    */
   async revokeMemberPassports(cause: RevocationEntry): Promise<void> {
     if (cause.kind !== 'member') return;
-    const late = await this.store.livePassportsOfMemberAfter(cause.operator_id, cause.value, cause.revoked_at_ms);
-    if (!late.length) return;
-    const entries = this.jtiEntries(cause, late);
-    await this.store.transaction((m) => this.writeRevocations(m, entries));
-    await this.afterRevocation(entries);
+    await this.revokeByJti(cause, await this.store.livePassportsOfMemberAfter(cause.operator_id, cause.value, cause.revoked_at_ms));
   }
 
   /** The answer of `POST /v1/passports/verify`: never throws for a bad passport, only for a stale node (503). */
@@ -522,9 +513,7 @@ export class PassportService {
 
   /** A passport just minted that a revocation committed meanwhile should have killed: revoked by its jti, and refused. */
   private async revokeMinted(operatorId: string, issued: IssuedPassport, reason: string): Promise<never> {
-    const entry: RevocationEntry = { id: newId('rev'), kind: 'jti', value: issued.jti, operator_id: operatorId, revoked_at_ms: Date.now(), expires_at_ms: new Date(issued.expires_at).getTime() + 60_000, reason };
-    await this.store.transaction((m) => this.writeRevocations(m, [entry]));
-    await this.afterRevocation([entry]);
+    await this.revokeByJti({ operator_id: operatorId, revoked_at_ms: Date.now(), reason }, [issued]);
     throw new StackError('PASSPORT_REVOKED', 'the passport has been revoked');
   }
 
@@ -587,7 +576,7 @@ export class PassportService {
     return Promise.resolve([]);
   }
 
-  private jtiEntries(cause: RevocationEntry, passports: readonly LivePassport[]): RevocationEntry[] {
+  private jtiEntries(cause: Pick<RevocationEntry, 'operator_id' | 'revoked_at_ms' | 'reason'>, passports: readonly { jti: string; expires_at: Date | string }[]): RevocationEntry[] {
     return passports.map((p) => ({
       id: newId('rev'),
       kind: 'jti',
@@ -607,9 +596,13 @@ export class PassportService {
    */
   private async revokeLateComers(cause: RevocationEntry, written: readonly RevocationEntry[]): Promise<void> {
     const done = new Set(written.map((e) => e.value));
-    const late = (await this.livePassportsKilledBy(undefined, cause)).filter((p) => !done.has(p.jti));
-    if (!late.length) return;
-    const entries = this.jtiEntries(cause, late);
+    await this.revokeByJti(cause, (await this.livePassportsKilledBy(undefined, cause)).filter((p) => !done.has(p.jti)));
+  }
+
+  /** Revokes these passports by jti, as `cause` says: stored with their outbox rows, applied here and published. */
+  private async revokeByJti(cause: Pick<RevocationEntry, 'operator_id' | 'revoked_at_ms' | 'reason'>, passports: readonly { jti: string; expires_at: Date | string }[]): Promise<void> {
+    if (!passports.length) return;
+    const entries = this.jtiEntries(cause, passports);
     await this.store.transaction((m) => this.writeRevocations(m, entries));
     await this.afterRevocation(entries);
   }

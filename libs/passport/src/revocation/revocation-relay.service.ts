@@ -44,7 +44,14 @@ export class RevocationRelay implements OnModuleInit, OnApplicationBootstrap, On
     this.unsubscribe = this.host.state.onRevoked((entry) => {
       if (OWN_KINDS.has(entry.kind)) return;
       void this.store.insertRevocation(this.kit.dataSource, entry).catch((err: Error) => this.kit.logger.warn({ revocation_id: entry.id, err: err.message }, 'could not store a revocation'));
-      void this.passports.revokeMemberPassports(entry).catch((err: Error) => this.kit.logger.warn({ revocation_id: entry.id, err: err.message }, 'could not revoke the passports minted from a revoked member’s'));
+      if (entry.kind === 'member') {
+        void this.passports.revokeMemberPassports(entry).catch((err: Error) =>
+          this.kit.logger.warn(
+            { revocation_id: entry.id, operator_id: entry.operator_id, member_id: entry.value, err: err.message },
+            'could not revoke the passports refreshed or delegated from a revoked member’s after the revocation; revoke that member’s agents’ passports (POST /v1/passports/revoke) or restart a passport replica to retry',
+          ),
+        );
+      }
     });
     this.handle = this.kit.bus.handle(PASSPORT_COMMANDS.revocationSnapshot, () => {
       const state = this.host.state;

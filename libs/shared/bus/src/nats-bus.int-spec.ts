@@ -109,7 +109,7 @@ describe('NATS bus: a caller context read off a stream', () => {
         h.set(BUS_HEADERS.caller, caller);
         await spy.jetstream().publish(subject, new TextEncoder().encode(JSON.stringify(payload)), { headers: h });
       };
-      const revocation = { id: 'rev_forged', kind: 'operator', value: 'op_1', operator_id: 'op_1', revoked_at_ms: Date.now(), expires_at_ms: Date.now() + 60_000 };
+      const revocation = { id: 'rev_forged', kind: 'operator' as const, value: 'op_1', operator_id: 'op_1', revoked_at_ms: Date.now(), expires_at_ms: Date.now() + 60_000 };
       await raw(eventSubject(prefix, RevocationRecordedEvent), 'rev_forged', stolen, revocation);
       const longAgo = new CallerContextSigner(secret, 60_000, () => Date.now() - 120_000).sign(admin, eventSubject(prefix, AuditRecordedEvent));
       await raw(eventSubject(prefix, AuditRecordedEvent), 'aud_expired', longAgo, audit('aud_expired'));

@@ -140,10 +140,9 @@ export class MemoryCache implements Cache {
     }
     const current = this.asString(entry.value);
     // What Redis takes as an integer: a canonical signed 64-bit decimal ("007", "-0", "+1" are not).
-    if (!/^(0|-?[1-9]\d{0,18})$/.test(current) || BigInt(current) > INT64_MAX || BigInt(current) < INT64_MIN) {
-      throw new WrongTypeError('ERR value is not an integer or out of range');
-    }
-    const next = BigInt(current) + BigInt(by);
+    const value = /^(0|-?[1-9]\d{0,18})$/.test(current) ? BigInt(current) : undefined;
+    if (value === undefined || value > INT64_MAX || value < INT64_MIN) throw new WrongTypeError('ERR value is not an integer or out of range');
+    const next = value + BigInt(by);
     if (next > INT64_MAX || next < INT64_MIN) throw new WrongTypeError('ERR increment or decrement would overflow');
     this.store.update(k, entry, next.toString());
     return Number(next);

@@ -19,8 +19,6 @@ export class ConfigError extends Error {
 
 type Env = Record<string, string | undefined>;
 
-/** Bounds of STACK_PASSPORT_MAX_LIFETIME_SECONDS: from the longest passport TTL to 30 days. */
-export const PASSPORT_MAX_LIFETIME = { defaultSeconds: 86_400, minSeconds: PASSPORT_TTL.maxSeconds, maxSeconds: 30 * 86_400 } as const;
 
 const LOG_LEVELS: LogLevel[] = ['trace', 'debug', 'info', 'warn', 'error', 'fatal'];
 
@@ -243,7 +241,7 @@ export function loadConfig(env: Env = process.env): StackConfig {
     revocationMaxStalenessMs: int('STACK_REVOCATION_MAX_STALENESS', 30, 1, 3600) * 1000,
     passportKeyRotationMs: int('STACK_PASSPORT_KEY_ROTATION_SECONDS', 604_800, 60, 31_536_000) * 1000,
     // At least the longest TTL, so a fresh passport is never cut at issue; at most 30 days.
-    passportMaxLifetimeMs: int('STACK_PASSPORT_MAX_LIFETIME_SECONDS', PASSPORT_MAX_LIFETIME.defaultSeconds, PASSPORT_MAX_LIFETIME.minSeconds, PASSPORT_MAX_LIFETIME.maxSeconds) * 1000,
+    passportMaxLifetimeMs: int('STACK_PASSPORT_MAX_LIFETIME_SECONDS', 86_400, PASSPORT_TTL.maxSeconds, 30 * 86_400) * 1000,
   };
   if (problems.length) throw new ConfigError(problems);
   return config;

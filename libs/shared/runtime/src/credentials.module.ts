@@ -22,7 +22,7 @@ import { Inject, Injectable, Module } from '@nestjs/common';
 import type { Bus, BusConnection } from '@stack/bus';
 import type { StackConfig } from '@stack/config';
 import { ACCESS_TOKEN_TYP, PASSPORT_COMMANDS, PASSPORT_TYP, ResolveApiKeyCommand, ResolveMemberAccessCommand, StackError, apiResource, mcpResource, scopesOfRole, type CallerContext } from '@stack/contracts';
-import { AccessTokenVerifier, CallerContextSigner, PassportVerifier, publicKeyOfJwk, type VerifiedPassport } from '@stack/security';
+import { AccessTokenVerifier, CallerContextSigner, PassportVerifier, RefreshOnMiss, publicKeyOfJwk, type VerifiedPassport } from '@stack/security';
 import type { KeyObject } from 'node:crypto';
 
 import { RevocationHost, RevocationModule } from './revocation.module';
@@ -44,17 +44,13 @@ export interface ResolvedCredential {
 export type Resource = 'api' | 'mcp';
 
 /** How long a node trusts auth's answer for an API key before asking again. */
-export const API_KEY_CACHE_MS = 30_000;
+const API_KEY_CACHE_MS = 30_000;
 /**
  * How long auth's `api_key` revocation entry lives: past the longest a node may hold the key's
  * answer (a resolution in flight when the key was revoked, then the cache), with room for bus
  * delay and clock skew. After that auth refuses the key at lookup, which it does from the revoke on.
  */
 export const API_KEY_REVOCATION_TTL_MS = API_KEY_CACHE_MS + 5 * 60_000;
-/** Fetches of the passport key set start at least this far apart. */
-const JWKS_MIN_GAP_MS = 100;
-/** A kid a fresh fetch did not find is refused without another fetch for this long. */
-const UNKNOWN_KID_MS = 1_000;
 
 export function bearerOf(authorization: string | undefined): string | undefined {
   const m = /^Bearer\s+(\S+)\s*$/i.exec(authorization ?? '');
@@ -120,13 +116,14 @@ export class Credentials {
   /** Members' `allowed_connections` for access tokens (undefined: not limited). */
   private readonly memberAccess = new Map<string, { allowed: string[] | undefined; until: number }>();
   private passportKeys = new Map<string, KeyObject>();
-  /** Fetches of the key set started and finished (a waiting request needs one started after it arrived), and when the last started. */
-  private jwksStarted = 0;
-  private jwksDone = 0;
-  private jwksStartedAt = 0;
-  /** Kids a fetch that started after they were asked for did not find, until when they are refused outright. */
-  private readonly unknownKids = new Map<string, number>();
-  private jwksFetch?: Promise<void>;
+  /** An unknown kid fetches the key set again over the bus, shared and paced. */
+  private readonly passportKeyLookup = new RefreshOnMiss<KeyObject>({
+    lookup: (kid) => this.passportKeys.get(kid),
+    refresh: async () => {
+      const { keys } = await this.bus.request(PASSPORT_COMMANDS.getJwks, {});
+      this.passportKeys = new Map(keys.map((k) => [k.kid, publicKeyOfJwk(k)]));
+    },
+  });
   private readonly signer: CallerContextSigner;
 
   constructor(
@@ -237,48 +234,9 @@ export class Credentials {
     return r.allowed_connections;
   }
 
-  /**
-   * The passport service's public key `kid`. An unknown kid waits for the fetch of the key set
-   * under way, and if that does not hold it, for one that starts after it arrived — a key the
-   * passport service made a moment ago (a rotation) is then found, where a fetch throttled for
-   * seconds would have refused it.
-   * Fetches are shared by every request missing meanwhile and start at least
-   * JWKS_MIN_GAP_MS apart; a kid still unknown after one is refused without another for
-   * UNKNOWN_KID_MS, so a flood of made-up kids costs a few fetches a second at most. A fetch that
-   * fails fails the requests waiting for it with the bus's error; the next miss tries again.
-   */
-  private async passportKey(kid: string): Promise<KeyObject | undefined> {
-    const known = this.passportKeys.get(kid);
-    if (known) return known;
-    if ((this.unknownKids.get(kid) ?? 0) > Date.now()) return undefined;
-    const need = this.jwksStarted + 1;
-    while (this.jwksDone < need) {
-      if (!this.jwksFetch) {
-        const wait = this.jwksStartedAt + JWKS_MIN_GAP_MS - Date.now();
-        if (wait > 0) {
-          await new Promise((r) => setTimeout(r, wait));
-          continue;
-        }
-        this.jwksStarted += 1;
-        this.jwksStartedAt = Date.now();
-        this.jwksFetch = (async () => {
-          const { keys } = await this.bus.request(PASSPORT_COMMANDS.getJwks, {});
-          this.passportKeys = new Map(keys.map((k) => [k.kid, publicKeyOfJwk(k)]));
-        })().finally(() => {
-          this.jwksDone += 1;
-          this.jwksFetch = undefined;
-        });
-      }
-      await this.jwksFetch;
-      // Found by a fetch already under way when it arrived: no need for one of its own.
-      if (this.passportKeys.has(kid)) break;
-    }
-    const found = this.passportKeys.get(kid);
-    if (!found) {
-      if (this.unknownKids.size >= 10_000) this.unknownKids.clear();
-      this.unknownKids.set(kid, Date.now() + UNKNOWN_KID_MS);
-    }
-    return found;
+  /** The passport service's public key `kid`: an unknown kid fetches the key set again (RefreshOnMiss). */
+  private passportKey(kid: string): Promise<KeyObject | undefined> {
+    return this.passportKeyLookup.get(kid);
   }
 }
 

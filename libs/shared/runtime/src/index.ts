@@ -5,6 +5,6 @@ export { StackErrorFilter, toStackError } from './stack-error.filter';
 export { runCli, type CliCommand, type RunCliOptions } from './cli';
 export { AuditRecorder, auditEventPayload, newAuditId, type AuditEntryInput, type AuditEventPayload } from './audit-recorder';
 export { RevocationModule, RevocationHost, busRevocationFeed, type LocalRevocationSnapshot } from './revocation.module';
-export { API_KEY_CACHE_MS, API_KEY_REVOCATION_TTL_MS, Credentials, CredentialsModule, bearerOf, jwtTyp, type CredentialKind, type ResolvedCredential, type Resource } from './credentials.module';
+export { API_KEY_REVOCATION_TTL_MS, Credentials, CredentialsModule, bearerOf, jwtTyp, type CredentialKind, type ResolvedCredential, type Resource } from './credentials.module';
 export { withServiceDatabases, definitionOf, type ServiceDatabase } from './service-databases';
 export { JSON_BODY_LIMIT_BYTES, readJsonBody, readRawBody, type FastRoute, type FastAnswer, type FastRequestParts } from './fast-routes';

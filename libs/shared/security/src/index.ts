@@ -8,6 +8,7 @@ export * from './revocation/in-flight-registry';
 export * from './revocation/call-abort';
 export * from './passport/passport-token';
 export * from './passport/passport-verifier';
+export * from './passport/refresh-on-miss';
 export * from './network/address-policy';
 export * from './vault/key-rotation';
 export * from './re2-cost';

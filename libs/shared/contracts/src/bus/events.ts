@@ -4,6 +4,7 @@
 import { Type } from '@sinclair/typebox';
 
 import { AuditLayerSchema, AuditOutcomeSchema, AuditTargetSchema } from '../audit/audit-entry';
+import { RevocationKindSchema } from '../passport/passport-claims';
 import { SERVICE_NAMES } from '../services';
 import { defineEvent } from './definitions';
 
@@ -56,7 +57,7 @@ export const RevocationRecordedEvent = defineEvent({
   description: 'A passport jti or an API key id (api_key) is dead, or every credential of a subject issued up to revoked_at_ms is.',
   payload: Type.Object({
     id: Type.String(),
-    kind: Type.Union(['jti', 'agent', 'session', 'member', 'operator', 'grant', 'client', 'api_key'].map((k) => Type.Literal(k))),
+    kind: RevocationKindSchema,
     value: Type.String(),
     operator_id: Type.String(),
     revoked_at_ms: Type.Integer(),

@@ -76,3 +76,7 @@ export const PassportJwkSchema = Type.Object({
   use: Type.Literal('sig'),
 });
 export type PassportJwk = Static<typeof PassportJwkSchema>;
+
+/** What a revocation names (DESIGN.md §4, and `api_key`: a key id): a passport's jti, or a subject whose credentials die. */
+export const REVOCATION_KINDS = ['jti', 'agent', 'session', 'member', 'operator', 'grant', 'client', 'api_key'] as const;
+export const RevocationKindSchema = Type.Union(REVOCATION_KINDS.map((k) => Type.Literal(k)));

@@ -18,6 +18,7 @@ import {
   PassportJwkSchema,
   SCOPE_PATTERN,
   SERVICE_ID_PATTERN,
+  RevocationKindSchema,
 } from './passport-claims';
 
 const Reason = Type.Optional(Type.String({ maxLength: 500 }));
@@ -116,8 +117,6 @@ export const PassportSummarySchema = Type.Object({
 export type PassportSummary = Static<typeof PassportSummarySchema>;
 
 export const ListActivePassportsRequest = Type.Object({ agent_id: Type.Optional(Type.String()), session_id: Type.Optional(Type.String()) });
-
-export const RevocationKindSchema = Type.Union(['jti', 'agent', 'session', 'member', 'operator', 'grant', 'client', 'api_key'].map((k) => Type.Literal(k)));
 
 export const RevocationEntrySchema = Type.Object({
   id: Type.String(),

@@ -7,10 +7,12 @@
  * know when it was created. Entries leave the set once no credential they could match is alive
  * (`expires_at_ms`) — for an API key, once no node can still hold it in its cache.
  */
-export const REVOCATION_KINDS = ['jti', 'agent', 'session', 'member', 'operator', 'grant', 'client', 'api_key'] as const;
+import { REVOCATION_KINDS } from '@stack/contracts';
+
+export { REVOCATION_KINDS };
 export type RevocationKind = (typeof REVOCATION_KINDS)[number];
 export type SubjectKind = Exclude<RevocationKind, 'jti'>;
-export const SUBJECT_KINDS: readonly SubjectKind[] = ['agent', 'session', 'member', 'operator', 'grant', 'client', 'api_key'];
+export const SUBJECT_KINDS: readonly SubjectKind[] = REVOCATION_KINDS.filter((k): k is SubjectKind => k !== 'jti');
 /** Kinds that kill their subject outright, not only what was issued up to `revoked_at_ms`. */
 const TIMELESS_KINDS: ReadonlySet<RevocationKind> = new Set(['jti', 'api_key']);
 
